@@ -1,0 +1,162 @@
+"""The method contract: what every translation method offers the shared trainer.
+
+A method is one module in ``methods/`` that defines a subclass of :class:`TranslationMethod` and
+registers it with :func:`register`. The trainer owns the loop, seeding, validation, learning-rate
+schedules, EMA, checkpoints and devices; the method owns only its networks, optimisers and losses.
+
+Conventions shared by all methods:
+
+- Images are float tensors of shape ``(B, 1, H, W)`` with values in ``[-1, 1]`` (0 in the
+  slice store maps to -1, the background).
+- A training batch is a dict with keys ``"t1"``, ``"t2"`` (images) and ``"mask_t1"``,
+  ``"mask_t2"`` (brain masks, float 0/1, same shape). Under unpaired sampling, ``t1`` and ``t2``
+  come from different, independently drawn slices.
+- Directions are ``"t1_to_t2"`` and ``"t2_to_t1"``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+DIRECTIONS = ("t1_to_t2", "t2_to_t1")
+
+_REGISTRY: dict[str, type[TranslationMethod]] = {}
+
+
+def register(name: str) -> Callable[[type[TranslationMethod]], type[TranslationMethod]]:
+    """Class decorator: make a method available to configs under ``plugin: <name>``."""
+
+    def wrap(cls: type[TranslationMethod]) -> type[TranslationMethod]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"method plugin {name!r} is registered twice")
+        cls.plugin_name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def registry() -> dict[str, type[TranslationMethod]]:
+    """All registered plugins (importing ``methods`` registers the built-in ones)."""
+    import methods  # noqa: F401  (side effect: registers the built-in methods)
+
+    return dict(_REGISTRY)
+
+
+def get_plugin(name: str) -> type[TranslationMethod]:
+    plugins = registry()
+    if name not in plugins:
+        raise KeyError(f"unknown method plugin {name!r}; known: {', '.join(sorted(plugins))}")
+    return plugins[name]
+
+
+def split_direction(direction: str) -> tuple[str, str]:
+    """``"t1_to_t2"`` -> ``("t1", "t2")``."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; expected one of {DIRECTIONS}")
+    src, dst = direction.split("_to_")
+    return src, dst
+
+
+class TranslationMethod(nn.Module, abc.ABC):
+    """Base class of every translation method.
+
+    Subclasses set :attr:`defaults` (every hyperparameter with its published value) and build
+    their networks and optimisers in ``__init__`` from ``self.params``. The paper-size and the
+    demo-size models go through the same code; only parameter values differ.
+    """
+
+    plugin_name: ClassVar[str] = ""
+    #: Every hyperparameter with its published default; config ``params`` override these.
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: False for methods with nothing to learn by gradient descent (identity, intensity maps):
+    #: the trainer then calls :meth:`fit` once instead of the step loop.
+    trainable: ClassVar[bool] = True
+    #: Parameters for a tiny CPU model (16-32 px, few channels) used by the contract tests.
+    tiny_params: ClassVar[dict[str, Any]] = {}
+    #: True if the method must see co-registered pairs (t1 and t2 of the same slice) in training.
+    needs_pairs: ClassVar[bool] = False
+
+    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
+        super().__init__()
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"method {self.plugin_name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.defaults))}"
+            )
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.image_size = image_size
+
+    # ----------------------------------------------------------------- training
+    @abc.abstractmethod
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        """One optimisation step (all of the method's updates); returns named scalar losses."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimisers; the trainer attaches a learning-rate scheduler to each."""
+        return {}
+
+    def ema_modules(self) -> dict[str, nn.Module]:
+        """Networks whose exponential moving average the trainer keeps and evaluates with."""
+        return {}
+
+    def fit(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
+        """Non-trainable methods: fit once on the training slices (default: nothing to fit)."""
+
+    def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
+        """Called once after training with the training slices, before any translation.
+
+        For statistics a method needs at test time (e.g. DisDiff's mean attribute code); the
+        results must live in buffers so that they are part of :meth:`state_dict`.
+        """
+
+    # -------------------------------------------------------------- translation
+    @abc.abstractmethod
+    def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        """Translate a batch ``(B, 1, H, W)`` in ``[-1, 1]``; returns the same shape and range."""
+
+    # ------------------------------------------------------------------ state
+    def full_state(self) -> dict[str, Any]:
+        """Networks, buffers and optimiser states: everything needed to resume exactly."""
+        return {
+            "model": self.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_full_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-tensor state beyond networks and optimisers (e.g. a history pool) - tensors only
+        or plain Python types, so that ``torch.load(weights_only=True)`` can read it back."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027
+        """Restore what :meth:`extra_state` returned."""
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameter count per top-level child network (for the efficiency table)."""
+        return {
+            name: sum(p.numel() for p in child.parameters())
+            for name, child in self.named_children()
+            if any(True for _ in child.parameters())
+        }

@@ -1,0 +1,3 @@
+"""mrbench: a reproducible benchmark for unsupervised MRI contrast translation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,76 @@
+"""Reading and writing volumes and files with clear errors and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+class InputError(RuntimeError):
+    """Bad input data: the message names the file and the problem, in one line."""
+
+
+def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:
+    """Load a NIfTI volume, checking that it is readable, ``ndim``-dimensional and not empty.
+
+    The data are read once here so that a truncated file fails now, naming the file, rather
+    than deep inside a later computation.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot read NIfTI volume ({reason})") from None
+    shape = data.shape
+    if ndim == 3 and len(shape) == 4 and shape[3] == 1:
+        data = data[..., 0]
+        shape = data.shape
+    if len(shape) != ndim:
+        raise InputError(f"{path}: expected a {ndim}D volume, got shape {tuple(shape)}")
+    if not np.isfinite(data).all():
+        raise InputError(f"{path}: volume contains NaN or infinite values")
+    if not np.any(data):
+        raise InputError(f"{path}: volume is all zero")
+    return nib.Nifti1Image(np.asarray(data), img.affine, img.header)
+
+
+def save_volume(data: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
+    """Write a float32 (or uint8 for masks) NIfTI atomically (temporary name, then rename)."""
+    path = Path(path)
+    img = nib.Nifti1Image(np.asarray(data), affine)
+    img.header.set_xyzt_units("mm")
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    The temporary name keeps the final suffixes (``x.nii.gz`` -> ``.x.tmpXXXX.nii.gz``) so that
+    libraries choosing a format by extension still do the right thing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()

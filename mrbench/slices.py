@@ -1,0 +1,260 @@
+"""The slice store: 2D axial slices of co-registered, normalised subject volumes.
+
+Layout of one split (``results/data/<dataset>/slices/<split>/``)::
+
+    t1.npy, t2.npy   float32 (N, S, S), intensities in [0, 1] (0 = background)
+    mask.npy         uint8   (N, S, S), the subject's brain mask
+    index.tsv        row, subject, slice (axial index z in the subject's preprocessed volume)
+    meta.json        size, crop/pad offsets per subject, normalisation rule, source volumes
+
+The arrays are plain ``.npy`` files opened with ``mmap_mode="r"``, so a torch ``Dataset`` reads
+slices on demand without loading a split into memory, and any tool (numpy, MATLAB via npy
+readers) can open them.
+
+Subject volumes come from preprocessing already normalised (see :func:`normalise_volume`), so the
+store only selects slices and crops or pads them to ``size`` x ``size`` about the brain's centre.
+The offsets are recorded so that predictions can be placed back on the subject's grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from mrbench.io import InputError, load_volume
+
+MODALITIES = ("t1", "t2")
+NORMALISATION_RULE = (
+    "per volume: divide by the 99.5th percentile of the intensities inside the brain mask, "
+    "clip to [0, 1], set voxels outside the mask to 0"
+)
+
+
+def normalise_volume(data: np.ndarray, mask: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    """The benchmark's intensity normalisation (see ``NORMALISATION_RULE``)."""
+    inside = data[mask > 0]
+    if inside.size == 0:
+        raise ValueError("empty brain mask")
+    scale = float(np.percentile(inside, percentile))
+    if scale <= 0:
+        raise ValueError("no positive intensity inside the brain mask")
+    out = np.clip(data.astype(np.float32) / scale, 0.0, 1.0)
+    out[mask <= 0] = 0.0
+    return out
+
+
+def select_slices(mask: np.ndarray, n: int, min_fraction: float = 0.05) -> np.ndarray:
+    """Axial slices (last axis) to keep: the ``n`` contiguous slices with the most brain.
+
+    Slices whose brain area is below ``min_fraction`` of the largest slice's are never kept, so
+    a subject with fewer than ``n`` brain slices contributes fewer slices, never empty ones.
+    """
+    area = mask.reshape(-1, mask.shape[-1]).sum(axis=0).astype(np.float64)
+    if area.max() <= 0:
+        raise ValueError("empty brain mask")
+    ok = np.flatnonzero(area >= min_fraction * area.max())
+    lo, hi = ok.min(), ok.max() + 1
+    n = min(n, hi - lo)
+    window = np.convolve(area[lo:hi], np.ones(n), mode="valid")
+    start = lo + int(np.argmax(window))
+    return np.arange(start, start + n)
+
+
+def crop_offsets(mask: np.ndarray, size: int) -> tuple[int, int]:
+    """In-plane offsets (x0, y0) of a ``size`` window centred on the brain's bounding box.
+
+    Negative offsets mean padding. The same window is used for every slice of a subject.
+    """
+    xs = np.flatnonzero(mask.any(axis=(1, 2)))
+    ys = np.flatnonzero(mask.any(axis=(0, 2)))
+    cx = (xs.min() + xs.max() + 1) // 2
+    cy = (ys.min() + ys.max() + 1) // 2
+    return int(cx - size // 2), int(cy - size // 2)
+
+
+def crop_pad(plane: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """Cut a ``size`` x ``size`` window starting at (x0, y0) from a 2D array, zero-padding."""
+    out = np.zeros((size, size), dtype=plane.dtype)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + size, plane.shape[0]), min(y0 + size, plane.shape[1])
+    if sx1 > sx0 and sy1 > sy0:
+        out[sx0 - x0 : sx1 - x0, sy0 - y0 : sy1 - y0] = plane[sx0:sx1, sy0:sy1]
+    return out
+
+
+def uncrop(window: np.ndarray, x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`crop_pad`: place a window back on a plane of ``shape`` (zeros elsewhere)."""
+    size = window.shape[0]
+    out = np.zeros(shape, dtype=window.dtype)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + size, shape[0]), min(y0 + size, shape[1])
+    if sx1 > sx0 and sy1 > sy0:
+        out[sx0:sx1, sy0:sy1] = window[sx0 - x0 : sx1 - x0, sy0 - y0 : sy1 - y0]
+    return out
+
+
+@dataclass(frozen=True)
+class SubjectVolumes:
+    """Paths of one preprocessed subject: co-registered T1, T2 and brain mask."""
+
+    subject: str
+    t1: Path
+    t2: Path
+    mask: Path
+
+    @classmethod
+    def in_dir(cls, subject: str, folder: str | Path) -> SubjectVolumes:
+        folder = Path(folder)
+        return cls(
+            subject, folder / "t1.nii.gz", folder / "t2.nii.gz", folder / "mask.nii.gz"
+        )
+
+
+def build_split(
+    subjects: list[SubjectVolumes], out_dir: str | Path, size: int, slices_per_subject: int
+) -> Path:
+    """Write one split of the slice store (atomically: a temporary folder renamed at the end)."""
+    out_dir = Path(out_dir)
+    if not subjects:
+        raise ValueError(f"{out_dir}: no subjects in this split")
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = []
+    per_subject = []
+    for sv in subjects:
+        mask_img = load_volume(sv.mask)
+        mask = np.asarray(mask_img.dataobj) > 0
+        vols = {}
+        for mod in MODALITIES:
+            img = load_volume(getattr(sv, mod))
+            if img.shape != mask.shape:
+                raise InputError(
+                    f"{getattr(sv, mod)}: shape {img.shape} differs from the mask's {mask.shape}"
+                )
+            vols[mod] = np.asarray(img.dataobj, dtype=np.float32)
+        zs = select_slices(mask, slices_per_subject)
+        x0, y0 = crop_offsets(mask[..., zs], size)
+        per_subject.append(
+            {
+                "subject": sv.subject,
+                "slices": zs.tolist(),
+                "x0": x0,
+                "y0": y0,
+                "shape": list(mask.shape),
+                "affine": mask_img.affine.tolist(),
+            }
+        )
+        counts.append(len(zs))
+    n = int(sum(counts))
+    arrays = {
+        mod: np.lib.format.open_memmap(tmp / f"{mod}.npy", "w+", np.float32, (n, size, size))
+        for mod in MODALITIES
+    }
+    arrays["mask"] = np.lib.format.open_memmap(tmp / "mask.npy", "w+", np.uint8, (n, size, size))
+    rows = []
+    i = 0
+    for sv, info in zip(subjects, per_subject, strict=True):
+        mask = np.asarray(load_volume(sv.mask).dataobj) > 0
+        vols = {m: np.asarray(load_volume(getattr(sv, m)).dataobj) for m in MODALITIES}
+        for z in info["slices"]:
+            for mod in MODALITIES:
+                arrays[mod][i] = crop_pad(vols[mod][..., z], info["x0"], info["y0"], size)
+            arrays["mask"][i] = crop_pad(mask[..., z].astype(np.uint8), info["x0"], info["y0"], size)
+            rows.append((i, sv.subject, z))
+            i += 1
+    for arr in arrays.values():
+        arr.flush()
+    del arrays
+    pd.DataFrame(rows, columns=["row", "subject", "slice"]).to_csv(
+        tmp / "index.tsv", sep="\t", index=False
+    )
+    meta = {
+        "size": size,
+        "slices_per_subject": slices_per_subject,
+        "n_slices": n,
+        "normalisation": NORMALISATION_RULE,
+        "subjects": per_subject,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+class SliceStore(Dataset):
+    """Read one split of the slice store lazily (memory-mapped).
+
+    ``store[i]`` returns the paired slice ``i``; :meth:`pair` returns T1 of slice ``i`` with T2
+    of slice ``j`` (unpaired sampling). Images are ``(1, S, S)`` float tensors in ``[-1, 1]``.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        for name in ("t1.npy", "t2.npy", "mask.npy", "index.tsv", "meta.json"):
+            if not (self.folder / name).exists():
+                raise InputError(f"{self.folder / name}: slice store file missing")
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+        self.index = pd.read_csv(self.folder / "index.tsv", sep="\t")
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        # opened lazily so that the object pickles cheaply into DataLoader workers
+        if self._arrays is None:
+            self._arrays = {
+                name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
+                for name in ("t1", "t2", "mask")
+            }
+        return self._arrays
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_arrays"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["size"])
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(self.index["subject"]))
+
+    def _image(self, mod: str, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.arrays[mod][i], dtype=np.float32))[None] * 2 - 1
+
+    def _mask(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.arrays["mask"][i], dtype=np.float32))[None]
+
+    def pair(self, i: int, j: int) -> dict[str, torch.Tensor]:
+        return {
+            "t1": self._image("t1", i),
+            "t2": self._image("t2", j),
+            "mask_t1": self._mask(i),
+            "mask_t2": self._mask(j),
+        }
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.pair(i, i)
+
+    def subject_rows(self, subject: str) -> np.ndarray:
+        return self.index.loc[self.index["subject"] == subject, "row"].to_numpy()
+
+    def subject_info(self, subject: str) -> dict:
+        for info in self.meta["subjects"]:
+            if info["subject"] == subject:
+                return info
+        raise KeyError(subject)
