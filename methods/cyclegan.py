@@ -1,0 +1,214 @@
+"""CycleGAN (Zhu et al. 2017) as the reference implementation trains it.
+
+Two ResNet generators, ``G_t1_to_t2`` (A -> B) and ``G_t2_to_t1`` (B -> A), and two 70x70 PatchGAN
+discriminators, ``D_t2`` (judges images of T2 contrast) and ``D_t1``. One training step:
+
+1. generators: least-squares GAN loss ``(D(G(x)) - 1)^2`` in both directions, L1 cycle loss
+   ``|G_BA(G_AB(a)) - a|`` weighted ``lambda_cycle`` (10), and identity loss ``|G_AB(b) - b|``
+   weighted ``lambda_identity * lambda_cycle`` (0.5 x 10); one Adam step on both generators with
+   the discriminators frozen;
+2. discriminators: ``0.5 * [(D(real) - 1)^2 + D(fake)^2]``, where the fakes come from a history
+   pool of the last ``pool_size`` (50) generated images (Shrivastava et al. 2017): once full, each
+   new image is, with probability 1/2, swapped for a random stored one; one Adam step on both.
+
+Adam(0.5, 0.999) with lr 2e-4 for both networks; the schedule (constant for the first half of
+training, then linear decay to zero) is the trainer's ``linear`` schedule, suggested here in
+:attr:`CycleGAN.training_defaults`. Instance norm and N(0, 0.02) initialisation throughout. The
+paper size (``ngf=ndf=64``, 9 residual blocks, 3 discriminator layers) gives 11.37 M parameters per
+generator and 2.76 M per discriminator on one-channel images; the demo shrinks widths and depth
+through the same code.
+
+The pool draws from its own random generator, seeded from torch's global generator when the model
+is built and saved with the pool contents in :meth:`extra_state`, so a resumed run makes the
+same choices as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from methods.base import TranslationMethod, register, split_direction
+from methods.nets.init import init_weights
+from methods.nets.patchgan import PatchDiscriminator
+from methods.nets.resnet import ResnetGenerator
+
+
+class ImagePool:
+    """History of generated images shown to the discriminators (size 0 disables it)."""
+
+    def __init__(self, size: int, generator: torch.Generator) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.generator = generator
+
+    def _coin(self) -> float:
+        return float(torch.rand((), generator=self.generator))
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image[None]
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif self._coin() > 0.5:
+                k = int(torch.randint(len(self.images), (), generator=self.generator))
+                out.append(self.images[k].clone())
+                self.images[k] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state(self) -> list[torch.Tensor]:
+        return [im.cpu() for im in self.images]
+
+    def load(self, images: list[torch.Tensor], device: torch.device) -> None:
+        self.images = [im.to(device) for im in images]
+
+
+@register("cyclegan")
+class CycleGAN(TranslationMethod):
+    defaults: ClassVar[dict[str, Any]] = {
+        "ngf": 64,
+        "ndf": 64,
+        "n_blocks": 9,
+        "n_layers_d": 3,
+        "lambda_cycle": 10.0,
+        "lambda_identity": 0.5,
+        "pool_size": 50,
+        "lr": 2e-4,
+        "beta1": 0.5,
+        "beta2": 0.999,
+        "init_gain": 0.02,
+    }
+    tiny_params: ClassVar[dict[str, Any]] = {
+        "ngf": 8,
+        "ndf": 8,
+        "n_blocks": 2,
+        "n_layers_d": 2,
+        "pool_size": 4,
+    }
+    #: the reference schedule: constant lr for half of training, then linear decay to zero
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "lr_schedule": "linear",
+        "lr_decay_start": 0.5,
+        "batch_size": 1,
+    }
+
+    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 256) -> None:
+        super().__init__(params, image_size)
+        p = self.params
+        if image_size % 4:
+            raise ValueError(f"cyclegan: image_size must be a multiple of 4, got {image_size}")
+        gain = float(p["init_gain"])
+
+        def gen() -> ResnetGenerator:
+            return init_weights(ResnetGenerator(1, 1, int(p["ngf"]), int(p["n_blocks"])), gain)
+
+        def disc() -> PatchDiscriminator:
+            return init_weights(PatchDiscriminator(1, int(p["ndf"]), int(p["n_layers_d"])), gain)
+
+        self.G_t1_to_t2 = gen()
+        self.G_t2_to_t1 = gen()
+        self.D_t2 = disc()
+        self.D_t1 = disc()
+        betas = (float(p["beta1"]), float(p["beta2"]))
+        self.opt_G = torch.optim.Adam(
+            itertools.chain(self.G_t1_to_t2.parameters(), self.G_t2_to_t1.parameters()),
+            lr=float(p["lr"]),
+            betas=betas,
+        )
+        self.opt_D = torch.optim.Adam(
+            itertools.chain(self.D_t2.parameters(), self.D_t1.parameters()),
+            lr=float(p["lr"]),
+            betas=betas,
+        )
+        self._pool_rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        self.pool_t2 = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_t2
+        self.pool_t1 = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_t1
+
+    # ---------------------------------------------------------------- training
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    @staticmethod
+    def _lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+        return nn.functional.mse_loss(pred.float(), target.float())
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        p = self.params
+        real_a, real_b = batch["t1"], batch["t2"]
+        lam_c = float(p["lambda_cycle"])
+        lam_i = float(p["lambda_identity"])
+        l1 = nn.functional.l1_loss
+
+        # generators (discriminators frozen)
+        for d in (self.D_t1, self.D_t2):
+            d.requires_grad_(False)
+        fake_b = self.G_t1_to_t2(real_a)
+        rec_a = self.G_t2_to_t1(fake_b)
+        fake_a = self.G_t2_to_t1(real_b)
+        rec_b = self.G_t1_to_t2(fake_a)
+        losses: dict[str, torch.Tensor] = {}
+        if lam_i > 0:
+            losses["idt_t2"] = l1(self.G_t1_to_t2(real_b).float(), real_b.float()) * lam_c * lam_i
+            losses["idt_t1"] = l1(self.G_t2_to_t1(real_a).float(), real_a.float()) * lam_c * lam_i
+        losses["G_t1_to_t2"] = self._lsgan(self.D_t2(fake_b), True)
+        losses["G_t2_to_t1"] = self._lsgan(self.D_t1(fake_a), True)
+        losses["cycle_t1"] = l1(rec_a.float(), real_a.float()) * lam_c
+        losses["cycle_t2"] = l1(rec_b.float(), real_b.float()) * lam_c
+        loss_g = sum(losses.values())
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+
+        # discriminators, on fakes from the history pools
+        for d in (self.D_t1, self.D_t2):
+            d.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        pooled_b = self.pool_t2.query(fake_b)
+        loss_d_b = 0.5 * (
+            self._lsgan(self.D_t2(real_b), True) + self._lsgan(self.D_t2(pooled_b), False)
+        )
+        loss_d_b.backward()
+        pooled_a = self.pool_t1.query(fake_a)
+        loss_d_a = 0.5 * (
+            self._lsgan(self.D_t1(real_a), True) + self._lsgan(self.D_t1(pooled_a), False)
+        )
+        loss_d_a.backward()
+        self.opt_D.step()
+
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["G"] = float(loss_g.detach())
+        out["D_t2"] = float(loss_d_b.detach())
+        out["D_t1"] = float(loss_d_a.detach())
+        return out
+
+    # ------------------------------------------------------------- translation
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        src, _ = split_direction(direction)
+        net = self.G_t1_to_t2 if src == "t1" else self.G_t2_to_t1
+        return net(x).clamp(-1, 1)
+
+    # ------------------------------------------------------------------ state
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            "pool_t1": self.pool_t1.state(),
+            "pool_t2": self.pool_t2.state(),
+            "pool_rng": self._pool_rng.get_state(),
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.pool_t1.load(list(state["pool_t1"]), self.device)
+        self.pool_t2.load(list(state["pool_t2"]), self.device)
+        self._pool_rng.set_state(state["pool_rng"])
