@@ -113,9 +113,7 @@ class SubjectVolumes:
     @classmethod
     def in_dir(cls, subject: str, folder: str | Path) -> SubjectVolumes:
         folder = Path(folder)
-        return cls(
-            subject, folder / "t1.nii.gz", folder / "t2.nii.gz", folder / "mask.nii.gz"
-        )
+        return cls(subject, folder / "t1.nii.gz", folder / "t2.nii.gz", folder / "mask.nii.gz")
 
 
 def build_split(
@@ -168,7 +166,9 @@ def build_split(
         for z in info["slices"]:
             for mod in MODALITIES:
                 arrays[mod][i] = crop_pad(vols[mod][..., z], info["x0"], info["y0"], size)
-            arrays["mask"][i] = crop_pad(mask[..., z].astype(np.uint8), info["x0"], info["y0"], size)
+            arrays["mask"][i] = crop_pad(
+                mask[..., z].astype(np.uint8), info["x0"], info["y0"], size
+            )
             rows.append((i, sv.subject, z))
             i += 1
     for arr in arrays.values():

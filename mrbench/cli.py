@@ -1,0 +1,68 @@
+"""The ``mrbench`` command line: one subcommand per module, imported only when used.
+
+Each module named in :data:`COMMANDS` defines ``add_arguments(parser)`` and ``run(args) -> int``.
+Errors about bad input (:class:`mrbench.io.InputError`, ``FileNotFoundError``, ``ValueError``
+raised for user-facing problems) are printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mrbench import __version__
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "phantom": ("mrbench.phantom_cli", "make the synthetic phantom dataset (NIfTI per subject)"),
+    "slices": ("mrbench.slices_cli", "build the slice store and subject splits of a dataset"),
+    "preprocess": ("mrbench.preprocess_cli", "skull-strip, register and normalise one subject"),
+    "download": ("mrbench.download_cli", "download and verify a dataset file"),
+    "import-brats": ("mrbench.brats_cli", "import BraTS 2018 from an archive or folder"),
+    "train": ("mrbench.train_cli", "train one method on one dataset (resumable)"),
+    "translate": ("mrbench.translate_cli", "translate volumes with a trained model"),
+    "metrics": ("mrbench.metrics_cli", "PSNR/SSIM/MAE of a prediction under a named protocol"),
+    "report": ("mrbench.report_cli", "tables and figures from the tidy results"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mrbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mrbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # arguments are added lazily in main() so that `mrbench --help` stays fast
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in COMMANDS:
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+        sub = argparse.ArgumentParser(prog=f"mrbench {argv[0]}", description=COMMANDS[argv[0]][1])
+        module.add_arguments(sub)
+        args = sub.parse_args(argv[1:])
+        try:
+            return int(module.run(args) or 0)
+        except UserFacingErrors as exc:
+            print(f"mrbench {argv[0]}: error: {exc}", file=sys.stderr)
+            return 1
+    parser.parse_args(argv)
+    return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mrbench.io import InputError
+
+    return (InputError, FileNotFoundError)
+
+
+UserFacingErrors = _user_errors()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The embedded ``phantom`` dataset: synthetic T1w/T2w subjects made offline from MNI152 tissue maps.
+
+The grey- and white-matter probability maps of the ICBM 2009a template ship inside the nilearn
+wheel. For every synthetic subject this module
+
+1. draws a smooth random deformation (a small affine - rotation, scaling, translation - composed
+   with an elastic displacement field interpolated from a coarse random grid) and samples the tissue
+   maps through it onto the output grid (``voxel_size`` mm, RAS orientation);
+2. derives CSF as the remainder of the brain mask not covered by GM and WM;
+3. jitters the tissue relaxation times (T1, T2, PD) and the sequence timing (TR, TE) per subject;
+4. computes each contrast with the spin-echo signal equation
+   ``S = PD * (1 - exp(-TR/T1)) * exp(-TE/T2)``, mixing tissues by their partial-volume fractions;
+5. multiplies each contrast by its own smooth bias field and adds Rician noise.
+
+T1w and T2w of one subject share the deformation, so they stay voxel-aligned, and share one brain
+mask. Everything is drawn from ``numpy.random.default_rng(seed + subject_index)``, so a subject
+is the same whatever the number of subjects requested. The output is written like a downloaded
+dataset (``<subject>_t1.nii.gz``, ``<subject>_t2.nii.gz``, ``<subject>_mask.nii.gz``), raw
+(unnormalised) intensities, so it goes through the same preprocessing and slicing code as real data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from mrbench.io import save_volume
+
+#: Typical 1.5 T values (ms, PD relative), REFERENCES section 4.
+TISSUES = {
+    "wm": {"t1": 790.0, "t2": 92.0, "pd": 0.69},
+    "gm": {"t1": 1100.0, "t2": 100.0, "pd": 0.80},
+    "csf": {"t1": 4000.0, "t2": 2000.0, "pd": 1.00},
+}
+SEQUENCES = {"t1": {"tr": 500.0, "te": 12.0}, "t2": {"tr": 4000.0, "te": 100.0}}
+
+
+@dataclass(frozen=True)
+class PhantomSettings:
+    voxel_size: float = 1.0  #: output voxel size in mm (isotropic)
+    elastic_mm: float = 3.0  #: standard deviation of the elastic displacement (mm)
+    elastic_grid: int = 5  #: control points per axis of the elastic field
+    rotation_deg: float = 5.0  #: max rotation about each axis (degrees)
+    scale: float = 0.05  #: max relative scaling per axis
+    translation_mm: float = 4.0  #: max translation per axis (mm)
+    relaxation_jitter: float = 0.05  #: relative s.d. of T1, T2, PD per tissue and subject
+    timing_jitter: float = 0.05  #: relative s.d. of TR and TE per subject
+    bias: float = 0.15  #: amplitude of the multiplicative bias field (log scale)
+    noise: float = 0.02  #: Rician noise s.d. relative to the 99th percentile brain signal
+
+
+def subject_ids(n: int) -> list[str]:
+    return [f"phantom{i + 1:03d}" for i in range(n)]
+
+
+@lru_cache(maxsize=1)
+def _template() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """GM, WM fractions and brain mask (float32) of the MNI152 2009a template, and its affine."""
+    from nilearn import datasets
+
+    gm_img = nib.load(datasets.GM_MNI152_FILE_PATH)
+    wm = np.asarray(nib.load(datasets.WM_MNI152_FILE_PATH).dataobj, dtype=np.float32) / 255.0
+    gm = np.asarray(gm_img.dataobj, dtype=np.float32) / 255.0
+    t1 = np.asarray(nib.load(datasets.MNI152_FILE_PATH).dataobj, dtype=np.float32)
+    brain = ndimage.binary_fill_holes(t1 > 0.2 * t1.max()) | (gm + wm > 0.5)
+    brain = ndimage.binary_opening(brain, iterations=1)
+    total = np.maximum(gm + wm, 1.0)
+    return gm / total, wm / total, brain.astype(np.float32), gm_img.affine
+
+
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    ax, ay, az = np.deg2rad(angles)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _smooth_field(rng: np.random.Generator, grid: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A smooth random field on ``shape``: cubic interpolation of a ``grid``^3 Gaussian lattice."""
+    coarse = rng.standard_normal((grid, grid, grid))
+    factors = [s / grid for s in shape]
+    field = ndimage.zoom(coarse, factors, order=3, mode="nearest")
+    return field[: shape[0], : shape[1], : shape[2]]
+
+
+def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, np.ndarray]:
+    """One synthetic subject: ``{"t1", "t2", "mask", "affine"}`` on the output grid."""
+    rng = np.random.default_rng([seed, index])
+    gm, wm, brain, tpl_affine = _template()
+    vs = settings.voxel_size
+    # output grid: the template's field of view (197 x 233 x 189 mm) at the requested voxel size
+    fov = np.array(gm.shape) * np.abs(np.diag(tpl_affine)[:3])
+    shape = tuple(int(np.ceil(f / vs)) for f in fov)
+    origin = tpl_affine[:3, 3]
+    out_affine = np.diag([vs, vs, vs, 1.0])
+    out_affine[:3, 3] = origin
+    # world coordinates of the output voxels
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), 0).astype(np.float32)
+    world = np.tensordot(out_affine[:3, :3], idx, axes=1) + origin[:, None, None, None]
+    # small affine about the brain centre, then elastic displacement
+    centre = origin + fov / 2
+    rot = _rotation(rng.uniform(-1, 1, 3) * settings.rotation_deg)
+    scl = np.diag(1 + rng.uniform(-1, 1, 3) * settings.scale)
+    trans = rng.uniform(-1, 1, 3) * settings.translation_mm
+    lin = rot @ scl
+    moved = np.tensordot(lin, world - centre[:, None, None, None], axes=1)
+    moved += (centre + trans)[:, None, None, None]
+    for ax in range(3):
+        moved[ax] += settings.elastic_mm * _smooth_field(rng, settings.elastic_grid, shape)
+    # world -> template voxel indices
+    inv = np.linalg.inv(tpl_affine)
+    vox = np.tensordot(inv[:3, :3], moved, axes=1) + inv[:3, 3][:, None, None, None]
+    sample = {
+        name: ndimage.map_coordinates(vol, vox, order=1, mode="constant", cval=0.0)
+        for name, vol in (("gm", gm), ("wm", wm), ("brain", brain))
+    }
+    mask = sample["brain"] > 0.5
+    frac_gm = np.clip(sample["gm"], 0, 1) * mask
+    frac_wm = np.clip(sample["wm"], 0, 1) * mask
+    frac_csf = np.clip(1.0 - frac_gm - frac_wm, 0, 1) * mask
+    fractions = {"gm": frac_gm, "wm": frac_wm, "csf": frac_csf}
+
+    tissue = {
+        t: {k: v * (1 + settings.relaxation_jitter * rng.standard_normal()) for k, v in p.items()}
+        for t, p in TISSUES.items()
+    }
+    out: dict[str, np.ndarray] = {"mask": mask.astype(np.uint8), "affine": out_affine}
+    for contrast, seq in SEQUENCES.items():
+        tr = seq["tr"] * (1 + settings.timing_jitter * rng.standard_normal())
+        te = seq["te"] * (1 + settings.timing_jitter * rng.standard_normal())
+        signal = np.zeros(shape, dtype=np.float64)
+        for t, p in tissue.items():
+            s = p["pd"] * (1 - np.exp(-tr / p["t1"])) * np.exp(-te / p["t2"])
+            signal += fractions[t] * s
+        bias = np.exp(settings.bias * _smooth_field(rng, 3, shape))
+        signal *= bias
+        sigma = settings.noise * np.percentile(signal[mask], 99)
+        noisy = np.sqrt(
+            (signal + sigma * rng.standard_normal(shape)) ** 2
+            + (sigma * rng.standard_normal(shape)) ** 2
+        )
+        # scale to a scanner-like integer range, as downloaded data would be
+        out[contrast] = (1000.0 * noisy / np.percentile(signal[mask], 99)).astype(np.float32)
+    return out
+
+
+def write_phantom(
+    out_dir: str | Path,
+    n_subjects: int,
+    seed: int,
+    settings: PhantomSettings,
+    only: list[str] | None = None,
+) -> list[Path]:
+    """Write subjects as ``<id>_{t1,t2,mask}.nii.gz`` into ``out_dir`` (all, or those in ``only``)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    written = []
+    todo = [(i, s) for i, s in enumerate(subject_ids(n_subjects)) if not only or s in only]
+    for i, sid in tqdm(todo, desc="phantom", unit="subject"):
+        subj = make_subject(i, seed, settings)
+        for name in ("t1", "t2", "mask"):
+            written.append(
+                save_volume(subj[name], subj["affine"], out_dir / f"{sid}_{name}.nii.gz")
+            )
+    return written
