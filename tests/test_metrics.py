@@ -1,0 +1,188 @@
+"""Metric protocols: agreement with scikit-image, analytic cases, infinite PSNR handling."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from mrbench import metrics, stats
+from mrbench.cli import main
+
+RNG = np.random.default_rng(0)
+GAUSS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+
+
+def _pair(shape=(24, 24)):
+    t = RNG.uniform(0.0, 1.0, shape)
+    p = np.clip(t + RNG.normal(0, 0.1, shape), 0, 1.2)
+    mask = np.zeros(shape, dtype=bool)
+    mask[4:20, 5:19, ...] = True
+    return t, p, mask
+
+
+def test_identical_images_ssim_100_psnr_inf():
+    t, _, mask = _pair()
+    for proto in ("max01", "icon_mean", "syndiff"):
+        res = metrics.compute(proto, t, t.copy(), mask)
+        assert math.isinf(res["psnr"]) and res["psnr"] > 0
+        assert res["ssim"] == pytest.approx(100.0, abs=1e-9)
+        assert res["ssim_gauss"] == pytest.approx(100.0, abs=1e-9)
+        assert res["mae"] == 0.0
+    res = metrics.compute("max01", t, t.copy(), mask)
+    assert math.isinf(res["psnr_brain"]) and res["ssim_brain"] == pytest.approx(100.0)
+
+
+def test_inf_psnr_does_not_crash_aggregation():
+    rows = []
+    for subj, vals in {
+        "a": [math.inf, 30.0, 32.0],
+        "b": [math.inf, math.inf],
+        "c": [20.0, 22.0],
+    }.items():
+        for z, v in enumerate(vals):
+            rows.append(
+                {
+                    "dataset": "d",
+                    "method": "m",
+                    "seed": 0,
+                    "direction": "t1_to_t2",
+                    "subject": subj,
+                    "slice": z,
+                    "protocol": "max01",
+                    "metric": "psnr",
+                    "value": v,
+                }
+            )
+    tidy = pd.DataFrame(rows)
+    per_subject = stats.subject_means(tidy)
+    a = per_subject.set_index("subject").loc["a"]
+    assert a["value"] == pytest.approx(31.0) and a["n_infinite"] == 1
+    assert math.isinf(per_subject.set_index("subject").loc["b", "value"])
+    summary = stats.summarise(tidy).iloc[0]
+    # subject b (all slices infinite) is left out of the finite mean and counted
+    assert summary["mean"] == pytest.approx((31.0 + 21.0) / 2)
+    assert summary["n_subjects"] == 3 and summary["n_subjects_infinite"] == 1
+    assert summary["n_infinite"] == 3
+    assert summary["mean_slices"] == pytest.approx((30 + 32 + 20 + 22) / 4)
+
+
+def test_max01_matches_skimage():
+    t, p, mask = _pair()
+    res = metrics.compute("max01", p, t, mask)
+    tn, pn = t / t.max(), p / t.max()
+    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6)
+    assert res["ssim"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
+    )
+    assert res["ssim_gauss"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=1.0, **GAUSS), abs=1e-6
+    )
+    assert res["mae"] == pytest.approx(np.abs(tn - pn).mean(), abs=1e-9)
+    _, smap = structural_similarity(tn, pn, data_range=1.0, full=True)
+    assert res["ssim_brain"] == pytest.approx(100 * smap[mask].mean(), abs=1e-6)
+    mse = np.mean((tn[mask] - pn[mask]) ** 2)
+    assert res["psnr_brain"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-6)
+    assert res["psnr_brain"] != pytest.approx(res["psnr"], abs=1e-3)
+
+
+def test_icon_mean_matches_skimage():
+    t, p, mask = _pair()
+    res = metrics.compute("icon_mean", p, t, mask)
+    tn, pn = t / t.mean() * mask, p / p.mean() * mask
+    dr = tn.max()
+    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=dr), abs=1e-6)
+    assert res["ssim"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=dr), abs=1e-6
+    )
+    assert res["ssim_gauss"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=dr, **GAUSS), abs=1e-6
+    )
+
+
+def test_syndiff_matches_skimage():
+    t, p, mask = _pair()
+    res = metrics.compute("syndiff", p, t, mask)
+    tn, pn = t / t.max(), p / p.max()
+    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6)
+    assert res["ssim"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
+    )
+    assert "psnr_brain" not in res  # the SynDiff protocol is unmasked
+
+
+def test_volume3d_matches_skimage():
+    t, p, mask = _pair((16, 16, 12))
+    res = metrics.compute("volume3d", p, t, mask)
+    tn, pn = t / t.max(), p / t.max()
+    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6)
+    assert res["ssim"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
+    )
+    assert res["ssim_gauss"] == pytest.approx(
+        100 * structural_similarity(tn, pn, data_range=1.0, **GAUSS), abs=1e-6
+    )
+    rows = metrics.compute_volume("volume3d", p, t, mask)
+    assert {r[0] for r in rows} == {-1}
+
+
+def test_constant_offset_gives_analytic_psnr():
+    t = np.zeros((20, 20))
+    t[5:15, 5:15] = 0.8
+    t[0, 0] = 1.0  # target max 1, so max01 leaves intensities unchanged
+    for offset in (0.01, 0.1):
+        res = metrics.compute("max01", t + offset, t)
+        assert res["psnr"] == pytest.approx(-20 * math.log10(offset), abs=1e-9)
+        assert res["mae"] == pytest.approx(offset)
+
+
+def test_thin_volume_gaussian_ssim_is_nan_not_error():
+    t, p, _ = _pair((16, 16, 5))
+    res = metrics.compute("volume3d", p, t)
+    assert math.isnan(res["ssim_gauss"]) and math.isnan(res["ssim"])
+    assert math.isfinite(res["psnr"])
+
+
+def test_unknown_protocol_and_shape_mismatch():
+    with pytest.raises(ValueError, match="unknown metric protocol"):
+        metrics.compute("nope", np.ones((8, 8)), np.ones((8, 8)))
+    with pytest.raises(ValueError, match="differs"):
+        metrics.compute("max01", np.ones((8, 8)), np.ones((9, 8)))
+
+
+def test_metrics_cli_prints_json(tmp_path, capsys):
+    t, p, mask = _pair((16, 16, 4))
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    for name, arr in {"t": t, "p": p, "m": mask.astype(np.uint8)}.items():
+        nib.save(nib.Nifti1Image(arr.astype(np.float32), aff), tmp_path / f"{name}.nii.gz")
+    rc = main(
+        [
+            "metrics",
+            "--pred",
+            str(tmp_path / "p.nii.gz"),
+            "--target",
+            str(tmp_path / "t.nii.gz"),
+            "--mask",
+            str(tmp_path / "m.nii.gz"),
+            "--protocol",
+            "max01",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["protocol"] == "max01" and out["metrics"]["psnr"]["n"] == 4
+    p32, t32 = p.astype(np.float32), t.astype(np.float32)
+    expect = np.mean([metrics.compute("max01", p32[..., z], t32[..., z])["psnr"] for z in range(4)])
+    assert out["metrics"]["psnr"]["mean"] == pytest.approx(expect)
+    # identical volumes: infinite PSNR is spelled out, not a crash
+    rc = main(
+        ["metrics", "--pred", str(tmp_path / "t.nii.gz"), "--target", str(tmp_path / "t.nii.gz")]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["psnr"]["mean"] == "inf" and out["metrics"]["psnr"]["n_infinite"] == 4
+    assert out["metrics"]["ssim"]["mean"] == pytest.approx(100.0)
