@@ -1,0 +1,209 @@
+"""Apply a trained model to volumes: whole test splits or any user volume.
+
+Models work on square axial slices of ``image_size`` pixels, cropped about the brain. Both entry
+points here crop each axial slice (last axis) with the same window the slice store uses
+(:func:`mrbench.slices.crop_offsets` / :func:`~mrbench.slices.crop_pad`), translate the slices,
+and place the predictions back on the volume's grid (:func:`~mrbench.slices.uncrop`), so that the
+output opens on top of the source in ITK-SNAP or 3D Slicer. Voxels outside the window, and
+slices that were not translated, are 0 (background).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mrbench.io import InputError, atomic_path, load_volume, save_volume
+from mrbench.slices import SliceStore, crop_offsets, crop_pad, uncrop
+
+#: tolerance on the [0, 1] intensity range of a preprocessed volume
+RANGE_TOLERANCE = 1e-3
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a ``model.pt`` written by the trainer (see :mod:`mrbench.checkpoint`), in eval mode."""
+    from mrbench.checkpoint import load_model as _load
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: model file not found")
+    model = _load(path, device=device)
+    model.eval()
+    return model
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def translate_windows(
+    model: torch.nn.Module, windows: np.ndarray, direction: str, batch_size: int = 8
+) -> tuple[np.ndarray, float]:
+    """Translate ``(N, S, S)`` windows in ``[0, 1]``; returns predictions in ``[0, 1]`` and the
+    inference time in seconds (model calls only, device synchronised)."""
+    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
+    out = np.zeros(windows.shape, dtype=np.float32)
+    seconds = 0.0
+    for start in range(0, len(windows), batch_size):
+        chunk = np.asarray(windows[start : start + batch_size], dtype=np.float32)
+        x = torch.from_numpy(chunk)[:, None].to(device) * 2 - 1
+        _sync(device)
+        t0 = time.perf_counter()
+        y = model.translate(x, direction)
+        _sync(device)
+        seconds += time.perf_counter() - t0
+        if y.shape != x.shape:
+            raise RuntimeError(
+                f"model returned shape {tuple(y.shape)} for input {tuple(x.shape)} ({direction})"
+            )
+        out[start : start + len(chunk)] = ((y[:, 0].float().cpu().numpy() + 1) / 2).clip(0, 1)
+    return out, seconds
+
+
+def check_normalised(volume: np.ndarray, path: str | Path) -> None:
+    lo, hi = float(volume.min()), float(volume.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise InputError(
+            f"{path}: intensities span [{lo:.4g}, {hi:.4g}], expected a volume normalised to "
+            "[0, 1] as by the benchmark's preprocessing (mrbench preprocess)"
+        )
+
+
+def translate_volume(
+    model: torch.nn.Module,
+    volume: np.ndarray,
+    direction: str,
+    mask: np.ndarray | None = None,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Translate every axial slice of ``volume`` (last axis) that contains brain.
+
+    The brain is ``mask`` if given, otherwise the non-zero voxels (the preprocessing sets the
+    background to 0). One crop window centred on the brain is used for all slices, as in the
+    slice store. Returns a float32 volume of the input's shape.
+    """
+    if volume.ndim != 3:
+        raise ValueError(f"expected a 3D volume, got shape {volume.shape}")
+    size = int(model.image_size)
+    brain = (volume > 0) if mask is None else (mask > 0)
+    if brain.shape != volume.shape:
+        raise ValueError(f"mask shape {brain.shape} differs from the volume's {volume.shape}")
+    zs = np.flatnonzero(brain.reshape(-1, brain.shape[-1]).any(axis=0))
+    out = np.zeros(volume.shape, dtype=np.float32)
+    if zs.size == 0:
+        return out
+    x0, y0 = crop_offsets(brain[..., zs], size)
+    windows = np.stack([crop_pad(volume[..., z].astype(np.float32), x0, y0, size) for z in zs])
+    preds, _ = translate_windows(model, windows, direction, batch_size)
+    for z, pred in zip(zs, preds, strict=True):
+        out[..., z] = uncrop(pred, x0, y0, volume.shape[:2])
+    return out
+
+
+def translate_file(
+    checkpoint: str | Path,
+    direction: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    mask_path: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    seed: int = 0,
+) -> Path:
+    """``mrbench translate --input``: one user volume in, one NIfTI with its affine out."""
+    img = load_volume(input_path)
+    volume = np.asarray(img.dataobj, dtype=np.float32)
+    check_normalised(volume, input_path)
+    mask = None
+    if mask_path is not None:
+        mask = np.asarray(load_volume(mask_path).dataobj)
+        if mask.shape != volume.shape:
+            raise InputError(
+                f"{mask_path}: shape {mask.shape} differs from the input's {volume.shape}"
+            )
+    model = load_model(checkpoint, resolve_device(device))
+    torch.manual_seed(seed)
+    pred = translate_volume(model, volume, direction, mask=mask, batch_size=batch_size)
+    return save_volume(pred, img.affine, output_path)
+
+
+def translate_store(
+    checkpoint: str | Path,
+    store_dir: str | Path,
+    direction: str,
+    out_dir: str | Path,
+    device: str = "auto",
+    batch_size: int = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Translate a whole split of the slice store into per-subject NIfTI volumes.
+
+    Each subject's predictions are placed back at their slice positions and crop offsets on the
+    preprocessed grid (shape and affine from the store's ``meta.json``). ``out_dir`` is written
+    as a temporary folder and renamed at the end; it also receives ``timing.json`` with the
+    inference seconds per slice.
+    """
+    store = SliceStore(store_dir)
+    dev = resolve_device(device)
+    model = load_model(checkpoint, dev)
+    if int(model.image_size) != store.size:
+        raise InputError(
+            f"{checkpoint}: model image_size {model.image_size} differs from the slice store's "
+            f"size {store.size} ({store_dir})"
+        )
+    src = direction.split("_to_")[0]
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.manual_seed(seed)
+    total_seconds, n_slices = 0.0, 0
+    subjects = []
+    for subject in store.subjects:
+        info = store.subject_info(subject)
+        rows = store.subject_rows(subject)
+        zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
+        windows = np.asarray(store.arrays[src][rows], dtype=np.float32)
+        preds, seconds = translate_windows(model, windows, direction, batch_size)
+        total_seconds += seconds
+        n_slices += len(rows)
+        shape = tuple(int(s) for s in info["shape"])
+        volume = np.zeros(shape, dtype=np.float32)
+        for z, pred in zip(zs, preds, strict=True):
+            volume[..., int(z)] = uncrop(pred, int(info["x0"]), int(info["y0"]), shape[:2])
+        save_volume(volume, np.asarray(info["affine"], dtype=np.float64), tmp / f"{subject}.nii.gz")
+        subjects.append(subject)
+    timing = {
+        "checkpoint": str(checkpoint),
+        "store": str(store_dir),
+        "direction": direction,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "batch_size": batch_size,
+        "seed": seed,
+        "n_subjects": len(subjects),
+        "n_slices": n_slices,
+        "seconds_total": total_seconds,
+        "seconds_per_slice": total_seconds / n_slices if n_slices else float("nan"),
+    }
+    with atomic_path(tmp / "timing.json") as t:
+        t.write_text(json.dumps(timing, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return timing

@@ -1,0 +1,73 @@
+"""``mrbench translate``: apply a trained model to a user volume or to a test split.
+
+Two forms::
+
+    mrbench translate --checkpoint model.pt --direction t1_to_t2 \
+        --input IN.nii.gz --output OUT.nii.gz
+    mrbench translate --checkpoint model.pt --direction t1_to_t2 \
+        --store results/data/ixi/slices/test \
+        --out-dir results/predictions/ixi/disdiff/seed0/t1_to_t2
+
+The input volume must be preprocessed as the benchmark does (co-registered, intensities
+normalised to [0, 1], background 0, axial slices along the last axis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mrbench.io import InputError
+from mrbench.translate import translate_file, translate_store
+
+DIRECTIONS = ("t1_to_t2", "t2_to_t1")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="model.pt written by mrbench train")
+    parser.add_argument("--direction", required=True, choices=DIRECTIONS)
+    single = parser.add_argument_group("one volume")
+    single.add_argument("--input", help="preprocessed source volume (NIfTI)")
+    single.add_argument("--output", help="translated volume to write (NIfTI)")
+    single.add_argument("--mask", help="brain mask of the input (default: its non-zero voxels)")
+    split = parser.add_argument_group("a slice-store split")
+    split.add_argument(
+        "--store", help="slice store split folder, e.g. results/data/ixi/slices/test"
+    )
+    split.add_argument("--out-dir", help="folder for <subject>.nii.gz and timing.json")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="seed for stochastic samplers")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if args.input or args.output:
+        if not (args.input and args.output) or args.store or args.out_dir:
+            raise InputError("give --input and --output together (and not --store/--out-dir)")
+        out = translate_file(
+            args.checkpoint,
+            args.direction,
+            args.input,
+            args.output,
+            mask_path=args.mask,
+            device=args.device,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+        print(out)
+        return 0
+    if not (args.store and args.out_dir):
+        raise InputError("give either --input/--output or --store/--out-dir")
+    timing = translate_store(
+        args.checkpoint,
+        args.store,
+        args.direction,
+        args.out_dir,
+        device=args.device,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    print(json.dumps(timing))
+    return 0

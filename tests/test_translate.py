@@ -1,0 +1,161 @@
+"""``mrbench translate``: NIfTI outputs on the input's grid, for user volumes and test splits."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from mrbench.checkpoint import MODEL_FORMAT
+from mrbench.cli import main
+from mrbench.slices import SubjectVolumes, build_split
+
+SIZE = 16
+
+
+def _phantom(shape=(22, 25, 9), seed=0):
+    """An ellipsoidal 'head' with two tissue classes and inverted contrast between T1 and T2."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
+    r = (x / 0.6) ** 2 + (y / 0.55) ** 2 + (z / 0.9) ** 2
+    mask = r < 1
+    inner = r < 0.4
+    t1 = np.where(inner, 0.9, 0.5) * mask + rng.normal(0, 0.01, shape) * mask
+    t2 = np.where(inner, 0.3, 0.8) * mask + rng.normal(0, 0.01, shape) * mask
+    return np.clip(t1, 0, 1).astype(np.float32), np.clip(t2, 0, 1).astype(np.float32), mask
+
+
+def _identity_model(path):
+    torch.save(
+        {
+            "format": MODEL_FORMAT,
+            "method": "identity",
+            "plugin": "identity",
+            "params": {},
+            "image_size": SIZE,
+            "state": {},
+            "meta": {},
+        },
+        path,
+    )
+    return path
+
+
+AFFINE = np.array(
+    [[-2.0, 0, 0, 40.0], [0, 2.0, 0, -30.0], [0, 0, 3.0, -12.0], [0, 0, 0, 1]], dtype=np.float64
+)
+
+
+def test_translate_single_volume_keeps_affine_and_shape(tmp_path):
+    t1, _, mask = _phantom()
+    nib.save(nib.Nifti1Image(t1, AFFINE), tmp_path / "in.nii.gz")
+    ckpt = _identity_model(tmp_path / "model.pt")
+    out = tmp_path / "out" / "pred.nii.gz"
+    rc = main(
+        [
+            "translate",
+            "--checkpoint",
+            str(ckpt),
+            "--direction",
+            "t1_to_t2",
+            "--input",
+            str(tmp_path / "in.nii.gz"),
+            "--output",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    img = nib.load(out)
+    assert img.shape == t1.shape
+    np.testing.assert_allclose(img.affine, AFFINE)
+    pred = np.asarray(img.dataobj)
+    # the brain is 13 x 13 voxels in-plane, so a 16 px window holds it: identity gives it back
+    assert np.abs(pred[mask] - t1[mask]).max() < 1e-6
+    assert np.all(pred[~mask] == pytest.approx(0.0, abs=1e-6))
+
+
+def test_translate_crops_brain_larger_than_window(tmp_path):
+    t1, _, _ = _phantom(shape=(40, 40, 6))
+    nib.save(nib.Nifti1Image(t1, AFFINE), tmp_path / "in.nii.gz")
+    ckpt = _identity_model(tmp_path / "model.pt")
+    out = tmp_path / "pred.nii.gz"
+    args = ["translate", "--checkpoint", str(ckpt), "--direction", "t2_to_t1"]
+    assert main([*args, "--input", str(tmp_path / "in.nii.gz"), "--output", str(out)]) == 0
+    pred = np.asarray(nib.load(out).dataobj)
+    assert pred.shape == t1.shape
+    nonzero = np.flatnonzero(pred.any(axis=(1, 2)))
+    assert len(nonzero) <= SIZE  # only the 16 px window about the brain was translated
+
+
+def test_translate_rejects_unnormalised_input(tmp_path, capsys):
+    t1, _, _ = _phantom()
+    nib.save(nib.Nifti1Image(t1 * 300, AFFINE), tmp_path / "raw.nii.gz")
+    ckpt = _identity_model(tmp_path / "model.pt")
+    rc = main(
+        [
+            "translate",
+            "--checkpoint",
+            str(ckpt),
+            "--direction",
+            "t1_to_t2",
+            "--input",
+            str(tmp_path / "raw.nii.gz"),
+            "--output",
+            str(tmp_path / "o.nii.gz"),
+        ]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "raw.nii.gz" in err and "[0, 1]" in err
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def _store(tmp_path, n=2):
+    subjects = []
+    for i in range(n):
+        t1, t2, mask = _phantom(seed=i)
+        d = tmp_path / "subjects" / f"s{i}"
+        d.mkdir(parents=True)
+        for name, arr in {"t1": t1, "t2": t2, "mask": mask.astype(np.uint8)}.items():
+            nib.save(nib.Nifti1Image(arr, AFFINE), d / f"{name}.nii.gz")
+        subjects.append(SubjectVolumes.in_dir(f"s{i}", d))
+    return build_split(subjects, tmp_path / "slices" / "test", SIZE, 5)
+
+
+def test_translate_store_writes_subject_volumes_and_timing(tmp_path):
+    store = _store(tmp_path)
+    ckpt = _identity_model(tmp_path / "model.pt")
+    out_dir = tmp_path / "pred" / "t1_to_t2"
+    rc = main(
+        [
+            "translate",
+            "--checkpoint",
+            str(ckpt),
+            "--store",
+            str(store),
+            "--direction",
+            "t1_to_t2",
+            "--out-dir",
+            str(out_dir),
+        ]
+    )
+    assert rc == 0
+    meta = json.loads((store / "meta.json").read_text())
+    for info in meta["subjects"]:
+        img = nib.load(out_dir / f"{info['subject']}.nii.gz")
+        assert list(img.shape) == info["shape"]
+        np.testing.assert_allclose(img.affine, info["affine"])
+        pred = np.asarray(img.dataobj)
+        src = np.asarray(nib.load(tmp_path / "subjects" / info["subject"] / "t1.nii.gz").dataobj)
+        # translated slices are placed back where they came from; others stay empty
+        for z in range(pred.shape[-1]):
+            if z in info["slices"]:
+                np.testing.assert_allclose(pred[..., z], src[..., z], atol=1e-6)
+            else:
+                assert not pred[..., z].any()
+    timing = json.loads((out_dir / "timing.json").read_text())
+    assert timing["n_slices"] == 10 and timing["seconds_per_slice"] >= 0
+    assert timing["direction"] == "t1_to_t2"
