@@ -1,0 +1,29 @@
+# mrbench: a reproducible benchmark for unsupervised MRI contrast translation (T1w <-> T2w).
+#
+#   snakemake --cores 8 --resources gpu=2                      # the paper setup (config/config.yaml)
+#   snakemake --cores 2 --configfile config/demo.yaml          # the CPU demo on the phantom dataset
+#
+# Rules live in workflow/rules/*.smk; they call the `mrbench` command line, never inline logic.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

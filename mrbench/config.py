@@ -1,0 +1,138 @@
+"""Config checks and resolution used by the Snakefile (before any job runs).
+
+The JSON schema (``workflow/schemas/config.schema.yaml``) closes every fixed section; this module
+checks what the schema cannot know: method plugins and their parameters, trainer and evaluation
+keys, and split files. Every problem is reported with the key that caused it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from pathlib import Path
+from typing import Any
+
+from mrbench.splits import make_splits, read_splits, write_splits
+
+#: datasets whose subject list is only known after importing the user's archive
+IMPORTED_DATASETS = {"brats2018", "msd_brats"}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def _defaults(module: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(getattr(importlib.import_module(module), name))
+    except (ImportError, AttributeError):
+        return None
+
+
+def training_defaults() -> dict[str, Any]:
+    return _defaults("mrbench.trainer", "TRAINING_DEFAULTS") or {}
+
+
+def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
+    """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
+    settings (trainer defaults < the plugin's ``training_defaults`` < config ``training`` <
+    the method's own ``training`` overrides)."""
+    from methods import get_plugin
+
+    entry = config["methods"][method]
+    cls = get_plugin(entry["plugin"])
+    training = dict(training_defaults())
+    training.update(getattr(cls, "training_defaults", {}) or {})
+    training.update(config.get("training", {}) or {})
+    training.update(entry.get("training", {}) or {})
+    return {
+        "method": method,
+        "plugin": entry["plugin"],
+        "label": entry.get("label", method),
+        "params": {**cls.defaults, **(entry.get("params") or {})},
+        "training": training,
+        "trainable": bool(cls.trainable),
+    }
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`ConfigError` naming the first bad key (schema checks come before this)."""
+    from methods import registry
+
+    plugins = registry()
+    known_training = training_defaults()
+    if known_training:
+        for key in config.get("training", {}) or {}:
+            if key not in known_training:
+                raise ConfigError(
+                    f"config key training.{key}: unknown; known: {', '.join(sorted(known_training))}"
+                )
+    for name, entry in config["methods"].items():
+        plugin = entry["plugin"]
+        if plugin not in plugins:
+            raise ConfigError(
+                f"config key methods.{name}.plugin: unknown plugin {plugin!r}; "
+                f"known: {', '.join(sorted(plugins))}"
+            )
+        cls = plugins[plugin]
+        for key in entry.get("params", {}) or {}:
+            if key not in cls.defaults:
+                raise ConfigError(
+                    f"config key methods.{name}.params.{key}: unknown parameter of plugin "
+                    f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"
+                )
+        if known_training:
+            for key in entry.get("training", {}) or {}:
+                if key not in known_training:
+                    raise ConfigError(f"config key methods.{name}.training.{key}: unknown")
+    known_eval = _defaults("mrbench.evaluate", "EVALUATION_DEFAULTS")
+    if known_eval is not None:
+        for key in config.get("evaluation", {}) or {}:
+            if key not in known_eval:
+                raise ConfigError(
+                    f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
+                )
+
+
+def split_file_of(dataset: str, cfg: dict) -> str:
+    return cfg.get("split_file", f"config/splits/{dataset}.tsv")
+
+
+def subjects_of(dataset: str, cfg: dict) -> list[str] | None:
+    """Subjects of a dataset from its split file; ``None`` where the list comes from an import.
+
+    The phantom's split file is made (deterministically) when it does not exist yet, so a new
+    phantom size needs no manual step; its subjects must match the configured number.
+    """
+    if dataset in IMPORTED_DATASETS:
+        return None
+    path = Path(split_file_of(dataset, cfg))
+    if dataset == "phantom":
+        from mrbench.phantom import subject_ids
+
+        ids = subject_ids(int(cfg.get("n_subjects", 12)))
+        if not path.exists():
+            df = make_splits(
+                ids,
+                float(cfg.get("test_fraction", 0.25)),
+                float(cfg.get("val_fraction", 0.1)),
+                int(cfg.get("split_seed", 0)),
+            )
+            write_splits(df, path)
+        df = read_splits(path)
+        if sorted(df["subject"]) != ids:
+            raise ConfigError(
+                f"config key datasets.phantom.n_subjects: {path} lists {len(df)} subjects, "
+                f"the config asks for {len(ids)}; delete the file or set split_file"
+            )
+        return ids
+    if not path.exists():
+        raise ConfigError(f"datasets.{dataset}.split_file: {path} not found")
+    return sorted(read_splits(path)["subject"])
+
+
+def resolved(config: dict) -> dict:
+    """A deep copy of the config with every method entry resolved (for provenance files)."""
+    out = copy.deepcopy(config)
+    out["methods"] = {m: method_spec_dict(config, m) for m in config["methods"]}
+    return out

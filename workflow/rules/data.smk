@@ -1,0 +1,45 @@
+# Data: the phantom generator and the generic slice store. Real datasets: ixi.smk, brats.smk, msd.smk.
+
+
+rule phantom_subject:
+    output:
+        raw=expand(
+            "resources/phantom/{{subject}}_{mod}.nii.gz", mod=["t1", "t2", "mask"]
+        ),
+        vols=expand(
+            f"{RESULTS}/data/phantom/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
+            mod=["t1", "t2", "mask"],
+        ),
+    params:
+        n=lambda w: dataset_cfg("phantom").get("n_subjects", 12),
+        seed=lambda w: dataset_cfg("phantom").get("seed", 0),
+        voxel=lambda w: dataset_cfg("phantom").get("voxel_size", 1.0),
+        noise=lambda w: dataset_cfg("phantom").get("noise", 0.02),
+    log:
+        f"{RESULTS}/logs/data/phantom/{{subject}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/phantom/{{subject}}.tsv"
+    shell:
+        "mrbench phantom --out resources/phantom --only {wildcards.subject}"
+        " --n-subjects {params.n} --seed {params.seed} --voxel-size {params.voxel}"
+        " --noise {params.noise} --subjects-dir {RESULTS}/data/phantom/subjects > {log} 2>&1"
+
+
+rule slices:
+    input:
+        vols=lambda w: subject_volumes(w.dataset),
+        splits=lambda w: split_file_of(w.dataset, dataset_cfg(w.dataset)),
+    output:
+        directory(f"{RESULTS}/data/{{dataset}}/slices/{{split}}"),
+    params:
+        size=lambda w: dataset_cfg(w.dataset)["image_size"],
+        n=lambda w: dataset_cfg(w.dataset).get("slices_per_subject", 100),
+    log:
+        f"{RESULTS}/logs/data/{{dataset}}/slices_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/{{dataset}}/slices_{{split}}.tsv"
+    shell:
+        "mrbench slices --subjects-dir {RESULTS}/data/{wildcards.dataset}/subjects"
+        " --splits {input.splits} --out {RESULTS}/data/{wildcards.dataset}/slices"
+        " --split {wildcards.split} --size {params.size} --slices-per-subject {params.n}"
+        " > {log} 2>&1"
