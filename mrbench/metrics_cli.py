@@ -1,7 +1,15 @@
-"""``mrbench metrics``: metrics of one predicted volume against its target, printed as JSON.
+"""``mrbench metrics``: metrics of predictions under named protocols.
 
-For checking a single result by hand, or scoring predictions made outside the benchmark under
-exactly the protocol the benchmark's tables use.
+Two forms::
+
+    mrbench metrics --pred P.nii.gz --target T.nii.gz [--mask M.nii.gz] --protocol max01
+    mrbench metrics --pred-dir results/predictions/ixi/disdiff/seed0/t1_to_t2 \
+        --store results/data/ixi/slices/test --direction t1_to_t2 \
+        --dataset ixi --method disdiff --seed 0 --out results/metrics/ixi/disdiff/seed0/t1_to_t2.csv
+
+The first checks one result by hand, or scores predictions made outside the benchmark under
+exactly the protocol of the benchmark's tables, and prints JSON. The second writes the metrics
+file of one test split (one row per subject x slice x metric x protocol, with provenance).
 """
 
 from __future__ import annotations
@@ -17,15 +25,25 @@ from mrbench.metrics import PROTOCOLS, compute_volume, get_protocol, unit_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", required=True, help="predicted volume (NIfTI)")
-    parser.add_argument("--target", required=True, help="target volume (NIfTI), same grid")
-    parser.add_argument("--mask", help="brain mask (NIfTI), same grid")
-    parser.add_argument(
+    one = parser.add_argument_group("one volume (prints JSON)")
+    one.add_argument("--pred", help="predicted volume (NIfTI)")
+    one.add_argument("--target", help="target volume (NIfTI), same grid")
+    one.add_argument("--mask", help="brain mask (NIfTI), same grid")
+    one.add_argument(
         "--protocol", default="max01", choices=sorted(PROTOCOLS), help="metric protocol"
     )
-    parser.add_argument(
-        "--per-slice", action="store_true", help="also list the value of every slice"
-    )
+    one.add_argument("--per-slice", action="store_true", help="also list every slice's value")
+    split = parser.add_argument_group("a translated test split (writes a CSV)")
+    split.add_argument("--pred-dir", help="folder of <subject>.nii.gz written by mrbench translate")
+    split.add_argument("--store", help="slice-store split the predictions were made from")
+    split.add_argument("--direction", choices=("t1_to_t2", "t2_to_t1"))
+    split.add_argument("--protocols", nargs="+", default=None, help="default: all protocols")
+    split.add_argument("--dataset", default="")
+    split.add_argument("--method", default="")
+    split.add_argument("--label", default=None, help="method name shown in tables")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--config-hash", default="", help="provenance: hash of the config")
+    split.add_argument("--out", help="metrics CSV to write")
 
 
 def _json_value(v: float) -> float | str:
@@ -58,7 +76,38 @@ def summarise(rows: list[tuple[int, str, float]]) -> dict[str, dict]:
     return out
 
 
+def run_split(args: argparse.Namespace) -> int:
+    from mrbench.evaluate import evaluate_predictions, write_csv
+
+    if not (args.store and args.direction and args.out):
+        raise InputError("--pred-dir needs --store, --direction and --out")
+    protocols = args.protocols or list(PROTOCOLS)
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise InputError(
+            f"--protocols: unknown protocol {unknown[0]!r}; known: {', '.join(PROTOCOLS)}"
+        )
+    df = evaluate_predictions(
+        args.pred_dir,
+        args.store,
+        args.direction,
+        protocols,
+        dataset=args.dataset,
+        method=args.method,
+        seed=args.seed,
+        label=args.label,
+        config_hash=args.config_hash,
+    )
+    write_csv(df, args.out)
+    print(f"{args.out}: {len(df)} rows")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pred_dir:
+        return run_split(args)
+    if not (args.pred and args.target):
+        raise InputError("give --pred and --target (one volume) or --pred-dir (a test split)")
     proto = get_protocol(args.protocol)
     pred_img = load_volume(args.pred)
     target_img = load_volume(args.target)

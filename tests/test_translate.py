@@ -159,3 +159,49 @@ def test_translate_store_writes_subject_volumes_and_timing(tmp_path):
     timing = json.loads((out_dir / "timing.json").read_text())
     assert timing["n_slices"] == 10 and timing["seconds_per_slice"] >= 0
     assert timing["direction"] == "t1_to_t2"
+
+
+def test_metrics_of_a_translated_split(tmp_path):
+    import pandas as pd
+
+    from mrbench.stats import summarise
+
+    store = _store(tmp_path)
+    ckpt = _identity_model(tmp_path / "model.pt")
+    pred = tmp_path / "pred"
+    base = ["--checkpoint", str(ckpt), "--store", str(store), "--direction", "t2_to_t1"]
+    assert main(["translate", *base, "--out-dir", str(pred)]) == 0
+    out = tmp_path / "m.csv"
+    args = ["metrics", "--pred-dir", str(pred), "--store", str(store), "--direction", "t2_to_t1"]
+    args += ["--dataset", "toy", "--method", "identity", "--seed", "3", "--out", str(out)]
+    args += ["--config-hash", "abc123", "--protocols", "max01", "volume3d"]
+    assert main(args) == 0
+    df = pd.read_csv(out)
+    assert set(df["protocol"]) == {"max01", "volume3d"}
+    assert (df["config_hash"] == "abc123").all() and df["code_version"].notna().all()
+    assert df["packages"].str.contains("scikit-image=").all()
+    two_d = df[df["protocol"] == "max01"]
+    assert len(two_d) == 2 * 5 * 8  # subjects x slices x (4 metrics, whole and brain)
+    assert len(df[df["protocol"] == "volume3d"]) == 2 * 8
+    # identity T2 -> T1 on inverted contrast is a poor prediction: finite, well below 100 % SSIM
+    assert two_d[two_d["metric"] == "ssim"]["value"].lt(95).all()
+
+    # the true T1 as prediction: infinite PSNR survives the CSV and the aggregation
+    perfect = tmp_path / "perfect"
+    perfect.mkdir()
+    for s in ("s0", "s1"):
+        (perfect / f"{s}.nii.gz").write_bytes(
+            (tmp_path / "subjects" / s / "t1.nii.gz").read_bytes()
+        )
+    out2 = tmp_path / "p.csv"
+    args2 = [a if a != str(pred) else str(perfect) for a in args]
+    args2[args2.index(str(out))] = str(out2)
+    assert main(args2) == 0
+    df2 = pd.read_csv(out2)
+    psnr = df2[(df2["metric"] == "psnr") & (df2["protocol"] == "max01")]["value"]
+    assert np.isinf(psnr).all()
+    summary = summarise(df2)
+    row = summary[(summary["metric"] == "ssim") & (summary["protocol"] == "max01")].iloc[0]
+    assert row["mean"] == pytest.approx(100.0)
+    row = summary[(summary["metric"] == "psnr") & (summary["protocol"] == "max01")].iloc[0]
+    assert np.isinf(row["mean"]) and row["n_infinite"] == 10

@@ -1,0 +1,381 @@
+"""Scoring translated test sets: the per-direction metrics files behind the tidy results table.
+
+One metrics file (``results/metrics/{dataset}/{method}/seed{seed}/{direction}.csv``) holds one row
+per test subject x slice x metric x protocol. Every row carries what is needed to trace and
+recompute it: the protocol's definition (normalisation, data range, mask handling, 2D/3D,
+aggregation), a hash of the configuration that produced the model, the code version and the
+versions of the packages that computed the numbers. All tables and figures are views of the
+concatenation of these files (``results/tables/results_tidy.csv.gz``).
+
+Predictions are read from the per-subject NIfTI volumes written by :mod:`mrbench.translate` and
+cut with the slice store's own crop windows, so they are compared with exactly the target slices
+and brain masks the model was tested on.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: the ``evaluation`` section of the config, with its defaults (the Snakefile checks keys
+#: against this dict)
+EVALUATION_DEFAULTS: dict[str, Any] = {
+    # metric protocols written to the metrics files (see mrbench.metrics)
+    "protocols": ["max01", "icon_mean", "syndiff", "volume3d"],
+    # protocol and metric names shown in Table 1, Table 2 and the paper comparison
+    "table_protocol": "max01",
+    "table_psnr": "psnr",
+    "table_ssim": "ssim",
+    # significance: the method tested against every other one, and the level
+    "reference_method": "disdiff",
+    "alpha": 0.05,
+    # FID / KID with torch-fidelity on the test slices; feature_extractor "inception-v3-compat"
+    # (the usual FID network; weights from weights_path or the torch hub cache) or
+    # "mrbench-randconv" (an offline random-feature extractor whose numbers are NOT FID/KID as
+    # published, labelled as such in the tables)
+    "fid": {
+        "enabled": True,
+        "feature_extractor": "inception-v3-compat",
+        "weights_path": None,
+        "kid_subset_size": 1000,
+    },
+    # efficiency table: validation PSNR every method must reach (null: the highest PSNR that
+    # every trained method reached, so that all of them have a time to threshold)
+    "threshold_psnr": None,
+    # qualitative figure: subject (null: first test subject) and slice (null: the middle one)
+    "qualitative": {"subject": None, "slice": None},
+    # translation of the test sets
+    "batch_size": 8,
+    "device": "auto",
+}
+
+#: Table 2 rows: config name -> (Disentangled, Diffusion, D_c)
+ABLATION_VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "disdiff_dis_only": (True, False, False),
+    "disdiff_diff_only": (False, True, False),
+    "disdiff_no_dc": (True, True, False),
+    "disdiff": (True, True, True),
+}
+
+#: provenance: the packages whose versions are recorded with every number
+PROVENANCE_PACKAGES = ("numpy", "scikit-image", "scipy", "torch", "nibabel", "torch-fidelity")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def evaluation_settings(config: dict) -> dict[str, Any]:
+    """The config's ``evaluation`` section over :data:`EVALUATION_DEFAULTS` (nested dicts
+    merged); unknown keys or protocols raise ``ValueError`` naming the key."""
+    out = copy.deepcopy(EVALUATION_DEFAULTS)
+    for key, value in (config.get("evaluation") or {}).items():
+        if key not in EVALUATION_DEFAULTS:
+            raise ValueError(
+                f"config key evaluation.{key}: unknown; known: {', '.join(EVALUATION_DEFAULTS)}"
+            )
+        if isinstance(out[key], dict) and isinstance(value, dict):
+            unknown = sorted(set(value) - set(out[key]))
+            if unknown:
+                raise ValueError(
+                    f"config key evaluation.{key}.{unknown[0]}: unknown; "
+                    f"known: {', '.join(out[key])}"
+                )
+            out[key].update(value)
+        else:
+            out[key] = value
+    from mrbench.metrics import PROTOCOLS
+
+    for proto in out["protocols"]:
+        if proto not in PROTOCOLS:
+            raise ValueError(
+                f"config key evaluation.protocols: unknown protocol {proto!r}; "
+                f"known: {', '.join(PROTOCOLS)}"
+            )
+    if out["table_protocol"] not in out["protocols"]:
+        raise ValueError(
+            f"config key evaluation.table_protocol: {out['table_protocol']!r} is not among "
+            "evaluation.protocols"
+        )
+    return out
+
+
+# ------------------------------------------------------------------ provenance
+@functools.cache
+def code_version() -> str:
+    """``git describe`` of the project, or the package version outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        if out:
+            return f"git:{out}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from mrbench import __version__
+
+    return f"mrbench {__version__}"
+
+
+@functools.cache
+def package_versions() -> str:
+    parts = []
+    for name in PROVENANCE_PACKAGES:
+        try:
+            parts.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name}=absent")
+    return ";".join(parts)
+
+
+def config_hash(config: dict, dataset: str, method: str) -> str:
+    """Short hash of everything in the config that shapes one model's results: the dataset's
+    settings, the resolved method entry (plugin, params, training), seeds-independent, and the
+    evaluation section."""
+    from mrbench.config import method_spec_dict
+
+    payload = {
+        "dataset": {dataset: config["datasets"][dataset]},
+        "method": method_spec_dict(config, method),
+        "evaluation": evaluation_settings(config),
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------ evaluation
+TIDY_COLUMNS = [
+    "dataset",
+    "method",
+    "label",
+    "seed",
+    "direction",
+    "subject",
+    "slice",
+    "protocol",
+    "metric",
+    "value",
+    "unit",
+    "normalisation",
+    "data_range",
+    "mask",
+    "dims",
+    "aggregation",
+    "config_hash",
+    "code_version",
+    "packages",
+]
+
+
+def _read_prediction(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    import nibabel as nib
+
+    from mrbench.io import InputError
+
+    if not path.exists():
+        raise InputError(f"{path}: prediction volume missing")
+    try:
+        data = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read NIfTI volume ({exc})") from None
+    if data.shape != shape:
+        raise InputError(f"{path}: shape {data.shape} differs from the test volume's {shape}")
+    if not np.isfinite(data).all():
+        raise InputError(f"{path}: prediction contains NaN or infinite values")
+    return data
+
+
+def prediction_windows(pred_dir: str | Path, store: Any, subject: str) -> np.ndarray:
+    """A subject's predicted slices cut with the store's crop window: ``(n, S, S)``, in the
+    order of the store's rows for that subject."""
+    from mrbench.slices import crop_pad
+
+    info = store.subject_info(subject)
+    rows = store.subject_rows(subject)
+    zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
+    volume = _read_prediction(
+        Path(pred_dir) / f"{subject}.nii.gz", tuple(int(s) for s in info["shape"])
+    )
+    return np.stack(
+        [crop_pad(volume[..., int(z)], int(info["x0"]), int(info["y0"]), store.size) for z in zs]
+    )
+
+
+def evaluate_predictions(
+    pred_dir: str | Path,
+    store_dir: str | Path,
+    direction: str,
+    protocols: list[str],
+    *,
+    dataset: str,
+    method: str,
+    seed: int,
+    label: str | None = None,
+    config_hash: str = "",
+) -> pd.DataFrame:
+    """Rows of the tidy results table for one prediction folder against the test store."""
+    from mrbench.metrics import compute, get_protocol, unit_of
+    from mrbench.slices import SliceStore
+
+    store = SliceStore(store_dir)
+    target_mod = direction.split("_to_")[1]
+    protos = [get_protocol(p) for p in protocols]
+    records: list[tuple] = []
+    for subject in store.subjects:
+        rows = store.subject_rows(subject)
+        zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
+        preds = prediction_windows(pred_dir, store, subject)
+        targets = np.asarray(store.arrays[target_mod][rows], dtype=np.float32)
+        masks = np.asarray(store.arrays["mask"][rows]) > 0
+        for proto in protos:
+            if proto.dims == 3:
+                res = compute(
+                    proto.name,
+                    np.moveaxis(preds, 0, -1),
+                    np.moveaxis(targets, 0, -1),
+                    np.moveaxis(masks, 0, -1),
+                )
+                records += [(subject, -1, proto, k, v) for k, v in res.items()]
+                continue
+            for z, p, t, m in zip(zs, preds, targets, masks, strict=True):
+                res = compute(proto.name, p, t, m)
+                records += [(subject, int(z), proto, k, v) for k, v in res.items()]
+    version, packages = code_version(), package_versions()
+    df = pd.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "method": method,
+                "label": label or method,
+                "seed": int(seed),
+                "direction": direction,
+                "subject": subject,
+                "slice": z,
+                "protocol": proto.name,
+                "metric": metric,
+                "value": value,
+                "unit": unit_of(metric),
+                "normalisation": proto.normalisation,
+                "data_range": proto.data_range,
+                "mask": proto.mask,
+                "dims": proto.dims,
+                "aggregation": proto.aggregation,
+                "config_hash": config_hash,
+                "code_version": version,
+                "packages": packages,
+            }
+            for subject, z, proto, metric, value in records
+        ],
+        columns=TIDY_COLUMNS,
+    )
+    return df
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a CSV atomically (gzip-compressed where the name ends in ``.gz``); ``inf`` is
+    written as ``inf`` and read back as a float by pandas."""
+    from mrbench.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
+    return path
+
+
+def read_tidy(paths: list[str | Path] | str | Path) -> pd.DataFrame:
+    """Concatenate metrics files (or read one tidy file) into the tidy results table."""
+    from mrbench.io import InputError
+
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    frames = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise InputError(f"{p}: results file not found")
+        df = pd.read_csv(p, keep_default_na=True)
+        missing = [c for c in ("dataset", "method", "direction", "metric", "value") if c not in df]
+        if missing:
+            raise InputError(f"{p}: not a results table (missing column {missing[0]!r})")
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=TIDY_COLUMNS)
+    df = pd.concat(frames, ignore_index=True)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    if "seed" in df:
+        df["seed"] = df["seed"].astype(int)
+    return df
+
+
+# ------------------------------------------------------------------ workflow targets
+def _combos(config: dict) -> list[tuple[str, str, int, str]]:
+    return [
+        (d, m, int(s), r)
+        for d in config["datasets"]
+        for m in config["methods"]
+        for s in config["seeds"]
+        for r in config["directions"]
+    ]
+
+
+def metrics_files(config: dict, results: str = "results") -> list[str]:
+    return [f"{results}/metrics/{d}/{m}/seed{s}/{r}.csv" for d, m, s, r in _combos(config)]
+
+
+def prediction_dirs(config: dict, results: str = "results") -> list[str]:
+    return [f"{results}/predictions/{d}/{m}/seed{s}/{r}" for d, m, s, r in _combos(config)]
+
+
+def fidelity_files(config: dict, results: str = "results") -> list[str]:
+    return [f"{results}/fidelity/{d}/{m}/seed{s}/{r}.json" for d, m, s, r in _combos(config)]
+
+
+def model_files(config: dict, results: str = "results") -> list[str]:
+    return [
+        f"{results}/models/{d}/{m}/seed{int(s)}/model.pt"
+        for d in config["datasets"]
+        for m in config["methods"]
+        for s in config["seeds"]
+    ]
+
+
+TABLES = ("table1", "table2_ablation", "paper_comparison", "significance", "efficiency")
+
+
+def table_files(config: dict, results: str = "results") -> list[str]:
+    names = list(TABLES)
+    if evaluation_settings(config)["fid"]["enabled"]:
+        names.append("fidelity")
+    out = [f"{results}/tables/{n}.{ext}" for n in names for ext in ("csv", "md", "tex")]
+    return out + [f"{results}/tables/results_tidy.csv.gz", f"{results}/tables/summary.csv"]
+
+
+def figure_files(config: dict, results: str = "results") -> list[str]:
+    out = []
+    for d in config["datasets"]:
+        for r in config["directions"]:
+            out += [f"{results}/figures/qualitative_{d}_{r}.{e}" for e in ("png", "pdf")]
+        out += [f"{results}/figures/boxplot_{d}.{e}" for e in ("png", "pdf")]
+        out += [f"{results}/figures/training_curves_{d}.{e}" for e in ("png", "pdf")]
+    return out
+
+
+def report_targets(config: dict, results: str = "results") -> list[str]:
+    """Every final output of the benchmark: tables (CSV, Markdown, LaTeX) and figures (PNG, PDF).
+
+    Their inputs pull in the whole DAG: data, training, translation and metrics of every
+    dataset x method x seed x direction of the config.
+    """
+    return table_files(config, results) + figure_files(config, results)
