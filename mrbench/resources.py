@@ -69,6 +69,12 @@ def _int_key(training: Mapping[str, Any], key: str, default: int | None = None) 
     return int(value)
 
 
+def _trainable(spec: Mapping[str, Any]) -> bool:
+    if "trainable" in spec:
+        return bool(spec["trainable"])
+    return spec.get("plugin") not in UNTRAINABLE
+
+
 def gpu_enabled(config: Mapping[str, Any]) -> bool:
     """Whether jobs request the ``gpu`` resource (config key ``gpu_resource``, default true)."""
     value = config.get("gpu_resource", True)
@@ -81,7 +87,7 @@ def train_gpus(spec: Mapping[str, Any], config: Mapping[str, Any] | None = None)
     """GPUs one training job asks for: ``training.gpus_per_job`` (default 1), 0 without GPUs."""
     if config is not None and not gpu_enabled(config):
         return 0
-    if spec.get("plugin") in UNTRAINABLE:
+    if not _trainable(spec):
         return 0
     gpus = _int_key(_training(spec), "gpus_per_job", 1)
     return gpus
@@ -126,7 +132,7 @@ def train_runtime_minutes(
     of a data-parallel job), plus a fixed overhead, times a safety factor that grows by half
     with each retry. A bad or missing key raises ValueError naming it.
     """
-    if spec.get("plugin") in UNTRAINABLE:
+    if not _trainable(spec):
         return UNTRAINED_MINUTES * attempt
     training = _training(spec)
     steps = _int_key(training, "steps")
