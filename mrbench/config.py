@@ -64,9 +64,8 @@ def check_config(config: dict) -> None:
     if known_training:
         for key in config.get("training", {}) or {}:
             if key not in known_training:
-                raise ConfigError(
-                    f"config key training.{key}: unknown; known: {', '.join(sorted(known_training))}"
-                )
+                known = ", ".join(sorted(known_training))
+                raise ConfigError(f"config key training.{key}: unknown; known: {known}")
     for name, entry in config["methods"].items():
         plugin = entry["plugin"]
         if plugin not in plugins:

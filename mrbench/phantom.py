@@ -1,4 +1,4 @@
-"""The embedded ``phantom`` dataset: synthetic T1w/T2w subjects made offline from MNI152 tissue maps.
+"""The embedded ``phantom`` dataset: synthetic T1w/T2w subjects made offline from MNI152 maps.
 
 The grey- and white-matter probability maps of the ICBM 2009a template ship inside the nilearn
 wheel. For every synthetic subject this module
@@ -157,7 +157,7 @@ def write_phantom(
     settings: PhantomSettings,
     only: list[str] | None = None,
 ) -> list[Path]:
-    """Write subjects as ``<id>_{t1,t2,mask}.nii.gz`` into ``out_dir`` (all, or those in ``only``)."""
+    """Write subjects as ``<id>_{t1,t2,mask}.nii.gz`` into ``out_dir`` (all, or ``only``)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)

@@ -91,7 +91,7 @@ def crop_pad(plane: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
 
 
 def uncrop(window: np.ndarray, x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`crop_pad`: place a window back on a plane of ``shape`` (zeros elsewhere)."""
+    """Inverse of :func:`crop_pad`: place a window back on a ``shape`` plane (zeros elsewhere)."""
     size = window.shape[0]
     out = np.zeros(shape, dtype=window.dtype)
     sx0, sy0 = max(x0, 0), max(y0, 0)
@@ -129,16 +129,16 @@ def build_split(
     counts = []
     per_subject = []
     for sv in subjects:
+        # first pass: check every volume (so a bad file fails before anything is written) and
+        # choose slices and offsets from the mask
         mask_img = load_volume(sv.mask)
         mask = np.asarray(mask_img.dataobj) > 0
-        vols = {}
         for mod in MODALITIES:
             img = load_volume(getattr(sv, mod))
             if img.shape != mask.shape:
                 raise InputError(
                     f"{getattr(sv, mod)}: shape {img.shape} differs from the mask's {mask.shape}"
                 )
-            vols[mod] = np.asarray(img.dataobj, dtype=np.float32)
         zs = select_slices(mask, slices_per_subject)
         x0, y0 = crop_offsets(mask[..., zs], size)
         per_subject.append(

@@ -24,7 +24,7 @@ def require_testdata(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny phantom dataset as a slice store: 6 subjects, 8 mm voxels, 16 px, splits train/val/test.
+    """A tiny phantom slice store: 6 subjects, 8 mm voxels, 16 px, splits train/val/test.
 
     Returns the folder holding ``train/``, ``val/`` and ``test/``; subject volumes are in
     ``<folder>/../subjects``.
