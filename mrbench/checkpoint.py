@@ -1,0 +1,180 @@
+"""Checkpoints (resumable training state) and model files (what evaluation loads).
+
+Both are ``torch.save`` files readable with ``torch.load(weights_only=True)``: tensors and plain
+Python values only, no pickled objects, so loading a file cannot run code. Both are written to a
+temporary name and renamed, so a job killed while writing leaves the previous file intact.
+
+Checkpoint (``<out>/checkpoints/last.pt``)::
+
+    {"format": "mrbench-checkpoint/1", "step": int, "spec": resolved spec,
+     "method": method.full_state() (networks, optimisers, extra state such as a GAN's pool),
+     "ema": {module name: state_dict}, "schedule": LR schedule state, "sampler": sampler state,
+     "rng": {"python", "numpy", "torch", "cuda"}, "best": {...}, "elapsed": seconds}
+
+Model file (``<out>/model.pt``)::
+
+    {"format": "mrbench-model/1", "method": config name, "plugin": plugin name,
+     "params": resolved params, "image_size": int, "state": state_dict (EMA weights applied),
+     "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mrbench.io import InputError, atomic_path
+
+CHECKPOINT_FORMAT = "mrbench-checkpoint/1"
+MODEL_FORMAT = "mrbench-model/1"
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with a one-line error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot read checkpoint ({reason})") from None
+
+
+# ----------------------------------------------------------------------- RNG state
+def rng_state() -> dict[str, Any]:
+    """States of the python, numpy and torch (CPU and CUDA) generators, safe for weights_only."""
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    npst = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": npst["bit_generator"],
+            "state": {"key": npst["key"].numpy().astype(np.uint32), "pos": npst["pos"]},
+            "has_gauss": npst["has_gauss"],
+            "gauss": npst["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (all CUDA devices included)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    return save_atomic(state, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    state = load_safe(path)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not an mrbench checkpoint (expected {CHECKPOINT_FORMAT})")
+    return state
+
+
+# ---------------------------------------------------------------------- model files
+def model_record(
+    *,
+    method: str,
+    plugin: str,
+    params: dict[str, Any],
+    image_size: int,
+    state: dict[str, torch.Tensor],
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": MODEL_FORMAT,
+        "method": method,
+        "plugin": plugin,
+        "params": dict(params),
+        "image_size": int(image_size),
+        "state": {k: v.detach().cpu().clone() for k, v in state.items()},
+        "meta": dict(meta or {}),
+    }
+
+
+def save_model(record: dict[str, Any], path: str | Path) -> Path:
+    """Write a model record (see :func:`model_record`) atomically."""
+    if record.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: record is not in the {MODEL_FORMAT} format")
+    return save_atomic(record, path)
+
+
+def read_model(path: str | Path) -> dict[str, Any]:
+    """The raw model record of a ``model.pt``, checked for format and keys."""
+    record = load_safe(path)
+    if not isinstance(record, dict) or record.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path}: not an mrbench model file (expected format {MODEL_FORMAT})")
+    for key in ("method", "plugin", "params", "image_size", "state"):
+        if key not in record:
+            raise InputError(f"{path}: model file lacks the key {key!r}")
+    return record
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Build the method stored in ``model.pt`` with its final weights, in eval mode on ``device``.
+
+    The returned :class:`~methods.base.TranslationMethod` carries the record without its weights
+    as ``model_info`` (config name, plugin, params, image size, meta). Building the networks does
+    not disturb the caller's random generators.
+    """
+    from methods import get_plugin
+
+    record = read_model(path)
+    try:
+        cls = get_plugin(record["plugin"])
+    except KeyError as exc:
+        raise InputError(f"{path}: {exc.args[0]}") from None
+    with torch.random.fork_rng(devices=[]):
+        method = cls(record["params"], image_size=int(record["image_size"]))
+    try:
+        method.load_state_dict(record["state"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(
+            f"{path}: weights do not fit plugin {record['plugin']!r} ({first})"
+        ) from None
+    method.to(device)
+    method.eval()
+    method.model_info = {k: v for k, v in record.items() if k != "state"}
+    return method

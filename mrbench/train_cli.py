@@ -1,0 +1,102 @@
+"""``mrbench train``: train one method on one dataset's slice store, resumably.
+
+The spec (a JSON string or a JSON file) is ``{"method": config name, "plugin": registered plugin,
+"params": {...}, "training": {...}}`` (training keys: :mod:`mrbench.trainer`). The device is
+chosen before CUDA is touched (:mod:`mrbench.gpu`): a free, locked GPU, the scheduler's choice,
+or the CPU. Re-running the same command after a crash resumes from ``checkpoints/last.pt``;
+``model.pt`` is written last, so a workflow manager never sees a half-finished output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mrbench.io import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True, help="method spec: a JSON string or a JSON file")
+    parser.add_argument(
+        "--data", required=True, help="slice store folder with train/ and val/ splits"
+    )
+    parser.add_argument("--out", required=True, help="run folder (model.pt, logs, checkpoints)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="cap training.steps (quick runs and tests)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument(
+        "--gpu-wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a free GPU when all are locked by other jobs",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+
+
+def load_spec(text: str) -> dict[str, Any]:
+    """Parse ``--spec``: inline JSON if it starts with ``{``, else the path of a JSON file."""
+    source = "--spec"
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        if not path.exists():
+            raise InputError(f"{path}: spec file not found")
+        source, text = str(path), path.read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(spec, dict):
+        raise InputError(f"{source}: expected a JSON object")
+    for key in ("params", "training"):
+        if spec.get(key) is None:
+            spec[key] = {}
+        if not isinstance(spec[key], dict):
+            raise InputError(f"{source}: {key!r} must be an object")
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrbench import gpu
+
+    spec = load_spec(args.spec)
+    try:
+        slot = gpu.acquire_device(args.device, wait_s=args.gpu_wait)
+    except RuntimeError as exc:
+        print(f"mrbench train: error: {exc}", file=sys.stderr)
+        return 1
+
+    import torch
+
+    from mrbench import trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if slot.device == "cuda" and not torch.cuda.is_available():
+        print(f"mrbench train: error: {slot.message}, but torch sees no CUDA", file=sys.stderr)
+        return 1
+    try:
+        trainer.train(
+            spec,
+            args.data,
+            args.out,
+            args.seed,
+            slot.device,
+            max_steps=args.max_steps,
+            progress=args.progress,
+            device_message=slot.message,
+        )
+    except trainer.TrainingError as exc:
+        print(f"mrbench train: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
