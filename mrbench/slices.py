@@ -126,6 +126,20 @@ def build_split(
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_split(subjects, tmp, size, slices_per_subject)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _write_split(
+    subjects: list[SubjectVolumes], tmp: Path, size: int, slices_per_subject: int
+) -> None:
     counts = []
     per_subject = []
     for sv in subjects:
@@ -185,10 +199,6 @@ def build_split(
         "subjects": per_subject,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
 
 
 class SliceStore(Dataset):

@@ -118,3 +118,4 @@ def test_unreadable_volume_error_names_file(tmp_path: Path) -> None:
         (d / f"{m}.nii.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(InputError, match=r"s1/mask.nii.gz: cannot read NIfTI volume"):
         build_split([SubjectVolumes.in_dir("s1", d)], tmp_path / "out", 16, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s1"], "no partial output left behind"
