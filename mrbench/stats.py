@@ -106,6 +106,8 @@ def summarise(tidy: pd.DataFrame) -> pd.DataFrame:
             "seed_std": float(seed_means.std()) if seed_means.size > 1 else math.nan,
             "aggregation": aggregation,
         }
+        if "label" in grp:
+            row["label"] = str(grp["label"].iloc[0])
         if fs.size == 0 and np.isinf(subj).any():
             row["mean_subjects"] = math.inf
         if aggregation == "slice":

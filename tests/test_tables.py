@@ -1,0 +1,202 @@
+"""Tables from a synthetic tidy results table: layout, best in bold, LaTeX, significance flags."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mrbench import stats, tables
+from mrbench.cli import main
+
+METHODS = {"cyclegan": 20.0, "syndiff": 24.0, "disdiff": 26.0, "disdiff_no_dc": 23.0}
+
+
+def _tidy(n_subjects=3, datasets=("ixi", "brats2018"), seeds=(0,)) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in datasets:
+        for m, base in METHODS.items():
+            for seed in seeds:
+                for r in ("t1_to_t2", "t2_to_t1"):
+                    for s in range(n_subjects):
+                        for z in range(2):
+                            psnr = base + s * 0.5 + rng.normal(0, 0.1)
+                            for metric, v in (("psnr", psnr), ("ssim", 50 + 1.5 * psnr)):
+                                rows.append(
+                                    {
+                                        "dataset": d,
+                                        "method": m,
+                                        "label": m.upper() if m == "cyclegan" else m,
+                                        "seed": seed,
+                                        "direction": r,
+                                        "subject": f"s{s}",
+                                        "slice": z,
+                                        "protocol": "max01",
+                                        "metric": metric,
+                                        "value": v,
+                                    }
+                                )
+    return pd.DataFrame(rows)
+
+
+def _latex_ok(tex: str, ncols: int) -> None:
+    assert tex.count("{") == tex.count("}")
+    for cmd in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert cmd in tex
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+    assert tex.count("\\begin{table}") == tex.count("\\end{table}") == 1
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0]
+    for line in body.strip().splitlines():
+        if line.strip() in ("", "\\midrule"):
+            continue
+        assert line.endswith("\\\\")
+        assert len(re.findall(r"(?<!\\)&", line)) == ncols - 1, line
+
+
+def test_table1_layout_and_bold_best():
+    summary = stats.summarise(_tidy())
+    doc, df = tables.table1(summary)
+    # methods as rows in the paper's order; ablation variants are left to Table 2
+    assert [r[0].text for r in doc.rows] == ["CYCLEGAN", "syndiff", "disdiff"]
+    assert doc.ncols == 1 + 2 * 2 * 2
+    assert [t for t, _ in doc.header[0]] == ["Method", "IXI", "BraTS"]
+    assert [t for t, _ in doc.header[2][1:3]] == ["PSNR (dB)", "SSIM (%)"]
+    disdiff = doc.rows[2]
+    assert all(c.bold for c in disdiff[1:]) and not any(c.bold for c in doc.rows[0][1:])
+    assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d", disdiff[1].text)
+    md = doc.markdown()
+    assert "| Method | IXI T1 → T2 PSNR (dB) |" in md
+    assert f"**{disdiff[1].text}**" in md
+    tex = doc.latex("tab:t1")
+    _latex_ok(tex, doc.ncols)
+    assert "\\textbf{" in tex and "$\\pm$" in tex and "\\cmidrule(lr){2-5}" in tex
+    row = df[(df["method"] == "disdiff") & (df["dataset"] == "ixi")].iloc[0]
+    assert row["psnr_best"] and row["n_subjects"] == 3 and row["n_slices"] == 6
+    # per-subject means: the std is across the 3 subject means, not the 6 slices
+    assert row["psnr_std"] == pytest.approx(np.std([26.0, 26.5, 27.0]), abs=0.1)
+
+
+def test_table1_works_with_one_dataset_and_infinite_values():
+    tidy = _tidy(datasets=("phantom",))
+    tidy.loc[(tidy["method"] == "disdiff") & (tidy["metric"] == "psnr"), "value"] = math.inf
+    summary = stats.summarise(tidy)
+    doc, _ = tables.table1(summary)
+    assert doc.ncols == 5 and doc.header[0][1] == ("Phantom", 4)
+    assert doc.rows[2][1].text == "∞" and doc.rows[2][1].bold
+    assert any("infinite" in n for n in doc.notes)
+    _latex_ok(doc.latex(), doc.ncols)
+
+
+def test_table2_only_present_variants():
+    doc, df = tables.table2(stats.summarise(_tidy(datasets=("ixi",))))
+    assert list(df["method"]) == ["disdiff_no_dc", "disdiff"] * 2
+    assert [c.text for c in doc.rows[0][:4]] == ["IXI T1 → T2", "✓", "✓", "×"]
+    assert [c.text for c in doc.rows[1][1:4]] == ["✓", "✓", "✓"]
+    assert doc.rows[1][4].bold and not doc.rows[0][4].bold
+    assert any("disdiff_dis_only" in n for n in doc.notes)
+    tex = doc.latex()
+    _latex_ok(tex, 6)
+    assert "\\checkmark" in tex
+    empty_doc, empty = tables.table2(stats.summarise(_tidy().query("method == 'cyclegan'")))
+    assert empty.empty and not empty_doc.rows and "empty" in empty_doc.notes[-1]
+
+
+def test_paper_comparison_difference():
+    doc, df = tables.paper_comparison(stats.summarise(_tidy()))
+    assert set(df["method"]) <= {"cyclegan", "unit_ddpm", "syndiff", "disdiff"} | set(
+        tables.ABLATION_VARIANTS
+    )
+    row = df[
+        (df["table"] == 1)
+        & (df["method"] == "disdiff")
+        & (df["dataset"] == "ixi")
+        & (df["direction"] == "t1_to_t2")
+        & (df["metric"] == "psnr")
+    ].iloc[0]
+    assert row["reported_mean"] == 25.71 and row["reported_std"] == 4.20
+    assert row["difference"] == pytest.approx(row["reproduced_mean"] - 25.71)
+    assert df[df["method"] == "unit_ddpm"]["reproduced_mean"].isna().all()
+    _latex_ok(doc.latex(), 8)
+
+
+def test_paper_csv_matches_reference_values():
+    paper = tables.paper_results()
+    assert len(paper) == 10 * 4 * 2 + 4 * 2 * 2
+    ssim = paper.query("table == 1 and method == 'SynDiff' and dataset == 'BraTS'")
+    assert list(ssim.query("metric == 'ssim'")["mean"]) == [90.43, 84.96]
+    abl = paper.query("table == 2 and config_method == 'disdiff_no_dc' and metric == 'psnr'")
+    assert list(abl["mean"]) == [23.52, 24.31]
+
+
+def test_wilcoxon_flags_small_n():
+    small = stats.wilcoxon_table(_tidy(n_subjects=3))
+    assert len(small) == 2 * 2 * 2 * 3  # datasets x directions x metrics x other methods
+    assert small["underpowered"].all() and not small["significant"].any()
+    assert small["note"].str.contains("too small").all()
+    assert small["min_possible_p"].iloc[0] == pytest.approx(0.25)
+    big = stats.wilcoxon_table(_tidy(n_subjects=8))
+    assert not big["underpowered"].any()
+    vs = big[(big["method"] == "cyclegan") & (big["metric"] == "psnr")]
+    assert (vs["p_value"] < 0.05).all() and vs["significant"].all()
+    doc = tables.significance_table(small, "max01", ["psnr", "ssim"])
+    assert all(r[-1].text == "n too small" for r in doc.rows)
+    _latex_ok(doc.latex(), 11)
+
+
+def test_seed_spread():
+    summary = stats.summarise(_tidy(datasets=("ixi",), seeds=(0, 1)))
+    row = summary.query("method == 'disdiff' and metric == 'psnr'").iloc[0]
+    assert row["n_seeds"] == 2 and 0 <= row["seed_std"] < 0.2
+
+
+def test_efficiency_threshold():
+    val = pd.DataFrame(
+        {"step": [10, 20, 30], "seconds_elapsed": [5.0, 10.0, 15.0], "psnr": [18, 22, 25]}
+    )
+    slow = pd.DataFrame(
+        {"step": [10, 20, 30], "seconds_elapsed": [8.0, 16.0, 24.0], "psnr": [15, 19, 21]}
+    )
+    base = {
+        "dataset": "ixi",
+        "seed": 0,
+        "plugin": "x",
+        "parameters": 2_000_000,
+        "parameters_per_network": "{}",
+        "state_tensors": 0,
+        "train_images_per_s": 10.0,
+        "peak_mem_mb": 100.0,
+        "train_steps": 30,
+        "train_seconds": 15.0,
+        "inference_s_per_slice": 0.01,
+        "device": "cpu",
+    }
+    facts = [
+        {**base, "method": "disdiff", "_val_log": val, "best_val_psnr": 25.0},
+        {**base, "method": "syndiff", "_val_log": slow, "best_val_psnr": 21.0},
+    ]
+    doc, df = tables.efficiency(facts)
+    # common threshold: the highest PSNR both reached (21 dB)
+    assert (df["threshold_psnr"] == 21.0).all()
+    assert list(df["steps_to_threshold"]) == [20.0, 30.0]
+    assert list(df["seconds_to_threshold"]) == [10.0, 24.0]
+    assert doc.rows[0][2].text == "2.000"
+    _, df2 = tables.efficiency(facts, threshold_psnr=24.0)
+    assert df2["steps_to_threshold"].iloc[0] == 30 and math.isnan(df2["steps_to_threshold"].iloc[1])
+
+
+def test_report_cli_writes_tables(tmp_path):
+    tidy_path = tmp_path / "results_tidy.csv.gz"
+    _tidy(datasets=("phantom",)).to_csv(tidy_path, index=False)
+    out = tmp_path / "tables"
+    assert main(["report", "table1", "--tidy", str(tidy_path), "--out", str(out / "table1")]) == 0
+    assert main(["report", "table2", "--tidy", str(tidy_path), "--out", str(out / "t2")]) == 0
+    assert main(["report", "significance", "--tidy", str(tidy_path), "--out", str(out / "s")]) == 0
+    assert main(["report", "compare", "--tidy", str(tidy_path), "--out", str(out / "c")]) == 0
+    for name in ("table1", "t2", "s", "c"):
+        for ext in ("csv", "md", "tex"):
+            assert (out / f"{name}.{ext}").stat().st_size > 0
+    assert "**" in (out / "table1.md").read_text()
