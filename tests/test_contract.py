@@ -1,0 +1,126 @@
+"""The method contract, checked for every registered plugin (new methods are picked up alone).
+
+Each plugin is built with its ``tiny_params`` at 32 px on the CPU. The checks are what the
+trainer relies on: a training step updates the networks and returns finite losses; translation
+keeps shape and range in both directions; ``full_state`` survives a ``weights_only`` round trip
+exactly (same translations, same next training step); a fixed seed gives identical losses.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from methods import DIRECTIONS, registry
+
+SIZE = 32
+PLUGINS = sorted(registry())
+
+
+def _batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
+    """Smooth, brain-like random images in [-1, 1] with a disc mask, T2 a function of T1."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(b, 1, 4, 4, generator=g)
+    tissue = torch.nn.functional.interpolate(coarse, size=SIZE, mode="bilinear")
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, SIZE), torch.linspace(-1, 1, SIZE), indexing="ij")
+    mask = ((xx**2 + yy**2) < 0.7).float().expand(b, 1, SIZE, SIZE)
+    t1 = tissue * mask * 2 - 1
+    t2 = (1 - tissue) ** 2 * mask * 2 - 1
+    return {"t1": t1, "t2": t2, "mask_t1": mask.clone(), "mask_t2": mask.clone()}
+
+
+def _build(name: str, seed: int = 0):
+    cls = registry()[name]
+    torch.manual_seed(seed)
+    return cls(dict(cls.tiny_params), image_size=SIZE)
+
+
+def _fit_or_step(model, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
+    if not model.trainable:
+        model.fit(iter([batch]))
+        return {}
+    model.train()
+    return model.train_step(batch, step)
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_train_step_updates_and_returns_finite_losses(name: str) -> None:
+    model = _build(name)
+    batch = _batch(1)
+    if not model.trainable:
+        model.fit(iter([batch]))  # must not fail
+        return
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    losses = model.train_step(batch, 0)
+    assert losses, f"{name}: train_step returned no losses"
+    for key, value in losses.items():
+        assert isinstance(value, float), f"{name}: loss {key} is {type(value).__name__}"
+        assert math.isfinite(value), f"{name}: loss {key} = {value}"
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, f"{name}: a training step changed no weight"
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_translate_shape_and_range(name: str) -> None:
+    model = _build(name)
+    batch = _batch(2)
+    _fit_or_step(model, batch)
+    model.eval()
+    for direction in DIRECTIONS:
+        src = batch[direction.split("_to_")[0]]
+        torch.manual_seed(3)
+        out = model.translate(src, direction)
+        assert out.shape == src.shape, f"{name} {direction}: shape {tuple(out.shape)}"
+        assert out.is_floating_point()
+        assert torch.isfinite(out).all(), f"{name} {direction}: non-finite output"
+        assert out.min() >= -1 and out.max() <= 1, f"{name} {direction}: outside [-1, 1]"
+    with pytest.raises(ValueError):
+        model.translate(batch["t1"], "t1_to_flair")
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_full_state_round_trip_is_exact(name: str) -> None:
+    model = _build(name, seed=0)
+    _fit_or_step(model, _batch(4))
+    buf = io.BytesIO()
+    torch.save(model.full_state(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    clone = _build(name, seed=123)  # different initial weights, overwritten by the state
+    clone.load_full_state(state)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, clone.state_dict()[key]), f"{name}: {key} differs after load"
+    model.eval()
+    clone.eval()
+    x = _batch(5)
+    for direction in DIRECTIONS:
+        src = x[direction.split("_to_")[0]]
+        torch.manual_seed(7)
+        a = model.translate(src, direction)
+        torch.manual_seed(7)
+        b = clone.translate(src, direction)
+        assert torch.equal(a, b), f"{name} {direction}: translation differs after load"
+    if model.trainable:  # optimiser and extra state: the next step must be the same too
+        batch = _batch(6)
+        torch.manual_seed(11)
+        la = _fit_or_step(model, batch, 1)
+        torch.manual_seed(11)
+        lb = _fit_or_step(clone, batch, 1)
+        assert la == lb, f"{name}: next step differs after load ({la} vs {lb})"
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_same_seed_same_losses(name: str) -> None:
+    runs = []
+    for _ in range(2):
+        model = _build(name, seed=42)
+        losses = [_fit_or_step(model, _batch(8 + s), s) for s in range(2)]
+        model.eval()
+        torch.manual_seed(9)
+        out = model.translate(_batch(10)["t1"], "t1_to_t2")
+        runs.append((losses, out))
+    assert runs[0][0] == runs[1][0], f"{name}: losses differ between two runs with one seed"
+    assert torch.equal(runs[0][1], runs[1][1])
