@@ -205,3 +205,41 @@ def test_metrics_of_a_translated_split(tmp_path):
     assert row["mean"] == pytest.approx(100.0)
     row = summary[(summary["metric"] == "psnr") & (summary["protocol"] == "max01")].iloc[0]
     assert np.isinf(row["mean"]) and row["n_infinite"] == 10
+
+
+def test_figures_from_translated_split(tmp_path):
+    import pandas as pd
+
+    store = _store(tmp_path)
+    ckpt = _identity_model(tmp_path / "model.pt")
+    pred = tmp_path / "pred"
+    base = ["--checkpoint", str(ckpt), "--store", str(store), "--direction", "t1_to_t2"]
+    assert main(["translate", *base, "--out-dir", str(pred)]) == 0
+    fig = tmp_path / "fig" / "qualitative"
+    args = ["report", "qualitative", "--store", str(store), "--direction", "t1_to_t2"]
+    args += ["--pred", f"Identity={pred}", f"Copy={pred}", "--out", str(fig)]
+    assert main(args) == 0
+    assert fig.with_suffix(".png").stat().st_size > 1000 and fig.with_suffix(".pdf").exists()
+    bad = main([*args[:-1], str(tmp_path / "x"), "--subject", "nobody"])
+    assert bad == 1
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"step": [1, 2], "loss_g": [1.0, 0.5], "sec_per_step": [0.1, 0.1]}).to_csv(
+        run / "train_log.csv", index=False
+    )
+    pd.DataFrame({"step": [1, 2], "seconds_elapsed": [1, 2], "psnr": [10, 12]}).to_csv(
+        run / "val_log.csv", index=False
+    )
+    curves = tmp_path / "fig" / "curves"
+    assert main(["report", "curves", "--run", f"m={run}", "--out", str(curves)]) == 0
+    assert curves.with_suffix(".png").exists()
+
+    out = tmp_path / "m.csv"
+    margs = ["metrics", "--pred-dir", str(pred), "--store", str(store), "--direction", "t1_to_t2"]
+    assert main([*margs, "--method", "identity", "--dataset", "toy", "--out", str(out)]) == 0
+    box = tmp_path / "fig" / "box"
+    assert (
+        main(["report", "boxplot", "--tidy", str(out), "--dataset", "toy", "--out", str(box)]) == 0
+    )
+    assert box.with_suffix(".pdf").exists()

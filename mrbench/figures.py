@@ -1,0 +1,223 @@
+"""Figures of the benchmark (PNG for the report, PDF for papers).
+
+- The qualitative grid of the DisDiff paper's Fig. 2: source, every method's prediction and the
+  target of one test slice, with absolute-error maps below on one shared colour scale, so that
+  the methods' errors can be compared by eye.
+- Box plots of per-subject means per metric (a box per method and direction), which show the
+  spread that mean ± std hides.
+- Training curves: each method's losses and the validation PSNR of all methods over steps.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mrbench.io import atomic_path  # noqa: E402
+from mrbench.tables import (  # noqa: E402
+    LOG_NON_LOSS,
+    METHOD_ORDER,
+    dataset_label,
+    direction_label,
+    ordered,
+)
+
+
+def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
+    """Write ``prefix``.png and ``prefix``.pdf atomically and close the figure."""
+    prefix = Path(prefix)
+    paths = []
+    for ext in (".png", ".pdf"):
+        path = prefix.with_suffix(ext)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext[1:])
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _show(ax: plt.Axes, img: np.ndarray, **kw) -> matplotlib.image.AxesImage:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    # arrays are (x, y); rotate so that anterior is up as in radiological viewers
+    return ax.imshow(np.rot90(img), interpolation="nearest", **kw)
+
+
+def qualitative_grid(
+    store_dir: str | Path,
+    direction: str,
+    predictions: list[tuple[str, str | Path]],
+    out_prefix: str | Path,
+    subject: str | None = None,
+    slice_index: int | None = None,
+    title: str = "",
+) -> list[Path]:
+    """Fig. 2-style grid for one test slice. ``predictions``: (label, prediction folder)."""
+    from mrbench.evaluate import prediction_windows
+    from mrbench.io import InputError
+    from mrbench.slices import SliceStore
+
+    store = SliceStore(store_dir)
+    subject = subject or store.subjects[0]
+    if subject not in store.subjects:
+        raise InputError(f"{store_dir}: no test subject {subject!r} (qualitative.subject)")
+    rows = store.subject_rows(subject)
+    slices = store.index.set_index("row").loc[rows, "slice"].to_numpy()
+    if slice_index is None:
+        k = len(rows) // 2
+    else:
+        hits = np.flatnonzero(slices == int(slice_index))
+        if hits.size == 0:
+            raise InputError(
+                f"{store_dir}: subject {subject} has no test slice {slice_index} "
+                f"(qualitative.slice; available {slices.min()}-{slices.max()})"
+            )
+        k = int(hits[0])
+    src_mod, dst_mod = direction.split("_to_")
+    source = np.asarray(store.arrays[src_mod][rows[k]])
+    target = np.asarray(store.arrays[dst_mod][rows[k]])
+    preds = [(label, prediction_windows(d, store, subject)[k]) for label, d in predictions]
+    errors = [np.abs(p - target) for _, p in preds]
+    vmax = max([float(np.percentile(e, 99.5)) for e in errors] + [1e-3])
+    n = len(preds) + 2
+    fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.2), squeeze=False)
+    _show(axes[0, 0], source, cmap="gray", vmin=0, vmax=1)
+    axes[0, 0].set_title(f"Source ({src_mod.upper()})", fontsize=8)
+    err_im = None
+    for i, ((label, pred), err) in enumerate(zip(preds, errors, strict=True), start=1):
+        _show(axes[0, i], pred, cmap="gray", vmin=0, vmax=1)
+        axes[0, i].set_title(label, fontsize=8)
+        err_im = _show(axes[1, i], err, cmap="inferno", vmin=0, vmax=vmax)
+        mae = float(err.mean())
+        axes[1, i].set_title(f"|error|, MAE {mae:.3f}", fontsize=7)
+    _show(axes[0, n - 1], target, cmap="gray", vmin=0, vmax=1)
+    axes[0, n - 1].set_title(f"Target ({dst_mod.upper()})", fontsize=8)
+    axes[1, 0].axis("off")
+    axes[1, n - 1].axis("off")
+    if err_im is not None:
+        fig.colorbar(err_im, ax=axes[1, n - 1], fraction=0.9, label="absolute error")
+    fig.suptitle(
+        title or f"{direction_label(direction)}, subject {subject}, slice {slices[k]}",
+        fontsize=9,
+    )
+    return save_figure(fig, out_prefix)
+
+
+def boxplots(
+    per_subject: pd.DataFrame,
+    out_prefix: str | Path,
+    protocol: str,
+    metrics: list[str],
+    title: str = "",
+) -> list[Path]:
+    """Per-subject means (seed-averaged) per metric: one box per method and direction."""
+    import seaborn as sns
+
+    sel = per_subject[(per_subject["protocol"] == protocol) & per_subject["metric"].isin(metrics)]
+    sel = sel.replace([np.inf, -np.inf], np.nan).dropna(subset=["value"])
+    keys = ["method", "direction", "metric", "subject"]
+    sel = sel.groupby(keys, sort=False)["value"].mean().reset_index()
+    metrics = [m for m in metrics if m in set(sel["metric"])] or metrics[:1]
+    order = ordered(list(sel["method"]), METHOD_ORDER)
+    sel = sel.assign(direction=sel["direction"].map(direction_label))
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(max(4, 0.9 * len(order)) * len(metrics), 3.6), squeeze=False
+    )
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        data = sel[sel["metric"] == metric]
+        if data.empty:
+            ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
+        else:
+            sns.boxplot(
+                data=data, x="method", y="value", hue="direction", order=order, ax=ax, fliersize=0
+            )
+            sns.stripplot(
+                data=data,
+                x="method",
+                y="value",
+                hue="direction",
+                order=order,
+                dodge=True,
+                ax=ax,
+                size=3,
+                palette="dark:k",
+                legend=False,
+            )
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel(metric)
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(title or f"Per-subject means ({protocol})", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_prefix)
+
+
+def training_curves(
+    runs: list[tuple[str, str | Path]], out_prefix: str | Path, title: str = ""
+) -> list[Path]:
+    """Losses of each trained method and the validation PSNR of all methods over steps.
+
+    ``runs``: (method, run folder holding train_log.csv and val_log.csv). Methods without a
+    training log (nothing to train) appear in the validation panel only.
+    """
+    logs = []
+    for method, run_dir in runs:
+        run_dir = Path(run_dir)
+        tl = _read(run_dir / "train_log.csv")
+        vl = _read(run_dir / "val_log.csv")
+        logs.append((method, tl, vl))
+    with_losses = [(m, tl) for m, tl, _ in logs if not tl.empty and _loss_columns(tl)]
+    n = len(with_losses) + 1
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    flat = axes.ravel()
+    for ax, (method, tl) in zip(flat, with_losses, strict=False):
+        for col in _loss_columns(tl):
+            ax.plot(tl["step"], pd.to_numeric(tl[col], errors="coerce"), label=col, lw=1)
+        ax.set_title(f"{method}: training losses", fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6, ncol=2)
+    ax = flat[len(with_losses)]
+    for method, _, vl in logs:
+        if vl.empty or "psnr" not in vl:
+            continue
+        psnr = pd.to_numeric(vl["psnr"], errors="coerce")
+        if len(vl) == 1:
+            ax.axhline(float(psnr.iloc[0]), ls="--", lw=1, label=f"{method} (no training)")
+        else:
+            ax.plot(vl["step"], psnr, marker="o", ms=3, lw=1, label=method)
+    ax.set_title("validation PSNR", fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylabel("PSNR (dB)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+    for extra in flat[n:]:
+        extra.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_prefix)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _loss_columns(log: pd.DataFrame) -> list[str]:
+    return [c for c in log.columns if c not in LOG_NON_LOSS and not c.startswith("lr_")]
+
+
+__all__ = ["boxplots", "dataset_label", "qualitative_grid", "save_figure", "training_curves"]
