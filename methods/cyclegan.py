@@ -50,7 +50,7 @@ class ImagePool:
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
-            return images
+            return images.detach()
         out = []
         for image in images.detach():
             image = image[None]
