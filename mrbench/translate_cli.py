@@ -35,14 +35,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store", help="slice store split folder, e.g. results/data/ixi/slices/test"
     )
     split.add_argument("--out-dir", help="folder for <subject>.nii.gz and timing.json")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a free GPU, locked for this job, else the CPU), cuda, cpu or cuda:N",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="seed for stochastic samplers")
+
+
+def _device(requested: str) -> str:
+    """A GPU slot shared fairly between concurrent jobs (see :mod:`mrbench.gpu`)."""
+    if requested not in ("auto", "cuda"):
+        return requested
+    from mrbench.gpu import acquire_device
+
+    try:
+        slot = acquire_device(requested, wait_s=600.0)
+    except RuntimeError as exc:
+        raise InputError(f"--device {requested}: {exc}") from None
+    print(slot.message)
+    return "cuda:0" if slot.device == "cuda" else "cpu"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    args.device = _device(args.device)
     if args.input or args.output:
         if not (args.input and args.output) or args.store or args.out_dir:
             raise InputError("give --input and --output together (and not --store/--out-dir)")

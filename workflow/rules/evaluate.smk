@@ -1,0 +1,80 @@
+# Evaluation: translate every test split with every trained model, then score it.
+# One translation and one metrics file per dataset x method x seed x direction.
+
+from mrbench.evaluate import config_hash, evaluation_settings
+
+EVAL = evaluation_settings(config)
+
+
+rule translate:
+    input:
+        model=f"{RESULTS}/models/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
+        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+    output:
+        directory(
+            f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}"
+        ),
+    log:
+        f"{RESULTS}/logs/translate/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/translate/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=lambda w: gpu_for(w.method),
+    params:
+        device=EVAL["device"],
+        batch=EVAL["batch_size"],
+    shell:
+        "mrbench translate --checkpoint {input.model} --store {input.store}"
+        " --direction {wildcards.direction} --out-dir {output} --device {params.device}"
+        " --batch-size {params.batch} --seed {wildcards.seed} > {log} 2>&1"
+
+
+rule metrics:
+    input:
+        pred=f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}",
+        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+    output:
+        f"{RESULTS}/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.csv",
+    log:
+        f"{RESULTS}/logs/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
+    threads: 1
+    params:
+        protocols=" ".join(EVAL["protocols"]),
+        hash=lambda w: config_hash(config, w.dataset, w.method),
+        label=lambda w: shlex.quote(config["methods"][w.method].get("label", w.method)),
+    shell:
+        "mrbench metrics --pred-dir {input.pred} --store {input.store}"
+        " --direction {wildcards.direction} --protocols {params.protocols}"
+        " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"
+        " --label {params.label} --config-hash {params.hash} --out {output} > {log} 2>&1"
+
+
+rule fidelity:
+    input:
+        pred=f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}",
+        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+    output:
+        f"{RESULTS}/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.json",
+    log:
+        f"{RESULTS}/logs/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
+    threads: 1
+    params:
+        extractor=EVAL["fid"]["feature_extractor"],
+        weights=(
+            f"--weights-path {shlex.quote(str(EVAL['fid']['weights_path']))}"
+            if EVAL["fid"]["weights_path"]
+            else ""
+        ),
+        kid=EVAL["fid"]["kid_subset_size"],
+        device=EVAL["device"],
+    shell:
+        "mrbench report fidelity-split --pred-dir {input.pred} --store {input.store}"
+        " --direction {wildcards.direction} --feature-extractor {params.extractor}"
+        " {params.weights} --kid-subset-size {params.kid} --device {params.device}"
+        " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"
+        " --out {output} > {log} 2>&1"

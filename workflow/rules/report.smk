@@ -1,0 +1,235 @@
+# Reporting: the tidy results table and every table and figure derived from it, registered for
+# `snakemake --report report.html` with captions from workflow/report/.
+
+from mrbench.evaluate import fidelity_files, metrics_files, model_files, prediction_dirs
+
+TABLES_DIR = f"{RESULTS}/tables"
+FIGURES_DIR = f"{RESULTS}/figures"
+TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
+FIRST_SEED = SEEDS[0]
+TABLE_ARGS = (
+    f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
+    f" --ssim {EVAL['table_ssim']}"
+)
+
+
+def table_outputs(name, caption, subcategory):
+    """CSV, Markdown and LaTeX of one table, each a report item."""
+    return {
+        fmt: report(
+            f"{TABLES_DIR}/{name}.{fmt}",
+            caption=f"../report/{caption}.rst",
+            category="Tables",
+            subcategory=subcategory,
+            labels={"table": subcategory, "format": fmt},
+        )
+        for fmt in ("csv", "md", "tex")
+    }
+
+
+def figure_outputs(prefix, caption, category, labels):
+    return {
+        fmt: report(
+            f"{FIGURES_DIR}/{prefix}.{fmt}",
+            caption=f"../report/{caption}.rst",
+            category=category,
+            labels={**labels, "format": fmt},
+        )
+        for fmt in ("png", "pdf")
+    }
+
+
+rule tidy_results:
+    input:
+        metrics_files(config, RESULTS),
+    output:
+        tidy=report(
+            TIDY,
+            caption="../report/results_tidy.rst",
+            category="Results",
+            labels={"table": "tidy results"},
+        ),
+        summary=report(
+            f"{TABLES_DIR}/summary.csv",
+            caption="../report/summary.rst",
+            category="Results",
+            labels={"table": "summary"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/tidy.log",
+    shell:
+        "mrbench report tidy --inputs {input} --out {output.tidy}"
+        " --summary {output.summary} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        TIDY,
+    output:
+        **table_outputs("table1", "table1", "Table 1"),
+    log:
+        f"{RESULTS}/logs/report/table1.log",
+    shell:
+        "mrbench report table1 --tidy {input} --out {TABLES_DIR}/table1 {TABLE_ARGS}"
+        " > {log} 2>&1"
+
+
+rule table2_ablation:
+    input:
+        TIDY,
+    output:
+        **table_outputs("table2_ablation", "table2", "Table 2 (ablation)"),
+    log:
+        f"{RESULTS}/logs/report/table2_ablation.log",
+    shell:
+        "mrbench report table2 --tidy {input} --out {TABLES_DIR}/table2_ablation {TABLE_ARGS}"
+        " > {log} 2>&1"
+
+
+rule paper_comparison:
+    input:
+        TIDY,
+    output:
+        **table_outputs("paper_comparison", "paper_comparison", "Paper comparison"),
+    log:
+        f"{RESULTS}/logs/report/paper_comparison.log",
+    params:
+        methods=" ".join(METHODS),
+    shell:
+        "mrbench report compare --tidy {input} --out {TABLES_DIR}/paper_comparison"
+        " {TABLE_ARGS} --methods {params.methods} > {log} 2>&1"
+
+
+rule significance:
+    input:
+        TIDY,
+    output:
+        **table_outputs("significance", "significance", "Significance"),
+    log:
+        f"{RESULTS}/logs/report/significance.log",
+    params:
+        reference=EVAL["reference_method"],
+        alpha=EVAL["alpha"],
+    shell:
+        "mrbench report significance --tidy {input} --out {TABLES_DIR}/significance"
+        " {TABLE_ARGS} --reference {params.reference} --alpha {params.alpha} > {log} 2>&1"
+
+
+rule efficiency:
+    input:
+        models=model_files(config, RESULTS),
+        predictions=prediction_dirs(config, RESULTS),
+    output:
+        **table_outputs("efficiency", "efficiency", "Efficiency"),
+    log:
+        f"{RESULTS}/logs/report/efficiency.log",
+    params:
+        threshold=(
+            f"--threshold {EVAL['threshold_psnr']}"
+            if EVAL["threshold_psnr"] is not None
+            else ""
+        ),
+    shell:
+        "mrbench report efficiency --model {input.models} --predictions {input.predictions}"
+        " {params.threshold} --out {TABLES_DIR}/efficiency > {log} 2>&1"
+
+
+rule fidelity_table:
+    input:
+        fidelity_files(config, RESULTS),
+    output:
+        **table_outputs("fidelity", "fidelity", "FID and KID"),
+    log:
+        f"{RESULTS}/logs/report/fidelity.log",
+    shell:
+        "mrbench report fidelity --inputs {input} --out {TABLES_DIR}/fidelity > {log} 2>&1"
+
+
+def qualitative_predictions(w):
+    return {
+        m: f"{RESULTS}/predictions/{w.dataset}/{m}/seed{FIRST_SEED}/{w.direction}"
+        for m in METHODS
+    }
+
+
+def qualitative_pairs(w):
+    return " ".join(
+        shlex.quote(f"{config['methods'][m].get('label', m)}={path}")
+        for m, path in qualitative_predictions(w).items()
+    )
+
+
+rule figure_qualitative:
+    input:
+        unpack(qualitative_predictions),
+        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+    output:
+        **figure_outputs(
+            "qualitative_{dataset}_{direction}",
+            "qualitative",
+            "Qualitative",
+            {"dataset": "{dataset}", "direction": "{direction}"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/qualitative_{{dataset}}_{{direction}}.log",
+    params:
+        pairs=qualitative_pairs,
+        subject=(
+            f"--subject {EVAL['qualitative']['subject']}"
+            if EVAL["qualitative"]["subject"]
+            else ""
+        ),
+        slice=(
+            f"--slice {EVAL['qualitative']['slice']}"
+            if EVAL["qualitative"]["slice"] is not None
+            else ""
+        ),
+    shell:
+        "mrbench report qualitative --store {input.store} --direction {wildcards.direction}"
+        " --pred {params.pairs} {params.subject} {params.slice}"
+        " --out {FIGURES_DIR}/qualitative_{wildcards.dataset}_{wildcards.direction} > {log} 2>&1"
+
+
+rule figure_boxplot:
+    input:
+        TIDY,
+    output:
+        **figure_outputs(
+            "boxplot_{dataset}",
+            "boxplot",
+            "Per-subject box plots",
+            {"dataset": "{dataset}"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/boxplot_{{dataset}}.log",
+    params:
+        protocol=EVAL["table_protocol"],
+        metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
+    shell:
+        "mrbench report boxplot --tidy {input} --dataset {wildcards.dataset}"
+        " --protocol {params.protocol} --metrics {params.metrics}"
+        " --out {FIGURES_DIR}/boxplot_{wildcards.dataset} > {log} 2>&1"
+
+
+rule figure_training_curves:
+    input:
+        expand(
+            f"{RESULTS}/models/{{{{dataset}}}}/{{method}}/seed{FIRST_SEED}/model.pt",
+            method=METHODS,
+        ),
+    output:
+        **figure_outputs(
+            "training_curves_{dataset}",
+            "training_curves",
+            "Training curves",
+            {"dataset": "{dataset}"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/training_curves_{{dataset}}.log",
+    params:
+        runs=lambda w: " ".join(
+            f"{m}={RESULTS}/models/{w.dataset}/{m}/seed{FIRST_SEED}" for m in METHODS
+        ),
+    shell:
+        "mrbench report curves --run {params.runs} --title {wildcards.dataset}"
+        " --out {FIGURES_DIR}/training_curves_{wildcards.dataset} > {log} 2>&1"
