@@ -150,7 +150,7 @@ class DistContext:
         """The device of this process: ``cuda:<LOCAL_RANK>`` when CUDA is requested."""
         dev = torch.device(requested)
         if self.enabled and dev.type == "cuda":
-            dev = torch.device("cuda", self.local_rank)
+            dev = torch.device("cuda", _cuda_index(self.local_rank, self.world_size))
             torch.cuda.set_device(dev)
         return dev
 
@@ -234,6 +234,13 @@ class DistContext:
 SINGLE = DistContext()
 
 
+def _cuda_index(local_rank: int, world_size: int) -> int:
+    """CUDA device of a process: its local rank where the job's processes all see the job's
+    GPUs (SLURM sets ``CUDA_VISIBLE_DEVICES`` to them), device 0 where each process was given
+    its own GPU (:func:`mrbench.gpu.acquire_device` locks one per process on a workstation)."""
+    return local_rank if torch.cuda.device_count() >= world_size else 0
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -257,17 +264,11 @@ def from_env(device: str | torch.device = "cpu", timeout_s: float = 1800) -> Dis
     use_cuda = torch.device(device).type == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise InputError("a data-parallel job asked for CUDA, but no CUDA device is visible")
-    if use_cuda and torch.cuda.device_count() < world and torch.cuda.device_count() > 0:
-        # every process sees all GPUs of the job; more processes than GPUs would share one
-        raise InputError(
-            f"{world} processes but only {torch.cuda.device_count()} visible CUDA devices "
-            "(training.gpus_per_job must match the GPUs the job was given)"
-        )
     backend = "nccl" if use_cuda else "gloo"
     ctx = DistContext(rank=rank, world_size=world, local_rank=local, backend=backend)
     if not dist.is_initialized():
         if use_cuda:
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(_cuda_index(local, world))
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return ctx
 

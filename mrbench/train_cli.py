@@ -5,6 +5,9 @@ The spec (a JSON string or a JSON file) is ``{"method": config name, "plugin": r
 chosen before CUDA is touched (:mod:`mrbench.gpu`): a free, locked GPU, the scheduler's choice,
 or the CPU. Re-running the same command after a crash resumes from ``checkpoints/last.pt``;
 ``model.pt`` is written last, so a workflow manager never sees a half-finished output.
+
+Started by torchrun (``WORLD_SIZE`` > 1, see ``training.gpus_per_job``), every process runs
+this command and joins the job's process group (:mod:`mrbench.distributed`).
 """
 
 from __future__ import annotations
@@ -78,25 +81,29 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from mrbench import trainer
+    from mrbench import distributed, trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if slot.device == "cuda" and not torch.cuda.is_available():
         print(f"mrbench train: error: {slot.message}, but torch sees no CUDA", file=sys.stderr)
         return 1
+    dist = distributed.from_env(slot.device)
     try:
         trainer.train(
             spec,
             args.data,
             args.out,
             args.seed,
-            slot.device,
+            dist.device(slot.device),
             max_steps=args.max_steps,
             progress=args.progress,
             device_message=slot.message,
+            dist=dist,
         )
     except trainer.TrainingError as exc:
         print(f"mrbench train: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        dist.close()
     return 0

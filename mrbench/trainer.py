@@ -44,6 +44,11 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
     ``unpaired`` (default): the T1 and T2 slices of a batch are drawn by two independent
     permutations, as unsupervised methods assume; ``paired``: the same slices. Methods with
     ``needs_pairs = True`` always get pairs.
+``gpus_per_job``
+    GPUs (processes) of one training job. Above 1 the workflow launches the job with torchrun
+    and :mod:`mrbench.distributed` splits every batch of ``batch_size`` slices into equal shares
+    and averages the gradients, so the run follows the one-process run with the same
+    ``batch_size``; process 0 validates and writes every file.
 
 Precedence, lowest first: :data:`TRAINING_DEFAULTS`, the method class's ``training_defaults``
 (e.g. CycleGAN suggests the linear schedule), then the spec's ``training`` section (the config's
@@ -86,6 +91,7 @@ from mrbench.checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from mrbench.distributed import SINGLE, DistContext
 from mrbench.io import InputError, atomic_path
 from mrbench.slices import SliceStore
 
@@ -108,11 +114,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "deterministic": True,
     "num_workers": 0,
     "pairing": "unpaired",
+    "gpus_per_job": 1,
 }
 LR_SCHEDULES = ("constant", "plateau", "linear", "cosine")
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 #: training keys that may change between a run and its resumption
-RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size")
+RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size", "gpus_per_job")
 
 
 class TrainingError(RuntimeError):
@@ -150,6 +157,7 @@ def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[
         "val_max_slices",
         "val_batch_size",
         "lr_patience",
+        "gpus_per_job",
     ):
         _check(_is_int(t[key]) and t[key] >= 1, key, t[key], "an integer >= 1")
     _check(t["lr_schedule"] in LR_SCHEDULES, "lr_schedule", t["lr_schedule"], str(LR_SCHEDULES))
@@ -478,6 +486,16 @@ class CsvLog:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
 
 
+class _NoLog:
+    """Stands in for :class:`CsvLog` on data-parallel processes other than 0."""
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+    def write(self, row: dict[str, Any]) -> None:
+        pass
+
+
 def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
@@ -520,12 +538,18 @@ def train(
     progress: bool | None = None,
     device_message: str | None = None,
     log: Callable[[str], None] | None = None,
+    dist: DistContext = SINGLE,
 ) -> Path:
     """Train (or fit) one method on ``data_dir/{train,val}``; resume from ``out_dir`` if a
-    checkpoint is there. Returns the path of ``model.pt``, which is written last."""
+    checkpoint is there. Returns the path of ``model.pt``, which is written last.
+
+    ``dist``: the process group of a data-parallel job (:mod:`mrbench.distributed`); every
+    process calls this function, process 0 alone validates, logs and writes files."""
     from methods import get_plugin
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not dist.is_main:
+        log = lambda msg: None  # noqa: E731
     device = torch.device(device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     for key in ("method", "plugin"):
@@ -539,6 +563,10 @@ def train(
     except KeyError as exc:
         raise InputError(f"spec: {exc.args[0]}") from None
     training = resolve_training(cls, spec.get("training"))
+    if dist.enabled and not cls.trainable:
+        raise InputError(
+            f"{spec['plugin']} is not trainable: run it in one process, not {dist.world_size}"
+        )
     if max_steps is not None:
         training["steps"] = min(training["steps"], int(max_steps))
     steps = int(training["steps"])
@@ -561,6 +589,7 @@ def train(
         raise InputError(f"spec params: {exc}") from None
     method.to(device)
     method.train()
+    dist.prepare(method)
     resolved = {
         "method": spec["method"],
         "plugin": spec["plugin"],
@@ -572,18 +601,21 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
-    with atomic_path(out_dir / "spec.json") as tmp:
-        tmp.write_text(json.dumps({**resolved, "data": str(data_dir)}, indent=1, default=str))
     device_message = device_message or f"device: {device}"
-    (out_dir / "device.txt").write_text(device_message + "\n")
+    if dist.enabled:
+        device_message += f"; data-parallel over {dist.world_size} processes ({dist.backend})"
+    if dist.is_main:
+        with atomic_path(out_dir / "spec.json") as tmp:
+            tmp.write_text(json.dumps({**resolved, "data": str(data_dir)}, indent=1, default=str))
+        (out_dir / "device.txt").write_text(device_message + "\n")
     log(f"{spec['method']} ({spec['plugin']}), seed {seed}: {device_message}")
 
     amp = bool(training["amp"]) and device.type == "cuda"
     if training["amp"] and device.type != "cuda":
         log("amp: bfloat16 autocast is for CUDA only; training in float32 on the CPU")
     val_rows = validation_rows(val_store, int(training["val_max_slices"]))
-    val_log = CsvLog(out_dir / "val_log.csv")
-    train_log = CsvLog(out_dir / "train_log.csv")
+    val_log = CsvLog(out_dir / "val_log.csv") if dist.is_main else _NoLog()
+    train_log = CsvLog(out_dir / "train_log.csv") if dist.is_main else _NoLog()
     paired = training["pairing"] == "paired"
     bs = int(training["batch_size"])
     val_bs = int(training["val_batch_size"])
@@ -593,7 +625,7 @@ def train(
         "training": training,
         "device": device_message,
         "mrbench_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "num_parameters": method.num_parameters(),
         "train_slices": len(train_store),
         "val_slices": int(len(val_rows)),
@@ -626,11 +658,14 @@ def train(
             else:
                 log("ema_decay is set but the method lists no EMA modules; EMA off")
         schedule = LRSchedule(method.optimizers(), training)
-        sampler = PairSampler(len(train_store), bs, paired, seed)
+        sampler = dist.shard_sampler(PairSampler(len(train_store), bs, paired, seed))
         start, elapsed = 0, 0.0
         best: dict[str, Any] = {"psnr": -math.inf, "ssim": math.nan, "step": -1, "file": ""}
         last = ckpt_dir / "last.pt"
         rng_to_restore = None
+        # losses of steps since the last log row: kept in checkpoints so that a resumed run
+        # writes the same log rows as an uninterrupted one
+        pending: dict[str, Any] = {"losses": {}, "seconds": 0.0, "steps": 0}
         if last.exists():
             ck = load_checkpoint(last)
             diffs = _spec_mismatch(ck["spec"], resolved)
@@ -645,17 +680,20 @@ def train(
             schedule.load_state_dict(ck["schedule"])
             start, elapsed, best = int(ck["step"]), float(ck["elapsed"]), dict(ck["best"])
             rng_to_restore = ck["rng"]
+            pending = ck.get("log_pending", pending)
             train_log.truncate_after(start)
             val_log.truncate_after(start)
             log(f"resuming from {last} at step {start} of {steps}")
         else:
             for lg in (train_log, val_log):
                 lg.truncate_after(-1)
-        for f in ckpt_dir.glob("best-step*.pt"):
+        for f in ckpt_dir.glob("best-step*.pt") if dist.is_main else ():
             if f.name != best["file"]:
                 f.unlink()
 
         def checkpoint(step_done: int) -> None:
+            if not dist.is_main:
+                return
             save_checkpoint(
                 {
                     "step": step_done,
@@ -667,6 +705,7 @@ def train(
                     "rng": rng_state(),
                     "best": best,
                     "elapsed": elapsed + time.perf_counter() - t_start,
+                    "log_pending": pending,
                 },
                 last,
             )
@@ -685,21 +724,20 @@ def train(
         batches = iter(loader) if start < steps else iter(())
         if rng_to_restore is not None:
             set_rng_state(rng_to_restore)
+        dist.decorrelate_rng(seed, start)
         bar = None
-        show = sys.stderr.isatty() if progress is None else progress
+        show = (sys.stderr.isatty() if progress is None else progress) and dist.is_main
         if show and start < steps:
             from tqdm import tqdm
 
             bar = tqdm(total=steps, initial=start, desc=spec["method"], dynamic_ncols=True)
-        acc: dict[str, list[float]] = {}
-        acc_time, acc_steps = 0.0, 0
         log_every = int(training["log_every"])
         for step in range(start, steps):
             t0 = time.perf_counter()
             batch = _to(next(batches), device)
             schedule.apply(step)
             with _autocast(device, amp):
-                losses = method.train_step(batch, step)
+                losses = dist.mean_losses(method.train_step(batch, step))
             for name, value in losses.items():
                 if not math.isfinite(value):
                     where = f"{last} (step {start})" if last.exists() else "none"
@@ -707,34 +745,37 @@ def train(
                         f"{spec['method']}: loss {name!r} is {value} at step {step}; "
                         f"stopped (last checkpoint: {where})"
                     )
-                acc.setdefault(name, []).append(float(value))
+                pending["losses"].setdefault(name, []).append(float(value))
             if ema is not None:
                 ema.update()
             done = step + 1
             if device.type == "cuda" and (done % log_every == 0 or done == steps):
                 torch.cuda.synchronize()
-            acc_time += time.perf_counter() - t0
-            acc_steps += 1
+            pending["seconds"] += time.perf_counter() - t0
+            pending["steps"] += 1
             if bar is not None:
                 bar.update(1)
             if done % log_every == 0 or done == steps:
                 lrs = schedule.current()
                 row: dict[str, Any] = {"step": done}
-                row |= {k: _fmt(float(np.mean(v))) for k, v in acc.items()}
+                row |= {k: _fmt(float(np.mean(v))) for k, v in pending["losses"].items()}
                 row["lr"] = _fmt(next(iter(lrs.values()))) if lrs else ""
                 row |= {f"lr_{k}": _fmt(v) for k, v in lrs.items()}
-                row["sec_per_step"] = _fmt(acc_time / acc_steps)
+                row["sec_per_step"] = _fmt(pending["seconds"] / pending["steps"])
                 row["peak_mem_mb"] = _fmt(_peak_mem_mb(device))
                 train_log.write(row)
                 if bar is not None:
-                    shown = dict(list(acc.items())[:4])
+                    shown = dict(list(pending["losses"].items())[:4])
                     bar.set_postfix({k: f"{np.mean(v):.3g}" for k, v in shown.items()})
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                acc, acc_time, acc_steps = {}, 0.0, 0
+                pending = {"losses": {}, "seconds": 0.0, "steps": 0}
             if done % int(training["val_every"]) == 0 or done == steps:
-                with ema.applied() if ema is not None else contextlib.nullcontext():
-                    scores = validate(method, val_store, val_rows, val_bs, device, amp, seed)
+                scores = None
+                if dist.is_main:
+                    with ema.applied() if ema is not None else contextlib.nullcontext():
+                        scores = validate(method, val_store, val_rows, val_bs, device, amp, seed)
+                scores = dist.broadcast(scores)
                 cut = schedule.on_validation(scores["psnr"])
                 now = elapsed + time.perf_counter() - t_start
                 val_log.write(
@@ -758,7 +799,8 @@ def train(
                         state=_ema_state(method, ema),
                         meta={"step": done, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"]},
                     )
-                    save_model(rec, ckpt_dir / name)
+                    if dist.is_main:
+                        save_model(rec, ckpt_dir / name)
                     best = {
                         "psnr": scores["psnr"],
                         "ssim": scores["ssim"],
@@ -775,6 +817,9 @@ def train(
         if bar is not None:
             bar.close()
         del batches
+        if not dist.is_main:  # process 0 selects, exports and writes the model
+            dist.barrier()
+            return out_dir / "model.pt"
 
         # the weights to export: the best validated ones, or the last (EMA applied either way)
         if training["select"] == "best" and best["file"] and (ckpt_dir / best["file"]).exists():
@@ -806,6 +851,7 @@ def train(
     )
     path = save_model(record, out_dir / "model.pt")
     log(f"wrote {path}")
+    dist.barrier()
     return path
 
 
