@@ -5,8 +5,9 @@ asks for far more than it needs behind everyone else. The training rules therefo
 requests from what the job will do: the number of optimisation steps, the batch size, the image
 size (cost grows with the pixel count) and the method (a diffusion model's step costs several
 GAN steps). The per-method costs below are conservative reference figures for one current
-datacentre GPU at 256 px; a config can replace them (``training.seconds_per_image``), and
-``benchmarks/train_throughput.py`` measures the real ones on a given machine.
+datacentre GPU at 256 px (``benchmarks/train_throughput.py`` measures the real ones on a given
+machine); a run that needs another limit overrides it on the command line
+(``--set-resources train:runtime=<minutes>``).
 
 The rule's ``resources:`` call these functions with the method's resolved spec, i.e. the config
 entry ``{"plugin": ..., "params": {...}, "training": {...}}`` whose ``training`` section is the
@@ -14,9 +15,8 @@ global ``training`` section with the method's overrides applied. A bare training
 accepted as well. Snakemake passes ``attempt`` (1, 2, ...) to resource callables: a retried job
 (timeout, preemption) resumes from its last checkpoint and gets more time than the first try.
 
-Keys read from ``training``: ``steps``, ``batch_size``, ``gpus_per_job`` (default 1),
-``num_workers`` (data-loader processes per GPU, default 2), ``seconds_per_image`` (optional
-override of the per-method cost), ``val_every`` (optional). The top-level config key
+Keys read from ``training``: ``steps``, ``batch_size``, ``gpus_per_job`` (default 1) and
+``num_workers`` (data-loader processes per GPU, default 2). The top-level config key
 ``gpu_resource: false`` switches the ``gpu`` resource off (CPU-only runs, e.g. the SLURM test on a
 cluster without GPUs); the job then trains on CPU in one process.
 """
@@ -108,14 +108,7 @@ def seconds_per_image(spec: Mapping[str, Any], image_size: int, gpus: int = 1) -
     """Estimated seconds of one training step per image for ``spec`` at ``image_size`` px."""
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    training = _training(spec)
-    override = training.get("seconds_per_image")
-    if override is not None:
-        if isinstance(override, bool) or not isinstance(override, int | float) or override <= 0:
-            raise ValueError(f"training.seconds_per_image must be a positive number: {override!r}")
-        base = float(override)
-    else:
-        base = SECONDS_PER_IMAGE_256.get(str(spec.get("plugin")), DEFAULT_SECONDS_PER_IMAGE_256)
+    base = SECONDS_PER_IMAGE_256.get(str(spec.get("plugin")), DEFAULT_SECONDS_PER_IMAGE_256)
     cost = base * (image_size / 256.0) ** 2
     return cost * (CPU_SLOWDOWN if gpus == 0 else 1.0)
 

@@ -56,11 +56,6 @@ def test_gpu_resource_switch_and_untrainable_methods() -> None:
     )
 
 
-def test_override_of_per_image_cost() -> None:
-    fast = R.train_runtime_minutes(spec(seconds_per_image=0.001, steps=100_000), 256)
-    assert fast < R.train_runtime_minutes(spec(steps=100_000), 256)
-
-
 @pytest.mark.parametrize(
     ("bad", "key"),
     [({"steps": -1}, "training.steps"), ({"batch_size": "x"}, "training.batch_size")],
