@@ -20,6 +20,7 @@ Model file (``<out>/model.pt``)::
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
         raise InputError(f"{path}: cannot read checkpoint ({reason})") from None
 
 
@@ -129,7 +131,8 @@ def model_record(
         "params": dict(params),
         "image_size": int(image_size),
         "state": {k: v.detach().cpu().clone() for k, v in state.items()},
-        "meta": dict(meta or {}),
+        # plain JSON types only, so that weights_only loading accepts the record
+        "meta": json.loads(json.dumps(meta or {}, default=str)),
     }
 
 

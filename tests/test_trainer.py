@@ -1,0 +1,243 @@
+"""The training harness: resume after SIGKILL is bitwise identical, a NaN loss stops training
+with the step and the loss named, learning-rate schedules, sampling, settings precedence."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from methods import get_plugin
+from mrbench import trainer
+from mrbench.checkpoint import load_checkpoint, load_model, read_model
+from mrbench.io import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CYCLEGAN = {
+    "method": "cyclegan_tiny",
+    "plugin": "cyclegan",
+    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 3},
+    "training": {
+        "steps": 24,
+        "batch_size": 2,
+        "val_every": 8,
+        "checkpoint_every": 3,
+        "log_every": 5,
+        "val_max_slices": 4,
+        "deterministic": True,
+    },
+}
+
+
+def _cmd(data: Path, out: Path, spec: dict) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mrbench.cli",
+        "train",
+        "--spec",
+        json.dumps(spec),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_resume_after_sigkill_is_bitwise_identical(phantom_store: Path, tmp_path: Path) -> None:
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    done = subprocess.run(
+        _cmd(phantom_store, full, TINY_CYCLEGAN), env=_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+    proc = subprocess.Popen(
+        _cmd(phantom_store, resumed, TINY_CYCLEGAN),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = resumed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (resumed / "model.pt").exists(), "the run finished before it could be killed"
+    killed_at = load_checkpoint(last)["step"]
+    assert 0 < killed_at < 24
+
+    again = subprocess.run(
+        _cmd(phantom_store, resumed, TINY_CYCLEGAN), env=_env(), capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stderr
+
+    a, b = read_model(full / "model.pt"), read_model(resumed / "model.pt")
+    assert a["state"].keys() == b["state"].keys()
+    for key in a["state"]:
+        assert torch.equal(a["state"][key], b["state"][key]), f"{key} differs after resume"
+    ca, cb = load_checkpoint(full / "checkpoints/last.pt"), load_checkpoint(last)
+    for key, value in ca["method"]["model"].items():
+        assert torch.equal(value, cb["method"]["model"][key]), f"last weights: {key} differs"
+    assert ca["method"]["optimizers"]["G"]["state"][0]["exp_avg"].equal(
+        cb["method"]["optimizers"]["G"]["state"][0]["exp_avg"]
+    )
+    # the logs of the resumed run hold each step once, with the same losses
+    log_a = (full / "train_log.csv").read_text().splitlines()
+    log_b = (resumed / "train_log.csv").read_text().splitlines()
+    cols = log_a[0].split(",")
+    keep = [i for i, c in enumerate(cols) if c not in ("sec_per_step", "peak_mem_mb")]
+    assert [[r.split(",")[i] for i in keep] for r in log_a] == [
+        [r.split(",")[i] for i in keep] for r in log_b
+    ]
+    # and the exported model loads for evaluation
+    model = load_model(full / "model.pt", "cpu")
+    assert model.model_info["method"] == "cyclegan_tiny"
+    assert model.model_info["meta"]["selected_step"] % 8 == 0
+
+
+def test_nan_loss_stops_with_step_and_loss_named(
+    phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    cls = get_plugin("cyclegan")
+    original = cls.train_step
+
+    def poisoned(self, batch, step):
+        losses = original(self, batch, step)
+        if step == 3:
+            losses["cycle_t1"] = math.nan
+        return losses
+
+    monkeypatch.setattr(cls, "train_step", poisoned)
+    from mrbench.cli import main
+
+    rc = main(_cmd(phantom_store, tmp_path / "nan", TINY_CYCLEGAN)[3:])
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = [x for x in err.splitlines() if "error" in x][0]
+    assert "'cycle_t1'" in line and "nan" in line and "step 3" in line
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def _opt(lr: float = 1.0) -> dict[str, torch.optim.Optimizer]:
+    return {"G": torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)}
+
+
+def _sched(kind: str, **kw) -> trainer.LRSchedule:
+    t = {**trainer.TRAINING_DEFAULTS, "steps": 100, "lr_schedule": kind, **kw}
+    return trainer.LRSchedule(_opt(), t)
+
+
+def _lrs(s: trainer.LRSchedule, steps: int = 100) -> list[float]:
+    out = []
+    for step in range(steps):
+        s.apply(step)
+        out.append(s.current()["G"])
+    return out
+
+
+def test_linear_schedule_is_constant_then_decays_to_zero() -> None:
+    lrs = _lrs(_sched("linear", lr_decay_start=0.5))
+    assert lrs[:51] == [1.0] * 51
+    assert all(a > b for a, b in zip(lrs[50:], lrs[51:], strict=False))
+    assert lrs[99] == pytest.approx(1 / 50)
+    assert lrs[75] == pytest.approx(0.5)
+
+
+def test_cosine_schedule_anneals_to_lr_min() -> None:
+    s = _sched("cosine", lr_min=0.1)
+    lrs = _lrs(s)
+    assert lrs[0] == 1.0 and lrs[50] == pytest.approx(0.55)
+    s.apply(100)
+    assert s.current()["G"] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_plateau_cuts_by_ten_after_two_bad_validations() -> None:
+    s = _sched("plateau")
+    s.apply(0)
+    assert not s.on_validation(20.0)
+    assert not s.on_validation(21.0)
+    assert not s.on_validation(20.5)  # one validation without improvement: keep
+    assert s.on_validation(21.0)  # second in a row (equal is no improvement): cut
+    s.apply(1)
+    assert s.current()["G"] == pytest.approx(0.1)
+    assert not s.on_validation(22.0)
+    assert not s.on_validation(21.0)
+    s.load_state_dict(s.state_dict())
+    assert s.on_validation(21.0)
+    s.apply(2)
+    assert s.current()["G"] == pytest.approx(0.01)
+
+
+def test_constant_schedule_keeps_lr() -> None:
+    assert set(_lrs(_sched("constant"))) == {1.0}
+
+
+def test_unpaired_sampler_draws_independent_permutations() -> None:
+    s = trainer.PairSampler(20, 4, paired=False, seed=0)
+    epoch = [p for k in range(5) for p in s.batch(k)]
+    assert sorted(i for i, _ in epoch) == list(range(20))
+    assert sorted(j for _, j in epoch) == list(range(20))
+    assert sum(i == j for i, j in epoch) < 10
+    assert s.batch(5) != s.batch(0)  # a new epoch, a new permutation
+    assert trainer.PairSampler(20, 4, paired=False, seed=0).batch(7) == s.batch(7)
+    paired = trainer.PairSampler(20, 4, paired=True, seed=0)
+    assert all(i == j for k in range(5) for i, j in paired.batch(k))
+
+
+def test_training_settings_precedence_and_validation() -> None:
+    cyc = get_plugin("cyclegan")
+    t = trainer.resolve_training(cyc, {})
+    assert t["lr_schedule"] == "linear"  # the method's suggestion over the global default
+    assert trainer.resolve_training(cyc, {"lr_schedule": "cosine"})["lr_schedule"] == "cosine"
+    assert trainer.resolve_training(get_plugin("intensity_map"), {})["pairing"] == "paired"
+    with pytest.raises(InputError, match="unknown key.*stepz"):
+        trainer.resolve_training(cyc, {"stepz": 3})
+    with pytest.raises(InputError, match="training.lr_schedule"):
+        trainer.resolve_training(cyc, {"lr_schedule": "step"})
+    with pytest.raises(InputError, match="training.ema_decay"):
+        trainer.resolve_training(cyc, {"ema_decay": 1.5})
+
+
+def test_ema_tracks_and_applies_average() -> None:
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = trainer.EMA({"net": net}, decay=0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update()
+    ema.update()
+    with ema.applied():
+        assert net.weight.item() == pytest.approx(0.75)
+    assert net.weight.item() == 1.0
+
+
+def test_non_trainable_method_is_fitted(phantom_store: Path, tmp_path: Path) -> None:
+    spec = {"method": "intensity_map", "plugin": "intensity_map"}
+    path = trainer.train(spec, phantom_store, tmp_path / "im", seed=0, log=lambda m: None)
+    model = load_model(path)
+    val = (tmp_path / "im" / "val_log.csv").read_text().splitlines()
+    assert len(val) == 2 and float(val[1].split(",")[val[0].split(",").index("psnr")]) > 15
+    assert not torch.equal(model.lut_t1_to_t2, torch.linspace(-1, 1, 128))
