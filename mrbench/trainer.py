@@ -555,7 +555,8 @@ def train(
     for key in ("method", "plugin"):
         if not isinstance(spec.get(key), str) or not spec[key]:
             raise InputError(f"spec: key {key!r} must be a non-empty string")
-    unknown = sorted(set(spec) - {"method", "plugin", "params", "training"})
+    # "label" and "trainable" are informational keys of the workflow's resolved spec
+    unknown = sorted(set(spec) - {"method", "plugin", "params", "training", "label", "trainable"})
     if unknown:
         raise InputError(f"spec: unknown key(s) {', '.join(unknown)}")
     try:
