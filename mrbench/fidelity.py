@@ -64,7 +64,9 @@ def _register_randconv() -> None:
             for cin, cout in zip(chans[:-1], chans[1:], strict=True):
                 conv = torch.nn.Conv2d(cin, cout, 3, stride=2, padding=1)
                 with torch.no_grad():
-                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) / (cin * 3))
+                    conv.weight.copy_(
+                        torch.randn(conv.weight.shape, generator=gen) * (2.0 / (cin * 9)) ** 0.5
+                    )
                     conv.bias.zero_()
                 layers += [conv, torch.nn.LeakyReLU(0.2)]
             self.net = torch.nn.Sequential(*layers)

@@ -187,14 +187,16 @@ def training_curves(
         ax.set_xlabel("step")
         ax.legend(fontsize=6, ncol=2)
     ax = flat[len(with_losses)]
-    for method, _, vl in logs:
+    for i, (method, tl, vl) in enumerate(logs):
         if vl.empty or "psnr" not in vl:
             continue
         psnr = pd.to_numeric(vl["psnr"], errors="coerce")
-        if len(vl) == 1:
-            ax.axhline(float(psnr.iloc[0]), ls="--", lw=1, label=f"{method} (no training)")
+        if tl.empty:  # nothing to train: one validation of the fitted method
+            ax.axhline(
+                float(psnr.iloc[-1]), ls="--", lw=1, color=f"C{i}", label=f"{method} (no training)"
+            )
         else:
-            ax.plot(vl["step"], psnr, marker="o", ms=3, lw=1, label=method)
+            ax.plot(vl["step"], psnr, marker="o", ms=3, lw=1, color=f"C{i}", label=method)
     ax.set_title("validation PSNR", fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel("PSNR (dB)")

@@ -816,7 +816,7 @@ def fidelity_table(df: pd.DataFrame) -> TableDoc:
                         Cell(dataset_label(d)),
                         Cell(x.method),
                         Cell(direction_label(r)),
-                        Cell(fmt_num(x.fid), bf[k]),
+                        Cell(fmt_num(x.fid, 3), bf[k]),
                         Cell(fmt_num(100 * x.kid, 3), bk[k]),
                         Cell(fmt_num(x.n, 0)),
                         Cell(x.feature_extractor),
