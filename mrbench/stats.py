@@ -78,13 +78,14 @@ def summarise(tidy: pd.DataFrame) -> pd.DataFrame:
     per_subject = subject_means(tidy)
     pooled = _pooled_subject_values(per_subject)
     rows = []
+    pooled_by = dict(iter(pooled.groupby(GROUP, sort=False)))
+    per_subject_by = dict(iter(per_subject.groupby(GROUP, sort=False)))
     for key, grp in tidy.groupby(GROUP, sort=False):
         sel = dict(zip(GROUP, key, strict=True))
-        mask = np.logical_and.reduce([pooled[k] == v for k, v in sel.items()])
-        subj = pooled.loc[mask, "value"].to_numpy(dtype=np.float64)
+        subj = pooled_by[key]["value"].to_numpy(dtype=np.float64)
         fs = _finite(subj)
         slices = _finite(grp["value"].to_numpy(dtype=np.float64))
-        ps = per_subject.loc[np.logical_and.reduce([per_subject[k] == v for k, v in sel.items()])]
+        ps = per_subject_by[key]
         seed_means = ps.groupby("seed")["value"].agg(
             lambda v: _finite(v.to_numpy()).mean() if _finite(v.to_numpy()).size else np.nan
         )
