@@ -244,7 +244,12 @@ class SliceStore(Dataset):
         return list(dict.fromkeys(self.index["subject"]))
 
     def _image(self, mod: str, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.arrays[mod][i], dtype=np.float32))[None] * 2 - 1
+        # scaled in place with numpy: a torch op here would start intra-op threads for every
+        # slice, which made loading in the training process 5-50x slower (benchmarks/README.md)
+        x = np.array(self.arrays[mod][i], dtype=np.float32)
+        x *= 2
+        x -= 1
+        return torch.from_numpy(x)[None]
 
     def _mask(self, i: int) -> torch.Tensor:
         return torch.from_numpy(np.array(self.arrays["mask"][i], dtype=np.float32))[None]
