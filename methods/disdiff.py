@@ -1,0 +1,631 @@
+"""DisDiff (Zhang et al., MICCAI 2025): disentangled adversarial diffusion for T1w <-> T2w.
+
+No code was published; this implementation follows the paper (sections 2.1-2.3, eqs. 2-12, Fig. 1)
+and, where the paper is silent, DRIT++ (its disentanglement module, ref. [16]) and SynDiff (its
+adversarial diffusion module, ref. [15]). Modality i is ``t1``, modality j is ``t2``.
+
+Parts
+-----
+- Disentanglement module (eqs. 6-9), :class:`methods.nets.drit.Disentangler`: content encoders
+  E_c (spatial content maps), attribute encoders E_a (8-d codes), decoders G(z_c, z_a), per-modality
+  image discriminators D^m and the content discriminator D_c (eq. 7).
+- Adversarial diffusion module (eqs. 2-5, 10-12): per-modality NCSN++ generators
+  ``G_theta_m(x_{t+1}, t, z, cond=z_c, style=z_a)`` predicting x0 (SynDiff's generator, sizes and
+  schedule), the 4-step large-step schedule (eq. 3, beta_min 0.1, beta_max 20), time-conditioned
+  discriminators ``D_theta_m(x_t, x_{t+1}, t)`` with an R1 gradient penalty (eta in eq. 5).
+
+One training step (SynDiff order: discriminators first, then all generators jointly)
+----------------------------------------------------------------------------------------
+1. Encode both inputs: z_c^m = E_c^m(m), z_a^m = E_a^m(m) (eq. 8).
+2. Cross-modal synthesis by swapping attributes, m_{i->j} = G^j(z_c^i, z_a^j) (eq. 9); self
+   reconstruction G^m(z_c^m, z_a^m); content re-extracted from the cross-modal images,
+   z_c^{i->j} = E_c^j(m_{i->j}), and the cross-cycle m_{i->j->i} = G^i(z_c^{i->j}, z_a^i) (eq. 6).
+3. Diffusion module (Fig. 1, eqs. 10-12): the generator of modality i reconstructs m_i from the
+   content of the cross-modal image, z_c^{i->j}, and the attribute z_a^i: draw t, the pair
+   (x_t, x_{t+1}) from q(. | m_i) (eq. 2), predict x0 = G_theta_i(x_{t+1}, t, z, z_c^{i->j}, z_a^i)
+   (eq. 10), draw x_t from the posterior q(x_t | x_{t+1}, x0) (eq. 11) for the adversarial loss
+   (eq. 4), and the cycle loss |m_i - x0| (eq. 12).
+4. Discriminator updates: D^m on real vs cross-modal images, D_c on content maps (eq. 7: T1 content
+   labelled 1, T2 content 0), D_theta_m on real vs posterior-sampled x_t (eq. 5, R1 every
+   ``r1_every`` steps on the real x_t, weight eta = ``r1_gamma``).
+5. Generator update (encoders, decoders, diffusion generators; one joint loss).
+
+Inference (end of section 2.3): z_c of the source image (E_c of the source modality, no noise),
+an attribute code of the target modality, and the target modality's 4-step adversarial-diffusion
+sampler from N(0, I) conditioned on (z_c, z_a). At test time of unpaired translation there is no
+target image, so by default z_a is the MEAN attribute code (posterior mean mu) of the target
+modality's training images, computed in :meth:`DisDiff.prepare_inference` into buffers (part of
+the state dict; until then a running mean kept during training is used, so validation works);
+``attribute_mode: prior`` samples z_a ~ N(0, I) instead (DRIT++'s prior), under torch's seed.
+
+Ablation variants (Table 2) are parameters of this one plugin
+-------------------------------------------------------------
+- ``disdiff``: ``use_disentanglement``, ``use_diffusion``, ``use_content_discriminator`` all true.
+- ``disdiff_no_dc``: no content discriminator.
+- ``disdiff_dis_only``: no diffusion, no D_c: the translation is the decoder output
+  G^j(z_c^i, z_a^j) (DRIT++ with DisDiff's losses).
+- ``disdiff_diff_only``: no disentanglement: the diffusion generators are conditioned on a
+  pixel-space source image (SynDiff's 2-channel input [x_{t+1}, source]); the source for
+  reconstructing m_i is the one-step x0 prediction of the other modality's generator from pure
+  noise at the last step, conditioned on m_i (with gradient), so the cycle of eq. 12 closes without
+  non-diffusive generators. Inference: the target modality's sampler conditioned on the source.
+
+Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
+-------------------------------------------------------------------------------
+1. Network sizes (section 2.2): DRIT++'s (see methods/nets/drit.py): content map 256 channels at
+   1/4 resolution (base 64, 2 downsamplings, 3 private residual blocks + 1 shared block + training
+   noise of s.d. 1), attribute code 8-d with mean/log-variance (attribute encoder width 64, 4
+   blocks), decoder with a shared block, 3 residual blocks and the attribute concatenated at every
+   stage, image discriminators with 6 stride-2 layers; D_c: 3 stride-2 3x3 convs of 256 channels.
+2. Diffusion generator (eq. 10): SynDiff's NCSN++ at SynDiff's paper size (base 64, multipliers
+   (1,1,2,2,4,4), 2 residual blocks per level, attention at 16 px, latent z of 100 mapped to 256).
+   The content map enters through ``cond``: it is injected into the U-Net at the levels of
+   matching resolution; the attribute code enters through ``style``: it is joined to the mapped
+   latent that drives the adaptive group norm of every residual block. The generator's image
+   input is x_{t+1} alone (1 channel) in the disentangled variants.
+3. Time-conditioned discriminators (eq. 5): SynDiff's, input (x_t, x_{t+1}), R1 penalty with
+   eta = 1 applied every 10 steps (lazy regularisation), non-saturating (softplus) losses for all
+   adversarial terms (eqs. 4, 5, 7 and the image discriminators).
+4. Loss weights: cross-cycle L1 (eq. 6) 10, self-reconstruction L1 10, KL of the attribute
+   posterior 0.01, content adversarial (eq. 7) 1, image adversarial 1 (DRIT++); diffusion
+   adversarial (eq. 4) 1 and diffusion cycle L1 (eq. 12) ``lambda_diff_cycle`` (default 1; SynDiff
+   weights its L1 terms 0.5 against an adversarial weight 1, DRIT++ weights reconstructions 10;
+   the diffusion output is DisDiff's translation, so it gets the unit weight of its adversarial
+   term). DRIT++'s latent regression (weight ``lambda_latent_reg``) is implemented but off (0):
+   the paper lists no such loss and DisDiff's inference is deterministic; DRIT++'s mode-seeking
+   loss is not used for the same reason.
+5. Eq. 6 re-extracts the content of m_{i->j} with E_c^{m_i}; m_{i->j} is an image of modality j,
+   so, as in DRIT++, E_c^{m_j} is used. The cross-cycle uses the original attribute z_a^{m_i} as
+   eq. 6 writes (DRIT++ re-encodes it from m_{j->i}).
+6. Content adversarial loss for the encoders (eq. 7 states only D_c's objective): DRIT++'s,
+   binary cross-entropy of D_c(z_c) against the target 0.5 for both modalities; D_c gets DRIT++'s
+   gradient clipping (norm 5).
+7. Eq. 12 is applied to the one-step x0 prediction at a random step t (SynDiff's practice),
+   not to the output of the whole 4-step chain; ``diff_cycle_chain: true`` backpropagates
+   through the full sampler instead (4x the cost).
+8. Gradients of the diffusion losses flow into the encoders and decoders (one joint generator
+   loss), so the content map is trained to carry what the diffusion generator needs.
+9. Update order per step: image discriminators, D_c and diffusion discriminators on detached
+   fakes, then one step of all generators against the updated discriminators.
+10. Optimisers: Adam(0.5, 0.9), lr 1e-4 for every network (section 3.2); the trainer's plateau
+   schedule (x0.1 after 2 validations without improvement) via :attr:`training_defaults`. The
+   trainer keeps an EMA of the generator side (``ema_modules``: disentangler and diffusion
+   generators), as SynDiff does.
+11. The attribute code used at inference in unpaired translation: the training-set mean (above).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.base import TranslationMethod, register, split_direction
+from methods.nets.adversarial_diffusion import AdversarialDiffusion
+from methods.nets.drit import (
+    MODALITIES,
+    ContentDiscriminator,
+    Disentangler,
+    ImageDiscriminator,
+)
+from methods.nets.init import init_weights
+from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
+from methods.nets.ncsnpp import NCSNpp
+from methods.nets.time_discriminator import TimeDiscriminator
+
+OTHER = {"t1": "t2", "t2": "t1"}
+
+
+def _kl(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), mean over the batch (DRIT++'s attribute prior term)."""
+    if logvar is None:
+        return mu.new_zeros(())
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+
+
+def _item(value: torch.Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _bce_target(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+@register("disdiff")
+class DisDiff(TranslationMethod):
+    """DisDiff and its ablation variants (see the module docstring for every design choice)."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        # --- variant switches (Table 2)
+        "use_disentanglement": True,
+        "use_diffusion": True,
+        "use_content_discriminator": True,
+        # --- disentanglement module (DRIT++ sizes)
+        "content_ch": 64,  # width of the first content-encoder conv; doubles per downsampling
+        "content_down": 2,  # content map at 1/2^content_down resolution
+        "content_res": 3,  # private residual blocks per content encoder (+1 shared)
+        "content_noise": 1.0,  # s.d. of the training-time noise on content maps (DRIT++)
+        "attr_ch": 64,
+        "attr_blocks": 4,
+        "attr_dim": 8,
+        "attr_vae": True,  # attribute encoder outputs mean and log-variance (+ KL term)
+        "dec_res": 3,
+        "dis_ch": 64,  # image discriminators
+        "dis_layers": 6,
+        "dc_ch": 256,  # content discriminator
+        "dc_layers": 3,
+        # --- adversarial diffusion module (SynDiff sizes and schedule)
+        "num_timesteps": 4,
+        "beta_min": 0.1,
+        "beta_max": 20.0,
+        "unet_ch": 64,
+        "unet_mult": [1, 1, 2, 2, 4, 4],
+        "unet_res_blocks": 2,
+        "unet_attn": [16],
+        "nz": 100,
+        "z_emb_dim": 256,
+        "n_mlp": 3,
+        "cond_levels": None,  # U-Net levels that receive the content map (None: all)
+        "tdis_ch": 64,
+        "tdis_t_emb": 256,
+        "tdis_down": 6,
+        "r1_gamma": 1.0,  # eta of eq. 5
+        "r1_every": 10,  # lazy regularisation interval
+        # --- loss weights (DRIT++ for the disentanglement terms)
+        "lambda_cross_cycle": 10.0,
+        "lambda_self_recon": 10.0,
+        "lambda_kl": 0.01,
+        "lambda_content_adv": 1.0,
+        "lambda_image_adv": 1.0,
+        "lambda_latent_reg": 0.0,
+        "lambda_diff_adv": 1.0,
+        "lambda_diff_cycle": 1.0,
+        "diff_cycle_chain": False,
+        "content_dis_clip": 5.0,
+        "content_dis_steps": 3,  # D_c updates per generator update (DRIT++'s d_iter)
+        # --- optimisation (section 3.2)
+        "lr": 1e-4,
+        "lr_content_dis": 1e-4,
+        "beta1": 0.5,
+        "beta2": 0.9,
+        # --- inference
+        "attribute_mode": "mean",  # "mean" (training-set mean code) or "prior" (z ~ N(0, I))
+        "attr_running_momentum": 0.01,
+        "attr_mean_max_slices": 4000,
+    }
+    tiny_params: ClassVar[dict[str, Any]] = {
+        "content_ch": 8,
+        "content_res": 1,
+        "attr_ch": 8,
+        "attr_blocks": 3,
+        "dec_res": 1,
+        "dis_ch": 8,
+        "dis_layers": 3,
+        "dc_ch": 16,
+        "dc_layers": 2,
+        "unet_ch": 16,
+        "unet_mult": [1, 2],
+        "unet_res_blocks": 1,
+        "unet_attn": [],
+        "nz": 8,
+        "z_emb_dim": 32,
+        "n_mlp": 1,
+        "tdis_ch": 8,
+        "tdis_t_emb": 32,
+        "tdis_down": 3,
+    }
+    training_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "plateau", "lr_patience": 2}
+
+    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
+        super().__init__(params, image_size)
+        p = self.params
+        self.use_dis = bool(p["use_disentanglement"])
+        self.use_diff = bool(p["use_diffusion"])
+        self.use_dc = bool(p["use_content_discriminator"])
+        if not (self.use_dis or self.use_diff):
+            raise ValueError(
+                "method 'disdiff': use_disentanglement and use_diffusion cannot both be false"
+            )
+        if self.use_dc and not self.use_dis:
+            raise ValueError(
+                "method 'disdiff': use_content_discriminator needs use_disentanglement "
+                "(D_c judges content maps)"
+            )
+        if p["attribute_mode"] not in ("mean", "prior"):
+            raise ValueError(
+                f"method 'disdiff': attribute_mode must be 'mean' or 'prior', "
+                f"got {p['attribute_mode']!r}"
+            )
+        if image_size % (2 ** int(p["content_down"])) != 0:
+            raise ValueError(
+                f"method 'disdiff': image_size {image_size} is not divisible by "
+                f"2^content_down = {2 ** int(p['content_down'])}"
+            )
+        gen_params: list[nn.Parameter] = []
+        if self.use_dis:
+            self.disentangler = init_weights(
+                Disentangler(
+                    in_ch=1,
+                    content_ch=int(p["content_ch"]),
+                    content_down=int(p["content_down"]),
+                    content_res=int(p["content_res"]),
+                    attr_ch=int(p["attr_ch"]),
+                    attr_blocks=int(p["attr_blocks"]),
+                    attr_dim=int(p["attr_dim"]),
+                    attr_vae=bool(p["attr_vae"]),
+                    dec_res=int(p["dec_res"]),
+                    content_noise=float(p["content_noise"]),
+                )
+            )
+            self.image_dis = nn.ModuleDict(
+                {
+                    m: init_weights(ImageDiscriminator(1, int(p["dis_ch"]), int(p["dis_layers"])))
+                    for m in MODALITIES
+                }
+            )
+            gen_params += list(self.disentangler.parameters())
+            for m in MODALITIES:
+                self.register_buffer(f"attr_mean_{m}", torch.zeros(int(p["attr_dim"])))
+            self.register_buffer("attr_count", torch.zeros(()))
+        if self.use_dc:
+            content_size = image_size // 2 ** int(p["content_down"])
+            n_down = max(1, min(int(p["dc_layers"]), int(math.log2(max(content_size, 2))) - 1))
+            self.content_dis = init_weights(
+                ContentDiscriminator(self.disentangler.content_ch, int(p["dc_ch"]), n_down)
+            )
+        if self.use_diff:
+            self._build_diffusion()
+            gen_params += list(self.diff_gen.parameters())
+        betas = (float(p["beta1"]), float(p["beta2"]))
+        self.opt_gen = torch.optim.Adam(gen_params, lr=float(p["lr"]), betas=betas)
+        dis_params: list[nn.Parameter] = []
+        if self.use_dis:
+            dis_params += list(self.image_dis.parameters())
+        if self.use_diff:
+            dis_params += list(self.diff_dis.parameters())
+        self.opt_dis = torch.optim.Adam(dis_params, lr=float(p["lr"]), betas=betas)
+        if self.use_dc:
+            self.opt_content_dis = torch.optim.Adam(
+                self.content_dis.parameters(), lr=float(p["lr_content_dis"]), betas=betas
+            )
+
+    # ------------------------------------------------------------------ building
+    def _build_diffusion(self) -> None:
+
+        p = self.params
+        self.diffusion = AdversarialDiffusion(
+            num_steps=int(p["num_timesteps"]),
+            beta_min=float(p["beta_min"]),
+            beta_max=float(p["beta_max"]),
+        )
+        if self.use_dis:
+            # content map via `cond`, attribute code via `style`; image input x_{t+1} only
+            gen_kw = {
+                "in_ch": 1,
+                "cond_channels": self.disentangler.content_ch,
+                "style_dim": int(p["attr_dim"]),
+            }
+        else:
+            # pixel-space conditioning as in SynDiff: input channels [x_{t+1}, source]
+            gen_kw = {"in_ch": 2, "cond_channels": 0, "style_dim": 0}
+            if int(p["nz"]) <= 0:
+                raise ValueError("method 'disdiff': use_disentanglement false needs nz > 0")
+        self.diff_gen = nn.ModuleDict(
+            {
+                m: NCSNpp(
+                    out_ch=1,
+                    image_size=self.image_size,
+                    nf=int(p["unet_ch"]),
+                    ch_mult=tuple(p["unet_mult"]),
+                    num_res_blocks=int(p["unet_res_blocks"]),
+                    attn_resolutions=tuple(p["unet_attn"]),
+                    nz=int(p["nz"]),
+                    z_emb_dim=int(p["z_emb_dim"]),
+                    n_mlp=int(p["n_mlp"]),
+                    cond_levels=p["cond_levels"],
+                    **gen_kw,
+                )
+                for m in MODALITIES
+            }
+        )
+        # SynDiff: 6 downsampling blocks at 256 px; fewer on small images (>= 2 px left)
+        n_down = max(1, min(int(p["tdis_down"]), int(math.log2(self.image_size)) - 1))
+        self.diff_dis = nn.ModuleDict(
+            {
+                m: TimeDiscriminator(
+                    in_ch=2, ngf=int(p["tdis_ch"]), t_emb_dim=int(p["tdis_t_emb"]), n_down=n_down
+                )
+                for m in MODALITIES
+            }
+        )
+        self.r1 = R1Penalty(float(p["r1_gamma"]), int(p["r1_every"]))
+
+    # ----------------------------------------------------------------- contract
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"gen": self.opt_gen, "dis": self.opt_dis}
+        if self.use_dc:
+            opts["content_dis"] = self.opt_content_dis
+        return opts
+
+    def ema_modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {}
+        if self.use_dis:
+            mods["disentangler"] = self.disentangler
+        if self.use_diff:
+            mods["diff_gen"] = self.diff_gen
+        return mods
+
+    # --------------------------------------------------------- diffusion helpers
+    def _x0_pred(
+        self,
+        m: str,
+        x_tp1: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        style: torch.Tensor | None = None,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """G_theta_m (eq. 10): x0 estimate from x_{t+1} and the conditioning."""
+        z = torch.randn(x_tp1.shape[0], int(self.params["nz"]), device=x_tp1.device)
+        if self.use_dis:
+            return self.diff_gen[m](x_tp1, t, z, cond=cond, style=style)
+        return self.diff_gen[m](torch.cat([x_tp1, source], dim=1), t, z)
+
+    def _sample(
+        self,
+        m: str,
+        like: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        style: torch.Tensor | None = None,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The few-step reverse process (eq. 11) of modality ``m`` from x_T ~ N(0, I).
+
+        Under ``torch.no_grad`` (inference) this is the shared sampler; with gradients enabled
+        (``diff_cycle_chain``) the same chain is unrolled here so that eq. 12 backpropagates.
+        """
+
+        def predict(x_tp1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self._x0_pred(m, x_tp1, t, cond, style, source)
+
+        if not torch.is_grad_enabled():
+            return self.diffusion.sample(predict, like.shape, device=like.device)
+        x = torch.randn_like(like)
+        for i in reversed(range(self.diffusion.num_steps)):
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+            x = self.diffusion.sample_posterior(predict(x, t), x, t)
+        return x
+
+    def _steps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.diffusion.sample_timesteps(x.shape[0], x.device)
+
+    # ----------------------------------------------------------------- training
+    def _disentangle(self, x: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+        """Eqs. 6, 8, 9: codes, cross-modal images, self and cross-cycle reconstructions."""
+        net = self.disentangler
+        zc = {m: net.content(x[m], m) for m in MODALITIES}
+        za, mu, logvar = {}, {}, {}
+        for m in MODALITIES:
+            za[m], mu[m], logvar[m] = net.attribute(x[m], m)
+        # fake[j] = m_{i->j} = G^j(z_c^i, z_a^j), an image of modality j made from i's content
+        fake = {OTHER[i]: net.decode(zc[i], za[OTHER[i]], OTHER[i]) for i in MODALITIES}
+        recon = {m: net.decode(zc[m], za[m], m) for m in MODALITIES}
+        # content of the cross-modal image, by the encoder of its modality: zc_cross[i] is
+        # E_c^j(m_{i->j}), the content that should reproduce m_i
+        zc_cross = {i: net.content(fake[OTHER[i]], OTHER[i]) for i in MODALITIES}
+        cross = {i: net.decode(zc_cross[i], za[i], i) for i in MODALITIES}
+        out: dict[str, dict[str, Any]] = {
+            "zc": zc,
+            "za": za,
+            "mu": mu,
+            "logvar": logvar,
+            "fake": fake,
+            "recon": recon,
+            "zc_cross": zc_cross,
+            "cross": cross,
+        }
+        if float(self.params["lambda_latent_reg"]) > 0:
+            z_rand = {m: torch.randn_like(za[m]) for m in MODALITIES}
+            out["latent_reg"] = {
+                j: (net.attribute(net.decode(zc[OTHER[j]], z_rand[j], j), j)[1], z_rand[j])
+                for j in MODALITIES
+            }
+        return out
+
+    def _diffuse(
+        self, x: dict[str, torch.Tensor], dis: dict[str, dict[str, Any]] | None
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Eqs. 2, 10-12 for both modalities: x_t pairs, x0 estimates, posterior samples."""
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        last = self.diffusion.num_steps - 1
+        trans: dict[str, torch.Tensor] = {}
+        if dis is None:
+            # diff_only: one-step translation i -> j from pure noise at the last step
+            for i in MODALITIES:
+                j = OTHER[i]
+                noise = torch.randn_like(x[i])
+                t_last = torch.full((noise.shape[0],), last, device=noise.device, dtype=torch.long)
+                trans[j] = self._x0_pred(j, noise, t_last, source=x[i])
+        for i in MODALITIES:
+            if dis is not None:
+                kw = {"cond": dis["zc_cross"][i], "style": dis["za"][i]}
+            else:
+                kw = {"source": trans[OTHER[i]]}
+            t = self._steps(x[i])
+            x_t, x_tp1 = self.diffusion.q_sample_pairs(x[i], t)
+            x0 = self._x0_pred(i, x_tp1, t, **kw)
+            x_t_fake = self.diffusion.sample_posterior(x0, x_tp1, t)
+            rec = self._sample(i, x[i], **kw) if self.params["diff_cycle_chain"] else x0
+            out[i] = {"t": t, "x_t": x_t, "x_tp1": x_tp1, "x0": rec, "x_t_fake": x_t_fake}
+        return out
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        p = self.params
+        x = {m: batch[m].to(self.device) for m in MODALITIES}
+        dis = self._disentangle(x) if self.use_dis else None
+        diff = self._diffuse(x, dis) if self.use_diff else None
+        logs: dict[str, float] = {}
+
+        # ---- 1. discriminators on detached fakes
+        loss_d = x["t1"].new_zeros(())
+        if dis is not None:
+            for m in MODALITIES:
+                real = self.image_dis[m](x[m])
+                fake = self.image_dis[m](dis["fake"][m].detach())
+                loss_d = loss_d + d_loss_real(real) + d_loss_fake(fake)
+            logs["d_image"] = float(loss_d.detach())
+        if diff is not None:
+            r1 = self.r1.due(step)
+            loss_dt = x["t1"].new_zeros(())
+            for m in MODALITIES:
+                d = diff[m]
+                x_t = d["x_t"].detach().requires_grad_(r1)
+                real = self.diff_dis[m](x_t, d["t"], d["x_tp1"].detach())
+                fake = self.diff_dis[m](d["x_t_fake"].detach(), d["t"], d["x_tp1"].detach())
+                loss_dt = loss_dt + d_loss_real(real) + d_loss_fake(fake)
+                if r1:
+                    pen = self.r1(real, x_t)
+                    loss_dt = loss_dt + pen
+                    logs[f"r1_{m}"] = _item(pen)
+            logs["d_diffusion"] = _item(loss_dt)
+            loss_d = loss_d + loss_dt
+        self.opt_dis.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_dis.step()
+        if self.use_dc:
+            assert dis is not None
+            zc_detached = {m: dis["zc"][m].detach() for m in MODALITIES}
+            for _ in range(int(p["content_dis_steps"])):
+                logit = {m: self.content_dis(zc_detached[m]) for m in MODALITIES}
+                loss_dc = _bce_target(logit["t1"], 1.0) + _bce_target(logit["t2"], 0.0)
+                self.opt_content_dis.zero_grad(set_to_none=True)
+                loss_dc.backward()
+                nn.utils.clip_grad_norm_(
+                    self.content_dis.parameters(), float(p["content_dis_clip"])
+                )
+                self.opt_content_dis.step()
+            logs["d_content"] = _item(loss_dc)
+
+        # ---- 2. all generators against the updated discriminators
+        frozen = [self.image_dis] if self.use_dis else []
+        if self.use_diff:
+            frozen.append(self.diff_dis)
+        if self.use_dc:
+            frozen.append(self.content_dis)
+        _set_requires_grad(frozen, False)
+        loss_g = x["t1"].new_zeros(())
+        if dis is not None:
+            adv = sum(g_loss_nonsaturating(self.image_dis[m](dis["fake"][m])) for m in MODALITIES)
+            self_rec = sum(F.l1_loss(dis["recon"][m], x[m]) for m in MODALITIES)
+            cross = sum(F.l1_loss(dis["cross"][m], x[m]) for m in MODALITIES)
+            kl = sum(_kl(dis["mu"][m], dis["logvar"][m]) for m in MODALITIES)
+            loss_g = (
+                loss_g
+                + float(p["lambda_image_adv"]) * adv
+                + float(p["lambda_self_recon"]) * self_rec
+                + float(p["lambda_cross_cycle"]) * cross
+                + float(p["lambda_kl"]) * kl
+            )
+            logs.update(
+                g_image_adv=_item(adv),
+                self_recon=_item(self_rec),
+                cross_cycle=_item(cross),
+                kl=_item(kl),
+            )
+            if "latent_reg" in dis:
+                lr_loss = sum(F.l1_loss(a, b) for a, b in dis["latent_reg"].values())
+                loss_g = loss_g + float(p["lambda_latent_reg"]) * lr_loss
+                logs["latent_reg"] = _item(lr_loss)
+        if self.use_dc:
+            assert dis is not None
+            cadv = sum(_bce_target(self.content_dis(dis["zc"][m]), 0.5) for m in MODALITIES)
+            loss_g = loss_g + float(p["lambda_content_adv"]) * cadv
+            logs["g_content_adv"] = _item(cadv)
+        if diff is not None:
+            dadv = sum(
+                g_loss_nonsaturating(
+                    self.diff_dis[m](diff[m]["x_t_fake"], diff[m]["t"], diff[m]["x_tp1"].detach())
+                )
+                for m in MODALITIES
+            )
+            cyc = sum(F.l1_loss(diff[m]["x0"], x[m]) for m in MODALITIES)
+            loss_g = (
+                loss_g + float(p["lambda_diff_adv"]) * dadv + float(p["lambda_diff_cycle"]) * cyc
+            )
+            logs.update(g_diffusion_adv=_item(dadv), diffusion_cycle=_item(cyc))
+        self.opt_gen.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_gen.step()
+        _set_requires_grad(frozen, True)
+        logs["g_total"] = _item(loss_g)
+        if dis is not None:
+            self._update_running_attributes(dis["mu"])
+        return logs
+
+    # --------------------------------------------------------- attribute codes
+    @torch.no_grad()
+    def _update_running_attributes(self, mu: dict[str, torch.Tensor]) -> None:
+        """Running mean of the attribute codes, used at inference until prepare_inference."""
+        self.attr_count += 1
+        w = max(1.0 / float(self.attr_count), float(self.params["attr_running_momentum"]))
+        for m in MODALITIES:
+            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().mean(0), w)
+
+    @torch.no_grad()
+    def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
+        """Mean attribute code (posterior mean) of each modality over the training slices."""
+        if not self.use_dis:
+            return
+        was_training = self.training
+        self.eval()
+        sums = {m: torch.zeros_like(getattr(self, f"attr_mean_{m}")) for m in MODALITIES}
+        n = 0
+        for batch in slices:
+            for m in MODALITIES:
+                mu = self.disentangler.attribute(batch[m].to(self.device), m)[1]
+                sums[m] += mu.sum(0)
+            n += batch["t1"].shape[0]
+            if n >= int(self.params["attr_mean_max_slices"]):
+                break
+        if n == 0:
+            raise ValueError("method 'disdiff': prepare_inference got no training slices")
+        for m in MODALITIES:
+            getattr(self, f"attr_mean_{m}").copy_(sums[m] / n)
+        self.train(was_training)
+
+    def target_attribute(self, modality: str, batch_size: int) -> torch.Tensor:
+        """The attribute code z_a of the target modality used at inference."""
+        mean = getattr(self, f"attr_mean_{modality}")
+        if self.params["attribute_mode"] == "prior":
+            return torch.randn(batch_size, mean.numel(), device=mean.device)
+        return mean[None].expand(batch_size, -1)
+
+    # -------------------------------------------------------------- translation
+    @torch.no_grad()
+    def content_map(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """z_c of a batch of ``modality`` images (no training noise), e.g. for Fig. 3."""
+        if not self.use_dis:
+            raise ValueError("method 'disdiff': this variant has no content encoders")
+        return self.disentangler.content(x.to(self.device), modality, noise=False)
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        src, dst = split_direction(direction)
+        x = x.to(self.device)
+        if self.use_dis:
+            zc = self.disentangler.content(x, src, noise=False)
+            za = self.target_attribute(dst, x.shape[0])
+            if not self.use_diff:
+                return self.disentangler.decode(zc, za, dst).clamp(-1, 1)
+            return self._sample(dst, x, cond=zc, style=za).clamp(-1, 1)
+        return self._sample(dst, x, source=x).clamp(-1, 1)
