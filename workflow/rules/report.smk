@@ -69,8 +69,11 @@ rule table1:
         **table_outputs("table1", "table1", "Table 1"),
     log:
         f"{RESULTS}/logs/report/table1.log",
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        table_args=TABLE_ARGS,
     shell:
-        "mrbench report table1 --tidy {input} --out {TABLES_DIR}/table1 {TABLE_ARGS}"
+        "mrbench report table1 --tidy {input} --out {params.prefix} {params.table_args}"
         " > {log} 2>&1"
 
 
@@ -81,8 +84,11 @@ rule table2_ablation:
         **table_outputs("table2_ablation", "table2", "Table 2 (ablation)"),
     log:
         f"{RESULTS}/logs/report/table2_ablation.log",
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        table_args=TABLE_ARGS,
     shell:
-        "mrbench report table2 --tidy {input} --out {TABLES_DIR}/table2_ablation {TABLE_ARGS}"
+        "mrbench report table2 --tidy {input} --out {params.prefix} {params.table_args}"
         " > {log} 2>&1"
 
 
@@ -94,10 +100,12 @@ rule paper_comparison:
     log:
         f"{RESULTS}/logs/report/paper_comparison.log",
     params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        table_args=TABLE_ARGS,
         methods=" ".join(METHODS),
     shell:
-        "mrbench report compare --tidy {input} --out {TABLES_DIR}/paper_comparison"
-        " {TABLE_ARGS} --methods {params.methods} > {log} 2>&1"
+        "mrbench report compare --tidy {input} --out {params.prefix}"
+        " {params.table_args} --methods {params.methods} > {log} 2>&1"
 
 
 rule significance:
@@ -108,11 +116,13 @@ rule significance:
     log:
         f"{RESULTS}/logs/report/significance.log",
     params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        table_args=TABLE_ARGS,
         reference=EVAL["reference_method"],
         alpha=EVAL["alpha"],
     shell:
-        "mrbench report significance --tidy {input} --out {TABLES_DIR}/significance"
-        " {TABLE_ARGS} --reference {params.reference} --alpha {params.alpha} > {log} 2>&1"
+        "mrbench report significance --tidy {input} --out {params.prefix}"
+        " {params.table_args} --reference {params.reference} --alpha {params.alpha} > {log} 2>&1"
 
 
 rule efficiency:
@@ -124,6 +134,7 @@ rule efficiency:
     log:
         f"{RESULTS}/logs/report/efficiency.log",
     params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
         threshold=(
             f"--threshold {EVAL['threshold_psnr']}"
             if EVAL["threshold_psnr"] is not None
@@ -131,7 +142,7 @@ rule efficiency:
         ),
     shell:
         "mrbench report efficiency --model {input.models} --predictions {input.predictions}"
-        " {params.threshold} --out {TABLES_DIR}/efficiency > {log} 2>&1"
+        " {params.threshold} --out {params.prefix} > {log} 2>&1"
 
 
 rule fidelity_table:
@@ -141,8 +152,10 @@ rule fidelity_table:
         **table_outputs("fidelity", "fidelity", "FID and KID"),
     log:
         f"{RESULTS}/logs/report/fidelity.log",
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
-        "mrbench report fidelity --inputs {input} --out {TABLES_DIR}/fidelity > {log} 2>&1"
+        "mrbench report fidelity --inputs {input} --out {params.prefix} > {log} 2>&1"
 
 
 def qualitative_predictions(w):
@@ -173,6 +186,7 @@ rule figure_qualitative:
     log:
         f"{RESULTS}/logs/report/qualitative_{{dataset}}_{{direction}}.log",
     params:
+        prefix=lambda w, output: output.png.removesuffix(".png"),
         pairs=qualitative_pairs,
         subject=(
             f"--subject {EVAL['qualitative']['subject']}"
@@ -187,7 +201,7 @@ rule figure_qualitative:
     shell:
         "mrbench report qualitative --store {input.store} --direction {wildcards.direction}"
         " --pred {params.pairs} {params.subject} {params.slice}"
-        " --out {FIGURES_DIR}/qualitative_{wildcards.dataset}_{wildcards.direction} > {log} 2>&1"
+        " --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_boxplot:
@@ -203,12 +217,13 @@ rule figure_boxplot:
     log:
         f"{RESULTS}/logs/report/boxplot_{{dataset}}.log",
     params:
+        prefix=lambda w, output: output.png.removesuffix(".png"),
         protocol=EVAL["table_protocol"],
         metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
     shell:
         "mrbench report boxplot --tidy {input} --dataset {wildcards.dataset}"
         " --protocol {params.protocol} --metrics {params.metrics}"
-        " --out {FIGURES_DIR}/boxplot_{wildcards.dataset} > {log} 2>&1"
+        " --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_training_curves:
@@ -227,9 +242,10 @@ rule figure_training_curves:
     log:
         f"{RESULTS}/logs/report/training_curves_{{dataset}}.log",
     params:
+        prefix=lambda w, output: output.png.removesuffix(".png"),
         runs=lambda w: " ".join(
             f"{m}={RESULTS}/models/{w.dataset}/{m}/seed{FIRST_SEED}" for m in METHODS
         ),
     shell:
         "mrbench report curves --run {params.runs} --title {wildcards.dataset}"
-        " --out {FIGURES_DIR}/training_curves_{wildcards.dataset} > {log} 2>&1"
+        " --out {params.prefix} > {log} 2>&1"
