@@ -20,7 +20,7 @@ rule translate:
         f"{RESULTS}/benchmarks/translate/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
     threads: THREADS
     resources:
-        gpu=lambda w: gpu_for(w.method),
+        gpu=lambda w: min(1, gpu_for(w.method)),
     params:
         device=EVAL["device"],
         batch=EVAL["batch_size"],
