@@ -200,3 +200,27 @@ def test_report_cli_writes_tables(tmp_path):
         for ext in ("csv", "md", "tex"):
             assert (out / f"{name}.{ext}").stat().st_size > 0
     assert "**" in (out / "table1.md").read_text()
+
+
+def test_evaluation_settings_and_report_targets():
+    from mrbench.evaluate import EVALUATION_DEFAULTS, evaluation_settings, report_targets
+
+    config = {
+        "datasets": {"phantom": {}},
+        "methods": {"identity": {"plugin": "identity"}},
+        "seeds": [0],
+        "directions": ["t1_to_t2", "t2_to_t1"],
+        "evaluation": {"fid": {"enabled": False}, "protocols": ["max01", "syndiff"]},
+    }
+    settings = evaluation_settings(config)
+    assert settings["fid"]["kid_subset_size"] == EVALUATION_DEFAULTS["fid"]["kid_subset_size"]
+    targets = report_targets(config)
+    assert "results/tables/table1.tex" in targets
+    assert "results/figures/qualitative_phantom_t2_to_t1.pdf" in targets
+    assert not any("fidelity" in t for t in targets)
+    with pytest.raises(ValueError, match="evaluation.fid.weights"):
+        evaluation_settings({"evaluation": {"fid": {"weights": "x"}}})
+    with pytest.raises(ValueError, match="evaluation.protocols"):
+        evaluation_settings({"evaluation": {"protocols": ["max01", "psnr99"]}})
+    with pytest.raises(ValueError, match="table_protocol"):
+        evaluation_settings({"evaluation": {"protocols": ["syndiff"]}})
