@@ -106,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps (demo, and paper on GPU)")
     p.add_argument("--paper-steps", type=int, default=1, help="timed paper-size steps on CPU")
     p.add_argument("--paper-batch", type=int, default=1, help="batch at paper size")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
