@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("mrbench.preprocess_cli", "skull-strip, register and normalise one subject"),
     "download": ("mrbench.download_cli", "download and verify a dataset file"),
     "import-brats": ("mrbench.brats_cli", "import BraTS 2018 from an archive or folder"),
+    "import-msd": ("mrbench.datasets.msd", "import MSD Task01_BrainTumour (T1w, T2w channels)"),
+    "ixi": ("mrbench.datasets.ixi", "IXI subject selection/split and per-subject extraction"),
     "train": ("mrbench.train_cli", "train one method on one dataset (resumable)"),
     "translate": ("mrbench.translate_cli", "translate volumes with a trained model"),
     "metrics": ("mrbench.metrics_cli", "PSNR/SSIM/MAE of a prediction under a named protocol"),

@@ -1,0 +1,162 @@
+"""Real datasets: subject selection, published splits and import into the benchmark layout.
+
+Every dataset ends in the same layout, which the generic slice-store rule consumes::
+
+    results/data/<dataset>/subjects/<subject>/{t1,t2,mask}.nii.gz
+    config/splits/<dataset>.tsv     (subject, split)
+
+IXI (:mod:`.ixi`) goes through the full preprocessing (skull-strip, registration); BraTS 2018
+(:mod:`.brats`) and the MSD brain-tumour task (:mod:`.msd`) are already skull-stripped and
+co-registered, so their import only reorients, masks and normalises (:func:`import_pair`).
+
+Splits are made by :func:`interleaved_split`: deterministic, no random generator, and spread
+evenly over the sorted ids (which group subjects by site or cohort), so that no split is one
+site only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from mrbench.io import InputError, save_volume
+from mrbench.slices import normalise_volume
+from mrbench.splits import write_splits
+
+
+def _evenly_spaced(n: int, k: int) -> list[int]:
+    """``k`` positions out of ``range(n)``, evenly spaced (centres of ``k`` equal blocks)."""
+    return sorted({int((j + 0.5) * n / k) for j in range(k)}) if k > 0 else []
+
+
+def interleaved_split(ids: Iterable[str], n_test: int, val_fraction: float = 0.1) -> pd.DataFrame:
+    """Deterministic subject split of the sorted ``ids``.
+
+    Test: ``n_test`` subjects at evenly spaced positions of the sorted list. Validation:
+    ``round(val_fraction * n_train_pool)`` subjects at evenly spaced positions of the remaining
+    (sorted) list. The rest is training.
+    """
+    ids = sorted(set(ids))
+    n = len(ids)
+    if n < 3 or not 0 < n_test < n - 1:
+        raise ValueError(f"cannot split {n} subjects with {n_test} test subjects")
+    test_pos = set(_evenly_spaced(n, n_test))
+    pool = [s for i, s in enumerate(ids) if i not in test_pos]
+    n_val = max(1, round(val_fraction * len(pool))) if val_fraction > 0 else 0
+    val = {pool[i] for i in _evenly_spaced(len(pool), n_val)}
+    split = [
+        "test" if i in test_pos else ("val" if s in val else "train") for i, s in enumerate(ids)
+    ]
+    return pd.DataFrame({"subject": ids, "split": split})
+
+
+def fraction_split(ids: Iterable[str], test_fraction: float, val_fraction: float) -> pd.DataFrame:
+    ids = sorted(set(ids))
+    return interleaved_split(ids, round(test_fraction * len(ids)), val_fraction)
+
+
+def write_split_file(df: pd.DataFrame, path: str | Path) -> Path:
+    out = write_splits(df, path)
+    counts = df["split"].value_counts().to_dict()
+    print(f"wrote {out}: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("train", "val", "test")))
+    return out
+
+
+def brain_mask_nonzero(*volumes: np.ndarray) -> np.ndarray:
+    """Mask of skull-stripped data: voxels non-zero in every volume, largest component, filled."""
+    mask = np.ones(volumes[0].shape, dtype=bool)
+    for v in volumes:
+        mask &= v != 0
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(mask)
+
+
+def import_pair(
+    t1: np.ndarray,
+    t2: np.ndarray,
+    affine: np.ndarray,
+    out_dir: Path,
+    names: tuple[str, str] = ("t1", "t2"),
+) -> dict:
+    """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair."""
+    if t1.shape != t2.shape:
+        raise InputError(f"{names[1]}: shape {t2.shape} differs from {names[0]} {t1.shape}")
+    img1 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t1, np.float32), affine))
+    img2 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t2, np.float32), affine))
+    a1, a2 = np.asarray(img1.dataobj), np.asarray(img2.dataobj)
+    mask = brain_mask_nonzero(a1, a2)
+    if not mask.any():
+        raise InputError(f"{names[0]}: no voxel is non-zero in both volumes")
+    # negative values in BraTS-like data are interpolation ringing: MR magnitudes are >= 0
+    n1 = normalise_volume(np.clip(a1, 0, None), mask)
+    n2 = normalise_volume(np.clip(a2, 0, None), mask)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_volume(n1, img1.affine, out_dir / "t1.nii.gz")
+    save_volume(n2, img1.affine, out_dir / "t2.nii.gz")
+    save_volume(mask.astype(np.uint8), img1.affine, out_dir / "mask.nii.gz")
+    zooms = np.sqrt((img1.affine[:3, :3] ** 2).sum(0))
+    return {
+        "shape": list(mask.shape),
+        "mask_volume_ml": round(float(mask.sum() * np.prod(zooms)) / 1000, 1),
+    }
+
+
+def build_subject_folder(
+    cases: list[str],
+    worker: Callable[[str, Path], dict],
+    out_root: str | Path,
+    jobs: int = 1,
+) -> pd.DataFrame:
+    """Run ``worker(case, folder)`` for every case into a staging folder, then swap it in.
+
+    The whole ``out_root`` appears at once (Snakemake ``directory()`` output), never half
+    written. Errors of individual cases are collected and reported together in one line.
+    """
+    out_root = Path(out_root)
+    staging = out_root.with_name(f".{out_root.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    rows, errors = [], []
+    try:
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs) as pool:
+                futures = {c: pool.submit(worker, c, staging / c) for c in cases}
+                results = {}
+                for c, f in futures.items():
+                    try:
+                        results[c] = f.result()
+                    except InputError as exc:
+                        errors.append(str(exc))
+        else:
+            results = {}
+            for c in cases:
+                try:
+                    results[c] = worker(c, staging / c)
+                except InputError as exc:
+                    errors.append(str(exc))
+        if errors:
+            raise InputError(f"{len(errors)} case(s) failed to import: " + "; ".join(errors))
+        for c in cases:
+            rows.append({"subject": c, **results[c]})
+        table = pd.DataFrame(rows)
+        table.to_csv(staging / "import.tsv", sep="\t", index=False)
+        (staging / "import.json").write_text(json.dumps({"n_subjects": len(cases)}))
+        if out_root.exists():
+            shutil.rmtree(out_root)
+        os.replace(staging, out_root)
+        return table
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

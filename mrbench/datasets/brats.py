@@ -1,0 +1,138 @@
+"""BraTS 2018 import from the archive or folder a user received from the organisers.
+
+BraTS 2018 has no public download, so the workflow reads ``datasets.brats2018.source``: a
+``.zip``, ``.tar``/``.tar.gz`` or a folder, laid out as released
+(``MICCAI_BraTS_2018_Data_Training/{HGG,LGG}/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz``) or
+flat; any nesting is accepted as long as the file names follow
+``<case>_<modality>.nii[.gz]``. Every case needs ``t1`` and ``t2``; a missing file is reported
+together with all other missing files in one message.
+
+The volumes are already skull-stripped and co-registered (SRI24, 1 mm), so the import skips
+skull-stripping and registration; it reorients to RAS, builds the mask from the non-zero voxels
+and applies the benchmark's normalisation (:func:`mrbench.datasets.import_pair`).
+
+Split: 7:3 train/test over the sorted case ids (test cases evenly spaced through the sorted
+list, so HGG/LGG and the contributing sites are spread over both), then 10% of the training
+cases as validation (:func:`mrbench.datasets.interleaved_split`). Written on import to
+``config/splits/brats2018.tsv``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mrbench.archive import safe_extract
+from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.io import InputError, load_volume
+
+MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
+REQUIRED = ("t1", "t2")
+NAME_RE = re.compile(r"^(?P<case>.+)_(?P<mod>t1|t1ce|t2|flair|seg)\.nii(\.gz)?$", re.IGNORECASE)
+TEST_FRACTION = 0.3
+VAL_FRACTION = 0.1
+
+
+def _is_volume(name: str) -> bool:
+    base = Path(name).name
+    return not base.startswith("._") and NAME_RE.match(base) is not None
+
+
+def prepare_source(source: str | Path, workdir: str | Path) -> Path:
+    """A folder with the case files: ``source`` itself, or ``source`` extracted into ``workdir``.
+
+    Only the required modalities are extracted (about 2/5 of the archive).
+    """
+    source = Path(source)
+    if not source.exists():
+        raise InputError(f"{source}: BraTS source not found (config datasets.brats2018.source)")
+    if source.is_dir():
+        return source
+    dest = Path(workdir) / "raw"
+
+    def wanted(name: str) -> bool:
+        m = NAME_RE.match(Path(name).name)
+        return _is_volume(name) and m is not None and m["mod"].lower() in REQUIRED
+
+    safe_extract(source, dest, include=wanted)
+    return dest
+
+
+def find_cases(folder: str | Path) -> dict[str, dict[str, Path]]:
+    """Case id -> modality -> file; raise one error listing every case lacking t1 or t2."""
+    folder = Path(folder)
+    cases: dict[str, dict[str, Path]] = {}
+    dupes = []
+    for path in sorted(folder.rglob("*.nii*")):
+        if not _is_volume(path.name):
+            continue
+        m = NAME_RE.match(path.name)
+        case, mod = m["case"], m["mod"].lower()
+        if mod in cases.setdefault(case, {}):
+            dupes.append(f"{case}_{mod} ({cases[case][mod]} and {path})")
+        cases[case][mod] = path
+    if dupes:
+        raise InputError(f"{folder}: duplicate case files: " + "; ".join(dupes[:10]))
+    if not cases:
+        raise InputError(
+            f"{folder}: no BraTS volumes found (expected <case>_<t1|t1ce|t2|flair|seg>.nii.gz)"
+        )
+    missing = [
+        f"{case} ({', '.join(r for r in REQUIRED if r not in mods)})"
+        for case, mods in sorted(cases.items())
+        if any(r not in mods for r in REQUIRED)
+    ]
+    if missing:
+        raise InputError(
+            f"{folder}: {len(missing)} case(s) lack required files: " + "; ".join(missing)
+        )
+    return cases
+
+
+def _import_case(case_files: dict[str, Path], out_dir: Path) -> dict:
+    t1 = load_volume(case_files["t1"])
+    t2 = load_volume(case_files["t2"])
+    if t1.shape != t2.shape or not np.allclose(t1.affine, t2.affine, atol=1e-3):
+        raise InputError(
+            f"{case_files['t2']}: grid differs from {case_files['t1'].name} "
+            "(BraTS volumes must be co-registered on one grid)"
+        )
+    info = import_pair(
+        np.asarray(t1.dataobj),
+        np.asarray(t2.dataobj),
+        t1.affine,
+        out_dir,
+        (str(case_files["t1"]), str(case_files["t2"])),
+    )
+    return info
+
+
+class _Worker:
+    """Picklable per-case worker for the process pool."""
+
+    def __init__(self, cases: dict[str, dict[str, Path]]) -> None:
+        self.cases = cases
+
+    def __call__(self, case: str, out_dir: Path) -> dict:
+        return _import_case(self.cases[case], out_dir)
+
+
+def import_brats(
+    source: str | Path,
+    out_root: str | Path,
+    split_file: str | Path,
+    workdir: str | Path = "resources/brats2018",
+    jobs: int = 1,
+) -> dict:
+    """Validate, import every case into ``out_root/<case>/`` and write the split file."""
+    folder = prepare_source(source, workdir)
+    cases = find_cases(folder)
+    ids = sorted(cases)
+    if len(ids) < 3:
+        raise InputError(f"{folder}: only {len(ids)} case(s); a train/val/test split needs 3")
+    table = build_subject_folder(ids, _Worker(cases), out_root, jobs)
+    df = fraction_split(ids, TEST_FRACTION, VAL_FRACTION)
+    write_split_file(df, split_file)
+    return {"n_cases": len(ids), "folder": str(folder), "table": table}

@@ -1,0 +1,159 @@
+"""IXI: subject selection from the T1/T2 archives, split, and per-subject extraction.
+
+Subject rule (the paper uses 80 IXI subjects with T1 and T2 but does not list them):
+
+1. Read the member names of ``IXI-T1.tar`` and ``IXI-T2.tar``
+   (``IXI<nnn>-<Guys|HH|IOP>-<nnnn>-<T1|T2>.nii.gz``); a subject is ``IXI<nnn>-<site>-<nnnn>``.
+2. Keep the subjects present in both archives, drop the known-defective ones
+   (:data:`KNOWN_DEFECTIVE`), sort by name (= by IXI number) and take the first 80.
+3. Split: 20 test subjects at evenly spaced positions of the sorted 80 (every 4th), the other
+   60 are training, of which 6 (10%, evenly spaced) are validation
+   (:func:`mrbench.datasets.interleaved_split`).
+
+The rule needs only the archives' file lists (no IXI.xls), so it gives the same split offline
+and can be checked by anyone. It is written to ``config/splits/ixi.tsv``; subjects that are
+excluded (one modality only, known defects) are written with the reason to
+``resources/ixi/excluded.tsv`` and printed in the log.
+
+Command: ``mrbench ixi split ...`` and ``mrbench ixi extract ...`` (used by
+``workflow/rules/ixi.smk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from mrbench.archive import list_members, safe_extract
+from mrbench.datasets import interleaved_split, write_split_file
+from mrbench.io import InputError, atomic_path
+
+NAME_RE = re.compile(r"^(?P<subject>IXI\d{3}-(?:Guys|HH|IOP)-\d{4})-(?P<mod>T1|T2|PD)\.nii\.gz$")
+URL_BASE = "http://biomedic.doc.ic.ac.uk/brain-development/downloads/IXI"
+#: md5 of the archives as used by the torchio project (the IXI site publishes none)
+MD5 = {
+    "T1": "34901a0593b41dd19c1a1f746eac2d58",
+    "T2": "e3140d78730ecdd32ba92da48c0a9aaa",
+    "PD": "88ecd9d1fa33cb4a2278183b42ffd749",
+}
+#: subjects whose scans are unusable although present in both archives
+KNOWN_DEFECTIVE = {
+    "IXI014-HH-1236": "T2 is a truncated acquisition (28 slices of about 5 mm)",
+}
+N_SUBJECTS = 80
+N_TEST = 20
+VAL_FRACTION = 0.1
+
+
+def subjects_in_names(names: list[str], modality: str) -> dict[str, str]:
+    """Subject id -> member name for the ``modality`` files among archive member names."""
+    out = {}
+    for name in names:
+        m = NAME_RE.match(Path(name).name)
+        if m and m["mod"] == modality:
+            out[m["subject"]] = name
+    return out
+
+
+def select_subjects(
+    t1_names: list[str],
+    t2_names: list[str],
+    n_subjects: int = N_SUBJECTS,
+    exclude: dict[str, str] | None = None,
+) -> tuple[list[str], pd.DataFrame]:
+    """The first ``n_subjects`` sorted subjects with T1 and T2; and the excluded ones."""
+    exclude = KNOWN_DEFECTIVE if exclude is None else exclude
+    t1 = subjects_in_names(t1_names, "T1")
+    t2 = subjects_in_names(t2_names, "T2")
+    rows = [(s, "T1 only (no T2 in the T2 archive)") for s in sorted(set(t1) - set(t2))]
+    rows += [(s, "T2 only (no T1 in the T1 archive)") for s in sorted(set(t2) - set(t1))]
+    both = sorted(set(t1) & set(t2))
+    rows += [(s, exclude[s]) for s in both if s in exclude]
+    usable = [s for s in both if s not in exclude]
+    if len(usable) < n_subjects:
+        raise InputError(
+            f"only {len(usable)} IXI subjects have both T1 and T2 in the archives; "
+            f"{n_subjects} are needed"
+        )
+    excluded = pd.DataFrame(rows, columns=["subject", "reason"]).sort_values("subject")
+    return usable[:n_subjects], excluded
+
+
+def make_split(
+    t1_tar: str | Path,
+    t2_tar: str | Path,
+    split_file: str | Path,
+    excluded_file: str | Path | None = None,
+    n_subjects: int = N_SUBJECTS,
+    n_test: int = N_TEST,
+    val_fraction: float = VAL_FRACTION,
+) -> pd.DataFrame:
+    subjects, excluded = select_subjects(list_members(t1_tar), list_members(t2_tar), n_subjects)
+    df = interleaved_split(subjects, n_test, val_fraction)
+    write_split_file(df, split_file)
+    if excluded_file is not None:
+        with atomic_path(excluded_file) as tmp:
+            excluded.to_csv(tmp, sep="\t", index=False)
+    for row in excluded.itertuples():
+        print(f"excluded {row.subject}: {row.reason}")
+    return df
+
+
+def extract_subject(
+    t1_tar: str | Path, t2_tar: str | Path, subject: str, out_dir: str | Path
+) -> dict[str, Path]:
+    """Extract one subject's T1 and T2 to ``out_dir/{t1,t2}.nii.gz``."""
+    out_dir = Path(out_dir)
+    got = {}
+    for mod, tar in (("T1", t1_tar), ("T2", t2_tar)):
+        want = f"{subject}-{mod}.nii.gz"
+        files = safe_extract(tar, out_dir / ".x", include=lambda n, w=want: Path(n).name == w)
+        if not files:
+            shutil.rmtree(out_dir / ".x", ignore_errors=True)
+            raise InputError(f"{tar}: no member named {want} (subject {subject} lacks {mod})")
+        final = out_dir / f"{mod.lower()}.nii.gz"
+        files[0].replace(final)
+        got[mod.lower()] = final
+    shutil.rmtree(out_dir / ".x", ignore_errors=True)
+    return got
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("split", help="select the subjects and write the split file")
+    p.add_argument("--t1-tar", required=True)
+    p.add_argument("--t2-tar", required=True)
+    p.add_argument("--out", default="config/splits/ixi.tsv")
+    p.add_argument("--excluded", default=None, help="TSV of excluded subjects and reasons")
+    p.add_argument("--n-subjects", type=int, default=N_SUBJECTS)
+    p.add_argument("--n-test", type=int, default=N_TEST)
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
+    e = sub.add_parser("extract", help="extract one subject's T1 and T2")
+    e.add_argument("--t1-tar", required=True)
+    e.add_argument("--t2-tar", required=True)
+    e.add_argument("--subject", required=True)
+    e.add_argument("--out", required=True, help="folder for t1.nii.gz and t2.nii.gz")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "split":
+        make_split(
+            args.t1_tar,
+            args.t2_tar,
+            args.out,
+            args.excluded,
+            args.n_subjects,
+            args.n_test,
+            args.val_fraction,
+        )
+    else:
+        got = extract_subject(args.t1_tar, args.t2_tar, args.subject, args.out)
+        print(f"extracted {args.subject}: {got['t1']}, {got['t2']}")
+    return 0

@@ -1,0 +1,102 @@
+"""Medical Segmentation Decathlon Task01_BrainTumour: the public stand-in for BraTS (``msd_brats``).
+
+``Task01_BrainTumour.tar`` (md5 ``240a19d752f0d9e9101544901065d872``, CC-BY-SA 4.0, from
+BraTS 2016/17) holds ``imagesTr/BRATS_<nnn>.nii.gz``: one 4D volume per case,
+240x240x155x4, channels 0 FLAIR, 1 T1w, 2 T1gd, 3 T2w, skull-stripped and co-registered. The
+import takes channel 1 as T1 and channel 3 as T2 and follows the BraTS path (reorient, non-zero
+mask, normalisation, same layout); the split uses the BraTS rule (7:3, 10% of train as val).
+The archive also contains macOS ``._*`` resource files, which are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mrbench.archive import safe_extract
+from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.io import InputError, load_volume
+
+URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
+MD5 = "240a19d752f0d9e9101544901065d872"
+CHANNELS = {"t1": 1, "t2": 3}
+CASE_RE = re.compile(r"^(?P<case>BRATS_\d+)\.nii\.gz$")
+TEST_FRACTION = 0.3
+VAL_FRACTION = 0.1
+
+
+def _wanted(name: str) -> bool:
+    p = Path(name)
+    return p.parent.name == "imagesTr" and CASE_RE.match(p.name) is not None
+
+
+def find_cases(folder: str | Path) -> dict[str, Path]:
+    cases = {}
+    for path in sorted(Path(folder).rglob("imagesTr/*.nii.gz")):
+        m = CASE_RE.match(path.name)
+        if m:
+            cases[m["case"]] = path
+    if not cases:
+        raise InputError(f"{folder}: no imagesTr/BRATS_<nnn>.nii.gz volumes found")
+    return cases
+
+
+def _import_case(path: Path, out_dir: Path) -> dict:
+    img = load_volume(path, ndim=4)
+    if img.shape[3] <= max(CHANNELS.values()):
+        raise InputError(f"{path}: expected 4 channels (FLAIR, T1w, T1gd, T2w), got {img.shape}")
+    data = np.asarray(img.dataobj)
+    t1, t2 = data[..., CHANNELS["t1"]], data[..., CHANNELS["t2"]]
+    for mod, v in (("T1w", t1), ("T2w", t2)):
+        if not np.any(v):
+            raise InputError(f"{path}: channel {mod} is all zero")
+    return import_pair(t1, t2, img.affine, out_dir, (f"{path}[T1w]", f"{path}[T2w]"))
+
+
+class _Worker:
+    def __init__(self, cases: dict[str, Path]) -> None:
+        self.cases = cases
+
+    def __call__(self, case: str, out_dir: Path) -> dict:
+        return _import_case(self.cases[case], out_dir)
+
+
+def import_msd(
+    source: str | Path,
+    out_root: str | Path,
+    split_file: str | Path,
+    workdir: str | Path = "resources/msd_brats",
+    jobs: int = 1,
+    limit: int | None = None,
+) -> dict:
+    """Import the training cases (all, or the first ``limit`` sorted ones) and write the split."""
+    source = Path(source)
+    if not source.exists():
+        raise InputError(f"{source}: MSD archive or folder not found")
+    folder = source
+    if not source.is_dir():
+        folder = Path(workdir) / "raw"
+        safe_extract(source, folder, include=_wanted)
+    cases = find_cases(folder)
+    ids = sorted(cases)[:limit] if limit else sorted(cases)
+    build_subject_folder(ids, _Worker({c: cases[c] for c in ids}), out_root, jobs)
+    write_split_file(fraction_split(ids, TEST_FRACTION, VAL_FRACTION), split_file)
+    return {"n_cases": len(ids), "folder": str(folder)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, help="Task01_BrainTumour.tar or its folder")
+    parser.add_argument("--out", required=True, help="subjects folder")
+    parser.add_argument("--splits", default="config/splits/msd_brats.tsv")
+    parser.add_argument("--workdir", default="resources/msd_brats")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")
+
+
+def run(args: argparse.Namespace) -> int:
+    info = import_msd(args.source, args.out, args.splits, args.workdir, args.jobs, args.limit)
+    print(f"imported {info['n_cases']} MSD cases from {info['folder']} into {args.out}")
+    return 0
