@@ -674,15 +674,17 @@ def preprocess_subject(
     qc["params"] = asdict(params)
     with tempfile.TemporaryDirectory(prefix="mrbench-pre-") as tmp:
         work = Path(tmp)
+        nonzero = t1 > 0
         if params.target_spacing:
             shape, aff = target_grid(t1.shape, t1_aff, params.target_spacing)
-            t1 = resample_to(t1, t1_aff, shape, aff, "bSpline")
+            nonzero = resample_to(nonzero.astype(np.float32), t1_aff, shape, aff, "linear") > 0.5
+            t1 = np.clip(resample_to(t1, t1_aff, shape, aff, "bSpline"), 0, None)
             t1_aff = aff
-            t1 = np.clip(t1, 0, None)
         spacing = voxel_sizes(t1_aff)
         t_strip = time.perf_counter()
         if params.skull_stripped:
-            brain = fill_holes(largest_component(t1 > 0))
+            # on the input grid, so that interpolation ringing outside the brain does not count
+            brain = fill_holes(largest_component(nonzero))
             qc["skull_strip"] = {"method": "non-zero voxels of the skull-stripped T1"}
         else:
             brain, info = skull_strip(t1, t1_aff, params, work)
