@@ -1,13 +1,21 @@
 # Small helpers shared by the rules: config checks, subject lists, paths and method specs.
 
 import json
+import os
 import shlex
+import sys
 from pathlib import Path
 
 from mrbench.config import check_config, method_spec_dict, subjects_of, split_file_of
 from mrbench.evaluate import report_targets
 
 check_config(config)
+
+# Rules call the `mrbench` command of the Python environment that runs Snakemake, also when that
+# environment is not activated (e.g. `.venv/bin/snakemake ...`).
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ["PATH"]]
+)
 
 RESULTS = "results"
 DATASETS = list(config["datasets"])
