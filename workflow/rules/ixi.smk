@@ -1,0 +1,168 @@
+# IXI: download the T1/T2 archives (login node), choose the subjects from the archives' file
+# lists (checkpoint: writes config/splits/ixi.tsv), extract and preprocess each subject
+# (skull-strip, T2 -> T1 registration, normalisation), then a QC table of all subjects.
+# Method and parameters: docs/datasets.md. Consumed by the generic `slices` rule (data.smk).
+
+from mrbench.datasets import ixi as _ixi
+from mrbench.splits import read_splits
+
+IXI_CFG = config["datasets"].get("ixi", {})
+IXI_RES = "resources/ixi"
+IXI_SPLIT = split_file_of("ixi", IXI_CFG)
+
+
+def _ixi_md5(modality):
+    md5 = IXI_CFG.get("md5") or {}
+    return (
+        md5.get(modality, _ixi.MD5[modality])
+        if isinstance(md5, dict)
+        else _ixi.MD5[modality]
+    )
+
+
+def _ixi_preprocess_flags():
+    flags = [f"--registration {IXI_CFG.get('registration', 'rigid')}"]
+    if IXI_CFG.get("n4", False):
+        flags.append("--n4")
+    if not IXI_CFG.get("skull_strip", True):
+        flags.append("--skull-stripped")
+    if IXI_CFG.get("target_spacing"):
+        flags.append(f"--target-spacing {IXI_CFG['target_spacing']}")
+    return " ".join(flags)
+
+
+def ixi_subjects():
+    """Subjects of the IXI split: from the split file when it exists (committed or made by an
+    earlier run), otherwise after the `ixi_split` checkpoint has read the archives."""
+    if Path(IXI_SPLIT).exists():
+        return sorted(read_splits(IXI_SPLIT)["subject"])
+    return sorted(read_splits(checkpoints.ixi_split.get().output.split)["subject"])
+
+
+def ixi_subject_volumes(wildcards=None):
+    """{t1,t2,mask}.nii.gz of every selected IXI subject (input function for `slices`)."""
+    return expand(
+        f"{RESULTS}/data/ixi/subjects/{{subject}}/{{mod}}.nii.gz",
+        subject=ixi_subjects(),
+        mod=["t1", "t2", "mask"],
+    )
+
+
+localrules:
+    ixi_download,
+
+
+rule ixi_download:
+    output:
+        f"{IXI_RES}/IXI-{{modality}}.tar",
+    log:
+        f"{RESULTS}/logs/data/ixi/download_{{modality}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/ixi/download_{{modality}}.tsv"
+    wildcard_constraints:
+        modality="T1|T2",
+    retries: 2
+    conda:
+        CONDA_ENV
+    params:
+        url=lambda w: f"{IXI_CFG.get('url_base', _ixi.URL_BASE).rstrip('/')}/IXI-{w.modality}.tar",
+        md5=lambda w: _ixi_md5(w.modality),
+    shell:
+        "python -m mrbench.cli download --url {params.url} --md5 {params.md5} --out {output} > {log} 2>&1"
+
+
+checkpoint ixi_split:
+    input:
+        t1=f"{IXI_RES}/IXI-T1.tar",
+        t2=f"{IXI_RES}/IXI-T2.tar",
+    output:
+        split=IXI_SPLIT,
+        excluded=f"{IXI_RES}/excluded.tsv",
+    log:
+        f"{RESULTS}/logs/data/ixi/split.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/ixi/split.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        n=IXI_CFG.get("n_subjects", _ixi.N_SUBJECTS),
+        n_test=IXI_CFG.get("n_test", _ixi.N_TEST),
+        val=IXI_CFG.get("val_fraction", _ixi.VAL_FRACTION),
+    shell:
+        "python -m mrbench.cli ixi split --t1-tar {input.t1} --t2-tar {input.t2} --out {output.split}"
+        " --excluded {output.excluded} --n-subjects {params.n} --n-test {params.n_test}"
+        " --val-fraction {params.val} > {log} 2>&1"
+
+
+rule ixi_extract:
+    input:
+        t1=f"{IXI_RES}/IXI-T1.tar",
+        t2=f"{IXI_RES}/IXI-T2.tar",
+    output:
+        t1=temp(f"{IXI_RES}/raw/{{subject}}/t1.nii.gz"),
+        t2=temp(f"{IXI_RES}/raw/{{subject}}/t2.nii.gz"),
+    log:
+        f"{RESULTS}/logs/data/ixi/extract/{{subject}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/ixi/extract/{{subject}}.tsv"
+    wildcard_constraints:
+        subject=r"IXI\d{3}-(Guys|HH|IOP)-\d{4}",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        out=lambda w, output: str(Path(output.t1).parent),
+    shell:
+        "python -m mrbench.cli ixi extract --t1-tar {input.t1} --t2-tar {input.t2}"
+        " --subject {wildcards.subject} --out {params.out} > {log} 2>&1"
+
+
+rule ixi_preprocess:
+    input:
+        t1=f"{IXI_RES}/raw/{{subject}}/t1.nii.gz",
+        t2=f"{IXI_RES}/raw/{{subject}}/t2.nii.gz",
+    output:
+        vols=expand(
+            f"{RESULTS}/data/ixi/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
+            mod=["t1", "t2", "mask"],
+        ),
+        qc_png=f"{RESULTS}/data/ixi/subjects/{{subject}}/qc.png",
+        qc_json=f"{RESULTS}/data/ixi/subjects/{{subject}}/qc.json",
+    log:
+        f"{RESULTS}/logs/data/ixi/preprocess/{{subject}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/ixi/preprocess/{{subject}}.tsv"
+    wildcard_constraints:
+        subject=r"IXI\d{3}-(Guys|HH|IOP)-\d{4}",
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        flags=_ixi_preprocess_flags(),
+        out=lambda w, output: str(Path(output.qc_json).parent),
+    shell:
+        "python -m mrbench.cli preprocess --t1 {input.t1} --t2 {input.t2} --subject {wildcards.subject}"
+        " --out {params.out} {params.flags}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule ixi_qc:
+    input:
+        lambda w: expand(
+            f"{RESULTS}/data/ixi/subjects/{{subject}}/qc.json", subject=ixi_subjects()
+        ),
+    output:
+        f"{RESULTS}/data/ixi/qc.tsv",
+    log:
+        f"{RESULTS}/logs/data/ixi/qc.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/ixi/qc.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m mrbench.cli ixi qc --out {output} {input} > {log} 2>&1"

@@ -1,0 +1,54 @@
+# MSD Task01_BrainTumour (dataset `msd_brats`), the public stand-in for BraTS: download with
+# md5 (login node), then import channels 1 (T1w) and 3 (T2w) of the 4D volumes like BraTS.
+
+from mrbench.datasets import msd as _msd
+
+MSD_CFG = config["datasets"].get("msd_brats", {})
+
+
+localrules:
+    msd_download,
+
+
+rule msd_download:
+    output:
+        "resources/msd_brats/Task01_BrainTumour.tar",
+    log:
+        f"{RESULTS}/logs/data/msd_brats/download.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/msd_brats/download.tsv"
+    retries: 2
+    conda:
+        CONDA_ENV
+    params:
+        url=MSD_CFG.get("url", _msd.URL),
+        md5=MSD_CFG.get("md5") if isinstance(MSD_CFG.get("md5"), str) else _msd.MD5,
+    shell:
+        "python -m mrbench.cli download --url {params.url} --md5 {params.md5} --out {output} > {log} 2>&1"
+
+
+rule msd_import:
+    input:
+        "resources/msd_brats/Task01_BrainTumour.tar",
+    output:
+        subjects=directory(f"{RESULTS}/data/msd_brats/subjects"),
+        split=split_file_of("msd_brats", MSD_CFG),
+    log:
+        f"{RESULTS}/logs/data/msd_brats/import.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/msd_brats/import.tsv"
+    conda:
+        CONDA_ENV
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        limit=(
+            f"--limit {MSD_CFG['n_subjects_max']}"
+            if MSD_CFG.get("n_subjects_max")
+            else ""
+        ),
+    shell:
+        "python -m mrbench.cli import-msd --source {input} --out {output.subjects} --splits {output.split}"
+        " --workdir resources/msd_brats --jobs {threads} {params.limit} > {log} 2>&1"
