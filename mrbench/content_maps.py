@@ -1,0 +1,220 @@
+"""DisDiff content maps: the paper's Fig. 3 and measures of their modality invariance.
+
+DisDiff's claim (section 4.1, Fig. 3) is that the content encoders extract *similar* content maps
+from the T1w and T2w images of the same anatomy. This module
+
+- draws a Fig. 3-like figure for one test subject: per modality (rows) the input slice, the
+  first principal component of the content channels (a basis shared by both modalities, so the
+  two rows are directly comparable) and the content channels with the largest variance (the same
+  channels in both rows, one colour scale per column), with the Pearson correlation of the two
+  content maps in the title;
+- measures modality invariance on paired slices: the *modality gap* (distance between the mean
+  T1 and mean T2 content map relative to the spread within each modality), the *paired distance
+  ratio* (distance between the content maps of the same slice's T1 and T2 over the distance
+  between maps of different slices: 1 = no correspondence, 0 = identical maps) and the held-out
+  accuracy of a fresh linear probe (logistic regression) that tries to tell T1 content from T2
+  content.
+
+``mrbench content-maps --model model.pt --store results/data/<ds>/slices/test --out fig3.png``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mrbench.io import InputError, atomic_path  # noqa: E402
+from mrbench.slices import SliceStore  # noqa: E402
+
+
+# ------------------------------------------------------------------------ measures
+def modality_gap(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> float:
+    """``||mean(z_T1) - mean(z_T2)|| / mean(spread_T1, spread_T2)`` over maps ``(N, C, h, w)``.
+
+    The spread of a modality is the root of the summed per-element variance across its maps.
+    """
+    a, b = zc_t1.flatten(1).double(), zc_t2.flatten(1).double()
+    spread = 0.5 * (a.var(0).sum().sqrt() + b.var(0).sum().sqrt())
+    return float((a.mean(0) - b.mean(0)).norm() / spread.clamp_min(1e-12))
+
+
+def paired_distance_ratio(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> float:
+    """Mean distance between the maps of the same slice over that between different slices."""
+    a, b = zc_t1.flatten(1).double(), zc_t2.flatten(1).double()
+    d = torch.cdist(a, b)
+    n = d.shape[0]
+    if n < 2:
+        raise ValueError("paired_distance_ratio needs at least two paired slices")
+    off = d[~torch.eye(n, dtype=torch.bool)]
+    return float(d.diagonal().mean() / off.mean().clamp_min(1e-12))
+
+
+def probe_accuracy(
+    zc_t1: torch.Tensor,
+    zc_t2: torch.Tensor,
+    pooled: bool = True,
+    epochs: int = 300,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+) -> float:
+    """Held-out accuracy of a fresh logistic-regression probe separating T1 from T2 content.
+
+    Features are the per-channel spatial means (``pooled``) or the flattened maps, standardised
+    with the training half's statistics. The slices are split in two halves by a seeded
+    permutation (the same slice's T1 and T2 fall in the same half): train on one, test on the
+    other. 0.5 means the probe cannot tell the modalities apart.
+    """
+    feats = [z.mean((2, 3)) if pooled else z.flatten(1) for z in (zc_t1, zc_t2)]
+    n = feats[0].shape[0]
+    if n < 4:
+        raise ValueError("probe_accuracy needs at least four paired slices")
+    x = torch.cat(feats).double()
+    y = torch.cat([torch.ones(n), torch.zeros(n)]).double()
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    half = perm[: n // 2]
+    rest = perm[n // 2 :]
+    train_idx, test_idx = torch.cat([half, half + n]), torch.cat([rest, rest + n])
+    mu, sd = x[train_idx].mean(0), x[train_idx].std(0) + 1e-6
+    xs = (x - mu) / sd
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            logits = xs[train_idx] @ w + b
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[train_idx])
+            loss = loss + weight_decay * w.pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        pred = (xs[test_idx] @ w + b > 0).double()
+    return float((pred == y[test_idx]).double().mean())
+
+
+def invariance_report(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> dict[str, float]:
+    """All three measures for paired content maps (row ``k`` of both is the same slice)."""
+    return {
+        "modality_gap": modality_gap(zc_t1, zc_t2),
+        "paired_distance_ratio": paired_distance_ratio(zc_t1, zc_t2),
+        "probe_accuracy_pooled": probe_accuracy(zc_t1, zc_t2, pooled=True),
+        "probe_accuracy_flat": probe_accuracy(zc_t1, zc_t2, pooled=False),
+    }
+
+
+def content_maps_of(model: Any, t1: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Content maps of paired T1/T2 batches from a model with ``content_map(x, modality)``."""
+    if not hasattr(model, "content_map"):
+        raise InputError(
+            f"method plugin {getattr(model, 'plugin_name', type(model).__name__)!r} "
+            "has no content maps (only DisDiff variants with disentanglement have)"
+        )
+    return model.content_map(t1, "t1").cpu(), model.content_map(t2, "t2").cpu()
+
+
+# -------------------------------------------------------------------------- figure
+def _pick_slice(store: SliceStore, subject: str | None, slice_index: int | None) -> int:
+    subjects = store.subjects
+    if subject is None:
+        subject = subjects[0]
+    elif subject not in subjects:
+        raise InputError(f"{store.folder}: subject {subject!r} not in the store")
+    rows = store.subject_rows(subject)
+    if slice_index is None:
+        return int(rows[len(rows) // 2])
+    slices = store.index.loc[rows, "slice"].to_numpy()
+    hit = rows[slices == slice_index]
+    if hit.size == 0:
+        raise InputError(f"{store.folder}: subject {subject!r} has no slice {slice_index}")
+    return int(hit[0])
+
+
+def plot_content_maps(
+    model_path: str | Path,
+    store_dir: str | Path,
+    out_png: str | Path,
+    subject: str | None = None,
+    slice_index: int | None = None,
+    channels: int = 4,
+) -> dict[str, float]:
+    """Fig. 3: content maps of one test slice's T1w and T2w side by side; returns statistics.
+
+    ``subject`` defaults to the store's first subject, ``slice_index`` to its middle slice.
+    """
+    from mrbench.checkpoint import load_model
+
+    model = load_model(model_path, device="cpu")
+    store = SliceStore(store_dir)
+    row = _pick_slice(store, subject, slice_index)
+    item = store[row]
+    subject_id = str(store.index.loc[row, "subject"])
+    z_index = int(store.index.loc[row, "slice"])
+    with torch.no_grad():
+        a, b = content_maps_of(model, item["t1"][None], item["t2"][None])
+    a, b = a[0].numpy(), b[0].numpy()  # (C, h, w)
+    c = a.shape[0]
+    both = np.concatenate([a.reshape(c, -1), b.reshape(c, -1)], axis=1)  # (C, 2hw)
+    centred = both - both.mean(1, keepdims=True)
+    # first principal component over channels, shared basis for both modalities
+    u, _, _ = np.linalg.svd(centred, full_matrices=False)
+    pc = u[:, 0] @ centred
+    pc_a, pc_b = pc[: a[0].size].reshape(a.shape[1:]), pc[a[0].size :].reshape(a.shape[1:])
+    top = np.argsort(-both.var(1))[: max(0, min(channels, c))]
+    r = float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    cols = 2 + len(top)
+    fig, axes = plt.subplots(2, cols, figsize=(1.9 * cols, 4.1), squeeze=False)
+    panels = [("input", item["t1"][0].numpy(), item["t2"][0].numpy(), "gray")]
+    panels.append(("content PC1", pc_a, pc_b, "viridis"))
+    panels += [(f"channel {k}", a[k], b[k], "viridis") for k in top]
+    for j, (title, top_img, bottom_img, cmap) in enumerate(panels):
+        lo = min(top_img.min(), bottom_img.min())
+        hi = max(top_img.max(), bottom_img.max())
+        for i, img in enumerate((top_img, bottom_img)):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.imshow(np.rot90(img), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            if i == 0:
+                ax.set_title(title, fontsize=8)
+        axes[0, 0].set_ylabel("T1w", fontsize=9)
+        axes[1, 0].set_ylabel("T2w", fontsize=9)
+    method = getattr(model, "model_info", {}).get("method", "disdiff")
+    fig.suptitle(
+        f"{method}: content maps of {subject_id}, slice {z_index} "
+        f"(Pearson r of T1w vs T2w content = {r:.3f})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return {"pearson_r": r, "row": row, "slice": z_index}
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model.pt of a DisDiff variant")
+    parser.add_argument("--store", required=True, help="slice store split (e.g. .../slices/test)")
+    parser.add_argument("--out", required=True, help="output PNG")
+    parser.add_argument("--subject", default=None, help="subject id (default: the first)")
+    parser.add_argument("--slice", type=int, default=None, help="axial index (default: middle)")
+    parser.add_argument("--channels", type=int, default=4, help="content channels to show")
+
+
+def run(args: argparse.Namespace) -> int:
+    stats = plot_content_maps(
+        args.model, args.store, args.out, args.subject, args.slice, args.channels
+    )
+    print(f"wrote {args.out} (Pearson r of T1w vs T2w content = {stats['pearson_r']:.3f})")
+    return 0
