@@ -231,3 +231,44 @@ def test_msd_import(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(data[..., 0], aff), str(bad / "imagesTr" / "BRATS_001.nii.gz"))
     with pytest.raises(InputError, match="expected a 4D volume"):
         import_msd(bad, tmp_path / "o", tmp_path / "m.tsv", limit=None)
+
+
+def test_ixi_qc_table_flags_failed_subjects(tmp_path: Path, capsys) -> None:
+    import json
+
+    from mrbench.datasets.ixi import qc_table
+
+    def qc(name: str, nmi: tuple, gncc: tuple, vol: float, cover: float) -> Path:
+        path = tmp_path / f"{name}.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "subject": name,
+                    "brain_volume_ml": vol,
+                    "mask_volume_ml": vol * cover,
+                    "t2_fov_brain_fraction": cover,
+                    "seconds": 30.0,
+                    "similarity": {
+                        "region": "brain",
+                        "nmi_header": nmi[0],
+                        "nmi_registered": nmi[1],
+                        "gradient_ncc_header": gncc[0],
+                        "gradient_ncc_registered": gncc[1],
+                    },
+                }
+            )
+        )
+        return path
+
+    files = [
+        qc("IXI002-Guys-0828", (1.06, 1.08), (0.66, 0.73), 1314, 1.0),
+        qc("IXI012-HH-1211", (1.08, 1.05), (0.7, 0.6), 1300, 1.0),
+        qc("IXI013-HH-1212", (1.0, 1.1), (0.1, 0.4), 2600, 0.8),
+    ]
+    df = qc_table(files, tmp_path / "qc.tsv")
+    flags = dict(zip(df["subject"], df["flag"], strict=True))
+    assert flags["IXI002-Guys-0828"] == "ok"
+    assert "did not improve" in flags["IXI012-HH-1211"]
+    assert "outside 900-1900" in flags["IXI013-HH-1212"] and "covers 80%" in flags["IXI013-HH-1212"]
+    assert "2 flagged" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "qc.tsv", sep="\t").shape[0] == 3
