@@ -145,8 +145,10 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     if md5 is not None:
         md5 = md5.lower().strip()
-    if dest.exists() and (md5 is None or md5sum(dest) == md5):
-        return dest
+    if dest.exists():
+        if md5 is None or md5sum(dest) == md5:
+            return dest
+        dest.unlink()  # a stale or corrupt earlier file must not survive a failed download
     part = dest.with_name(dest.name + ".part")
     last_error = ""
     for attempt in range(retries + 1):

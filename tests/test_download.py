@@ -136,6 +136,18 @@ def test_wrong_checksum_fails_and_leaves_no_file(tmp_path: Path, archive) -> Non
     assert not out.with_name("archive.tar.part").exists()
 
 
+def test_existing_file_with_wrong_md5_is_replaced(tmp_path: Path, archive) -> None:
+    data, md5 = archive
+    out = tmp_path / "archive.tar"
+    out.write_bytes(b"stale")
+    with _Server(data) as srv:
+        download(srv.url, out, md5, progress=False)
+        assert len(srv.requests) == 1
+        download(srv.url, out, md5, progress=False)  # verified: nothing downloaded
+        assert len(srv.requests) == 1
+    assert out.read_bytes() == data
+
+
 def test_cli_reports_mismatch_in_one_line(tmp_path: Path, archive, capsys) -> None:
     from mrbench.cli import main
 
