@@ -52,46 +52,66 @@ Ablation variants (Table 2) are parameters of this one plugin
 
 Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
 -------------------------------------------------------------------------------
-1. Network sizes (section 2.2): DRIT++'s (see methods/nets/drit.py): content map 256 channels at
-   1/4 resolution (base 64, 2 downsamplings, 3 private residual blocks + 1 shared block + training
-   noise of s.d. 1), attribute code 8-d with mean/log-variance (attribute encoder width 64, 4
-   blocks), decoder with a shared block, 3 residual blocks and the attribute concatenated at every
-   stage, image discriminators with 6 stride-2 layers; D_c: 3 stride-2 3x3 convs of 256 channels.
-2. Diffusion generator (eq. 10): SynDiff's NCSN++ at SynDiff's paper size (base 64, multipliers
-   (1,1,2,2,4,4), 2 residual blocks per level, attention at 16 px, latent z of 100 mapped to 256).
-   The content map enters through ``cond``: it is injected into the U-Net at the levels of
-   matching resolution; the attribute code enters through ``style``: it is joined to the mapped
-   latent that drives the adaptive group norm of every residual block. The generator's image
-   input is x_{t+1} alone (1 channel) in the disentangled variants.
-3. Time-conditioned discriminators (eq. 5): SynDiff's, input (x_t, x_{t+1}), R1 penalty with
-   eta = 1 applied every 10 steps (lazy regularisation), non-saturating (softplus) losses for all
-   adversarial terms (eqs. 4, 5, 7 and the image discriminators).
-4. Loss weights: cross-cycle L1 (eq. 6) 10, self-reconstruction L1 10, KL of the attribute
-   posterior 0.01, content adversarial (eq. 7) 1, image adversarial 1 (DRIT++); diffusion
-   adversarial (eq. 4) 1 and diffusion cycle L1 (eq. 12) ``lambda_diff_cycle`` (default 1; SynDiff
-   weights its L1 terms 0.5 against an adversarial weight 1, DRIT++ weights reconstructions 10;
-   the diffusion output is DisDiff's translation, so it gets the unit weight of its adversarial
-   term). DRIT++'s latent regression (weight ``lambda_latent_reg``) is implemented but off (0):
-   the paper lists no such loss and DisDiff's inference is deterministic; DRIT++'s mode-seeking
-   loss is not used for the same reason.
-5. Eq. 6 re-extracts the content of m_{i->j} with E_c^{m_i}; m_{i->j} is an image of modality j,
+1. Disentanglement networks (section 2.2, eqs. 6-9): DRIT++'s sizes (methods/nets/drit.py):
+   content map of 256 channels at 1/4 resolution (7x7 conv of 64, 2 stride-2 convs, 3 private
+   residual blocks + 1 block shared by both modalities, Gaussian noise of s.d. 1 on the map in
+   training), 8-d attribute code with mean and log-variance (width 64, 4 blocks; sampled by
+   reparameterisation in training, its mean at inference), decoders with a shared residual
+   block, 3 residual blocks and the attribute tiled and concatenated before every stage.
+   Image discriminators: single-scale DRIT++-style, 6 stride-2 3x3 convs from 64 channels
+   doubling (capped at 1024), LeakyReLU, 1x1 conv to patch logits (DRIT++ also has a
+   multi-scale variant). N(0, 0.02) initialisation (DRIT++'s) for all of these.
+2. Content discriminator D_c (eq. 7): 3 stride-2 3x3 convs of 256 channels with LeakyReLU, a
+   1x1 conv, global average pooling and a linear logit, without normalisation (DRIT++ uses 7x7
+   kernels with instance norm sized for 64 px maps; instance norm would hide per-channel
+   offsets between the modalities, and small maps need small kernels). Fewer stride-2 convs on
+   small maps (at least 2 px left). It sees the content maps as the decoders do (with the
+   training noise), T1w labelled 1 and T2w 0.
+3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
+   entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
+   ``content_dis_steps`` = 3 times per generator update (DRIT++ updates D_c on every iteration
+   and the rest every ``d_iter`` = 3 iterations; here on the same batch) with gradient-norm
+   clipping at 5 (DRIT++) and lr 1e-4 (section 3.2; DRIT++ uses 4e-5).
+4. Diffusion generator (eq. 10): SynDiff's NCSN++ at SynDiff's paper size (base 64, multipliers
+   (1,1,2,2,4,4), 2 residual blocks per level, attention at 16 px, latent z of 100 mapped by
+   4 layers to 256). The content map enters through ``cond``: it is resized (bilinear) to the
+   resolution of every encoder level (``cond_levels``, default all), projected by a 1x1 conv
+   to the level's width and added to the input of the level's first residual block. The
+   attribute code enters through ``style``: it is concatenated to the mapped latent that drives
+   the adaptive group norm of every residual block. The image input is x_{t+1} alone.
+5. Time-conditioned discriminators (eq. 5): SynDiff's, input (x_t, x_{t+1}), 6 down blocks at
+   256 px (fewer on small images); R1 penalty on real x_t with eta = 1, every 10 steps (lazy,
+   not scaled by the interval, as SynDiff); non-saturating (softplus) losses for every
+   adversarial term (eqs. 4, 5, 7 and the image discriminators).
+6. Loss weights: cross-cycle L1 (eq. 6) 10, self-reconstruction L1 10, KL 0.01, content
+   adversarial (eq. 7) 1, image adversarial 1 (all DRIT++); diffusion adversarial (eq. 4) 1 and
+   diffusion cycle L1 (eq. 12) 1 (``lambda_diff_cycle``; SynDiff weights its L1 terms 0.5,
+   DRIT++ its reconstructions 10; the diffusion output is DisDiff's translation, so it gets the
+   unit weight of its adversarial term). DRIT++'s latent regression is implemented but off
+   (``lambda_latent_reg`` 0): the paper lists no such loss and inference uses a fixed code;
+   DRIT++'s mode-seeking loss is not used for the same reason.
+7. Eq. 6 re-extracts the content of m_{i->j} with E_c^{m_i}; m_{i->j} is an image of modality j,
    so, as in DRIT++, E_c^{m_j} is used. The cross-cycle uses the original attribute z_a^{m_i} as
    eq. 6 writes (DRIT++ re-encodes it from m_{j->i}).
-6. Content adversarial loss for the encoders (eq. 7 states only D_c's objective): DRIT++'s,
-   binary cross-entropy of D_c(z_c) against the target 0.5 for both modalities; D_c gets DRIT++'s
-   gradient clipping (norm 5).
-7. Eq. 12 is applied to the one-step x0 prediction at a random step t (SynDiff's practice),
+8. What conditions the diffusion generator in training (Fig. 1): the content of the cross-modal
+   image, z_c^{i->j} = E_c^j(m_{i->j}), with the attribute z_a^i; eq. 10 writes z_c^{m_i}, the
+   figure shows the cross-modal images feeding the diffusion module. At inference the content
+   comes from the real source image through the source modality's encoder.
+9. Eq. 12 is applied to the one-step x0 prediction at a random step t (SynDiff's practice),
    not to the output of the whole 4-step chain; ``diff_cycle_chain: true`` backpropagates
    through the full sampler instead (4x the cost).
-8. Gradients of the diffusion losses flow into the encoders and decoders (one joint generator
+10. Gradients of the diffusion losses flow into the encoders and decoders (one joint generator
    loss), so the content map is trained to carry what the diffusion generator needs.
-9. Update order per step: image discriminators, D_c and diffusion discriminators on detached
-   fakes, then one step of all generators against the updated discriminators.
-10. Optimisers: Adam(0.5, 0.9), lr 1e-4 for every network (section 3.2); the trainer's plateau
-   schedule (x0.1 after 2 validations without improvement) via :attr:`training_defaults`. The
-   trainer keeps an EMA of the generator side (``ema_modules``: disentangler and diffusion
-   generators), as SynDiff does.
-11. The attribute code used at inference in unpaired translation: the training-set mean (above).
+11. Update order per step: image and diffusion discriminators (one optimiser), then D_c, all on
+   detached inputs; then one step of all generators (one optimiser) against the updated
+   discriminators.
+12. Optimisers: Adam(0.5, 0.9), lr 1e-4 for every network (section 3.2); the trainer's plateau
+   schedule (x0.1 after 2 validations without a new best validation PSNR; the paper says
+   validation loss) via :attr:`training_defaults`. :meth:`ema_modules` lists the generator side
+   (disentangler and diffusion generators); whether an EMA is kept is the training config's
+   ``ema_decay`` (SynDiff uses 0.999).
+13. The attribute code at inference in unpaired translation: the training-set mean (above).
+14. Brain masks are not used by the losses (as in SynDiff and DRIT++).
 """
 
 from __future__ import annotations
