@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,19 @@ def check_config(config: dict) -> None:
                 raise ConfigError(
                     f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
                 )
+
+
+def job_environment(basedir: str | Path) -> None:
+    """Let jobs run ``python -m mrbench.cli`` from this checkout.
+
+    Without conda that is the Python environment running Snakemake, also when it is not
+    activated (``.venv/bin/snakemake ...``): its ``bin`` goes first on ``PATH``. With
+    ``--sw-deployment-method conda`` it is the rule's environment (``envs/mrbench.yaml``), which
+    finds the checkout's code through ``PYTHONPATH``.
+    """
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    paths = [str(basedir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 def split_file_of(dataset: str, cfg: dict) -> str:

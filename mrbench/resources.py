@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,12 +162,14 @@ def train_mem_mb(
 def train_launcher(gpus: int, python: str | None = None) -> str:
     """Command that starts ``mrbench`` for a training job with ``gpus`` GPUs.
 
-    One GPU (or none): ``mrbench`` itself. Several: torchrun on this node with one process per
-    GPU; every process runs ``mrbench.cli`` and :mod:`mrbench.distributed` picks up the rank.
+    One GPU (or none): ``python -m mrbench.cli``. Several: torchrun on this node with one
+    process per GPU; every process runs ``mrbench.cli`` and :mod:`mrbench.distributed` picks up
+    the rank. ``python`` is the job's interpreter: the first on ``PATH`` (the environment that runs
+    Snakemake, or the rule's conda environment).
     """
+    exe = shlex.quote(python or "python")
     if gpus <= 1:
-        return "mrbench"
-    exe = shlex.quote(python or sys.executable)
+        return f"{exe} -m mrbench.cli"
     return (
         f"{exe} -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node={int(gpus)}"
         " -m mrbench.cli"

@@ -73,8 +73,8 @@ def test_missing_steps_and_bad_switch() -> None:
 
 
 def test_launcher_uses_torchrun_only_for_several_gpus() -> None:
-    assert R.train_launcher(0) == "mrbench"
-    assert R.train_launcher(1) == "mrbench"
+    assert R.train_launcher(0) == "python -m mrbench.cli"
+    assert R.train_launcher(1, python="/usr/bin/python3") == "/usr/bin/python3 -m mrbench.cli"
     cmd = R.train_launcher(4, python="/usr/bin/python3")
     assert cmd.startswith("/usr/bin/python3 -m torch.distributed.run")
     assert "--nproc-per-node=4" in cmd and cmd.endswith("-m mrbench.cli")

@@ -6,16 +6,20 @@ import shlex
 import sys
 from pathlib import Path
 
-from mrbench.config import check_config, method_spec_dict, subjects_of, split_file_of
+from mrbench.config import (
+    check_config,
+    job_environment,
+    method_spec_dict,
+    split_file_of,
+    subjects_of,
+)
 from mrbench.evaluate import report_targets
 
 check_config(config)
 
-# Rules call the `mrbench` command of the Python environment that runs Snakemake, also when that
-# environment is not activated (e.g. `.venv/bin/snakemake ...`).
-os.environ["PATH"] = os.pathsep.join(
-    [str(Path(sys.executable).parent), os.environ["PATH"]]
-)
+# Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.job_environment).
+job_environment(workflow.basedir)
+CONDA_ENV = "../../envs/mrbench.yaml"
 
 RESULTS = "results"
 DATASETS = list(config["datasets"])
@@ -65,3 +69,75 @@ def gpu_for(method):
 
 def all_targets():
     return report_targets(config)
+
+
+# ---- used by evaluate.smk
+from mrbench.evaluate import config_hash, evaluation_settings
+
+EVAL = evaluation_settings(config)
+
+
+# ---- used by train.smk
+from mrbench.config import method_spec_dict
+from mrbench.resources import train_launcher, train_mem_mb, train_runtime_minutes
+
+
+def _train_spec(method):
+    return method_spec_dict(config, method)
+
+
+def _train_store_mb(input):
+    return sum(f.stat().st_size for f in Path(input.train).glob("*.npy")) / 2**20
+
+
+# ---- used by report.smk
+from mrbench.evaluate import fidelity_files, metrics_files, model_files, prediction_dirs
+
+TABLES_DIR = f"{RESULTS}/tables"
+FIGURES_DIR = f"{RESULTS}/figures"
+TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
+FIRST_SEED = SEEDS[0]
+TABLE_ARGS = (
+    f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
+    f" --ssim {EVAL['table_ssim']}"
+)
+
+
+def table_outputs(name, caption, subcategory):
+    """CSV, Markdown and LaTeX of one table, each a report item."""
+    return {
+        fmt: report(
+            f"{TABLES_DIR}/{name}.{fmt}",
+            caption=f"../report/{caption}.rst",
+            category="Tables",
+            subcategory=subcategory,
+            labels={"table": subcategory, "format": fmt},
+        )
+        for fmt in ("csv", "md", "tex")
+    }
+
+
+def figure_outputs(prefix, caption, category, labels):
+    return {
+        fmt: report(
+            f"{FIGURES_DIR}/{prefix}.{fmt}",
+            caption=f"../report/{caption}.rst",
+            category=category,
+            labels={**labels, "format": fmt},
+        )
+        for fmt in ("png", "pdf")
+    }
+
+
+def qualitative_predictions(w):
+    return {
+        m: f"{RESULTS}/predictions/{w.dataset}/{m}/seed{FIRST_SEED}/{w.direction}"
+        for m in METHODS
+    }
+
+
+def qualitative_pairs(w):
+    return " ".join(
+        shlex.quote(f"{config['methods'][m].get('label', m)}={path}")
+        for m, path in qualitative_predictions(w).items()
+    )

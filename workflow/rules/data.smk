@@ -10,19 +10,22 @@ rule phantom_subject:
             f"{RESULTS}/data/phantom/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
             mod=["t1", "t2", "mask"],
         ),
+    log:
+        f"{RESULTS}/logs/data/phantom/{{subject}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/phantom/{{subject}}.tsv"
+    conda:
+        CONDA_ENV
     params:
         n=lambda w: dataset_cfg("phantom").get("n_subjects", 12),
         seed=lambda w: dataset_cfg("phantom").get("seed", 0),
         voxel=lambda w: dataset_cfg("phantom").get("voxel_size", 1.0),
         noise=lambda w: dataset_cfg("phantom").get("noise", 0.02),
-    log:
-        f"{RESULTS}/logs/data/phantom/{{subject}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/data/phantom/{{subject}}.tsv"
+        subjects=lambda w, output: Path(output.vols[0]).parent.parent,
     shell:
-        "mrbench phantom --out resources/phantom --only {wildcards.subject}"
+        "python -m mrbench.cli phantom --out resources/phantom --only {wildcards.subject}"
         " --n-subjects {params.n} --seed {params.seed} --voxel-size {params.voxel}"
-        " --noise {params.noise} --subjects-dir {RESULTS}/data/phantom/subjects > {log} 2>&1"
+        " --noise {params.noise} --subjects-dir {params.subjects} > {log} 2>&1"
 
 
 rule slices:
@@ -31,15 +34,19 @@ rule slices:
         splits=lambda w: split_file_of(w.dataset, dataset_cfg(w.dataset)),
     output:
         directory(f"{RESULTS}/data/{{dataset}}/slices/{{split}}"),
-    params:
-        size=lambda w: dataset_cfg(w.dataset)["image_size"],
-        n=lambda w: dataset_cfg(w.dataset).get("slices_per_subject", 100),
     log:
         f"{RESULTS}/logs/data/{{dataset}}/slices_{{split}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/data/{{dataset}}/slices_{{split}}.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        size=lambda w: dataset_cfg(w.dataset)["image_size"],
+        n=lambda w: dataset_cfg(w.dataset).get("slices_per_subject", 100),
+        subjects=lambda w: f"{RESULTS}/data/{w.dataset}/subjects",
+        store=lambda w: f"{RESULTS}/data/{w.dataset}/slices",
     shell:
-        "mrbench slices --subjects-dir {RESULTS}/data/{wildcards.dataset}/subjects"
-        " --splits {input.splits} --out {RESULTS}/data/{wildcards.dataset}/slices"
+        "python -m mrbench.cli slices --subjects-dir {params.subjects}"
+        " --splits {input.splits} --out {params.store}"
         " --split {wildcards.split} --size {params.size} --slices-per-subject {params.n}"
         " > {log} 2>&1"

@@ -1,10 +1,6 @@
 # Evaluation: translate every test split with every trained model, then score it.
 # One translation and one metrics file per dataset x method x seed x direction.
 
-from mrbench.evaluate import config_hash, evaluation_settings
-
-EVAL = evaluation_settings(config)
-
 
 rule translate:
     input:
@@ -18,6 +14,8 @@ rule translate:
         f"{RESULTS}/logs/translate/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/translate/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         gpu=lambda w: min(1, gpu_for(w.method)),
@@ -25,7 +23,7 @@ rule translate:
         device=EVAL["device"],
         batch=EVAL["batch_size"],
     shell:
-        "mrbench translate --checkpoint {input.model} --store {input.store}"
+        "python -m mrbench.cli translate --checkpoint {input.model} --store {input.store}"
         " --direction {wildcards.direction} --out-dir {output} --device {params.device}"
         " --batch-size {params.batch} --seed {wildcards.seed} > {log} 2>&1"
 
@@ -40,13 +38,15 @@ rule metrics:
         f"{RESULTS}/logs/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     params:
         protocols=" ".join(EVAL["protocols"]),
         hash=lambda w: config_hash(config, w.dataset, w.method),
         label=lambda w: shlex.quote(config["methods"][w.method].get("label", w.method)),
     shell:
-        "mrbench metrics --pred-dir {input.pred} --store {input.store}"
+        "python -m mrbench.cli metrics --pred-dir {input.pred} --store {input.store}"
         " --direction {wildcards.direction} --protocols {params.protocols}"
         " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"
         " --label {params.label} --config-hash {params.hash} --out {output} > {log} 2>&1"
@@ -62,6 +62,8 @@ rule fidelity:
         f"{RESULTS}/logs/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     params:
         extractor=EVAL["fid"]["feature_extractor"],
@@ -73,7 +75,7 @@ rule fidelity:
         kid=EVAL["fid"]["kid_subset_size"],
         device=EVAL["device"],
     shell:
-        "mrbench report fidelity-split --pred-dir {input.pred} --store {input.store}"
+        "python -m mrbench.cli report fidelity-split --pred-dir {input.pred} --store {input.store}"
         " --direction {wildcards.direction} --feature-extractor {params.extractor}"
         " {params.weights} --kid-subset-size {params.kid} --device {params.device}"
         " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"

@@ -1,43 +1,6 @@
 # Reporting: the tidy results table and every table and figure derived from it, registered for
 # `snakemake --report report.html` with captions from workflow/report/.
 
-from mrbench.evaluate import fidelity_files, metrics_files, model_files, prediction_dirs
-
-TABLES_DIR = f"{RESULTS}/tables"
-FIGURES_DIR = f"{RESULTS}/figures"
-TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
-FIRST_SEED = SEEDS[0]
-TABLE_ARGS = (
-    f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
-    f" --ssim {EVAL['table_ssim']}"
-)
-
-
-def table_outputs(name, caption, subcategory):
-    """CSV, Markdown and LaTeX of one table, each a report item."""
-    return {
-        fmt: report(
-            f"{TABLES_DIR}/{name}.{fmt}",
-            caption=f"../report/{caption}.rst",
-            category="Tables",
-            subcategory=subcategory,
-            labels={"table": subcategory, "format": fmt},
-        )
-        for fmt in ("csv", "md", "tex")
-    }
-
-
-def figure_outputs(prefix, caption, category, labels):
-    return {
-        fmt: report(
-            f"{FIGURES_DIR}/{prefix}.{fmt}",
-            caption=f"../report/{caption}.rst",
-            category=category,
-            labels={**labels, "format": fmt},
-        )
-        for fmt in ("png", "pdf")
-    }
-
 
 rule tidy_results:
     input:
@@ -57,8 +20,10 @@ rule tidy_results:
         ),
     log:
         f"{RESULTS}/logs/report/tidy.log",
+    conda:
+        CONDA_ENV
     shell:
-        "mrbench report tidy --inputs {input} --out {output.tidy}"
+        "python -m mrbench.cli report tidy --inputs {input} --out {output.tidy}"
         " --summary {output.summary} > {log} 2>&1"
 
 
@@ -69,11 +34,13 @@ rule table1:
         **table_outputs("table1", "table1", "Table 1"),
     log:
         f"{RESULTS}/logs/report/table1.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "mrbench report table1 --tidy {input} --out {params.prefix} {params.table_args}"
+        "python -m mrbench.cli report table1 --tidy {input} --out {params.prefix} {params.table_args}"
         " > {log} 2>&1"
 
 
@@ -84,11 +51,13 @@ rule table2_ablation:
         **table_outputs("table2_ablation", "table2", "Table 2 (ablation)"),
     log:
         f"{RESULTS}/logs/report/table2_ablation.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "mrbench report table2 --tidy {input} --out {params.prefix} {params.table_args}"
+        "python -m mrbench.cli report table2 --tidy {input} --out {params.prefix} {params.table_args}"
         " > {log} 2>&1"
 
 
@@ -99,12 +68,14 @@ rule paper_comparison:
         **table_outputs("paper_comparison", "paper_comparison", "Paper comparison"),
     log:
         f"{RESULTS}/logs/report/paper_comparison.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
         methods=" ".join(METHODS),
     shell:
-        "mrbench report compare --tidy {input} --out {params.prefix}"
+        "python -m mrbench.cli report compare --tidy {input} --out {params.prefix}"
         " {params.table_args} --methods {params.methods} > {log} 2>&1"
 
 
@@ -115,13 +86,15 @@ rule significance:
         **table_outputs("significance", "significance", "Significance"),
     log:
         f"{RESULTS}/logs/report/significance.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
         reference=EVAL["reference_method"],
         alpha=EVAL["alpha"],
     shell:
-        "mrbench report significance --tidy {input} --out {params.prefix}"
+        "python -m mrbench.cli report significance --tidy {input} --out {params.prefix}"
         " {params.table_args} --reference {params.reference} --alpha {params.alpha} > {log} 2>&1"
 
 
@@ -133,6 +106,8 @@ rule efficiency:
         **table_outputs("efficiency", "efficiency", "Efficiency"),
     log:
         f"{RESULTS}/logs/report/efficiency.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         threshold=(
@@ -141,7 +116,7 @@ rule efficiency:
             else ""
         ),
     shell:
-        "mrbench report efficiency --model {input.models} --predictions {input.predictions}"
+        "python -m mrbench.cli report efficiency --model {input.models} --predictions {input.predictions}"
         " {params.threshold} --out {params.prefix} > {log} 2>&1"
 
 
@@ -152,24 +127,12 @@ rule fidelity_table:
         **table_outputs("fidelity", "fidelity", "FID and KID"),
     log:
         f"{RESULTS}/logs/report/fidelity.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
-        "mrbench report fidelity --inputs {input} --out {params.prefix} > {log} 2>&1"
-
-
-def qualitative_predictions(w):
-    return {
-        m: f"{RESULTS}/predictions/{w.dataset}/{m}/seed{FIRST_SEED}/{w.direction}"
-        for m in METHODS
-    }
-
-
-def qualitative_pairs(w):
-    return " ".join(
-        shlex.quote(f"{config['methods'][m].get('label', m)}={path}")
-        for m, path in qualitative_predictions(w).items()
-    )
+        "python -m mrbench.cli report fidelity --inputs {input} --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_qualitative:
@@ -185,6 +148,8 @@ rule figure_qualitative:
         ),
     log:
         f"{RESULTS}/logs/report/qualitative_{{dataset}}_{{direction}}.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         pairs=qualitative_pairs,
@@ -199,7 +164,7 @@ rule figure_qualitative:
             else ""
         ),
     shell:
-        "mrbench report qualitative --store {input.store} --direction {wildcards.direction}"
+        "python -m mrbench.cli report qualitative --store {input.store} --direction {wildcards.direction}"
         " --pred {params.pairs} {params.subject} {params.slice}"
         " --out {params.prefix} > {log} 2>&1"
 
@@ -216,12 +181,14 @@ rule figure_boxplot:
         ),
     log:
         f"{RESULTS}/logs/report/boxplot_{{dataset}}.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         protocol=EVAL["table_protocol"],
         metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
     shell:
-        "mrbench report boxplot --tidy {input} --dataset {wildcards.dataset}"
+        "python -m mrbench.cli report boxplot --tidy {input} --dataset {wildcards.dataset}"
         " --protocol {params.protocol} --metrics {params.metrics}"
         " --out {params.prefix} > {log} 2>&1"
 
@@ -241,11 +208,13 @@ rule figure_training_curves:
         ),
     log:
         f"{RESULTS}/logs/report/training_curves_{{dataset}}.log",
+    conda:
+        CONDA_ENV
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         runs=lambda w: " ".join(
             f"{m}={RESULTS}/models/{w.dataset}/{m}/seed{FIRST_SEED}" for m in METHODS
         ),
     shell:
-        "mrbench report curves --run {params.runs} --title {wildcards.dataset}"
+        "python -m mrbench.cli report curves --run {params.runs} --title {wildcards.dataset}"
         " --out {params.prefix} > {log} 2>&1"

@@ -2,17 +2,6 @@
 # training.gpus_per_job); `mrbench train` takes a free device itself (lock file per GPU) and
 # resumes from checkpoints/last.pt if a killed job is re-run. model.pt is written last.
 
-from mrbench.config import method_spec_dict
-from mrbench.resources import train_launcher, train_mem_mb, train_runtime_minutes
-
-
-def _train_spec(method):
-    return method_spec_dict(config, method)
-
-
-def _train_store_mb(input):
-    return sum(f.stat().st_size for f in Path(input.train).glob("*.npy")) / 2**20
-
 
 rule train:
     input:
@@ -24,6 +13,8 @@ rule train:
         f"{RESULTS}/logs/train/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{dataset}}/{{method}}/seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         gpu=lambda w: gpu_for(w.method),
@@ -44,8 +35,9 @@ rule train:
         spec=lambda w: method_spec(w.method),
         launcher=lambda w: train_launcher(gpu_for(w.method)),
         out=lambda w: f"{RESULTS}/models/{w.dataset}/{w.method}/seed{w.seed}",
+        store=lambda w: f"{RESULTS}/data/{w.dataset}/slices",
         device=lambda w: "auto" if gpu_for(w.method) else "cpu",
     shell:
         "{params.launcher} train --spec {params.spec}"
-        " --data {RESULTS}/data/{wildcards.dataset}/slices --out {params.out}"
+        " --data {params.store} --out {params.out}"
         " --seed {wildcards.seed} --device {params.device} --threads {threads} > {log} 2>&1"
