@@ -15,13 +15,14 @@ and can be checked by anyone. It is written to ``config/splits/ixi.tsv``; subjec
 excluded (one modality only, known defects) are written with the reason to
 ``resources/ixi/excluded.tsv`` and printed in the log.
 
-Command: ``mrbench ixi split ...`` and ``mrbench ixi extract ...`` (used by
+Commands: ``mrbench ixi split``, ``mrbench ixi extract`` and ``mrbench ixi qc`` (used by
 ``workflow/rules/ixi.smk``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 from pathlib import Path
@@ -122,6 +123,45 @@ def extract_subject(
     return got
 
 
+def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
+    """One row per subject from the ``qc.json`` files, with a ``flag`` naming any problem.
+
+    Flags: registration did not improve the similarity, brain volume outside 900-1900 ml, T2
+    field of view covering less than 90% of the brain. Flagged subjects are printed (the log).
+    """
+    rows = []
+    for f in qc_files:
+        q = json.loads(Path(f).read_text())
+        sim = q["similarity"]
+        flags = []
+        if sim["nmi_registered"] <= sim["nmi_header"] and (
+            sim["gradient_ncc_registered"] <= sim["gradient_ncc_header"]
+        ):
+            flags.append("registration did not improve similarity")
+        if not 900 <= q["brain_volume_ml"] <= 1900:
+            flags.append(f"brain volume {q['brain_volume_ml']} ml outside 900-1900")
+        if q["t2_fov_brain_fraction"] < 0.9:
+            flags.append(f"T2 covers {q['t2_fov_brain_fraction']:.0%} of the brain")
+        rows.append(
+            {
+                "subject": q["subject"],
+                "brain_volume_ml": q["brain_volume_ml"],
+                "mask_volume_ml": q["mask_volume_ml"],
+                **{k: v for k, v in sim.items() if k != "region"},
+                "seconds": q["seconds"],
+                "flag": "; ".join(flags) or "ok",
+            }
+        )
+    df = pd.DataFrame(rows).sort_values("subject")
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)
+    for row in df.itertuples():
+        if row.flag != "ok":
+            print(f"QC {row.subject}: {row.flag} (see its qc.png)")
+    print(f"wrote {out}: {len(df)} subjects, {int((df['flag'] != 'ok').sum())} flagged")
+    return df
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -140,6 +180,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--t2-tar", required=True)
     e.add_argument("--subject", required=True)
     e.add_argument("--out", required=True, help="folder for t1.nii.gz and t2.nii.gz")
+    q = sub.add_parser("qc", help="table of the subjects' qc.json with flags")
+    q.add_argument("--out", required=True)
+    q.add_argument("qc_files", nargs="+")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
             args.n_test,
             args.val_fraction,
         )
+    elif args.action == "qc":
+        qc_table(args.qc_files, args.out)
     else:
         got = extract_subject(args.t1_tar, args.t2_tar, args.subject, args.out)
         print(f"extracted {args.subject}: {got['t1']}, {got['t2']}")
