@@ -54,10 +54,16 @@ def _workflow_copy(dest: Path) -> Path:
     missing = [p for p in needed if not (ROOT / p).exists()]
     if missing:
         pytest.skip(f"workflow not complete yet: {', '.join(missing)} missing")
+    dest.mkdir(parents=True)
     shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
     ignore = shutil.ignore_patterns("__pycache__", ".snakemake")
-    for folder in ("workflow", "config", "profiles"):
-        shutil.copytree(ROOT / folder, dest / folder, ignore=ignore)
+    for folder in ("workflow", "config", "profiles", "envs"):
+        if (ROOT / folder).exists():
+            shutil.copytree(ROOT / folder, dest / folder, ignore=ignore)
+    # an empty profile folder (an untracked leftover) would stop snakemake; git has none
+    for profile in (dest / "profiles").iterdir():
+        if profile.is_dir() and not any(profile.iterdir()):
+            profile.rmdir()
     return dest
 
 
@@ -100,7 +106,7 @@ def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path)
         "--configfile",
         configfile,
         "--config",
-        "gpu_resource=false",
+        "gpu_resource=False",
         # a cluster without an accounting database: squeue, and a fast first status check
         "--slurm-status-command",
         "squeue",
@@ -114,7 +120,6 @@ def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path)
         "10",
         "--retries",
         "0",
-        "--no-keep-going",
         "--jobs",
         "4",
         "--default-resources",
