@@ -54,28 +54,61 @@ def benchmark_patterns(rules_dir: Path, results: str) -> dict[str, re.Pattern]:
     return patterns
 
 
+_CONSTRAINT = re.compile(r"^\s+(\w+)\s*=\s*r?\"([^\"]+)\"\s*,?\s*$", re.M)
+
+
+def literal_constraints(rules_dir: Path) -> dict[str, re.Pattern]:
+    """Wildcard constraints written as string literals in ``wildcard_constraints:`` blocks."""
+    out: dict[str, re.Pattern] = {}
+    for smk in sorted(rules_dir.glob("*.smk")):
+        text = smk.read_text()
+        for block in re.finditer(r"^wildcard_constraints:\s*\n((?:[ \t]+.*\n?)+)", text, re.M):
+            for m in _CONSTRAINT.finditer(block.group(1)):
+                out[m.group(1)] = re.compile(f"(?:{m.group(2)})$")
+    return out
+
+
+def match_rule(
+    rel: str, patterns: dict[str, re.Pattern], constraints: dict[str, re.Pattern]
+) -> tuple[str, dict[str, str]] | None:
+    """The rule whose benchmark path gives ``rel``: among the patterns that match with every
+    literally constrained wildcard satisfied, the one with the most wildcards (the most
+    structured path: ``data/{dataset}/slices_{split}`` over ``data/phantom/{subject}``)."""
+    best = None
+    for rule, pat in patterns.items():
+        m = pat.match(rel)
+        if not m:
+            continue
+        groups = m.groupdict()
+        if any(k in constraints and not constraints[k].match(v) for k, v in groups.items()):
+            continue
+        if best is None or len(groups) > len(best[1]):
+            best = (rule, groups)
+    return best
+
+
 def collect(results_dir: Path, rules_dir: Path) -> pd.DataFrame:
     results = results_dir.as_posix().rstrip("/")
     patterns = benchmark_patterns(rules_dir, "results")
+    constraints = literal_constraints(rules_dir)
     records = []
     for tsv in sorted(results_dir.glob("benchmarks/**/*.tsv")):
         rel = "results/" + tsv.relative_to(results_dir).as_posix()
-        for rule, pat in patterns.items():
-            m = pat.match(rel)
-            if m:
-                df = pd.read_csv(tsv, sep="\t")
-                for _, row in df.iterrows():
-                    records.append(
-                        {
-                            "rule": rule,
-                            "method": m.groupdict().get("method", ""),
-                            "s": float(row["s"]),
-                            "max_rss_mb": pd.to_numeric(row.get("max_rss"), errors="coerce"),
-                        }
-                    )
-                break
-        else:
+        found = match_rule(rel, patterns, constraints)
+        if found is None:
             print(f"{rel}: no rule's benchmark path matches; skipped", file=sys.stderr)
+            continue
+        rule, groups = found
+        df = pd.read_csv(tsv, sep="\t")
+        for _, row in df.iterrows():
+            records.append(
+                {
+                    "rule": rule,
+                    "method": groups.get("method", ""),
+                    "s": float(row["s"]),
+                    "max_rss_mb": pd.to_numeric(row.get("max_rss"), errors="coerce"),
+                }
+            )
     if not records:
         raise SystemExit(f"no benchmark files under {results}/benchmarks")
     return pd.DataFrame(records)
