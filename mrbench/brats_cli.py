@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.source:
+        raise ValueError(
+            "config key datasets.brats2018.source: not set; give the BraTS 2018 archive "
+            "(.zip/.tar.gz) or folder received from the organisers"
+        )
     info = import_brats(args.source, args.out, args.splits, args.workdir, args.jobs)
     print(f"imported {info['n_cases']} BraTS cases from {info['folder']} into {args.out}")
     return 0

@@ -2,13 +2,15 @@
 
 Each module named in :data:`COMMANDS` defines ``add_arguments(parser)`` and ``run(args) -> int``.
 Errors about bad input (:class:`mrbench.io.InputError`, ``FileNotFoundError``, ``ValueError``
-raised for user-facing problems) are printed as one line, without a traceback.
+raised for user-facing problems) are printed as one line, without a traceback; set
+``MRBENCH_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from mrbench import __version__
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(module.run(args) or 0)
         except UserFacingErrors as exc:
+            if os.environ.get("MRBENCH_DEBUG"):
+                raise
             print(f"mrbench {argv[0]}: error: {exc}", file=sys.stderr)
             return 1
     parser.parse_args(argv)
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from mrbench.io import InputError
 
-    return (InputError, FileNotFoundError)
+    return (InputError, FileNotFoundError, ValueError)
 
 
 UserFacingErrors = _user_errors()

@@ -121,6 +121,8 @@ def subjects_of(dataset: str, cfg: dict) -> list[str] | None:
     if dataset in IMPORTED_DATASETS:
         return None
     path = Path(split_file_of(dataset, cfg))
+    if dataset == "ixi" and not path.exists():
+        return None  # chosen from the downloaded archives by the ixi_split checkpoint
     if dataset == "phantom":
         from mrbench.phantom import subject_ids
 

@@ -6,19 +6,11 @@
 BRATS_CFG = config["datasets"].get("brats2018", {})
 
 
-def brats_source(wildcards):
-    source = BRATS_CFG.get("source")
-    if not source:
-        raise ValueError(
-            "config key datasets.brats2018.source: not set; give the BraTS 2018 archive "
-            "(.zip/.tar.gz) or folder received from the organisers"
-        )
-    return source
-
-
 rule brats_import:
     input:
-        brats_source,
+        # no input while the source is not configured: the DAG still lists the import, and the
+        # job stops with a message naming the config key (mrbench import-brats)
+        lambda w: [BRATS_CFG["source"]] if BRATS_CFG.get("source") else [],
     output:
         subjects=directory(f"{RESULTS}/data/brats2018/subjects"),
         split=split_file_of("brats2018", BRATS_CFG),
@@ -32,6 +24,8 @@ rule brats_import:
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        source=lambda w: shlex.quote(BRATS_CFG.get("source") or ""),
     shell:
-        "python -m mrbench.cli import-brats --source {input} --out {output.subjects} --splits {output.split}"
+        "python -m mrbench.cli import-brats --source {params.source} --out {output.subjects} --splits {output.split}"
         " --workdir resources/brats2018 --jobs {threads} > {log} 2>&1"

@@ -46,6 +46,8 @@ def subject_volumes(dataset):
     """Preprocessed volumes of every subject of a dataset (from its split file); for imported
     datasets (BraTS, MSD) the import rule's folder of subjects."""
     if subjects_of(dataset, dataset_cfg(dataset)) is None:
+        if dataset == "ixi":
+            return ixi_subject_volumes()  # after the ixi_split checkpoint (ixi.smk)
         return [f"{RESULTS}/data/{dataset}/subjects"]
     return expand(
         f"{RESULTS}/data/{dataset}/subjects/{{subject}}/{{mod}}.nii.gz",
@@ -140,4 +142,50 @@ def qualitative_pairs(w):
     return " ".join(
         shlex.quote(f"{config['methods'][m].get('label', m)}={path}")
         for m, path in qualitative_predictions(w).items()
+    )
+
+
+# ---- used by ixi.smk
+from mrbench.datasets import ixi as _ixi
+from mrbench.splits import read_splits
+
+IXI_CFG = config["datasets"].get("ixi", {})
+IXI_RES = "resources/ixi"
+IXI_SPLIT = split_file_of("ixi", IXI_CFG)
+
+
+def _ixi_md5(modality):
+    md5 = IXI_CFG.get("md5") or {}
+    return (
+        md5.get(modality, _ixi.MD5[modality])
+        if isinstance(md5, dict)
+        else _ixi.MD5[modality]
+    )
+
+
+def _ixi_preprocess_flags():
+    flags = [f"--registration {IXI_CFG.get('registration', 'rigid')}"]
+    if IXI_CFG.get("n4", False):
+        flags.append("--n4")
+    if not IXI_CFG.get("skull_strip", True):
+        flags.append("--skull-stripped")
+    if IXI_CFG.get("target_spacing"):
+        flags.append(f"--target-spacing {IXI_CFG['target_spacing']}")
+    return " ".join(flags)
+
+
+def ixi_subjects():
+    """Subjects of the IXI split: from the split file when it exists (committed or made by an
+    earlier run), otherwise after the `ixi_split` checkpoint has read the archives."""
+    if Path(IXI_SPLIT).exists():
+        return sorted(read_splits(IXI_SPLIT)["subject"])
+    return sorted(read_splits(checkpoints.ixi_split.get().output.split)["subject"])
+
+
+def ixi_subject_volumes(wildcards=None):
+    """{t1,t2,mask}.nii.gz of every selected IXI subject (input function for `slices`)."""
+    return expand(
+        f"{RESULTS}/data/ixi/subjects/{{subject}}/{{mod}}.nii.gz",
+        subject=ixi_subjects(),
+        mod=["t1", "t2", "mask"],
     )

@@ -3,50 +3,6 @@
 # (skull-strip, T2 -> T1 registration, normalisation), then a QC table of all subjects.
 # Method and parameters: docs/datasets.md. Consumed by the generic `slices` rule (data.smk).
 
-from mrbench.datasets import ixi as _ixi
-from mrbench.splits import read_splits
-
-IXI_CFG = config["datasets"].get("ixi", {})
-IXI_RES = "resources/ixi"
-IXI_SPLIT = split_file_of("ixi", IXI_CFG)
-
-
-def _ixi_md5(modality):
-    md5 = IXI_CFG.get("md5") or {}
-    return (
-        md5.get(modality, _ixi.MD5[modality])
-        if isinstance(md5, dict)
-        else _ixi.MD5[modality]
-    )
-
-
-def _ixi_preprocess_flags():
-    flags = [f"--registration {IXI_CFG.get('registration', 'rigid')}"]
-    if IXI_CFG.get("n4", False):
-        flags.append("--n4")
-    if not IXI_CFG.get("skull_strip", True):
-        flags.append("--skull-stripped")
-    if IXI_CFG.get("target_spacing"):
-        flags.append(f"--target-spacing {IXI_CFG['target_spacing']}")
-    return " ".join(flags)
-
-
-def ixi_subjects():
-    """Subjects of the IXI split: from the split file when it exists (committed or made by an
-    earlier run), otherwise after the `ixi_split` checkpoint has read the archives."""
-    if Path(IXI_SPLIT).exists():
-        return sorted(read_splits(IXI_SPLIT)["subject"])
-    return sorted(read_splits(checkpoints.ixi_split.get().output.split)["subject"])
-
-
-def ixi_subject_volumes(wildcards=None):
-    """{t1,t2,mask}.nii.gz of every selected IXI subject (input function for `slices`)."""
-    return expand(
-        f"{RESULTS}/data/ixi/subjects/{{subject}}/{{mod}}.nii.gz",
-        subject=ixi_subjects(),
-        mod=["t1", "t2", "mask"],
-    )
-
 
 localrules:
     ixi_download,
