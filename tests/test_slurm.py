@@ -87,16 +87,53 @@ def _job_states(job_ids: list[str]) -> dict[str, str]:
     return dict(line.split(maxsplit=1) for line in out.stdout.splitlines() if line.strip())
 
 
-def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path / "wf")
-    configfile = next((c for c in CONFIGS if (work / c).exists()), None)
-    assert configfile is not None, f"none of {CONFIGS} exists"
+def _slurm_env() -> dict[str, str]:
     env = dict(os.environ)
     # jobs inherit the submitting environment (sbatch --export=ALL): the venv's mrbench and python
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}".rstrip(os.pathsep)
     for var in [v for v in env if v.startswith(("SLURM_", "SBATCH_"))]:
         env.pop(var)
+    return env
+
+
+#: what a cluster without an accounting database needs, and fast status checks for a test
+SLURM_FLAGS = [
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "3",
+    "--slurm-no-account",
+    "--slurm-keep-successful-logs",
+    "--latency-wait",
+    "10",
+]
+
+
+def test_smoke_workflow_jobs_run_as_slurm_jobs(cluster: None, tmp_path: Path) -> None:
+    """Three tiny rules (tests/slurm/smoke): each job records the SLURM job id it ran under."""
+    work = tmp_path / "smoke"
+    shutil.copytree(ROOT / "tests" / "slurm" / "smoke", work)
+    cmd = [sys.executable, "-m", "snakemake", "--executor", "slurm", "--jobs", "2", *SLURM_FLAGS]
+    proc = subprocess.run(
+        cmd, cwd=work, env=_slurm_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake failed (rc {proc.returncode}):\n{log[-4000:]}"
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == 3, log[-3000:]
+    ran_under = re.findall(r"job=(\S+)", (work / "out" / "merged.txt").read_text())
+    assert sorted(ran_under) == sorted(submitted), "a job did not run under its SLURM job id"
+    assert set(_job_states(submitted).values()) == {"COMPLETED"}
+
+
+def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path / "wf")
+    configfile = next((c for c in CONFIGS if (work / c).exists()), None)
+    assert configfile is not None, f"none of {CONFIGS} exists"
+    env = _slurm_env()
     cmd = [
         sys.executable,
         "-m",
@@ -107,17 +144,7 @@ def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path)
         configfile,
         "--config",
         "gpu_resource=False",
-        # a cluster without an accounting database: squeue, and a fast first status check
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "3",
-        "--slurm-no-account",
-        "--slurm-keep-successful-logs",
-        "--latency-wait",
-        "10",
+        *SLURM_FLAGS,
         "--retries",
         "0",
         "--jobs",
