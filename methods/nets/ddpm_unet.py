@@ -113,7 +113,7 @@ class Upsample(nn.Module):
 
 
 class DDPMUNet(nn.Module):
-    """``forward(x, t) -> eps``: ``x`` has ``in_ch`` channels, ``t`` holds integer timesteps (B,)."""
+    """``forward(x, t) -> eps`` for ``x`` of ``in_ch`` channels and integer timesteps ``t``."""
 
     def __init__(
         self,
