@@ -47,8 +47,9 @@ Ablation variants (Table 2) are parameters of this one plugin
 - ``disdiff_diff_only``: no disentanglement: the diffusion generators are conditioned on a
   pixel-space source image (SynDiff's 2-channel input [x_{t+1}, source]); the source for
   reconstructing m_i is the one-step x0 prediction of the other modality's generator from pure
-  noise at the last step, conditioned on m_i (with gradient), so the cycle of eq. 12 closes without
-  non-diffusive generators. Inference: the target modality's sampler conditioned on the source.
+  noise at the last step, conditioned on m_i, with its gradient stopped, so the cycle of eq. 12
+  closes without non-diffusive generators. Inference: the target modality's sampler conditioned
+  on the source.
 
 Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
 -------------------------------------------------------------------------------
@@ -101,7 +102,11 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
    not to the output of the whole 4-step chain; ``diff_cycle_chain: true`` backpropagates
    through the full sampler instead (4x the cost).
 10. Gradients of the diffusion losses flow into the encoders and decoders (one joint generator
-   loss), so the content map is trained to carry what the diffusion generator needs.
+   loss), so the content map is trained to carry what the diffusion generator needs
+   (``diff_condition_grad: false`` stops them). In ``disdiff_diff_only`` the synthetic source is
+   the generators' own output and its gradient is always stopped: with it, the two generators
+   learn to hide the image in the translation (a 300-step demo run scored 4.2 dB PSNR against
+   15.1 dB with the stop, identity 11.2 dB).
 11. Update order per step: image and diffusion discriminators (one optimiser), then D_c, all on
    detached inputs; then one step of all generators (one optimiser) against the updated
    discriminators.
@@ -211,6 +216,7 @@ class DisDiff(TranslationMethod):
         "lambda_diff_adv": 1.0,
         "lambda_diff_cycle": 1.0,
         "diff_cycle_chain": False,
+        "diff_condition_grad": True,  # diffusion losses backpropagate into the disentangler
         "content_dis_clip": 5.0,
         "content_dis_steps": 3,  # D_c updates per generator update (DRIT++'s d_iter)
         # --- optimisation (section 3.2)
@@ -475,10 +481,13 @@ class DisDiff(TranslationMethod):
                 j = OTHER[i]
                 noise = torch.randn_like(x[i])
                 t_last = torch.full((noise.shape[0],), last, device=noise.device, dtype=torch.long)
-                trans[j] = self._x0_pred(j, noise, t_last, source=x[i])
+                # the generator's own output becomes the source: stop its gradient (see notes)
+                trans[j] = self._x0_pred(j, noise, t_last, source=x[i]).detach()
         for i in MODALITIES:
             if dis is not None:
                 kw = {"cond": dis["zc_cross"][i], "style": dis["za"][i]}
+                if not self.params["diff_condition_grad"]:
+                    kw = {k: v.detach() for k, v in kw.items()}
             else:
                 kw = {"source": trans[OTHER[i]]}
             t = self._steps(x[i])
