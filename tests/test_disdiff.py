@@ -154,6 +154,19 @@ def test_variant_translation_paths_use_their_modules(monkeypatch: pytest.MonkeyP
         monkeypatch.undo()
 
 
+def test_trainer_applies_the_papers_plateau_schedule() -> None:
+    """Section 3.2: lr x0.1 after 2 validations without improvement, unless the config says else."""
+    from mrbench.trainer import resolve_training
+
+    training = resolve_training(disdiff_cls(), {})
+    assert (training["lr_schedule"], training["lr_patience"], training["lr_factor"]) == (
+        "plateau",
+        2,
+        0.1,
+    )
+    assert resolve_training(disdiff_cls(), {"lr_schedule": "constant"})["lr_schedule"] == "constant"
+
+
 def test_bad_parameters_are_rejected() -> None:
     cls = disdiff_cls()
     with pytest.raises(ValueError, match="cannot both be false"):
