@@ -369,7 +369,14 @@ def figure_files(config: dict, results: str = "results") -> list[str]:
             out += [f"{results}/figures/qualitative_{d}_{r}.{e}" for e in ("png", "pdf")]
         out += [f"{results}/figures/boxplot_{d}.{e}" for e in ("png", "pdf")]
         out += [f"{results}/figures/training_curves_{d}.{e}" for e in ("png", "pdf")]
+        if "disdiff" in config["methods"]:
+            out.append(f"{results}/figures/content_maps_{d}.png")
     return out
+
+
+def data_qc_files(config: dict, results: str = "results") -> list[str]:
+    """Per-dataset quality-control tables of the preprocessing (IXI: registration, brain volume)."""
+    return [f"{results}/data/ixi/qc.tsv"] if "ixi" in config["datasets"] else []
 
 
 def report_targets(config: dict, results: str = "results") -> list[str]:
@@ -378,4 +385,8 @@ def report_targets(config: dict, results: str = "results") -> list[str]:
     Their inputs pull in the whole DAG: data, training, translation and metrics of every
     dataset x method x seed x direction of the config.
     """
-    return table_files(config, results) + figure_files(config, results)
+    return (
+        table_files(config, results)
+        + figure_files(config, results)
+        + data_qc_files(config, results)
+    )

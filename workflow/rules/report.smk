@@ -218,3 +218,26 @@ rule figure_training_curves:
     shell:
         "python -m mrbench.cli report curves --run {params.runs} --title {wildcards.dataset}"
         " --out {params.prefix} > {log} 2>&1"
+
+
+rule figure_content_maps:
+    input:
+        model=f"{RESULTS}/models/{{dataset}}/disdiff/seed{FIRST_SEED}/model.pt",
+        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+    output:
+        report(
+            f"{FIGURES_DIR}/content_maps_{{dataset}}.png",
+            caption="../report/content_maps.rst",
+            category="Figures",
+            subcategory="Content maps",
+            labels={"dataset": "{dataset}", "figure": "content maps (Fig. 3)"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/content_maps_{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/content_maps_{{dataset}}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m mrbench.cli content-maps --model {input.model} --store {input.store}"
+        " --out {output} > {log} 2>&1"
