@@ -58,7 +58,7 @@ Choices the paper leaves open, made here (all are parameters in ``defaults``):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,8 @@ class UnitDDPM(TranslationMethod):
         "release_time": 100,
         "clip_denoised": True,
     }
+    #: DDPM keeps an EMA of the weights with decay 0.9999 and samples with it.
+    training_defaults: ClassVar[dict[str, Any]] = {"ema_decay": 0.9999}
     tiny_params: dict[str, Any] = {
         "unet_ch": 16,
         "unet_ch_mult": [1, 2, 2],

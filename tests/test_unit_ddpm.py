@@ -250,6 +250,7 @@ def test_short_run_beats_the_identity_floor(phantom_store, tmp_path) -> None:
             "val_every": SHORT_RUN_STEPS,
             "checkpoint_every": SHORT_RUN_STEPS,
             "select": "last",
+            "ema_decay": None,
         },
     }
     path = trainer.train(spec, phantom_store, tmp_path / "run", seed=0, log=lambda m: None)
