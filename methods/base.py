@@ -146,6 +146,12 @@ class TranslationMethod(nn.Module, abc.ABC):
         """Restore what :meth:`extra_state` returned."""
 
     @property
+    def sampling_steps(self) -> int:
+        """Network evaluations per translation (1 for a feed-forward generator); diffusion
+        methods override it. Reported in the efficiency table."""
+        return 1
+
+    @property
     def device(self) -> torch.device:
         for p in self.parameters():
             return p.device

@@ -647,6 +647,11 @@ class DisDiff(TranslationMethod):
             raise ValueError("method 'disdiff': this variant has no content encoders")
         return self.disentangler.content(x.to(self.device), modality, noise=False)
 
+    @property
+    def sampling_steps(self) -> int:
+        """Generator calls per translation: the diffusion steps, or 1 (the decoder) without."""
+        return int(self.params["num_timesteps"]) if self.use_diff else 1
+
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         src, dst = split_direction(direction)

@@ -323,6 +323,11 @@ class SynDiff(TranslationMethod):
         return out
 
     # ------------------------------------------------------------- translation
+    @property
+    def sampling_steps(self) -> int:
+        """Generator calls per translation: one per diffusion step."""
+        return int(self.params["num_timesteps"])
+
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         src, _ = split_direction(direction)

@@ -672,12 +672,16 @@ def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) ->
         if "seconds_elapsed" in val_log
         else math.nan
     )
-    per_slice = []
+    per_slice, steps = [], []
     for d in prediction_dirs:
         t = Path(d) / "timing.json"
         if t.exists():
-            per_slice.append(float(json.loads(t.read_text())["seconds_per_slice"]))
+            timing = json.loads(t.read_text())
+            per_slice.append(float(timing["seconds_per_slice"]))
+            if timing.get("sampling_steps") is not None:
+                steps.append(float(timing["sampling_steps"]))
     facts["inference_s_per_slice"] = float(np.mean(per_slice)) if per_slice else math.nan
+    facts["sampling_steps"] = float(np.mean(steps)) if steps else math.nan
     device = run_dir / "device.txt"
     facts["device"] = device.read_text().strip().splitlines()[0] if device.exists() else ""
     return facts
@@ -727,6 +731,8 @@ def efficiency(
         )
         records.append(rec)
     df = pd.DataFrame(records)
+    if not df.empty and "sampling_steps" not in df:
+        df["sampling_steps"] = math.nan  # facts gathered before the column existed
     header = [
         [
             ("Dataset", 1),
@@ -737,6 +743,7 @@ def efficiency(
             ("Steps to thr.", 1),
             ("Time to thr. (s)", 1),
             ("Inference (s/slice)", 1),
+            ("Sampling steps", 1),
         ]
     ]
     rows = []
@@ -750,6 +757,7 @@ def efficiency(
                 steps_to_threshold=("steps_to_threshold", "mean"),
                 seconds_to_threshold=("seconds_to_threshold", "mean"),
                 inference_s_per_slice=("inference_s_per_slice", "mean"),
+                sampling_steps=("sampling_steps", "mean"),
             )
             .reset_index()
         )
@@ -766,6 +774,7 @@ def efficiency(
                     Cell(fmt_num(r.steps_to_threshold, 0)),
                     Cell(fmt_num(r.seconds_to_threshold, 1)),
                     Cell(fmt_num(r.inference_s_per_slice, 4)),
+                    Cell(fmt_num(r.sampling_steps, 0)),
                 ]
             )
     thr = ", ".join(f"{dataset_label(d)} {fmt_num(t)} dB" for d, t in thresholds.items())
@@ -784,7 +793,7 @@ def efficiency(
     ]
     if devices:
         notes.append("Devices: " + "; ".join(devices) + ".")
-    doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 6, notes)
+    doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 7, notes)
     return doc, df
 
 

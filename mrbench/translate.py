@@ -200,6 +200,8 @@ def translate_store(
         "n_slices": n_slices,
         "seconds_total": total_seconds,
         "seconds_per_slice": total_seconds / n_slices if n_slices else float("nan"),
+        # generator/denoiser calls per translated batch: drives the inference cost of diffusion
+        "sampling_steps": model.sampling_steps,
     }
     with atomic_path(tmp / "timing.json") as t:
         t.write_text(json.dumps(timing, indent=1))

@@ -172,6 +172,7 @@ def test_efficiency_threshold():
         "train_steps": 30,
         "train_seconds": 15.0,
         "inference_s_per_slice": 0.01,
+        "sampling_steps": 4,
         "device": "cpu",
     }
     facts = [
@@ -184,6 +185,7 @@ def test_efficiency_threshold():
     assert list(df["steps_to_threshold"]) == [20.0, 30.0]
     assert list(df["seconds_to_threshold"]) == [10.0, 24.0]
     assert doc.rows[0][2].text == "2.000"
+    assert doc.rows[0][-1].text == "4", "sampling steps column"
     _, df2 = tables.efficiency(facts, threshold_psnr=24.0)
     assert df2["steps_to_threshold"].iloc[0] == 30 and math.isnan(df2["steps_to_threshold"].iloc[1])
 
