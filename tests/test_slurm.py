@@ -87,6 +87,19 @@ def _job_states(job_ids: list[str]) -> dict[str, str]:
     return dict(line.split(maxsplit=1) for line in out.stdout.splitlines() if line.strip())
 
 
+def _groups(work: Path) -> list[str]:
+    """``--groups`` that bundle the many short jobs into one SLURM job per stage (the data rules
+    of data.smk; evaluation and report rules), halving the test's time: each SLURM job pays two
+    Snakemake start-ups. Training jobs stay one SLURM job each, with their own resources."""
+    stage = {"data.smk": "data", "evaluate.smk": "evaluation", "report.smk": "evaluation"}
+    out = []
+    for smk, group in stage.items():
+        path = work / "workflow" / "rules" / smk
+        if path.exists():
+            out += [f"{r}={group}" for r in re.findall(r"^rule (\w+):", path.read_text(), re.M)]
+    return out
+
+
 def _slurm_env() -> dict[str, str]:
     env = dict(os.environ)
     # jobs inherit the submitting environment (sbatch --export=ALL): the venv's mrbench and python
@@ -153,6 +166,9 @@ def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path)
         "mem_mb=1000",
         "runtime=30",
     ]
+    groups = _groups(work)
+    if groups:
+        cmd += ["--groups", *groups, "--group-components", "data=1000", "evaluation=1000"]
     proc = subprocess.run(
         cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1500, check=False
     )
@@ -168,10 +184,12 @@ def test_demo_dag_runs_through_the_slurm_executor(cluster: None, tmp_path: Path)
     bad = {j: s for j, s in states.items() if s != "COMPLETED"}
     assert not bad, f"SLURM jobs not completed: {bad}"
 
-    # the rules that did real work ran as SLURM jobs: their logs are in .snakemake/slurm_logs
+    # training jobs and the grouped stages ran as SLURM jobs (logs in .snakemake/slurm_logs)
     slurm_logs = work / ".snakemake" / "slurm_logs"
-    rules = {p.name.removeprefix("rule_") for p in slurm_logs.iterdir() if p.is_dir()}
-    assert any(r.startswith("train") for r in rules), f"no training job on SLURM: {sorted(rules)}"
+    kinds = {p.name for p in slurm_logs.iterdir() if p.is_dir()}
+    assert "rule_train" in kinds, f"no training job on SLURM: {sorted(kinds)}"
+    if groups:
+        assert any(k.startswith("group_evaluation") for k in kinds), sorted(kinds)
     assert len(list(slurm_logs.rglob("*.log"))) == len(submitted)
 
     table = work / "results" / "tables" / "table1.csv"
