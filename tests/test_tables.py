@@ -186,6 +186,12 @@ def test_efficiency_threshold():
     assert list(df["seconds_to_threshold"]) == [10.0, 24.0]
     assert doc.rows[0][2].text == "2.000"
     assert doc.rows[0][-1].text == "4", "sampling steps column"
+    # a weak third method does not lower the DisDiff/SynDiff threshold; it never reaches it
+    weak = pd.DataFrame({"step": [10, 20], "seconds_elapsed": [1.0, 2.0], "psnr": [8, 9]})
+    facts3 = [*facts, {**base, "method": "cyclegan", "_val_log": weak, "best_val_psnr": 9.0}]
+    _, df3 = tables.efficiency(facts3)
+    assert (df3["threshold_psnr"] == 21.0).all()
+    assert math.isnan(df3.loc[df3["method"] == "cyclegan", "steps_to_threshold"].iloc[0])
     _, df2 = tables.efficiency(facts, threshold_psnr=24.0)
     assert df2["steps_to_threshold"].iloc[0] == 30 and math.isnan(df2["steps_to_threshold"].iloc[1])
 
