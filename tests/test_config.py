@@ -90,7 +90,7 @@ def test_unknown_training_key_is_named() -> None:
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
     """A copy of the workflow (not of results) to run snakemake in."""
-    for item in ("Snakefile", "workflow", "config"):
+    for item in ("Snakefile", "workflow", "config", "envs"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, tmp_path / item)

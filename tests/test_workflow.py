@@ -27,7 +27,7 @@ def _snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.Com
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("workflow")
-    for item in ("Snakefile", "workflow", "config"):
+    for item in ("Snakefile", "workflow", "config", "envs"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
     res = _snakemake(work, "--cores", "2", "--configfile", "config/test.yaml")
@@ -35,14 +35,17 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-def test_table1_has_every_method_and_direction(finished_run: Path) -> None:
+def test_tables_have_every_method(finished_run: Path) -> None:
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    table = pd.read_csv(finished_run / "results" / "tables" / "table1.csv")
-    text = table.to_csv()
+    tables = finished_run / "results" / "tables"
+    table1 = set(pd.read_csv(tables / "table1.csv")["method"])
+    table2 = set(pd.read_csv(tables / "table2_ablation.csv")["method"])
     for method in cfg["methods"]:
-        assert method in text, f"{method} missing from table1.csv"
+        ablation = method.startswith("disdiff_")
+        assert method in (table2 if ablation else table1), f"{method} missing"
+    assert "disdiff" in table1 and "disdiff" in table2
     md = (finished_run / "results" / "tables" / "table1.md").read_text()
     assert "identity" in md and "intensity_map" in md
 
