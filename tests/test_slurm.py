@@ -6,9 +6,11 @@ database: the run switches the gpu resource off (``gpu_resource=false``) and que
 with squeue. The workflow runs in a copy of the repository's workflow files under a temporary
 folder, so it never touches ``results/`` of the working tree.
 
-    bash tests/slurm/start_cluster.sh && pytest -m slurm tests/test_slurm.py
+    bash tests/slurm/start_cluster.sh && MRBENCH_SLURM=1 pytest -m slurm tests/test_slurm.py
 
-Without a cluster the test skips, naming why; with MRBENCH_REQUIRE_SLURM=1 (CI) it fails instead.
+It runs only when asked (MRBENCH_SLURM=1, or MRBENCH_REQUIRE_SLURM=1 as in .ci/slurm.sh), so a
+plain `pytest` never spends minutes on it. Without a cluster the test skips, naming why; with
+MRBENCH_REQUIRE_SLURM=1 (CI) it fails instead.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def _workflow_copy(dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster() -> None:
+    if not {"1"} & {os.environ.get("MRBENCH_SLURM"), os.environ.get("MRBENCH_REQUIRE_SLURM")}:
+        pytest.skip("SLURM end-to-end run (minutes): set MRBENCH_SLURM=1 or run .ci/slurm.sh")
     problem = _cluster_problem()
     if problem and os.environ.get("MRBENCH_REQUIRE_SLURM") == "1":
         pytest.fail(f"MRBENCH_REQUIRE_SLURM=1 but no SLURM cluster: {problem}")
