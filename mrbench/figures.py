@@ -28,6 +28,7 @@ from mrbench.tables import (  # noqa: E402
     dataset_label,
     direction_label,
     ordered,
+    read_csv_or_empty,
 )
 
 
@@ -171,8 +172,8 @@ def training_curves(
     logs = []
     for method, run_dir in runs:
         run_dir = Path(run_dir)
-        tl = _read(run_dir / "train_log.csv")
-        vl = _read(run_dir / "val_log.csv")
+        tl = read_csv_or_empty(run_dir / "train_log.csv")
+        vl = read_csv_or_empty(run_dir / "val_log.csv")
         logs.append((method, tl, vl))
     with_losses = [(m, tl) for m, tl, _ in logs if not tl.empty and _loss_columns(tl)]
     n = len(with_losses) + 1
@@ -207,15 +208,6 @@ def training_curves(
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out_prefix)
-
-
-def _read(path: Path) -> pd.DataFrame:
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
 
 
 def _loss_columns(log: pd.DataFrame) -> list[str]:

@@ -607,7 +607,9 @@ def significance_table(
 LOG_NON_LOSS = {"step", "lr", "sec_per_step", "peak_mem_mb", "seconds_elapsed"}
 
 
-def _read_csv_or_empty(path: Path) -> pd.DataFrame:
+def read_csv_or_empty(path: Path) -> pd.DataFrame:
+    """A CSV as a DataFrame, or an empty one when the file is missing or empty (a run that
+    logged nothing yet)."""
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
     try:
@@ -648,7 +650,7 @@ def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) ->
         spec = json.loads((run_dir / "spec.json").read_text())
     training = spec.get("training") or record.get("meta", {}).get("training") or {}
     batch = training.get("batch_size")
-    train_log = _read_csv_or_empty(run_dir / "train_log.csv")
+    train_log = read_csv_or_empty(run_dir / "train_log.csv")
     if not train_log.empty and "sec_per_step" in train_log and batch:
         sps = pd.to_numeric(train_log["sec_per_step"], errors="coerce")
         facts["train_images_per_s"] = float(batch / sps.mean()) if sps.mean() > 0 else math.nan
@@ -660,7 +662,7 @@ def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) ->
         else math.nan
     )
     facts["train_steps"] = int(train_log["step"].max()) if "step" in train_log else 0
-    val_log = _read_csv_or_empty(run_dir / "val_log.csv")
+    val_log = read_csv_or_empty(run_dir / "val_log.csv")
     facts["_val_log"] = val_log
     facts["best_val_psnr"] = (
         float(pd.to_numeric(val_log["psnr"], errors="coerce").max())
