@@ -67,3 +67,20 @@ def test_rerun_has_nothing_to_do(finished_run: Path) -> None:
     res = _snakemake(finished_run, "-n", "--cores", "2", "--configfile", "config/test.yaml")
     assert res.returncode == 0
     assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_report_html_holds_every_table_and_figure(finished_run: Path) -> None:
+    """`snakemake --report` bundles every final table and figure of the run into one HTML file."""
+    import yaml
+
+    from mrbench.evaluate import report_targets
+
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    res = _snakemake(finished_run, "--configfile", "config/test.yaml", "--report", "report.html")
+    assert res.returncode == 0, res.stderr[-4000:]
+    html = (finished_run / "report.html").read_text()
+    targets = [Path(t).name for t in report_targets(cfg)]
+    assert any(t.startswith("table1.") for t in targets)
+    assert any(t.endswith(".png") for t in targets)
+    missing = [name for name in targets if name not in html]
+    assert not missing, f"not in report.html: {missing}"
