@@ -24,6 +24,12 @@ def _snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.Com
     )
 
 
+def _test_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("workflow")
@@ -36,9 +42,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tables_have_every_method(finished_run: Path) -> None:
-    import yaml
-
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = _test_config()
     tables = finished_run / "results" / "tables"
     table1 = set(pd.read_csv(tables / "table1.csv")["method"])
     table2 = set(pd.read_csv(tables / "table2_ablation.csv")["method"])
@@ -71,11 +75,9 @@ def test_rerun_has_nothing_to_do(finished_run: Path) -> None:
 
 def test_report_html_holds_every_table_and_figure(finished_run: Path) -> None:
     """`snakemake --report` bundles every final table and figure of the run into one HTML file."""
-    import yaml
-
     from mrbench.evaluate import report_targets
 
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = _test_config()
     res = _snakemake(finished_run, "--configfile", "config/test.yaml", "--report", "report.html")
     assert res.returncode == 0, res.stderr[-4000:]
     html = (finished_run / "report.html").read_text()
