@@ -82,6 +82,43 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: True if the method must see co-registered pairs (t1 and t2 of the same slice) in training.
     needs_pairs: ClassVar[bool] = False
 
+    # ------------------------------------------------------------------ traits
+    # What the library needs to know about a method, said once here, never by config name in
+    # the library (tables, report, cluster runtimes and figures read these).
+    #: Name shown in tables and the report, e.g. ``"CycleGAN"`` (default: the plugin name).
+    display_name: ClassVar[str] = ""
+    #: Short citation for tables and the report, e.g. ``"Zhu et al., ICCV 2017"``.
+    citation: ClassVar[str] = ""
+    #: Family: ``"floor"`` (no learning), ``"gan"``, ``"diffusion"``, ``"disentangled"``,
+    #: ``"disentangled+diffusion"`` or any other word a plugin finds apt.
+    family: ClassVar[str] = "other"
+    #: Measured training cost in GPU seconds per training image at 256 x 256 px (from
+    #: ``benchmarks/train_throughput.py``); None: unknown (cluster runtimes use a cautious default).
+    seconds_per_image_256: ClassVar[float | None] = None
+    #: Optional capabilities, e.g. ``"content_maps"`` (offers ``content_map(x, modality)`` for a
+    #: Fig. 3-style figure); any disentangling method can offer it.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: True if the method is a reconstruction from its paper (no official code): tables say so.
+    reconstruction: ClassVar[bool] = False
+    #: True if training needs per-pixel tissue class labels (batch keys ``"label_t1"``,
+    #: ``"label_t2"``); methods without it never see labels.
+    needs_labels: ClassVar[bool] = False
+    #: Deviations from the method's official recipe and code (adaptations to 1-channel MRI etc.),
+    #: one sentence each; the recipe table lists them.
+    deviations: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def components(cls, params: dict[str, Any]) -> dict[str, bool]:
+        """Named on/off components of a variant from its *resolved* parameters, for ablation
+        tables (e.g. ``{"Disentangled": True, "Diffusion": False, "D_c": False}``); empty for
+        methods without switchable components."""
+        return {}
+
+    @classmethod
+    def label(cls) -> str:
+        """Display name, falling back to the plugin name."""
+        return cls.display_name or cls.plugin_name
+
     def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
         super().__init__()
         params = dict(params or {})

@@ -74,6 +74,10 @@ class ImagePool:
 
 @register("cyclegan")
 class CycleGAN(TranslationMethod):
+    display_name = "CycleGAN"
+    citation = "Zhu et al., ICCV 2017"
+    family = "gan"
+    seconds_per_image_256 = 0.06
     defaults: ClassVar[dict[str, Any]] = {
         "ngf": 64,
         "ndf": 64,

@@ -168,6 +168,23 @@ def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
 
 @register("disdiff")
 class DisDiff(TranslationMethod):
+    display_name = "DisDiff"
+    citation = "DisDiff, MICCAI 2025"
+    family = "disentangled+diffusion"
+    seconds_per_image_256 = 0.35
+    capabilities = frozenset({"content_maps"})
+
+    @classmethod
+    def components(cls, params: dict[str, Any]) -> dict[str, bool]:
+        """Table 2's checkmarks, read from the resolved switches (never from the config name)."""
+        p = {**cls.defaults, **params}
+        dis = bool(p["use_disentanglement"])
+        return {
+            "Disentangled": dis,
+            "Diffusion": bool(p["use_diffusion"]),
+            "D_c": dis and bool(p["use_content_discriminator"]),
+        }
+
     """DisDiff and its ablation variants (see the module docstring for every design choice)."""
 
     defaults: ClassVar[dict[str, Any]] = {

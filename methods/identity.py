@@ -13,6 +13,9 @@ from methods.base import TranslationMethod, register, split_direction
 
 @register("identity")
 class Identity(TranslationMethod):
+    display_name = "Identity (source image)"
+    citation = "no translation: the floor every method must beat"
+    family = "floor"
     defaults: dict = {}
     trainable = False
 

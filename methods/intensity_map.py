@@ -22,6 +22,9 @@ from methods.base import DIRECTIONS, TranslationMethod, register, split_directio
 
 @register("intensity_map")
 class IntensityMap(TranslationMethod):
+    display_name = "Intensity map"
+    citation = "a 1-D intensity mapping fitted on the training set"
+    family = "floor"
     defaults = {"bins": 128, "max_slices": 4000}
     trainable = False
     needs_pairs = True

@@ -75,6 +75,10 @@ _DSM_MODES = ("target", "condition", "both")
 
 @register("unit_ddpm")
 class UnitDDPM(TranslationMethod):
+    display_name = "UNIT-DDPM"
+    citation = "Sasaki et al., arXiv 2104.05358 (2021)"
+    family = "diffusion"
+    seconds_per_image_256 = 0.08
     defaults: dict[str, Any] = {
         # diffusion
         "timesteps": 1000,
