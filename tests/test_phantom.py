@@ -89,3 +89,63 @@ def test_brain_volume_plausible(subj0: dict) -> None:
     assert 1200 < ml < 2200, ml
     gm, wm, brain, _ = _template()
     assert brain.sum() / 1000 == pytest.approx(ml, rel=0.2)
+
+
+# ---------------------------------------------------------------- what an intensity map can't do
+QUIET = PhantomSettings(voxel_size=3.0, noise=0.0, bias=0.0, relaxation_jitter=0.0)
+
+
+@pytest.fixture(scope="module")
+def quiet0() -> dict:
+    return make_subject(0, seed=3, settings=QUIET)
+
+
+def _pure(subject: dict, cls: str, level: float = 0.9) -> np.ndarray:
+    return subject["fractions"][cls] > level
+
+
+def test_fractions_sum_to_the_brain_mask(quiet0: dict) -> None:
+    total = sum(quiet0["fractions"].values())
+    mask = quiet0["mask"] > 0
+    np.testing.assert_allclose(total[mask], 1.0, atol=1e-5)
+    assert np.all(total[~mask] == 0)
+    assert set(quiet0["fractions"]) == {"wm", "gm", "csf", "lesion"}
+
+
+def test_lesions_bright_in_t2w_and_isointense_in_t1w(quiet0: dict) -> None:
+    lesion, wm = _pure(quiet0, "lesion"), _pure(quiet0, "wm")
+    assert lesion.sum() >= 5, "every subject has at least one lesion of several voxels"
+    t1_ratio = quiet0["t1"][lesion].mean() / quiet0["t1"][wm].mean()
+    t2_ratio = quiet0["t2"][lesion].mean() / quiet0["t2"][wm].mean()
+    assert abs(t1_ratio - 1) < 0.10, t1_ratio
+    assert t2_ratio >= 2.0, t2_ratio
+    # lesions lie in white matter: their neighbourhood is mostly WM, not CSF
+    from scipy import ndimage
+
+    rim = ndimage.binary_dilation(lesion, iterations=2) & ~lesion & (quiet0["mask"] > 0)
+    assert quiet0["fractions"]["csf"][rim].mean() < 0.2
+
+
+def test_lesions_differ_between_subjects() -> None:
+    a = make_subject(0, seed=3, settings=QUIET)["fractions"]["lesion"] > 0.5
+    b = make_subject(1, seed=3, settings=QUIET)["fractions"]["lesion"] > 0.5
+    assert a.any() and b.any()
+    assert (a & b).sum() < 0.5 * min(a.sum(), b.sum())
+
+
+def test_t2w_is_not_a_function_of_t1w(quiet0: dict) -> None:
+    """Voxels with nearly the same T1w intensity have very different T2w intensities (lesions,
+    iron-rich deep GM, flow voids): the best 1-D map from T1w to T2w leaves a large residual."""
+    mask = quiet0["mask"] > 0
+    t1, t2 = quiet0["t1"][mask], quiet0["t2"][mask]
+    bins = np.digitize(t1, np.quantile(t1, np.linspace(0, 1, 65)[1:-1]))
+    best = np.zeros_like(t2)
+    for b in np.unique(bins):
+        best[bins == b] = t2[bins == b].mean()  # the optimal 1-D map (conditional mean)
+    residual = np.abs(t2 - best)
+    lesion = quiet0["fractions"]["lesion"][mask] > 0.9
+    assert residual[lesion].mean() > 4 * residual[~lesion].mean()
+    # in T2w the flow voids make some deep CSF much darker than other CSF
+    csf = quiet0["fractions"]["csf"] > 0.95
+    values = quiet0["t2"][csf]
+    assert np.percentile(values, 5) < 0.6 * np.percentile(values, 95)
