@@ -168,13 +168,30 @@ def _names(ev: dict[str, Any], key: str, known: list[str]) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
-def default_label(name: str, plugin: str, display: str, config: dict) -> str:
-    """The plugin's display name; a second entry of the same plugin (a variant) gets its
-    config name in brackets so that rows stay distinct."""
-    shared = [n for n, e in config["methods"].items() if e["plugin"] == plugin]
-    if name == plugin or len(shared) == 1:
-        return display
-    return f"{display} ({name})"
+def default_labels(entries: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
+    """Labels from ``{name: (plugin, display name, is a partial variant)}``.
+
+    An entry gets its plugin's display name when it is the plugin's only entry, is named after
+    the plugin, or (with no entry so named) is the plugin's one entry with every ablation
+    component on; the other entries of that plugin (its variants) get their config name in
+    brackets so that rows stay distinct.
+    """
+    by_plugin: dict[str, list[str]] = {}
+    for name, (plugin, _, _) in entries.items():
+        by_plugin.setdefault(plugin, []).append(name)
+    primary: dict[str, str | None] = {}
+    for plugin, names in by_plugin.items():
+        complete = [n for n in names if not entries[n][2]]
+        if len(names) == 1:
+            primary[plugin] = names[0]
+        elif plugin in names:
+            primary[plugin] = plugin
+        else:
+            primary[plugin] = complete[0] if len(complete) == 1 else None
+    return {
+        name: display if primary[plugin] == name else f"{display} ({name})"
+        for name, (plugin, display, _) in entries.items()
+    }
 
 
 def roster_of(config: dict) -> Roster:
@@ -194,20 +211,37 @@ def roster_of(config: dict) -> Roster:
     load_plugins(config)
     ev = evaluation_settings(config)
     known = list(config["methods"])
+    classes = {n: get_plugin(spec["plugin"]) for n, spec in config["methods"].items()}
+    params = {
+        n: {**classes[n].defaults, **(spec.get("params") or {})}
+        for n, spec in config["methods"].items()
+    }
+    components = {
+        n: {str(k): bool(v) for k, v in classes[n].components(params[n]).items()} for n in known
+    }
+    labels = default_labels(
+        {
+            n: (
+                spec["plugin"],
+                classes[n].label(),
+                bool(components[n]) and not all(components[n].values()),
+            )
+            for n, spec in config["methods"].items()
+        }
+    )
     entries: dict[str, MethodEntry] = {}
     for name, spec in config["methods"].items():
-        cls = get_plugin(spec["plugin"])
-        params = {**cls.defaults, **(spec.get("params") or {})}
+        cls = classes[name]
         entries[name] = MethodEntry(
             name=name,
             plugin=spec["plugin"],
-            label=spec.get("label") or default_label(name, spec["plugin"], cls.label(), config),
+            label=spec.get("label") or labels[name],
             citation=cls.citation,
             family=cls.family,
             reconstruction=bool(cls.reconstruction),
             trainable=bool(cls.trainable),
-            components={str(k): bool(v) for k, v in cls.components(params).items()},
-            capabilities=tuple(sorted(cls.capabilities_for(params))),
+            components=components[name],
+            capabilities=tuple(sorted(cls.capabilities_for(params[name]))),
             paper_row=spec.get("paper_row"),
             deviations=tuple(cls.deviations),
         )
