@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -372,3 +373,27 @@ def test_out_of_tree_methods_in_every_table_and_the_report(toy_run) -> None:
             if path.is_file() and path.suffix in {".py", ".smk", ".yaml", ".rst", ".csv"}:
                 text = path.read_text(errors="ignore")
                 assert "toy_folder" not in text and "toy_ep" not in text, path
+
+
+def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None:
+    """The figure goes to every method offering content maps, and only with the module on."""
+    from methods.base import get_plugin
+    from mrbench.content_maps import offers_content_maps
+    from mrbench.io import InputError
+
+    cls = get_plugin("disdiff")
+    assert "content_maps" in cls.capabilities_for({})
+    no_dis = {"use_disentanglement": False, "use_content_discriminator": False}
+    assert cls.capabilities_for(no_dis) == frozenset()
+    with_dis = cls(dict(cls.tiny_params), image_size=16)
+    without = cls({**cls.tiny_params, **no_dis}, image_size=16)
+    assert offers_content_maps(with_dis) and not offers_content_maps(without)
+    ident = get_plugin("identity")()
+    assert not offers_content_maps(ident)
+    from mrbench.content_maps import content_maps_of
+
+    x = -torch.ones(1, 1, 16, 16)
+    a, b = content_maps_of(with_dis, x, x)
+    assert a.shape == b.shape and a.shape[0] == 1
+    with pytest.raises(InputError, match="does not offer content maps"):
+        content_maps_of(without, x, x)
