@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer batches and repeats")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from mrbench.resources import SECONDS_PER_IMAGE_256
+    from mrbench.resources import plugin_seconds_per_image_256
 
     cases = [(32, 4), (256, 4)]  # (image size, batch): demo and paper sizes
     n_batches = 50 if args.quick else 300
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         for size, batch in cases:
             store = synthetic_store(Path(tmp) / f"s{size}", n=400 if size > 64 else 2000, size=size)
             step_s = train_step_seconds(size, batch, repeats=2 if size > 64 else 5)
-            ref_step_s = SECONDS_PER_IMAGE_256["cyclegan"] * (size / 256) ** 2 * batch
+            ref_cost = plugin_seconds_per_image_256({"plugin": "cyclegan"})
+            ref_step_s = ref_cost * (size / 256) ** 2 * batch
             for workers in (0, 2):
                 rate = loader_rate(store, batch, workers, n_batches)
                 rows.append(

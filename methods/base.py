@@ -17,7 +17,13 @@ Conventions shared by all methods:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+import hashlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -41,10 +47,90 @@ def register(name: str) -> Callable[[type[TranslationMethod]], type[TranslationM
     return wrap
 
 
+#: the entry-point group through which an installed package offers method plugins
+ENTRY_POINT_GROUP = "mrbench.methods"
+#: environment variable: folders (``os.pathsep``-separated) whose ``.py`` files are plugins; the
+#: workflow sets it from the config's ``plugin_paths`` so that every job sees the same plugins
+PLUGIN_PATH_ENV = "MRBENCH_PLUGIN_PATH"
+
+_LOADED_FILES: set[Path] = set()
+_ENTRY_POINTS_LOADED = False
+
+
+def _import_file(path: Path) -> None:
+    """Import one plugin file under a private module name (its decorators register it)."""
+    digest = hashlib.sha1(str(path.parent).encode()).hexdigest()[:10]
+    name = f"_mrbench_plugin_{digest}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: cannot be imported as a method plugin")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ImportError(f"{path}: method plugin failed to import ({exc})") from exc
+
+
+def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Import every ``.py`` file (not starting with ``_``) of each folder, once per file.
+
+    A user's own methods live outside this package: one file per method in a folder named in the
+    config's ``plugin_paths`` (or in ``MRBENCH_PLUGIN_PATH``). Returns the names of the plugins
+    the files registered. A missing folder raises ``FileNotFoundError`` naming it.
+    """
+    import methods  # noqa: F401  (built-in plugins first: a clash then names the user's file)
+
+    before = set(_REGISTRY)
+    for folder in paths:
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: method plugin folder not found")
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_") or path in _LOADED_FILES:
+                continue
+            _LOADED_FILES.add(path)
+            _import_file(path)
+    return sorted(set(_REGISTRY) - before)
+
+
+def _load_entry_points() -> None:
+    """Plugins of installed packages: each entry point of :data:`ENTRY_POINT_GROUP` names a
+    module (importing it registers its methods) or a :class:`TranslationMethod` subclass (then
+    registered under the entry point's name unless its decorator already did)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise ImportError(
+                f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP}: "
+                f"failed to load ({exc})"
+            ) from exc
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, TranslationMethod)
+            and "plugin_name" not in obj.__dict__
+        ):
+            register(ep.name)(obj)
+
+
+def _env_plugin_paths() -> list[str]:
+    return [p for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
+
+
 def registry() -> dict[str, type[TranslationMethod]]:
-    """All registered plugins (importing ``methods`` registers the built-in ones)."""
+    """All registered plugins: the built-in ones (importing ``methods``), those of installed
+    packages (entry-point group ``mrbench.methods``), those in the folders of
+    ``MRBENCH_PLUGIN_PATH`` and any loaded with :func:`load_plugin_paths`."""
     import methods  # noqa: F401  (side effect: registers the built-in methods)
 
+    _load_entry_points()
+    load_plugin_paths(_env_plugin_paths())
     return dict(_REGISTRY)
 
 
@@ -113,6 +199,12 @@ class TranslationMethod(nn.Module, abc.ABC):
         tables (e.g. ``{"Disentangled": True, "Diffusion": False, "D_c": False}``); empty for
         methods without switchable components."""
         return {}
+
+    @classmethod
+    def capabilities_for(cls, params: dict[str, Any]) -> frozenset[str]:
+        """The capabilities a variant with these *resolved* parameters really offers (default:
+        :attr:`capabilities`); a variant that switches off the module behind one drops it."""
+        return frozenset(cls.capabilities)
 
     @classmethod
     def label(cls) -> str:

@@ -185,6 +185,13 @@ class DisDiff(TranslationMethod):
             "D_c": dis and bool(p["use_content_discriminator"]),
         }
 
+    @classmethod
+    def capabilities_for(cls, params: dict[str, Any]) -> frozenset[str]:
+        """Content maps need the content encoders: not offered without disentanglement."""
+        if not bool({**cls.defaults, **params}["use_disentanglement"]):
+            return frozenset()
+        return frozenset(cls.capabilities)
+
     """DisDiff and its ablation variants (see the module docstring for every design choice)."""
 
     defaults: ClassVar[dict[str, Any]] = {

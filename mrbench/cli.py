@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("mrbench.translate_cli", "translate volumes with a trained model"),
     "metrics": ("mrbench.metrics_cli", "PSNR/SSIM/MAE of a prediction under a named protocol"),
     "report": ("mrbench.report_cli", "tables and figures from the tidy results"),
-    "content-maps": ("mrbench.content_maps", "DisDiff content maps of T1w/T2w (paper Fig. 3)"),
+    "content-maps": ("mrbench.content_maps", "content maps of T1w/T2w (paper Fig. 3)"),
 }
 
 

@@ -35,6 +35,38 @@ def training_defaults() -> dict[str, Any]:
     return _defaults("mrbench.trainer", "TRAINING_DEFAULTS") or {}
 
 
+def plugin_paths(config: dict) -> list[str]:
+    """The config's ``plugin_paths`` as absolute folders (relative ones: to the working
+    directory, where Snakemake runs); a missing folder raises :class:`ConfigError`."""
+    value = config.get("plugin_paths") or []
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ConfigError("config key plugin_paths: expected a list of folders")
+    out = []
+    for folder in value:
+        path = Path(str(folder)).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"config key plugin_paths: folder {folder} not found")
+        out.append(str(path))
+    return out
+
+
+def load_plugins(config: dict) -> None:
+    """Register the method plugins of the config's ``plugin_paths`` folders (the built-in ones
+    and those of installed packages come with :func:`methods.base.registry`)."""
+    from methods.base import load_plugin_paths
+
+    load_plugin_paths(plugin_paths(config))
+
+
+def plugin_environment(config: dict) -> None:
+    """Let every job import the config's plugin folders: they are added to
+    ``MRBENCH_PLUGIN_PATH``, which :func:`methods.base.registry` reads in each process."""
+    from methods.base import PLUGIN_PATH_ENV
+
+    paths = [*plugin_paths(config), *os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep)]
+    os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+
+
 def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
     settings (trainer defaults < the plugin's ``training_defaults`` < config ``training`` <
@@ -61,6 +93,7 @@ def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first bad key (schema checks come before this)."""
     from methods import registry
 
+    load_plugins(config)
     plugins = registry()
     known_training = training_defaults()
     if known_training:

@@ -1,7 +1,9 @@
-"""DisDiff content maps: the paper's Fig. 3 and measures of their modality invariance.
+"""Content maps of a disentangling method: the DisDiff paper's Fig. 3 and measures of their
+modality invariance.
 
-DisDiff's claim (section 4.1, Fig. 3) is that the content encoders extract *similar* content maps
-from the T1w and T2w images of the same anatomy. This module
+Any method plugin with the ``content_maps`` capability (``content_map(x, modality)``) is served;
+the DisDiff paper's claim (section 4.1, Fig. 3) is that its content encoders extract *similar*
+content maps from the T1w and T2w images of the same anatomy. This module
 
 - draws a Fig. 3-like figure for one test subject: per modality (rows) the input slice, the
   first principal component of the content channels (a basis shared by both modalities, so the
@@ -111,12 +113,20 @@ def invariance_report(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> dict[str, flo
     }
 
 
+def offers_content_maps(model: Any) -> bool:
+    """Whether the plugin offers the ``content_maps`` capability with the model's parameters."""
+    offers = getattr(type(model), "capabilities_for", None)
+    if offers is None or not hasattr(model, "content_map"):
+        return False
+    return "content_maps" in offers(getattr(model, "params", {}))
+
+
 def content_maps_of(model: Any, t1: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Content maps of paired T1/T2 batches from a model with ``content_map(x, modality)``."""
-    if not hasattr(model, "content_map"):
+    if not offers_content_maps(model):
         raise InputError(
             f"method plugin {getattr(model, 'plugin_name', type(model).__name__)!r} "
-            "has no content maps (only DisDiff variants with disentanglement have)"
+            "does not offer content maps (capability 'content_maps' with these parameters)"
         )
     return model.content_map(t1, "t1").cpu(), model.content_map(t2, "t2").cpu()
 
@@ -188,9 +198,9 @@ def plot_content_maps(
                 ax.set_title(title, fontsize=8)
         axes[0, 0].set_ylabel("T1w", fontsize=9)
         axes[1, 0].set_ylabel("T2w", fontsize=9)
-    method = getattr(model, "model_info", {}).get("method", "disdiff")
+    name = getattr(model, "model_info", {}).get("method", model.plugin_name)
     fig.suptitle(
-        f"{method}: content maps of {subject_id}, slice {z_index} "
+        f"{type(model).label()} [{name}]: content maps of {subject_id}, slice {z_index} "
         f"(Pearson r of T1w vs T2w content = {r:.3f})",
         fontsize=9,
     )
@@ -204,7 +214,9 @@ def plot_content_maps(
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model.pt of a DisDiff variant")
+    parser.add_argument(
+        "--model", required=True, help="model.pt of a method with the content_maps capability"
+    )
     parser.add_argument("--store", required=True, help="slice store split (e.g. .../slices/test)")
     parser.add_argument("--out", required=True, help="output PNG")
     parser.add_argument("--subject", default=None, help="subject id (default: the first)")

@@ -1,6 +1,6 @@
 """Scoring translated test sets: the per-direction metrics files behind the tidy results table.
 
-One metrics file (``results/metrics/{dataset}/{method}/seed{seed}/{direction}.csv``) holds one row
+One metrics file (one per dataset x method x seed x direction; the workflow names it) holds one row
 per test subject x slice x metric x protocol. Every row carries what is needed to trace and
 recompute it: the protocol's definition (normalisation, data range, mask handling, 2D/3D,
 aggregation), a hash of the configuration that produced the model, the code version and the
@@ -35,8 +35,15 @@ EVALUATION_DEFAULTS: dict[str, Any] = {
     "table_protocol": "max01",
     "table_psnr": "psnr",
     "table_ssim": "ssim",
-    # significance: the method tested against every other one, and the level
-    "reference_method": "disdiff",
+    # the methods' roles (config names; see mrbench.roster for the defaults when null):
+    # Table 1 rows, ablation (Table 2) rows, row order of every method table, the method tested
+    # against every other one for significance, and the pair whose convergence is compared
+    "table1_methods": None,
+    "ablation_methods": None,
+    "method_order": None,
+    "reference_method": None,
+    "efficiency_pair": None,
+    # significance level
     "alpha": 0.05,
     # FID / KID with torch-fidelity on the test slices; feature_extractor "inception-v3-compat"
     # (the usual FID network; weights from weights_path or the torch hub cache) or
@@ -49,22 +56,14 @@ EVALUATION_DEFAULTS: dict[str, Any] = {
         "kid_subset_size": 1000,
     },
     # efficiency table: the validation PSNR whose first crossing is timed (null: the highest PSNR
-    # both disdiff and syndiff reached - the paper's convergence comparison - or, without both,
-    # every trained method)
+    # both methods of efficiency_pair reached - the paper's convergence comparison - or, without
+    # a pair, every trained method)
     "threshold_psnr": None,
     # qualitative figure: subject (null: first test subject) and slice (null: the middle one)
     "qualitative": {"subject": None, "slice": None},
     # translation of the test sets
     "batch_size": 8,
     "device": "auto",
-}
-
-#: Table 2 rows: config name -> (Disentangled, Diffusion, D_c)
-ABLATION_VARIANTS: dict[str, tuple[bool, bool, bool]] = {
-    "disdiff_dis_only": (True, False, False),
-    "disdiff_diff_only": (False, True, False),
-    "disdiff_no_dc": (True, True, False),
-    "disdiff": (True, True, True),
 }
 
 #: provenance: the packages whose versions are recorded with every number
@@ -318,76 +317,3 @@ def read_tidy(paths: list[str | Path] | str | Path) -> pd.DataFrame:
     if "seed" in df:
         df["seed"] = df["seed"].astype(int)
     return df
-
-
-# ------------------------------------------------------------------ workflow targets
-def _combos(config: dict) -> list[tuple[str, str, int, str]]:
-    return [
-        (d, m, int(s), r)
-        for d in config["datasets"]
-        for m in config["methods"]
-        for s in config["seeds"]
-        for r in config["directions"]
-    ]
-
-
-def metrics_files(config: dict, results: str = "results") -> list[str]:
-    return [f"{results}/metrics/{d}/{m}/seed{s}/{r}.csv" for d, m, s, r in _combos(config)]
-
-
-def prediction_dirs(config: dict, results: str = "results") -> list[str]:
-    return [f"{results}/predictions/{d}/{m}/seed{s}/{r}" for d, m, s, r in _combos(config)]
-
-
-def fidelity_files(config: dict, results: str = "results") -> list[str]:
-    return [f"{results}/fidelity/{d}/{m}/seed{s}/{r}.json" for d, m, s, r in _combos(config)]
-
-
-def model_files(config: dict, results: str = "results") -> list[str]:
-    return [
-        f"{results}/models/{d}/{m}/seed{int(s)}/model.pt"
-        for d in config["datasets"]
-        for m in config["methods"]
-        for s in config["seeds"]
-    ]
-
-
-TABLES = ("table1", "table2_ablation", "paper_comparison", "significance", "efficiency")
-
-
-def table_files(config: dict, results: str = "results") -> list[str]:
-    names = list(TABLES)
-    if evaluation_settings(config)["fid"]["enabled"]:
-        names.append("fidelity")
-    out = [f"{results}/tables/{n}.{ext}" for n in names for ext in ("csv", "md", "tex")]
-    return out + [f"{results}/tables/results_tidy.csv.gz", f"{results}/tables/summary.csv"]
-
-
-def figure_files(config: dict, results: str = "results") -> list[str]:
-    out = []
-    for d in config["datasets"]:
-        for r in config["directions"]:
-            out += [f"{results}/figures/qualitative_{d}_{r}.{e}" for e in ("png", "pdf")]
-        out += [f"{results}/figures/boxplot_{d}.{e}" for e in ("png", "pdf")]
-        out += [f"{results}/figures/training_curves_{d}.{e}" for e in ("png", "pdf")]
-        if "disdiff" in config["methods"]:
-            out.append(f"{results}/figures/content_maps_{d}.png")
-    return out
-
-
-def data_qc_files(config: dict, results: str = "results") -> list[str]:
-    """Per-dataset quality-control tables of the preprocessing (IXI: registration, brain volume)."""
-    return [f"{results}/data/ixi/qc.tsv"] if "ixi" in config["datasets"] else []
-
-
-def report_targets(config: dict, results: str = "results") -> list[str]:
-    """Every final output of the benchmark: tables (CSV, Markdown, LaTeX) and figures (PNG, PDF).
-
-    Their inputs pull in the whole DAG: data, training, translation and metrics of every
-    dataset x method x seed x direction of the config.
-    """
-    return (
-        table_files(config, results)
-        + figure_files(config, results)
-        + data_qc_files(config, results)
-    )

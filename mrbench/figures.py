@@ -24,7 +24,6 @@ import pandas as pd  # noqa: E402
 from mrbench.io import atomic_path  # noqa: E402
 from mrbench.tables import (  # noqa: E402
     LOG_NON_LOSS,
-    METHOD_ORDER,
     dataset_label,
     direction_label,
     ordered,
@@ -118,8 +117,13 @@ def boxplots(
     protocol: str,
     metrics: list[str],
     title: str = "",
+    order: list[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Per-subject means (seed-averaged) per metric: one box per method and direction."""
+    """Per-subject means (seed-averaged) per metric: one box per method and direction.
+
+    ``order``: method row order (others follow as found); ``labels``: names shown per method.
+    """
     import seaborn as sns
 
     sel = per_subject[(per_subject["protocol"] == protocol) & per_subject["metric"].isin(metrics)]
@@ -127,8 +131,13 @@ def boxplots(
     keys = ["method", "direction", "metric", "subject"]
     sel = sel.groupby(keys, sort=False)["value"].mean().reset_index()
     metrics = [m for m in metrics if m in set(sel["metric"])] or metrics[:1]
-    order = ordered(list(sel["method"]), METHOD_ORDER)
-    sel = sel.assign(direction=sel["direction"].map(direction_label))
+    order = ordered(list(sel["method"]), order or [])
+    labels = labels or {}
+    order = [labels.get(m, m) for m in order]
+    sel = sel.assign(
+        direction=sel["direction"].map(direction_label),
+        method=sel["method"].map(lambda m: labels.get(m, m)),
+    )
     fig, axes = plt.subplots(
         1, len(metrics), figsize=(max(4, 0.9 * len(order)) * len(metrics), 3.6), squeeze=False
     )

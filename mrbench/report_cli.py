@@ -4,17 +4,22 @@ The workflow's report rules call these; each can be rerun by hand on existing re
 
     mrbench report tidy --inputs results/metrics/*/*/*/*.csv \\
         --out results/tables/results_tidy.csv.gz
-    mrbench report table1 --tidy results/tables/results_tidy.csv.gz --out results/tables/table1
+    mrbench report table1 --tidy results/tables/results_tidy.csv.gz --out results/tables/table1 \\
+        --roster results/tables/methods.json
     mrbench report table2 | compare | significance  (same arguments)
-    mrbench report efficiency --model results/models/ixi/disdiff/seed0/model.pt ... --out ...
+    mrbench report efficiency --run ixi 0 results/models/ixi/<method>/seed0/model.pt \\
+        results/predictions/ixi/<method>/seed0/t1_to_t2 ... --roster ... --out ...
     mrbench report qualitative --store results/data/ixi/slices/test --direction t1_to_t2 \\
-        --pred DisDiff=results/predictions/ixi/disdiff/seed0/t1_to_t2 ... --out ...
+        --pred LABEL=results/predictions/ixi/<method>/seed0/t1_to_t2 ... --out ...
     mrbench report boxplot --tidy ... --dataset ixi --out results/figures/boxplot_ixi
-    mrbench report curves --run disdiff=results/models/ixi/disdiff/seed0 ... --out ...
+    mrbench report curves --run <method>=results/models/ixi/<method>/seed0 ... --out ...
     mrbench report fidelity-split --pred-dir ... --store ... --direction ... --out x.json
     mrbench report fidelity --inputs results/fidelity/*/*/*/*.json --out results/tables/fidelity
 
-``--out`` is a prefix: tables get .csv, .md and .tex, figures .png and .pdf.
+``--out`` is a prefix: tables get .csv, .md and .tex, figures .png and .pdf. ``--roster`` is the
+run's ``methods.json`` (written by ``mrbench report methods``, see :mod:`mrbench.roster`): which
+methods form which table, their order, names and citations; without it every method found is a
+Table 1 row under its config name.
 """
 
 from __future__ import annotations
@@ -34,6 +39,17 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="max01")
     p.add_argument("--psnr", default="psnr", help="metric shown as PSNR (e.g. psnr_brain)")
     p.add_argument("--ssim", default="ssim", help="metric shown as SSIM (e.g. ssim_gauss)")
+    _roster_arg(p)
+
+
+def _roster_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--roster", default=None, help="the run's methods.json (mrbench.roster)")
+
+
+def _read_roster(path: str | None):
+    from mrbench.roster import read_roster
+
+    return read_roster(path) if path else None
 
 
 def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
@@ -55,24 +71,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="tidy table (.csv or .csv.gz)")
     p.add_argument("--summary", help="also write mean/std per group (summary.csv)")
 
+    p = sub.add_parser("methods", help="the run's roster (methods.json) and its methods table")
+    p.add_argument("--roster-json", required=True, help="the roster as JSON (mrbench.roster)")
+    p.add_argument("--json", required=True, help="where to write methods.json")
+    p.add_argument("--out", required=True, help="output prefix of the methods table")
+
     for name, help_text in (
         ("table1", "Table 1: methods x datasets x directions, PSNR/SSIM"),
-        ("table2", "Table 2: ablation of the DisDiff modules"),
-        ("compare", "reproduced vs reported numbers of the DisDiff paper"),
+        ("table2", "Table 2: ablation of the roster's ablation variants"),
+        ("compare", "reproduced vs reported numbers of the DisDiff paper (via paper_row)"),
         ("significance", "Wilcoxon tests of the reference method against the others"),
     ):
         p = sub.add_parser(name, help=help_text)
         _table_args(p)
-        if name == "compare":
-            p.add_argument("--methods", nargs="*", help="configured methods (default: all)")
         if name == "significance":
-            p.add_argument("--reference", default="disdiff")
+            p.add_argument("--reference", default=None, help="default: the roster's reference")
             p.add_argument("--alpha", type=float, default=0.05)
 
     p = sub.add_parser("efficiency", help="parameters, throughput, time to threshold, inference")
-    p.add_argument("--model", nargs="+", required=True, help="results/models/.../model.pt files")
-    p.add_argument("--predictions", nargs="*", default=[], help="prediction folders (timing)")
+    p.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="ITEM",
+        help="one training run: DATASET SEED MODEL.pt [PREDICTION_FOLDER ...] (repeatable)",
+    )
     p.add_argument("--threshold", type=float, default=None, help="validation PSNR threshold")
+    _roster_arg(p)
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("qualitative", help="Fig. 2-style grid of one test slice")
@@ -89,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--protocol", default="max01")
     p.add_argument("--metrics", nargs="+", default=["psnr", "ssim", "mae"])
+    _roster_arg(p)
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("curves", help="training losses and validation PSNR per method")
@@ -111,6 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("fidelity", help="FID/KID table from fidelity-split results")
     p.add_argument("--inputs", nargs="+", required=True)
+    _roster_arg(p)
     p.add_argument("--out", required=True)
 
 
@@ -134,32 +162,54 @@ def run(args: argparse.Namespace) -> int:
 
             write_csv(summarise(df), args.summary)
         print(f"{args.out}: {len(df)} rows from {len(args.inputs)} files")
+    elif a == "methods":
+        from mrbench.roster import Roster
+
+        try:
+            roster = Roster.from_dict(json.loads(args.roster_json))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"--roster-json: not a method roster ({exc})") from None
+        doc, df = tables.methods_table(roster)
+        tables.write_table(doc, df, args.out)
+        roster.write(args.json)
     elif a == "table1":
-        doc, df = tables.table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim)
+        roster = _read_roster(args.roster)
+        doc, df = tables.table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
         tables.write_table(doc, df, args.out)
     elif a == "table2":
-        doc, df = tables.table2(_summary(args.tidy), args.protocol, args.psnr, args.ssim)
+        roster = _read_roster(args.roster)
+        doc, df = tables.table2(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
         tables.write_table(doc, df, args.out)
     elif a == "compare":
         doc, df = tables.paper_comparison(
-            _summary(args.tidy), args.methods or None, args.protocol, args.psnr, args.ssim
+            _summary(args.tidy), _read_roster(args.roster), args.protocol, args.psnr, args.ssim
         )
         tables.write_table(doc, df, args.out)
     elif a == "significance":
         from mrbench.stats import wilcoxon_table
 
-        tests = wilcoxon_table(read_tidy(args.tidy), args.reference, args.alpha)
+        roster = _read_roster(args.roster)
+        reference = args.reference or (roster.reference if roster else None)
+        if not reference:
+            raise InputError("significance: no reference method (--reference or a roster's)")
+        tests = wilcoxon_table(read_tidy(args.tidy), reference, args.alpha)
         doc = tables.significance_table(
-            tests, args.protocol, [args.psnr, args.ssim], args.reference
+            tests, args.protocol, [args.psnr, args.ssim], reference, roster
         )
         tables.write_table(doc, tests, args.out)
     elif a == "efficiency":
         facts = []
-        for model in args.model:
-            key = Path(model).parent.parts[-3:]
-            preds = [p for p in args.predictions if Path(p).parts[-4:-1] == key]
-            facts.append(tables.run_facts(model, preds))
-        doc, df = tables.efficiency(facts, args.threshold)
+        for item in args.run:
+            if len(item) < 3:
+                raise InputError(f"--run {' '.join(item)}: expected DATASET SEED MODEL [PRED ...]")
+            dataset, seed, model, *preds = item
+            try:
+                seed_value = int(seed)
+            except ValueError:
+                msg = f"--run {' '.join(item)}: seed {seed!r} is not an integer"
+                raise InputError(msg) from None
+            facts.append(tables.run_facts(model, preds, dataset=dataset, seed=seed_value))
+        doc, df = tables.efficiency(facts, args.threshold, roster=_read_roster(args.roster))
         tables.write_table(doc, df, args.out)
     elif a == "qualitative":
         from mrbench.figures import qualitative_grid
@@ -180,7 +230,10 @@ def run(args: argparse.Namespace) -> int:
         tidy = read_tidy(args.tidy)
         tidy = tidy[tidy["dataset"] == args.dataset]
         title = f"{tables.dataset_label(args.dataset)}: per-subject means ({args.protocol})"
-        boxplots(subject_means(tidy), args.out, args.protocol, args.metrics, title)
+        roster = _read_roster(args.roster)
+        order = roster.order if roster else None
+        labels = roster.labels() if roster else None
+        boxplots(subject_means(tidy), args.out, args.protocol, args.metrics, title, order, labels)
     elif a == "curves":
         from mrbench.figures import training_curves
 
@@ -208,5 +261,5 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"{p}: fidelity result not found")
             rows.append(json.loads(p.read_text()))
         df = pd.DataFrame(rows)
-        tables.write_table(tables.fidelity_table(df), df, args.out)
+        tables.write_table(tables.fidelity_table(df, _read_roster(args.roster)), df, args.out)
     return 0

@@ -4,10 +4,9 @@ A batch scheduler kills a job that outlives its ``runtime`` or its ``mem_mb``, a
 asks for far more than it needs behind everyone else. The training rules therefore derive their
 requests from what the job will do: the number of optimisation steps, the batch size, the image
 size (cost grows with the pixel count) and the method (a diffusion model's step costs several
-GAN steps). The per-method costs below are conservative reference figures for one current
-datacentre GPU at 256 px (``benchmarks/train_throughput.py`` measures the real ones on a given
-machine); a run that needs another limit overrides it on the command line
-(``--set-resources train:runtime=<minutes>``).
+GAN steps). The per-method cost is the plugin's ``seconds_per_image_256`` trait, measured on one
+current datacentre GPU at 256 px by ``benchmarks/train_throughput.py``; a run that needs another
+limit overrides it on the command line (``--set-resources train:runtime=<minutes>``).
 
 The rule's ``resources:`` call these functions with the method's resolved spec, i.e. the config
 entry ``{"plugin": ..., "params": {...}, "training": {...}}`` whose ``training`` section is the
@@ -28,15 +27,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-#: seconds of one training step per image in the batch at 256 px on one reference GPU
-#: (A100/H100 class, mixed precision off). Diffusion methods run several networks per step.
-SECONDS_PER_IMAGE_256: dict[str, float] = {
-    "cyclegan": 0.06,
-    "unit_ddpm": 0.08,
-    "syndiff": 0.30,
-    "disdiff": 0.35,
-}
-#: cost used for a plugin missing from the table (new baselines): assume a diffusion model
+#: cost used for a plugin whose ``seconds_per_image_256`` is unknown (None): assume a diffusion
+#: model (seconds of one training step per image at 256 px on one reference GPU)
 DEFAULT_SECONDS_PER_IMAGE_256 = 0.35
 #: a CPU step is this many times slower than a GPU step (conservative for small models)
 CPU_SLOWDOWN = 40.0
@@ -48,8 +40,6 @@ UNTRAINED_MINUTES = 15
 SAFETY = 1.5
 #: SLURM limits rarely allow more than a week
 MAX_MINUTES = 7 * 24 * 60
-
-UNTRAINABLE = {"identity", "intensity_map"}
 
 
 def _training(spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -68,10 +58,26 @@ def _int_key(training: Mapping[str, Any], key: str, default: int | None = None) 
     return int(value)
 
 
+def _plugin(spec: Mapping[str, Any]) -> Any:
+    from methods.base import get_plugin
+
+    try:
+        return get_plugin(str(spec.get("plugin")))
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+
+
 def _trainable(spec: Mapping[str, Any]) -> bool:
+    """The spec's ``trainable`` (resolved entries carry it), else the plugin's trait."""
     if "trainable" in spec:
         return bool(spec["trainable"])
-    return spec.get("plugin") not in UNTRAINABLE
+    return bool(_plugin(spec).trainable)
+
+
+def plugin_seconds_per_image_256(spec: Mapping[str, Any]) -> float:
+    """The plugin's measured ``seconds_per_image_256``, or the cautious default if unknown."""
+    cost = _plugin(spec).seconds_per_image_256
+    return DEFAULT_SECONDS_PER_IMAGE_256 if cost is None else float(cost)
 
 
 def gpu_enabled(config: Mapping[str, Any]) -> bool:
@@ -107,7 +113,7 @@ def seconds_per_image(spec: Mapping[str, Any], image_size: int, gpus: int = 1) -
     """Estimated seconds of one training step per image for ``spec`` at ``image_size`` px."""
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    base = SECONDS_PER_IMAGE_256.get(str(spec.get("plugin")), DEFAULT_SECONDS_PER_IMAGE_256)
+    base = plugin_seconds_per_image_256(spec)
     cost = base * (image_size / 256.0) ** 2
     return cost * (CPU_SLOWDOWN if gpus == 0 else 1.0)
 

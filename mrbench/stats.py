@@ -15,9 +15,10 @@ Conventions, applied everywhere:
 - Several seeds of one method: a subject's value is the mean of its per-seed means; the spread
   across seeds is the std of the per-seed means across subjects (``seed_std``, ``n_seeds``).
 - Significance: paired two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) of the
-  reference method (``disdiff``) against every other method on per-subject means. With n pairs
-  and no ties the smallest attainable two-sided p-value is ``2 / 2**n``; tests where it is not
-  below alpha (n <= 5 for alpha 0.05) are flagged ``underpowered`` and never called significant.
+  reference method (config ``evaluation.reference_method``) against every other method on
+  per-subject means. With n pairs and no ties the smallest attainable two-sided p-value is
+  ``2 / 2**n``; tests where it is not below alpha (n <= 5 for alpha 0.05) are flagged
+  ``underpowered`` and never called significant.
 """
 
 from __future__ import annotations
@@ -146,9 +147,7 @@ SIGNIFICANCE_COLUMNS = [
 ]
 
 
-def wilcoxon_table(
-    tidy: pd.DataFrame, reference: str = "disdiff", alpha: float = 0.05
-) -> pd.DataFrame:
+def wilcoxon_table(tidy: pd.DataFrame, reference: str, alpha: float = 0.05) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests of ``reference`` against every other method."""
     rows = []
     if not tidy.empty and reference in set(tidy["method"]):

@@ -6,10 +6,15 @@ table never holds a number that cannot be traced to the per-slice rows behind it
 - Table 1 in the DisDiff paper's layout: methods as rows; datasets x directions x (PSNR, SSIM %)
   as columns, each ``mean ± std`` across test subjects; the best value of each column in bold.
   Works with whatever methods and datasets are present.
-- Table 2, the ablation: the DisDiff variants present, with check marks for the disentanglement
-  module, the diffusion module and the content discriminator D_c, per dataset and direction.
-- The comparison with the numbers the paper reports (``mrbench/data/paper_results.csv``).
-- Significance: paired Wilcoxon tests of DisDiff against every other method.
+- Table 2, the ablation: the variants present, with a check mark per component each variant's
+  plugin reports from its resolved parameters (DisDiff: the disentanglement module, the
+  diffusion module and the content discriminator D_c), per dataset and direction.
+- The comparison with the numbers the paper reports (``mrbench/data/paper_results.csv``), matched
+  through each method's ``paper_row``.
+- Significance: paired Wilcoxon tests of the reference method against every other method.
+
+Which methods form Table 1 and Table 2, their order, their names and citations come from the
+run's roster (:mod:`mrbench.roster`), never from config names.
 - Efficiency: parameters, training throughput and peak memory, time and steps to a common
   validation PSNR, inference time per slice.
 
@@ -28,9 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mrbench.evaluate import ABLATION_VARIANTS, write_csv
+from mrbench.evaluate import write_csv
 from mrbench.io import atomic_path
 from mrbench.metrics import PROTOCOLS, higher_is_better
+from mrbench.roster import Roster
 
 DATASET_LABELS = {
     "phantom": "Phantom",
@@ -39,18 +45,6 @@ DATASET_LABELS = {
     "msd_brats": "MSD BraTS",
 }
 DIRECTION_LABELS = {"t1_to_t2": "T1 → T2", "t2_to_t1": "T2 → T1"}
-#: row order of the method tables (others follow in order of appearance)
-METHOD_ORDER = [
-    "identity",
-    "intensity_map",
-    "cyclegan",
-    "unit_ddpm",
-    "syndiff",
-    "disdiff_dis_only",
-    "disdiff_diff_only",
-    "disdiff_no_dc",
-    "disdiff",
-]
 MISSING = "–"
 
 
@@ -229,6 +223,38 @@ def _labels_from(summary: pd.DataFrame) -> dict[str, str]:
     return {}
 
 
+def _roster(roster: Roster | None, frame: pd.DataFrame) -> Roster:
+    """The given roster, or a plain one of the methods in ``frame`` (labels from its column)."""
+    if roster is not None:
+        return roster
+    names = list(frame["method"]) if "method" in frame else []
+    return Roster.plain(names, _labels_from(frame))
+
+
+def row_label(roster: Roster, name: str, labels: dict[str, str] | None = None) -> str:
+    """A method's row name: its label, with a dagger for reconstructions from the paper."""
+    entry = roster.entries.get(name)
+    label = (labels or {}).get(name) or roster.label(name)
+    return f"{label} †" if entry and entry.reconstruction else label
+
+
+def methods_note(roster: Roster, names: list[str]) -> str | None:
+    """One note naming each row's config name and citation (and the dagger's meaning)."""
+    parts = []
+    for n in names:
+        entry = roster.entries.get(n)
+        if entry is None or not entry.plugin:
+            continue
+        text = f"{entry.label} [{n}]"
+        parts.append(f"{text}: {entry.citation}" if entry.citation else text)
+    if not parts:
+        return None
+    note = "Methods [config name]: " + "; ".join(parts) + "."
+    if any(roster.entries[n].reconstruction for n in names if n in roster.entries):
+        note += " †: reconstructed from the paper (no official code)."
+    return note
+
+
 def _protocol_note(protocol: str) -> str:
     p = PROTOCOLS.get(protocol)
     return f"Protocol {protocol}: {p.description}." if p else f"Protocol {protocol}."
@@ -265,14 +291,19 @@ def table1(
     protocol: str = "max01",
     psnr: str = "psnr",
     ssim: str = "ssim",
-    exclude: tuple[str, ...] = ("disdiff_dis_only", "disdiff_diff_only", "disdiff_no_dc"),
+    roster: Roster | None = None,
     labels: dict[str, str] | None = None,
 ) -> tuple[TableDoc, pd.DataFrame]:
-    """Table 1 of the paper: methods x (dataset, direction, PSNR/SSIM)."""
-    labels = {**_labels_from(summary), **(labels or {})}
+    """Table 1 of the paper: methods x (dataset, direction, PSNR/SSIM).
+
+    Rows: the roster's Table 1 methods present in ``summary``, in roster order (without a
+    roster: every method, in order of appearance).
+    """
+    roster = _roster(roster, summary)
+    labels = {**_labels_from(summary), **roster.labels(), **(labels or {})}
     sel = summary[(summary["protocol"] == protocol) & summary["metric"].isin([psnr, ssim])]
-    sel = sel[~sel["method"].isin(exclude)]
-    methods = ordered(list(sel["method"]), METHOD_ORDER)
+    sel = sel[sel["method"].isin(roster.table1)]
+    methods = [m for m in roster.table1 if m in set(sel["method"])]
     datasets = list(dict.fromkeys(sel["dataset"]))
     dirs = ordered(list(sel["direction"]), list(DIRECTION_LABELS))
     cols = [(d, r) for d in datasets for r in dirs]
@@ -321,7 +352,7 @@ def table1(
     ]
     rows = []
     for i, m in enumerate(methods):
-        row = [Cell(labels.get(m, m))]
+        row = [Cell(row_label(roster, m, labels))]
         for d, r in cols:
             for short, metric in (("psnr", psnr), ("ssim", ssim)):
                 text = fmt_pm(get(m, d, r, metric, "mean"), get(m, d, r, metric, "std"))
@@ -332,6 +363,8 @@ def table1(
         notes.append(n)
     if psnr != "psnr" or ssim != "ssim":
         notes.append(f"Metrics: {psnr} and {ssim}.")
+    if (n := methods_note(roster, methods)) is not None:
+        notes.append(n)
     doc = TableDoc(
         "Table 1. T1w ↔ T2w translation: PSNR (dB) and SSIM (%) on the test sets.",
         header,
@@ -348,25 +381,27 @@ def table2(
     protocol: str = "max01",
     psnr: str = "psnr",
     ssim: str = "ssim",
+    roster: Roster | None = None,
 ) -> tuple[TableDoc, pd.DataFrame]:
-    """Table 2 of the paper (ablation), from the DisDiff variants present."""
+    """Table 2 of the paper (ablation): the roster's ablation methods present, one check mark
+    column per component their plugins report from the resolved parameters."""
+    roster = roster if roster is not None else Roster.plain([])
     sel = summary[
         (summary["protocol"] == protocol)
         & summary["metric"].isin([psnr, ssim])
-        & summary["method"].isin(list(ABLATION_VARIANTS))
+        & summary["method"].isin(roster.ablation)
     ]
     idx = sel.set_index(["method", "dataset", "direction", "metric"])
-    variants = [v for v in ABLATION_VARIANTS if v in set(sel["method"])]
+    variants = [v for v in roster.ablation if v in set(sel["method"])]
+    parts = roster.component_names(variants)
     header = [
-        [
-            ("Task", 1),
-            ("Disentangled", 1),
-            ("Diffusion", 1),
-            ("D_c", 1),
-            ("PSNR (dB)", 1),
-            ("SSIM (%)", 1),
-        ]
+        [("Task", 1)] + [(c, 1) for c in parts] + [("PSNR (dB)", 1), ("SSIM (%)", 1)],
     ]
+
+    def mark(v: str, c: str) -> str:
+        flags = roster.entries[v].components
+        return MISSING if c not in flags else ("✓" if flags[c] else "×")
+
     rows, sections, records = [], [], []
     for d in dict.fromkeys(sel["dataset"]):
         for r in ordered(list(sel.loc[sel["dataset"] == d, "direction"]), list(DIRECTION_LABELS)):
@@ -386,10 +421,9 @@ def table2(
             sections.append(len(rows))
             task = f"{dataset_label(d)} {direction_label(r)}"
             for k, v in enumerate(present):
-                flags = ABLATION_VARIANTS[v]
                 rows.append(
                     [Cell(task if k == 0 else "")]
-                    + [Cell("✓" if f else "×") for f in flags]
+                    + [Cell(mark(v, c)) for c in parts]
                     + [
                         Cell(fmt_pm(vals[(v, psnr, "mean")], vals[(v, psnr, "std")]), bp[k]),
                         Cell(fmt_pm(vals[(v, ssim, "mean")], vals[(v, ssim, "std")]), bs[k]),
@@ -400,9 +434,8 @@ def table2(
                         "dataset": d,
                         "direction": r,
                         "method": v,
-                        "disentangled": flags[0],
-                        "diffusion": flags[1],
-                        "content_discriminator": flags[2],
+                        "label": roster.label(v),
+                        **{c: roster.entries[v].components.get(c) for c in parts},
                         "psnr_mean": vals[(v, psnr, "mean")],
                         "psnr_std": vals[(v, psnr, "std")],
                         "ssim_mean": vals[(v, ssim, "mean")],
@@ -415,32 +448,30 @@ def table2(
     notes = [_protocol_note(protocol)]
     if rows:
         notes += [_spread_note(sel), "Bold: best within the task."]
-        missing = [v for v in ABLATION_VARIANTS if v not in variants]
+        missing = [v for v in roster.ablation if v not in variants]
         if missing:
             notes.append(f"Variants not in this run: {', '.join(missing)}.")
+        notes.append(
+            "Rows in task order: "
+            + ", ".join(f"{roster.label(v)} [{v}]" for v in variants)
+            + "; check marks from each variant's resolved parameters."
+        )
     else:
         notes.append(
-            "No ablation variants in this run (config methods "
-            f"{', '.join(ABLATION_VARIANTS)}); the table is empty."
+            "No ablation variants in this run (roster: "
+            f"{', '.join(roster.ablation) or 'none'}); the table is empty."
         )
+    whose = roster.label(roster.ablation[-1]) if roster.ablation else "the method"
     doc = TableDoc(
-        "Table 2. Ablation of the DisDiff modules.", header, rows, "lccccc", notes, sections
+        f"Table 2. Ablation of the {whose} modules.",
+        header,
+        rows,
+        "l" + "c" * (len(parts) + 2),
+        notes,
+        sections,
     )
-    cols = [
-        "dataset",
-        "direction",
-        "method",
-        "disentangled",
-        "diffusion",
-        "content_discriminator",
-        "psnr_mean",
-        "psnr_std",
-        "ssim_mean",
-        "ssim_std",
-        "psnr_best",
-        "ssim_best",
-        "protocol",
-    ]
+    cols = ["dataset", "direction", "method", "label", *parts]
+    cols += ["psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "psnr_best", "ssim_best", "protocol"]
     return doc, pd.DataFrame(records, columns=cols)
 
 
@@ -453,34 +484,31 @@ def paper_results() -> pd.DataFrame:
 
 def paper_comparison(
     summary: pd.DataFrame,
-    methods: list[str] | None = None,
+    roster: Roster | None = None,
     protocol: str = "max01",
     psnr: str = "psnr",
     ssim: str = "ssim",
 ) -> tuple[TableDoc, pd.DataFrame]:
-    """Reproduced vs reported values for every paper entry this benchmark has a method for.
-
-    ``methods``: the config's methods (entries of methods not configured are left out); by
-    default every method of the paper that the benchmark implements.
-    """
+    """Reproduced vs reported values for every paper entry a configured method reproduces: the
+    entry's ``paper_row`` names the row (column ``method`` of the paper's numbers)."""
+    rows_of = (roster or Roster.plain([])).paper_rows()
     paper = paper_results()
-    paper = paper[paper["config_method"].notna() & (paper["config_method"] != "")]
-    if methods is not None:
-        paper = paper[paper["config_method"].isin(methods)]
+    paper = paper[paper["method"].isin(list(rows_of))]
     metric_map = {"psnr": psnr, "ssim": ssim}
     sel = summary[summary["protocol"] == protocol].set_index(
         ["method", "dataset", "direction", "metric"]
     )
     records = []
     for row in paper.itertuples():
-        key = (row.config_method, row.config_dataset, row.direction, metric_map[row.metric])
+        name = rows_of[row.method]
+        key = (name, row.config_dataset, row.direction, metric_map[row.metric])
         rep_mean = float(sel.loc[key, "mean"]) if key in sel.index else math.nan
         rep_std = float(sel.loc[key, "std"]) if key in sel.index else math.nan
         records.append(
             {
                 "table": int(row.table),
                 "paper_method": row.method,
-                "method": row.config_method,
+                "method": name,
                 "dataset": row.config_dataset,
                 "direction": row.direction,
                 "metric": row.metric,
@@ -493,7 +521,9 @@ def paper_comparison(
                 "protocol": protocol,
             }
         )
-    df = pd.DataFrame(records)
+    columns = ["table", "paper_method", "method", "dataset", "direction", "metric", "unit"]
+    columns += ["reproduced_mean", "reproduced_std", "reported_mean", "reported_std"]
+    df = pd.DataFrame(records, columns=[*columns, "difference", "protocol"])
     header = [
         [
             ("Table", 1),
@@ -527,6 +557,8 @@ def paper_comparison(
         "(normalisation, mask, averaging) is not stated, so differences mix method and "
         "protocol effects.",
         "Difference = reproduced - reported.",
+        "Rows: the configured methods whose entry names a paper_row"
+        + (f" ({', '.join(f'{r} = {n}' for r, n in rows_of.items())})." if rows_of else "; none."),
     ]
     others = sorted(present - set(paper["config_dataset"]))
     if others:
@@ -542,8 +574,18 @@ def paper_comparison(
 
 # ---------------------------------------------------------------- significance
 def significance_table(
-    tests: pd.DataFrame, protocol: str, metrics: list[str], reference: str = "disdiff"
+    tests: pd.DataFrame,
+    protocol: str,
+    metrics: list[str],
+    reference: str | None = None,
+    roster: Roster | None = None,
 ) -> TableDoc:
+    """The Wilcoxon tests of :func:`mrbench.stats.wilcoxon_table` as a table; ``reference``
+    defaults to the one the tests were made against."""
+    if reference is None:
+        reference = str(tests["reference"].iloc[0]) if len(tests) else "(none)"
+    roster = _roster(roster, tests)
+    ref_label = roster.label(reference)
     sel = tests[(tests["protocol"] == protocol) & tests["metric"].isin(metrics)]
     header = [
         [
@@ -552,7 +594,7 @@ def significance_table(
             ("Metric", 1),
             ("Method", 1),
             ("n", 1),
-            (f"{reference}", 1),
+            (ref_label, 1),
             ("Method mean", 1),
             ("Median diff.", 1),
             ("W", 1),
@@ -575,7 +617,7 @@ def significance_table(
                 Cell(dataset_label(r.dataset)),
                 Cell(direction_label(r.direction)),
                 Cell(r.metric),
-                Cell(r.method),
+                Cell(roster.label(r.method)),
                 Cell(str(r.n)),
                 Cell(fmt_num(r.mean_reference)),
                 Cell(fmt_num(r.mean_method)),
@@ -587,15 +629,18 @@ def significance_table(
         )
     notes = [
         _protocol_note(protocol),
-        f"Paired two-sided Wilcoxon signed-rank test of {reference} against each method on "
+        f"Paired two-sided Wilcoxon signed-rank test of {ref_label} [{reference}] against each "
+        "method on "
         "per-subject means (scipy.stats.wilcoxon).",
         "With n pairs the smallest possible p is 2/2^n: for n ≤ 5, p < 0.05 cannot be reached "
         "and the row says 'n too small'.",
     ]
     if sel.empty:
         notes.append(f"No tests: the reference method {reference} is not in the results.")
+    if (n := methods_note(roster, [reference, *dict.fromkeys(sel["method"])])) is not None:
+        notes.append(n)
     return TableDoc(
-        f"Significance of {reference} against the other methods.",
+        f"Significance of {ref_label} against the other methods.",
         header,
         rows,
         "llll" + "c" * 7,
@@ -618,8 +663,15 @@ def read_csv_or_empty(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) -> dict[str, Any]:
-    """Efficiency facts of one training run (``results/models/{dataset}/{method}/seed{seed}``)."""
+def run_facts(
+    model_path: str | Path,
+    prediction_dirs: list[str | Path] = (),
+    *,
+    dataset: str,
+    seed: int,
+) -> dict[str, Any]:
+    """Efficiency facts of one training run: its ``model.pt`` (the training logs lie beside it)
+    and the folders of its translated test sets (``timing.json``)."""
     import torch
 
     from mrbench.checkpoint import read_model
@@ -635,10 +687,10 @@ def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) ->
     per_net = model.num_parameters()
     del model
     facts: dict[str, Any] = {
-        "dataset": run_dir.parts[-3],
+        "dataset": dataset,
         "method": record["method"],
         "plugin": record["plugin"],
-        "seed": int(run_dir.name.removeprefix("seed")),
+        "seed": int(seed),
         "parameters": n_params,
         "parameters_per_network": json.dumps(per_net, sort_keys=True),
         "state_tensors": int(
@@ -701,20 +753,24 @@ def time_to_threshold(val_log: pd.DataFrame, threshold: float) -> tuple[float, f
     return float(first["step"]), float(first.get("seconds_elapsed", math.nan))
 
 
-#: the methods whose convergence the paper compares (DisDiff about half of SynDiff's time)
-EFFICIENCY_PAIR = ("disdiff", "syndiff")
-
-
 def efficiency(
-    facts: list[dict[str, Any]], threshold_psnr: float | None = None
+    facts: list[dict[str, Any]],
+    threshold_psnr: float | None = None,
+    pair: list[str] | tuple[str, ...] | None = None,
+    roster: Roster | None = None,
 ) -> tuple[TableDoc, pd.DataFrame]:
     """The efficiency table from :func:`run_facts` of every run.
 
     The validation threshold is ``threshold_psnr`` or, if None, per dataset the highest PSNR
-    that every method of :data:`EFFICIENCY_PAIR` (DisDiff and SynDiff, the paper's convergence
-    comparison) reached - the smaller of their best validation PSNRs - or, without both of
-    them, the highest PSNR every trained method reached. Methods that never reach it show "-".
+    that every method of ``pair`` reached (the smaller of their best validation PSNRs; the
+    paper compares DisDiff's convergence with SynDiff's) or, without the whole pair (default:
+    the roster's ``efficiency_pair``), the highest PSNR every trained method reached. Methods
+    that never reach it show "-".
     """
+    if pair is None:
+        pair = roster.efficiency_pair if roster is not None else []
+    pair = tuple(pair)
+    roster = roster if roster is not None else Roster.plain([f["method"] for f in facts])
     records = []
     thresholds: dict[str, float] = {}
     for d in dict.fromkeys(f["dataset"] for f in facts):
@@ -726,9 +782,9 @@ def efficiency(
             for f in facts
             if f["dataset"] == d and f["train_steps"] > 0 and math.isfinite(f["best_val_psnr"])
         ]
-        pair = [f for f in trained if f["method"] in EFFICIENCY_PAIR]
-        if {f["method"] for f in pair} == set(EFFICIENCY_PAIR):
-            trained = pair
+        in_pair = [f for f in trained if f["method"] in pair]
+        if pair and {f["method"] for f in in_pair} == set(pair):
+            trained = in_pair
         bests = [f["best_val_psnr"] for f in trained]
         thresholds[d] = float(min(bests)) if bests else math.nan
     for f in facts:
@@ -773,13 +829,13 @@ def efficiency(
             )
             .reset_index()
         )
-        order = ordered(list(agg["method"]), METHOD_ORDER)
+        order = roster.ordered(list(agg["method"]))
         agg["_o"] = agg["method"].map(order.index)
         for r in agg.sort_values(["dataset", "_o"], kind="stable").itertuples():
             rows.append(
                 [
                     Cell(dataset_label(r.dataset)),
-                    Cell(r.method),
+                    Cell(row_label(roster, r.method)),
                     Cell(fmt_num(r.parameters / 1e6, 3)),
                     Cell(fmt_num(r.train_images_per_s, 1)),
                     Cell(fmt_num(r.peak_mem_mb, 0)),
@@ -796,8 +852,12 @@ def efficiency(
         + (
             " (set in the config)"
             if threshold_psnr is not None
-            else " (the highest validation PSNR both disdiff and syndiff reached, or, without"
-            " both, every trained method)"
+            else (
+                f" (the highest validation PSNR both {' and '.join(map(roster.label, pair))}"
+                " reached, or, without both, every trained method)"
+                if pair
+                else " (the highest validation PSNR every trained method reached)"
+            )
         ),
         "Training images/s = batch size / mean seconds per step (train_log.csv); peak memory: "
         "CUDA memory allocated on a GPU, the process's resident memory on the CPU.",
@@ -806,11 +866,15 @@ def efficiency(
     ]
     if devices:
         notes.append("Devices: " + "; ".join(devices) + ".")
+    if (n := methods_note(roster, roster.ordered([f["method"] for f in facts]))) is not None:
+        notes.append(n)
     doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 7, notes)
     return doc, df
 
 
-def fidelity_table(df: pd.DataFrame) -> TableDoc:
+def fidelity_table(df: pd.DataFrame, roster: Roster | None = None) -> TableDoc:
+    """FID/KID per task; rows in roster order, named by the roster's labels."""
+    roster = _roster(roster, df)
     header = [
         [
             ("Dataset", 1),
@@ -829,6 +893,8 @@ def fidelity_table(df: pd.DataFrame) -> TableDoc:
             .agg(fid=("fid", "mean"), kid=("kid_mean", "mean"), n=("n_pred", "mean"))
             .reset_index()
         )
+        rank = {m: i for i, m in enumerate(roster.ordered(list(agg["method"])))}
+        agg = agg.sort_values("method", key=lambda m: m.map(rank), kind="stable")
         for (d, r), grp in agg.groupby(["dataset", "direction"], sort=False):
             bf = best_mask(list(grp["fid"]), False)
             bk = best_mask(list(grp["kid"]), False)
@@ -836,7 +902,7 @@ def fidelity_table(df: pd.DataFrame) -> TableDoc:
                 rows.append(
                     [
                         Cell(dataset_label(d)),
-                        Cell(x.method),
+                        Cell(roster.label(x.method)),
                         Cell(direction_label(r)),
                         Cell(fmt_num(x.fid, 3), bf[k]),
                         Cell(fmt_num(100 * x.kid, 3), bk[k]),
@@ -856,3 +922,67 @@ def fidelity_table(df: pd.DataFrame) -> TableDoc:
     return TableDoc(
         "FID and KID of the translated test slices.", header, rows, "lll" + "c" * 4, notes
     )
+
+
+# ---------------------------------------------------------------- methods
+def methods_table(roster: Roster) -> tuple[TableDoc, pd.DataFrame]:
+    """Every configured method as the tables name it: label, config name, plugin, family,
+    citation and its roles in this run (Table 1, ablation, reference, efficiency pair); the
+    notes list each plugin's stated deviations from its official recipe."""
+    records = []
+    for n in roster.order:
+        e = roster.entries[n]
+        records.append(
+            {
+                "method": n,
+                "label": e.label,
+                "plugin": e.plugin,
+                "family": e.family,
+                "citation": e.citation,
+                "reconstruction": e.reconstruction,
+                "trainable": e.trainable,
+                "table1": n in roster.table1,
+                "ablation": n in roster.ablation,
+                "components": json.dumps(e.components),
+                "capabilities": " ".join(e.capabilities),
+                "paper_row": e.paper_row or "",
+                "reference": n == roster.reference,
+                "efficiency_pair": n in roster.efficiency_pair,
+            }
+        )
+    df = pd.DataFrame(records, columns=[*(records[0] if records else ["method"])])
+    titles = ["Method", "Config name", "Family", "Citation", "Trained", "Table 1", "Ablation"]
+    header = [[(t, 1) for t in titles + ["Paper row"]]]
+
+    def tick(flag: bool) -> str:
+        return "✓" if flag else "×"
+
+    rows = [
+        [
+            Cell(row_label(roster, r["method"])),
+            Cell(r["method"]),
+            Cell(r["family"]),
+            Cell(r["citation"] or MISSING),
+            Cell(tick(r["trainable"])),
+            Cell(tick(r["table1"])),
+            Cell(tick(r["ablation"])),
+            Cell(r["paper_row"] or MISSING),
+        ]
+        for r in records
+    ]
+    notes = []
+    if roster.reference:
+        notes.append(f"Significance reference: {roster.label(roster.reference)}.")
+    if roster.efficiency_pair:
+        pair = " and ".join(map(roster.label, roster.efficiency_pair))
+        notes.append(f"Efficiency threshold from the convergence of {pair}.")
+    if any(roster.entries[n].reconstruction for n in roster.order):
+        notes.append("†: reconstructed from the paper (no official code).")
+    seen: set[str] = set()
+    for n in roster.order:
+        e = roster.entries[n]
+        if e.plugin not in seen:  # variants of one plugin share its deviations
+            seen.add(e.plugin)
+            notes += [f"{e.label} ({e.plugin}): {d}" for d in e.deviations]
+    doc = TableDoc("Methods of this run.", header, rows, "l" * 4 + "c" * 3 + "l", notes)
+    return doc, df

@@ -14,6 +14,26 @@ TESTDATA = SHARED / "testdata"
 torch.set_num_threads(1)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--plugin-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="folder of out-of-tree method plugins for the contract tests (repeatable; "
+        "MRBENCH_PLUGIN_PATH and installed entry points mrbench.methods are read as well)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the plugins of --plugin-path before the contract tests collect the registry."""
+    folders = config.getoption("plugin_path")
+    if folders:
+        from methods.base import load_plugin_paths
+
+        load_plugin_paths(folders)
+
+
 def require_testdata(*parts: str) -> Path:
     """Path inside ../shared/testdata, or skip the test with the reason."""
     path = TESTDATA.joinpath(*parts)

@@ -1,5 +1,9 @@
 """The method contract, checked for every registered plugin (new methods are picked up alone).
 
+Out-of-tree plugins are checked too: those of installed packages (entry-point group
+``mrbench.methods``), of the folders in ``MRBENCH_PLUGIN_PATH`` and of ``pytest --plugin-path
+FOLDER``.
+
 Each plugin is built with its ``tiny_params`` at 32 px on the CPU. The checks are what the
 trainer relies on: a training step updates the networks and returns finite losses; translation
 keeps shape and range in both directions; ``full_state`` survives a ``weights_only`` round trip

@@ -22,7 +22,10 @@ def test_runtime_grows_with_steps_image_size_and_batch() -> None:
 
 def test_runtime_formula_and_diffusion_costs_more_than_gan() -> None:
     s = spec("cyclegan", steps=60_000, batch_size=1)
-    expected = (60_000 * R.SECONDS_PER_IMAGE_256["cyclegan"] / 60 + R.OVERHEAD_MINUTES) * R.SAFETY
+    from methods.base import get_plugin
+
+    cost = get_plugin("cyclegan").seconds_per_image_256
+    expected = (60_000 * cost / 60 + R.OVERHEAD_MINUTES) * R.SAFETY
     assert R.train_runtime_minutes(s, 256) == pytest.approx(expected, abs=1)
     assert R.train_runtime_minutes(spec("disdiff", steps=60_000), 256) > R.train_runtime_minutes(
         spec("cyclegan", steps=60_000), 256

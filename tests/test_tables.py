@@ -15,6 +15,24 @@ from mrbench.cli import main
 METHODS = {"cyclegan": 20.0, "syndiff": 24.0, "disdiff": 26.0, "disdiff_no_dc": 23.0}
 
 
+def _roster():
+    """The roster of a config with these methods (labels as in the synthetic tidy table)."""
+    from mrbench.roster import roster_of
+
+    no_dc = {"use_content_discriminator": False}
+    no_diff = {"use_diffusion": False, "use_content_discriminator": False}
+    methods = {
+        "cyclegan": {"plugin": "cyclegan", "label": "CYCLEGAN", "paper_row": "CycleGAN"},
+        "unit_ddpm": {"plugin": "unit_ddpm", "paper_row": "UNIT-DDPM"},
+        "syndiff": {"plugin": "syndiff", "label": "syndiff", "paper_row": "SynDiff"},
+        "disdiff": {"plugin": "disdiff", "label": "disdiff", "paper_row": "DisDiff"},
+        "disdiff_dis_only": {"plugin": "disdiff", "params": no_diff},
+        "disdiff_no_dc": {"plugin": "disdiff", "label": "disdiff_no_dc", "params": no_dc},
+    }
+    methods["disdiff_no_dc"]["paper_row"] = "Disentangled + diffusion (no D_c)"
+    return roster_of({"methods": methods, "evaluation": {"reference_method": "disdiff"}})
+
+
 def _tidy(n_subjects=3, datasets=("ixi", "brats2018"), seeds=(0,)) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
@@ -59,7 +77,7 @@ def _latex_ok(tex: str, ncols: int) -> None:
 
 def test_table1_layout_and_bold_best():
     summary = stats.summarise(_tidy())
-    doc, df = tables.table1(summary)
+    doc, df = tables.table1(summary, roster=_roster())
     # methods as rows in the paper's order; ablation variants are left to Table 2
     assert [r[0].text for r in doc.rows] == ["CYCLEGAN", "syndiff", "disdiff"]
     assert doc.ncols == 1 + 2 * 2 * 2
@@ -84,7 +102,7 @@ def test_table1_works_with_one_dataset_and_infinite_values():
     tidy = _tidy(datasets=("phantom",))
     tidy.loc[(tidy["method"] == "disdiff") & (tidy["metric"] == "psnr"), "value"] = math.inf
     summary = stats.summarise(tidy)
-    doc, _ = tables.table1(summary)
+    doc, _ = tables.table1(summary, roster=_roster())
     assert doc.ncols == 5 and doc.header[0][1] == ("Phantom", 4)
     assert doc.rows[2][1].text == "∞" and doc.rows[2][1].bold
     assert any("infinite" in n for n in doc.notes)
@@ -92,7 +110,7 @@ def test_table1_works_with_one_dataset_and_infinite_values():
 
 
 def test_table2_only_present_variants():
-    doc, df = tables.table2(stats.summarise(_tidy(datasets=("ixi",))))
+    doc, df = tables.table2(stats.summarise(_tidy(datasets=("ixi",))), roster=_roster())
     assert list(df["method"]) == ["disdiff_no_dc", "disdiff"] * 2
     assert [c.text for c in doc.rows[0][:4]] == ["IXI T1 → T2", "✓", "✓", "×"]
     assert [c.text for c in doc.rows[1][1:4]] == ["✓", "✓", "✓"]
@@ -101,14 +119,17 @@ def test_table2_only_present_variants():
     tex = doc.latex()
     _latex_ok(tex, 6)
     assert "\\checkmark" in tex
-    empty_doc, empty = tables.table2(stats.summarise(_tidy().query("method == 'cyclegan'")))
+    empty_doc, empty = tables.table2(
+        stats.summarise(_tidy().query("method == 'cyclegan'")), roster=_roster()
+    )
     assert empty.empty and not empty_doc.rows and "empty" in empty_doc.notes[-1]
 
 
 def test_paper_comparison_difference():
-    doc, df = tables.paper_comparison(stats.summarise(_tidy()))
+    roster = _roster()
+    doc, df = tables.paper_comparison(stats.summarise(_tidy()), roster)
     assert set(df["method"]) <= {"cyclegan", "unit_ddpm", "syndiff", "disdiff"} | set(
-        tables.ABLATION_VARIANTS
+        roster.ablation
     )
     row = df[
         (df["table"] == 1)
@@ -128,17 +149,18 @@ def test_paper_csv_matches_reference_values():
     assert len(paper) == 10 * 4 * 2 + 4 * 2 * 2
     ssim = paper.query("table == 1 and method == 'SynDiff' and dataset == 'BraTS'")
     assert list(ssim.query("metric == 'ssim'")["mean"]) == [90.43, 84.96]
-    abl = paper.query("table == 2 and config_method == 'disdiff_no_dc' and metric == 'psnr'")
+    no_dc = paper["method"] == "Disentangled + diffusion (no D_c)"
+    abl = paper[no_dc].query("table == 2 and metric == 'psnr'")
     assert list(abl["mean"]) == [23.52, 24.31]
 
 
 def test_wilcoxon_flags_small_n():
-    small = stats.wilcoxon_table(_tidy(n_subjects=3))
+    small = stats.wilcoxon_table(_tidy(n_subjects=3), "disdiff")
     assert len(small) == 2 * 2 * 2 * 3  # datasets x directions x metrics x other methods
     assert small["underpowered"].all() and not small["significant"].any()
     assert small["note"].str.contains("too small").all()
     assert small["min_possible_p"].iloc[0] == pytest.approx(0.25)
-    big = stats.wilcoxon_table(_tidy(n_subjects=8))
+    big = stats.wilcoxon_table(_tidy(n_subjects=8), "disdiff")
     assert not big["underpowered"].any()
     vs = big[(big["method"] == "cyclegan") & (big["metric"] == "psnr")]
     assert (vs["p_value"] < 0.05).all() and vs["significant"].all()
@@ -179,7 +201,8 @@ def test_efficiency_threshold():
         {**base, "method": "disdiff", "_val_log": val, "best_val_psnr": 25.0},
         {**base, "method": "syndiff", "_val_log": slow, "best_val_psnr": 21.0},
     ]
-    doc, df = tables.efficiency(facts)
+    pair = ("disdiff", "syndiff")
+    doc, df = tables.efficiency(facts, pair=pair)
     # common threshold: the highest PSNR both reached (21 dB)
     assert (df["threshold_psnr"] == 21.0).all()
     assert list(df["steps_to_threshold"]) == [20.0, 30.0]
@@ -189,7 +212,7 @@ def test_efficiency_threshold():
     # a weak third method does not lower the DisDiff/SynDiff threshold; it never reaches it
     weak = pd.DataFrame({"step": [10, 20], "seconds_elapsed": [1.0, 2.0], "psnr": [8, 9]})
     facts3 = [*facts, {**base, "method": "cyclegan", "_val_log": weak, "best_val_psnr": 9.0}]
-    _, df3 = tables.efficiency(facts3)
+    _, df3 = tables.efficiency(facts3, pair=pair)
     assert (df3["threshold_psnr"] == 21.0).all()
     assert math.isnan(df3.loc[df3["method"] == "cyclegan", "steps_to_threshold"].iloc[0])
     _, df2 = tables.efficiency(facts, threshold_psnr=24.0)
@@ -202,7 +225,8 @@ def test_report_cli_writes_tables(tmp_path):
     out = tmp_path / "tables"
     assert main(["report", "table1", "--tidy", str(tidy_path), "--out", str(out / "table1")]) == 0
     assert main(["report", "table2", "--tidy", str(tidy_path), "--out", str(out / "t2")]) == 0
-    assert main(["report", "significance", "--tidy", str(tidy_path), "--out", str(out / "s")]) == 0
+    sig = ["report", "significance", "--tidy", str(tidy_path), "--reference", "disdiff"]
+    assert main([*sig, "--out", str(out / "s")]) == 0
     assert main(["report", "compare", "--tidy", str(tidy_path), "--out", str(out / "c")]) == 0
     for name in ("table1", "t2", "s", "c"):
         for ext in ("csv", "md", "tex"):
@@ -210,8 +234,9 @@ def test_report_cli_writes_tables(tmp_path):
     assert "**" in (out / "table1.md").read_text()
 
 
-def test_evaluation_settings_and_report_targets():
-    from mrbench.evaluate import EVALUATION_DEFAULTS, evaluation_settings, report_targets
+def test_evaluation_settings():
+    """(The final outputs of a config: tests/test_workflow.py, from the workflow itself.)"""
+    from mrbench.evaluate import EVALUATION_DEFAULTS, evaluation_settings
 
     config = {
         "datasets": {"phantom": {}},
@@ -222,10 +247,6 @@ def test_evaluation_settings_and_report_targets():
     }
     settings = evaluation_settings(config)
     assert settings["fid"]["kid_subset_size"] == EVALUATION_DEFAULTS["fid"]["kid_subset_size"]
-    targets = report_targets(config)
-    assert "results/tables/table1.tex" in targets
-    assert "results/figures/qualitative_phantom_t2_to_t1.pdf" in targets
-    assert not any("fidelity" in t for t in targets)
     with pytest.raises(ValueError, match="evaluation.fid.weights"):
         evaluation_settings({"evaluation": {"fid": {"weights": "x"}}})
     with pytest.raises(ValueError, match="evaluation.protocols"):

@@ -30,12 +30,29 @@ def _test_config() -> dict:
     return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("workflow")
+def copy_workflow(work: Path) -> Path:
+    """The workflow files of the repository in ``work`` (a fresh working directory)."""
     for item in ("Snakefile", "workflow", "config", "envs"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    return work
+
+
+def final_outputs(workdir: Path, configfile: str) -> list[str]:
+    """The inputs of the workflow's `all` rule (workflow/rules/common.smk: get_final_output),
+    read from a forced dry run: the workflow's own list, not a copy of its layout."""
+    res = _snakemake(workdir, "-n", "--forceall", "--cores", "1", "--configfile", configfile)
+    assert res.returncode == 0, res.stderr[-4000:]
+    lines = (res.stdout + res.stderr).splitlines()
+    heads = ("rule all:", "localrule all:")
+    start = next(i for i, line in enumerate(lines) if line.strip() in heads)
+    line = next(x.strip() for x in lines[start + 1 :] if x.strip().startswith("input:"))
+    return [t.strip() for t in line.removeprefix("input:").split(",")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
     res = _snakemake(work, "--cores", "2", "--configfile", "config/test.yaml")
     assert res.returncode == 0, res.stderr[-4000:]
     return work
@@ -75,14 +92,27 @@ def test_rerun_has_nothing_to_do(finished_run: Path) -> None:
 
 def test_report_html_holds_every_table_and_figure(finished_run: Path) -> None:
     """`snakemake --report` bundles every final table and figure of the run into one HTML file."""
-    from mrbench.evaluate import report_targets
-
-    cfg = _test_config()
     res = _snakemake(finished_run, "--configfile", "config/test.yaml", "--report", "report.html")
     assert res.returncode == 0, res.stderr[-4000:]
     html = (finished_run / "report.html").read_text()
-    targets = [Path(t).name for t in report_targets(cfg)]
+    targets = [Path(t).name for t in final_outputs(finished_run, "config/test.yaml")]
     assert any(t.startswith("table1.") for t in targets)
     assert any(t.endswith(".png") for t in targets)
     missing = [name for name in targets if name not in html]
     assert not missing, f"not in report.html: {missing}"
+
+
+def test_final_output_follows_the_config(tmp_path: Path) -> None:
+    """The final targets come from the config: a dataset's figures, no FID table when off."""
+    import yaml
+
+    work = copy_workflow(tmp_path)
+    cfg = _test_config()
+    cfg["methods"] = {"identity": {"plugin": "identity"}}
+    cfg["evaluation"] = {"fid": {"enabled": False}, "reference_method": "identity"}
+    (work / "config" / "one.yaml").write_text(yaml.safe_dump(cfg))
+    targets = final_outputs(work, "config/one.yaml")
+    assert "results/tables/table1.tex" in targets
+    assert "results/figures/qualitative_phantom_t2_to_t1.pdf" in targets
+    assert not any("fidelity" in t for t in targets)
+    assert not any("content_maps" in t for t in targets), "identity offers no content maps"

@@ -10,16 +10,21 @@ from mrbench.config import (
     check_config,
     job_environment,
     method_spec_dict,
+    plugin_environment,
     split_file_of,
     subjects_of,
 )
-from mrbench.evaluate import report_targets
+from mrbench.roster import roster_of
 
 check_config(config)
 
-# Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.job_environment).
+# Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.job_environment); every
+# job imports the method plugins of the config's plugin_paths (mrbench.config.plugin_environment).
 job_environment(workflow.basedir)
+plugin_environment(config)
 CONDA_ENV = "../../envs/mrbench.yaml"
+# The methods as tables and figures see them: names, citations, roles (mrbench.roster).
+ROSTER = roster_of(config)
 
 RESULTS = "results"
 DATASETS = list(config["datasets"])
@@ -69,8 +74,109 @@ def gpu_for(method):
     return int(spec["training"].get("gpus_per_job", 1)) if spec["trainable"] else 0
 
 
-def all_targets():
-    return report_targets(config)
+# ---- the results layout: every result path, defined here once (rules and the library get paths)
+MODEL = f"{RESULTS}/models/{{dataset}}/{{method}}/seed{{seed}}/model.pt"
+SLICE_STORE = f"{RESULTS}/data/{{dataset}}/slices/{{split}}"
+PREDICTIONS = f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}"
+METRICS = f"{RESULTS}/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.csv"
+FIDELITY = f"{RESULTS}/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.json"
+TABLES_DIR = f"{RESULTS}/tables"
+FIGURES_DIR = f"{RESULTS}/figures"
+TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
+ROSTER_FILE = f"{TABLES_DIR}/methods.json"
+CONTENT_MAPS = f"{FIGURES_DIR}/content_maps_{{dataset}}_{{method}}.png"
+FIRST_SEED = SEEDS[0]
+
+
+def fill(template, **values):
+    """``template`` with the given wildcards filled in; the others stay wildcards."""
+    return expand(template, **{k: [v] for k, v in values.items()}, allow_missing=True)[
+        0
+    ]
+
+
+TEST_STORE = fill(SLICE_STORE, split="test")
+
+
+def all_models():
+    return expand(MODEL, dataset=DATASETS, method=METHODS, seed=SEEDS)
+
+
+def all_predictions():
+    return expand(
+        PREDICTIONS, dataset=DATASETS, method=METHODS, seed=SEEDS, direction=DIRECTIONS
+    )
+
+
+def all_metrics():
+    return expand(
+        METRICS, dataset=DATASETS, method=METHODS, seed=SEEDS, direction=DIRECTIONS
+    )
+
+
+def all_fidelity():
+    return expand(
+        FIDELITY, dataset=DATASETS, method=METHODS, seed=SEEDS, direction=DIRECTIONS
+    )
+
+
+def table_names():
+    names = ["methods", "table1", "table2_ablation", "paper_comparison", "significance"]
+    names.append("efficiency")
+    return names + (["fidelity"] if EVAL["fid"]["enabled"] else [])
+
+
+def table_files():
+    out = expand(
+        f"{TABLES_DIR}/{{name}}.{{ext}}", name=table_names(), ext=["csv", "md", "tex"]
+    )
+    return out + [TIDY, f"{TABLES_DIR}/summary.csv"]
+
+
+def content_map_methods():
+    """Methods offering the content_maps capability with their parameters (Fig. 3 each)."""
+    return ROSTER.with_capability("content_maps")
+
+
+def figure_files():
+    out = []
+    for d in DATASETS:
+        out += expand(
+            f"{FIGURES_DIR}/qualitative_{d}_{{direction}}.{{ext}}",
+            direction=DIRECTIONS,
+            ext=["png", "pdf"],
+        )
+        out += expand(f"{FIGURES_DIR}/boxplot_{d}.{{ext}}", ext=["png", "pdf"])
+        out += expand(f"{FIGURES_DIR}/training_curves_{d}.{{ext}}", ext=["png", "pdf"])
+        out += expand(CONTENT_MAPS, dataset=[d], method=content_map_methods())
+    return out
+
+
+def data_qc_files():
+    """Quality-control tables of the preprocessing (IXI: registration, brain volume)."""
+    return [f"{RESULTS}/data/ixi/qc.tsv"] if "ixi" in DATASETS else []
+
+
+def get_final_output():
+    """Every final output of the benchmark: tables (CSV, Markdown, LaTeX) and figures (PNG,
+    PDF). Their inputs pull in the whole DAG: data, training, translation and metrics of every
+    dataset x method x seed x direction of the config."""
+    return table_files() + figure_files() + data_qc_files()
+
+
+def efficiency_runs():
+    """``--run DATASET SEED MODEL PREDICTION...`` for every training run (efficiency table)."""
+    args = []
+    for d in DATASETS:
+        for m in METHODS:
+            for s in SEEDS:
+                preds = [
+                    fill(PREDICTIONS, dataset=d, method=m, seed=s, direction=r)
+                    for r in DIRECTIONS
+                ]
+                model = fill(MODEL, dataset=d, method=m, seed=s)
+                args.append(" ".join(["--run", d, str(s), model, *preds]))
+    return " ".join(args)
 
 
 # ---- used by evaluate.smk
@@ -93,15 +199,9 @@ def _train_store_mb(input):
 
 
 # ---- used by report.smk
-from mrbench.evaluate import fidelity_files, metrics_files, model_files, prediction_dirs
-
-TABLES_DIR = f"{RESULTS}/tables"
-FIGURES_DIR = f"{RESULTS}/figures"
-TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
-FIRST_SEED = SEEDS[0]
 TABLE_ARGS = (
     f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
-    f" --ssim {EVAL['table_ssim']}"
+    f" --ssim {EVAL['table_ssim']} --roster {ROSTER_FILE}"
 )
 
 
@@ -133,15 +233,29 @@ def figure_outputs(prefix, caption, category, labels):
 
 def qualitative_predictions(w):
     return {
-        m: f"{RESULTS}/predictions/{w.dataset}/{m}/seed{FIRST_SEED}/{w.direction}"
-        for m in METHODS
+        m: fill(
+            PREDICTIONS,
+            dataset=w.dataset,
+            method=m,
+            seed=FIRST_SEED,
+            direction=w.direction,
+        )
+        for m in ROSTER.order
     }
 
 
 def qualitative_pairs(w):
     return " ".join(
-        shlex.quote(f"{config['methods'][m].get('label', m)}={path}")
+        shlex.quote(f"{ROSTER.label(m)}={path}")
         for m, path in qualitative_predictions(w).items()
+    )
+
+
+def curve_runs(w, input):
+    """``LABEL=run folder`` of every method (the folder of its model.pt)."""
+    return " ".join(
+        shlex.quote(f"{ROSTER.label(m)}={os.path.dirname(path)}")
+        for m, path in zip(METHODS, input, strict=True)
     )
 
 

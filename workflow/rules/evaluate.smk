@@ -4,12 +4,10 @@
 
 rule translate:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
-        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+        model=MODEL,
+        store=TEST_STORE,
     output:
-        directory(
-            f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}"
-        ),
+        directory(PREDICTIONS),
     log:
         f"{RESULTS}/logs/translate/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
     benchmark:
@@ -30,10 +28,10 @@ rule translate:
 
 rule metrics:
     input:
-        pred=f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}",
-        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+        pred=PREDICTIONS,
+        store=TEST_STORE,
     output:
-        f"{RESULTS}/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.csv",
+        METRICS,
     log:
         f"{RESULTS}/logs/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
     benchmark:
@@ -44,7 +42,7 @@ rule metrics:
     params:
         protocols=" ".join(EVAL["protocols"]),
         hash=lambda w: config_hash(config, w.dataset, w.method),
-        label=lambda w: shlex.quote(config["methods"][w.method].get("label", w.method)),
+        label=lambda w: shlex.quote(ROSTER.label(w.method)),
     shell:
         "python -m mrbench.cli metrics --pred-dir {input.pred} --store {input.store}"
         " --direction {wildcards.direction} --protocols {params.protocols}"
@@ -54,10 +52,10 @@ rule metrics:
 
 rule fidelity:
     input:
-        pred=f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}",
-        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+        pred=PREDICTIONS,
+        store=TEST_STORE,
     output:
-        f"{RESULTS}/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.json",
+        FIDELITY,
     log:
         f"{RESULTS}/logs/fidelity/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.log",
     benchmark:

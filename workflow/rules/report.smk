@@ -2,9 +2,25 @@
 # `snakemake --report report.html` with captions from workflow/report/.
 
 
+rule method_roster:
+    output:
+        **table_outputs("methods", "methods", "Methods"),
+        roster=ROSTER_FILE,
+    log:
+        f"{RESULTS}/logs/report/methods.log",
+    conda:
+        CONDA_ENV
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        roster=shlex.quote(ROSTER.to_json()),
+    shell:
+        "python -m mrbench.cli report methods --roster-json {params.roster}"
+        " --json {output.roster} --out {params.prefix} > {log} 2>&1"
+
+
 rule tidy_results:
     input:
-        metrics_files(config, RESULTS),
+        all_metrics(),
     output:
         tidy=report(
             TIDY,
@@ -29,7 +45,8 @@ rule tidy_results:
 
 rule table1:
     input:
-        TIDY,
+        tidy=TIDY,
+        roster=ROSTER_FILE,
     output:
         **table_outputs("table1", "table1", "Table 1"),
     log:
@@ -40,13 +57,15 @@ rule table1:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "python -m mrbench.cli report table1 --tidy {input} --out {params.prefix} {params.table_args}"
+        "python -m mrbench.cli report table1 --tidy {input.tidy} --out {params.prefix}"
+        " {params.table_args}"
         " > {log} 2>&1"
 
 
 rule table2_ablation:
     input:
-        TIDY,
+        tidy=TIDY,
+        roster=ROSTER_FILE,
     output:
         **table_outputs("table2_ablation", "table2", "Table 2 (ablation)"),
     log:
@@ -57,13 +76,15 @@ rule table2_ablation:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "python -m mrbench.cli report table2 --tidy {input} --out {params.prefix} {params.table_args}"
+        "python -m mrbench.cli report table2 --tidy {input.tidy} --out {params.prefix}"
+        " {params.table_args}"
         " > {log} 2>&1"
 
 
 rule paper_comparison:
     input:
-        TIDY,
+        tidy=TIDY,
+        roster=ROSTER_FILE,
     output:
         **table_outputs("paper_comparison", "paper_comparison", "Paper comparison"),
     log:
@@ -73,15 +94,15 @@ rule paper_comparison:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
-        methods=" ".join(METHODS),
     shell:
-        "python -m mrbench.cli report compare --tidy {input} --out {params.prefix}"
-        " {params.table_args} --methods {params.methods} > {log} 2>&1"
+        "python -m mrbench.cli report compare --tidy {input.tidy} --out {params.prefix}"
+        " {params.table_args} > {log} 2>&1"
 
 
 rule significance:
     input:
-        TIDY,
+        tidy=TIDY,
+        roster=ROSTER_FILE,
     output:
         **table_outputs("significance", "significance", "Significance"),
     log:
@@ -91,17 +112,17 @@ rule significance:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
-        reference=EVAL["reference_method"],
         alpha=EVAL["alpha"],
     shell:
-        "python -m mrbench.cli report significance --tidy {input} --out {params.prefix}"
-        " {params.table_args} --reference {params.reference} --alpha {params.alpha} > {log} 2>&1"
+        "python -m mrbench.cli report significance --tidy {input.tidy} --out {params.prefix}"
+        " {params.table_args} --alpha {params.alpha} > {log} 2>&1"
 
 
 rule efficiency:
     input:
-        models=model_files(config, RESULTS),
-        predictions=prediction_dirs(config, RESULTS),
+        models=all_models(),
+        predictions=all_predictions(),
+        roster=ROSTER_FILE,
     output:
         **table_outputs("efficiency", "efficiency", "Efficiency"),
     log:
@@ -110,19 +131,21 @@ rule efficiency:
         CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        runs=efficiency_runs(),
         threshold=(
             f"--threshold {EVAL['threshold_psnr']}"
             if EVAL["threshold_psnr"] is not None
             else ""
         ),
     shell:
-        "python -m mrbench.cli report efficiency --model {input.models} --predictions {input.predictions}"
+        "python -m mrbench.cli report efficiency {params.runs} --roster {input.roster}"
         " {params.threshold} --out {params.prefix} > {log} 2>&1"
 
 
 rule fidelity_table:
     input:
-        fidelity_files(config, RESULTS),
+        fidelity=all_fidelity(),
+        roster=ROSTER_FILE,
     output:
         **table_outputs("fidelity", "fidelity", "FID and KID"),
     log:
@@ -132,13 +155,14 @@ rule fidelity_table:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
-        "python -m mrbench.cli report fidelity --inputs {input} --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report fidelity --inputs {input.fidelity} --roster {input.roster}"
+        " --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_qualitative:
     input:
         unpack(qualitative_predictions),
-        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+        store=TEST_STORE,
     output:
         **figure_outputs(
             "qualitative_{dataset}_{direction}",
@@ -171,7 +195,8 @@ rule figure_qualitative:
 
 rule figure_boxplot:
     input:
-        TIDY,
+        tidy=TIDY,
+        roster=ROSTER_FILE,
     output:
         **figure_outputs(
             "boxplot_{dataset}",
@@ -188,17 +213,14 @@ rule figure_boxplot:
         protocol=EVAL["table_protocol"],
         metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
     shell:
-        "python -m mrbench.cli report boxplot --tidy {input} --dataset {wildcards.dataset}"
-        " --protocol {params.protocol} --metrics {params.metrics}"
+        "python -m mrbench.cli report boxplot --tidy {input.tidy} --dataset {wildcards.dataset}"
+        " --protocol {params.protocol} --metrics {params.metrics} --roster {input.roster}"
         " --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_training_curves:
     input:
-        expand(
-            f"{RESULTS}/models/{{{{dataset}}}}/{{method}}/seed{FIRST_SEED}/model.pt",
-            method=METHODS,
-        ),
+        expand(MODEL, method=METHODS, seed=FIRST_SEED, allow_missing=True),
     output:
         **figure_outputs(
             "training_curves_{dataset}",
@@ -212,9 +234,7 @@ rule figure_training_curves:
         CONDA_ENV
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
-        runs=lambda w: " ".join(
-            f"{m}={RESULTS}/models/{w.dataset}/{m}/seed{FIRST_SEED}" for m in METHODS
-        ),
+        runs=curve_runs,
     shell:
         "python -m mrbench.cli report curves --run {params.runs} --title {wildcards.dataset}"
         " --out {params.prefix} > {log} 2>&1"
@@ -222,20 +242,24 @@ rule figure_training_curves:
 
 rule figure_content_maps:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/disdiff/seed{FIRST_SEED}/model.pt",
-        store=f"{RESULTS}/data/{{dataset}}/slices/test",
+        model=fill(MODEL, seed=FIRST_SEED),
+        store=TEST_STORE,
     output:
         report(
-            f"{FIGURES_DIR}/content_maps_{{dataset}}.png",
+            CONTENT_MAPS,
             caption="../report/content_maps.rst",
             category="Figures",
             subcategory="Content maps",
-            labels={"dataset": "{dataset}", "figure": "content maps (Fig. 3)"},
+            labels={
+                "dataset": "{dataset}",
+                "method": "{method}",
+                "figure": "content maps (Fig. 3)",
+            },
         ),
     log:
-        f"{RESULTS}/logs/report/content_maps_{{dataset}}.log",
+        f"{RESULTS}/logs/report/content_maps_{{dataset}}_{{method}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report/content_maps_{{dataset}}.tsv"
+        f"{RESULTS}/benchmarks/report/content_maps_{{dataset}}_{{method}}.tsv"
     conda:
         CONDA_ENV
     shell:

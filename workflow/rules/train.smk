@@ -5,10 +5,10 @@
 
 rule train:
     input:
-        train=f"{RESULTS}/data/{{dataset}}/slices/train",
-        val=f"{RESULTS}/data/{{dataset}}/slices/val",
+        train=fill(SLICE_STORE, split="train"),
+        val=fill(SLICE_STORE, split="val"),
     output:
-        f"{RESULTS}/models/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
+        MODEL,
     log:
         f"{RESULTS}/logs/train/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -34,8 +34,8 @@ rule train:
     params:
         spec=lambda w: method_spec(w.method),
         launcher=lambda w: train_launcher(gpu_for(w.method)),
-        out=lambda w: f"{RESULTS}/models/{w.dataset}/{w.method}/seed{w.seed}",
-        store=lambda w: f"{RESULTS}/data/{w.dataset}/slices",
+        out=lambda w, output: os.path.dirname(output[0]),
+        store=lambda w, input: os.path.dirname(input.train),
         device=lambda w: "auto" if gpu_for(w.method) else "cpu",
     shell:
         "{params.launcher} train --spec {params.spec}"

@@ -1,0 +1,399 @@
+"""Out-of-tree methods and the roster: a method in the user's own folder (config ``plugin_paths``)
+or in an installed package (entry-point group ``mrbench.methods``) is a method like the built-in
+ones - in the registry, the contract tests, every table of the workflow and its report - and the
+library never names it. Variants keep their ablation row and checkmarks whatever they are called.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: a complete (if simple) unpaired method: per direction a learned gain and offset, trained to
+#: match the target modality's intensity mean and spread; it never sees a paired target
+TOY_METHOD = '''
+"""A toy method written by a test, outside the repository."""
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from methods.base import TranslationMethod, register, split_direction
+
+
+class ToyMethod(TranslationMethod):
+    display_name = "{display}"
+    citation = "{citation}"
+    family = "toy"
+    seconds_per_image_256 = 0.01
+    defaults: ClassVar[dict[str, Any]] = {{"lr": 0.05}}
+    tiny_params: ClassVar[dict[str, Any]] = {{}}
+
+    def __init__(self, params=None, image_size=64):
+        super().__init__(params, image_size)
+        self.affine = nn.Linear(2, 2)
+        self.opt = torch.optim.Adam(self.parameters(), lr=self.params["lr"])
+
+    def _map(self, x, k):
+        return torch.tanh(self.affine.weight[k, k] * x + self.affine.bias[k])
+
+    def optimizers(self):
+        return {{"affine": self.opt}}
+
+    def train_step(self, batch, step):
+        loss = 0.0
+        for k, (src, dst) in enumerate((("t1", "t2"), ("t2", "t1"))):
+            out = self._map(batch[src], k)
+            loss = loss + (out.mean() - batch[dst].mean()) ** 2
+            loss = loss + (out.std() - batch[dst].std()) ** 2
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {{"moments": float(loss.detach())}}
+
+    @torch.no_grad()
+    def translate(self, x, direction):
+        src, _ = split_direction(direction)
+        return self._map(x.to(self.device), 0 if src == "t1" else 1).clamp(-1, 1)
+'''
+
+
+def write_folder_plugin(folder: Path, name: str = "toy_folder") -> Path:
+    """One file in ``folder`` registering the toy under ``name`` with the decorator."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = TOY_METHOD.format(display="Toy folder method", citation="Folder et al., 2026")
+    path = folder / f"{name}.py"
+    path.write_text(text + f'\n\nregister("{name}")(ToyMethod)\n')
+    return path
+
+
+def write_installed_dist(site: Path, name: str = "toy_ep") -> Path:
+    """A simulated installed distribution in ``site``: a package whose class is offered through
+    the ``mrbench.methods`` entry point ``name`` (registered under it, no decorator)."""
+    pkg = site / "mrbench_toy_pkg"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    text = TOY_METHOD.format(display="Toy entry-point method", citation="Entry et al., 2026")
+    (pkg / "method.py").write_text(text)
+    info = site / "mrbench_toy-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mrbench-toy\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[mrbench.methods]\n{name} = mrbench_toy_pkg.method:ToyMethod\n"
+    )
+    return site
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch: pytest.MonkeyPatch):
+    """The registry as the built-in plugins leave it, restored after the test."""
+    from methods import base
+
+    builtin = base.registry()
+    monkeypatch.setattr(base, "_REGISTRY", dict(builtin))
+    monkeypatch.setattr(base, "_LOADED_FILES", set())
+    monkeypatch.setattr(base, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.delenv(base.PLUGIN_PATH_ENV, raising=False)
+    return base
+
+
+# ---------------------------------------------------------------------- loading
+def test_plugin_folder_of_the_config_registers_its_methods(tmp_path, fresh_registry) -> None:
+    from mrbench.config import check_config, load_plugins
+    from mrbench.roster import roster_of
+
+    folder = tmp_path / "my_methods"
+    write_folder_plugin(folder)
+    (folder / "_helper.py").write_text("raise RuntimeError('private files are not plugins')\n")
+    config = {
+        "plugin_paths": [str(folder)],
+        "methods": {"mine": {"plugin": "toy_folder"}, "identity": {"plugin": "identity"}},
+    }
+    check_config(config)
+    load_plugins(config)  # a second load imports nothing twice
+    cls = fresh_registry.get_plugin("toy_folder")
+    assert cls.plugin_name == "toy_folder" and cls.seconds_per_image_256 == 0.01
+    roster = roster_of(config)
+    assert roster.label("mine") == "Toy folder method"
+    assert roster.entries["mine"].citation == "Folder et al., 2026"
+    assert roster.table1 == ["mine", "identity"] and roster.reference == "identity"
+
+
+def test_plugin_folders_fail_clearly(tmp_path, fresh_registry) -> None:
+    from mrbench.config import ConfigError, check_config
+
+    with pytest.raises(ConfigError, match="plugin_paths: folder .*nowhere not found"):
+        check_config({"plugin_paths": [str(tmp_path / "nowhere")], "methods": {}})
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.py").write_text("import no_such_module_anywhere\n")
+    with pytest.raises(ImportError, match="broken.py: method plugin failed to import"):
+        fresh_registry.load_plugin_paths([bad])
+    clash = tmp_path / "clash"
+    write_folder_plugin(clash, "cyclegan")
+    with pytest.raises(ImportError, match="registered twice"):
+        fresh_registry.load_plugin_paths([clash])
+
+
+def test_environment_folder_and_entry_point_plugins(tmp_path, fresh_registry, monkeypatch):
+    """What every job sees: MRBENCH_PLUGIN_PATH (set by the workflow) and installed packages."""
+    write_folder_plugin(tmp_path / "env_methods", "toy_env")
+    monkeypatch.setenv(fresh_registry.PLUGIN_PATH_ENV, str(tmp_path / "env_methods"))
+    monkeypatch.syspath_prepend(str(write_installed_dist(tmp_path / "site")))
+    plugins = fresh_registry.registry()
+    assert {"toy_env", "toy_ep"} <= set(plugins)
+    assert plugins["toy_ep"].plugin_name == "toy_ep"
+    assert plugins["toy_ep"].label() == "Toy entry-point method"
+
+
+def test_contract_tests_pick_up_out_of_tree_plugins(tmp_path: Path) -> None:
+    folder = tmp_path / "plugins"
+    write_folder_plugin(folder)
+    site = write_installed_dist(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_contract.py", "--plugin-path", str(folder)]
+        + ["-q", "-p", "no:cacheprovider", "-k", "toy_folder or toy_ep"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "8 passed" in res.stdout, res.stdout[-2000:]  # 4 contract tests x 2 toys
+
+
+# ---------------------------------------------------------------------- roster and tables
+def _summary(methods: dict[str, float]):
+    from mrbench import stats
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "dataset": "ixi",
+            "method": m,
+            "seed": 0,
+            "direction": r,
+            "subject": f"s{s}",
+            "slice": 0,
+            "protocol": "max01",
+            "metric": metric,
+            "value": base + s + rng.normal(0, 0.1) + (50 if metric == "ssim" else 0),
+        }
+        for m, base in methods.items()
+        for r in ("t1_to_t2", "t2_to_t1")
+        for s in range(3)
+        for metric in ("psnr", "ssim")
+    ]
+    return stats.summarise(pd.DataFrame(rows))
+
+
+def test_renamed_variant_keeps_its_ablation_row_and_checkmarks() -> None:
+    """No name is special: a variant called anything gets Table 2's row from its parameters."""
+    from mrbench import tables
+    from mrbench.roster import roster_of
+
+    config = {
+        "methods": {
+            "cyclegan": {"plugin": "cyclegan"},
+            "full_model": {"plugin": "disdiff", "paper_row": "DisDiff"},
+            "without_content_critic": {
+                "plugin": "disdiff",
+                "params": {"use_content_discriminator": False},
+                "paper_row": "Disentangled + diffusion (no D_c)",
+            },
+            "plain_diffusion": {
+                "plugin": "disdiff",
+                "params": {"use_disentanglement": False, "use_content_discriminator": False},
+            },
+        }
+    }
+    roster = roster_of(config)
+    assert roster.ablation == ["plain_diffusion", "without_content_critic", "full_model"]
+    assert roster.table1 == ["cyclegan", "full_model"]
+    assert roster.reference == "full_model"
+    assert roster.with_capability("content_maps") == ["full_model", "without_content_critic"]
+    summary = _summary(
+        {"cyclegan": 20, "full_model": 26, "without_content_critic": 24, "plain_diffusion": 22}
+    )
+    doc, df = tables.table2(summary, roster=roster)
+    assert [t for t, _ in doc.header[0][1:4]] == ["Disentangled", "Diffusion", "D_c"]
+    marks = {m: [c.text for c in row[1:4]] for m, row in zip(df["method"], doc.rows, strict=True)}
+    assert marks["without_content_critic"] == ["✓", "✓", "×"]
+    assert marks["full_model"] == ["✓", "✓", "✓"]
+    assert marks["plain_diffusion"] == ["×", "✓", "×"]
+    row = df[df["method"] == "without_content_critic"].iloc[0]
+    assert row["Disentangled"] and row["Diffusion"] and not row["D_c"]
+    doc1, df1 = tables.table1(summary, roster=roster)
+    assert list(dict.fromkeys(df1["method"])) == ["cyclegan", "full_model"]
+    assert [r[0].text for r in doc1.rows] == ["CycleGAN", "DisDiff"]
+    _, cmp = tables.paper_comparison(summary, roster)
+    assert set(cmp["method"]) == {"full_model", "without_content_critic"}
+    ablation_reported = cmp[(cmp["table"] == 2) & (cmp["method"] == "without_content_critic")]
+    assert sorted(ablation_reported["reported_mean"]) == sorted([23.52, 79.22, 24.31, 81.12])
+
+
+def test_roles_from_the_config_and_clear_errors() -> None:
+    from mrbench.roster import Roster, roster_of
+
+    methods = {
+        "identity": {"plugin": "identity"},
+        "cyclegan": {"plugin": "cyclegan", "label": "CG"},
+        "disdiff": {"plugin": "disdiff"},
+    }
+    roster = roster_of(
+        {
+            "methods": methods,
+            "evaluation": {
+                "method_order": ["disdiff", "not_in_this_run", "identity"],
+                "table1_methods": ["identity", "disdiff"],
+                "reference_method": "identity",
+                "efficiency_pair": ["disdiff", "cyclegan"],
+            },
+        }
+    )
+    assert roster.order == ["disdiff", "identity", "cyclegan"]
+    assert roster.table1 == ["disdiff", "identity"]
+    assert roster.label("cyclegan") == "CG" and roster.reference == "identity"
+    assert Roster.from_dict(roster.to_dict()) == roster
+    with pytest.raises(ValueError, match="evaluation.ablation_methods: 'nope' is not a config"):
+        roster_of({"methods": methods, "evaluation": {"ablation_methods": ["nope"]}})
+    with pytest.raises(ValueError, match="evaluation.reference_method"):
+        roster_of({"methods": methods, "evaluation": {"reference_method": "nope"}})
+
+
+def test_resources_read_the_plugin_traits() -> None:
+    from methods.base import get_plugin
+    from mrbench import resources as R
+
+    spec = {"plugin": "syndiff", "training": {"steps": 6000, "batch_size": 1}}
+    cost = get_plugin("syndiff").seconds_per_image_256
+    assert R.seconds_per_image(spec, 256) == cost
+    assert R.train_runtime_minutes({"plugin": "intensity_map", "training": {}}, 256) == (
+        R.UNTRAINED_MINUTES
+    )
+    with pytest.raises(ValueError, match="unknown method plugin 'nope'"):
+        R.train_runtime_minutes({"plugin": "nope", "training": {"steps": 1}}, 64)
+
+
+# ---------------------------------------------------------------------- the whole workflow
+def _snakemake(workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("snakemake")
+    return subprocess.run(
+        [str(exe), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1500
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The tiny workflow with a folder plugin, an entry-point plugin and a renamed variant."""
+    import shutil
+
+    import yaml
+
+    outside = tmp_path_factory.mktemp("user")  # outside the repository
+    folder = outside / "my_methods"
+    write_folder_plugin(folder)
+    site = write_installed_dist(outside / "site")
+    work = tmp_path_factory.mktemp("workflow")
+    for item in ("Snakefile", "workflow", "config", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    keep = {m: cfg["methods"][m] for m in ("identity", "cyclegan", "disdiff")}
+    no_dc = {**cfg["methods"]["disdiff_no_dc"]}
+    keep["without_content_critic"] = no_dc
+    keep["mine"] = {"plugin": "toy_folder"}
+    keep["theirs"] = {"plugin": "toy_ep"}
+    cfg["methods"] = keep
+    cfg["plugin_paths"] = [str(folder)]
+    cfg["evaluation"].update(
+        fid={"enabled": False}, reference_method="mine", efficiency_pair=["mine", "theirs"]
+    )
+    (work / "config" / "toy.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+    env.pop("MRBENCH_PLUGIN_PATH", None)
+    res = _snakemake(work, env, "--cores", "2", "--configfile", "config/toy.yaml")
+    assert res.returncode == 0, res.stderr[-4000:]
+    return work, env
+
+
+def test_out_of_tree_methods_in_every_table_and_the_report(toy_run) -> None:
+    work, env = toy_run
+    tables = work / "results" / "tables"
+    table1 = pd.read_csv(tables / "table1.csv")
+    assert {"mine", "theirs", "identity", "cyclegan", "disdiff"} == set(table1["method"])
+    assert {"Toy folder method", "Toy entry-point method"} <= set(table1["label"])
+    md = (tables / "table1.md").read_text()
+    assert "Toy folder method" in md and "Folder et al., 2026" in md
+    sig = pd.read_csv(tables / "significance.csv")
+    assert set(sig["reference"]) == {"mine"} and "theirs" in set(sig["method"])
+    assert "Toy folder method" in (tables / "significance.md").read_text()
+    eff = pd.read_csv(tables / "efficiency.csv")
+    assert {"mine", "theirs"} <= set(eff["method"])
+    assert "Toy entry-point method" in (tables / "efficiency.md").read_text()
+    # the renamed variant: Table 2 with its checkmarks, not Table 1
+    t2 = pd.read_csv(tables / "table2_ablation.csv")
+    assert list(dict.fromkeys(t2["method"])) == ["without_content_critic", "disdiff"]
+    row = t2[t2["method"] == "without_content_critic"].iloc[0]
+    assert row["Disentangled"] and row["Diffusion"] and not row["D_c"]
+    assert "without_content_critic" not in set(table1["method"])
+    figures = {p.name for p in (work / "results" / "figures").iterdir()}
+    assert {"content_maps_phantom_disdiff.png"} <= figures
+    assert "content_maps_phantom_without_content_critic.png" in figures
+    res = _snakemake(work, env, "--configfile", "config/toy.yaml", "--report", "report.html")
+    assert res.returncode == 0, res.stderr[-4000:]
+    html = (work / "report.html").read_text()
+    assert "methods.md" in html and "table1.md" in html
+    import base64
+    import re
+
+    texts = [html]
+    for chunk in re.findall(r"base64,([A-Za-z0-9+/=]+)", html):
+        try:
+            texts.append(base64.b64decode(chunk).decode("utf-8", errors="ignore"))
+        except ValueError:
+            continue
+    found = "\n".join(texts)
+    assert "Toy folder method" in found and "Toy entry-point method" in found
+    # and the library never names them
+    for part in ("mrbench", "workflow"):
+        for path in (ROOT / part).rglob("*"):
+            if path.is_file() and path.suffix in {".py", ".smk", ".yaml", ".rst", ".csv"}:
+                text = path.read_text(errors="ignore")
+                assert "toy_folder" not in text and "toy_ep" not in text, path
+
+
+def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None:
+    """The figure goes to every method offering content maps, and only with the module on."""
+    from methods.base import get_plugin
+    from mrbench.content_maps import offers_content_maps
+    from mrbench.io import InputError
+
+    cls = get_plugin("disdiff")
+    assert "content_maps" in cls.capabilities_for({})
+    no_dis = {"use_disentanglement": False, "use_content_discriminator": False}
+    assert cls.capabilities_for(no_dis) == frozenset()
+    with_dis = cls(dict(cls.tiny_params), image_size=16)
+    without = cls({**cls.tiny_params, **no_dis}, image_size=16)
+    assert offers_content_maps(with_dis) and not offers_content_maps(without)
+    ident = get_plugin("identity")()
+    assert not offers_content_maps(ident)
+    from mrbench.content_maps import content_maps_of
+
+    x = -torch.ones(1, 1, 16, 16)
+    a, b = content_maps_of(with_dis, x, x)
+    assert a.shape == b.shape and a.shape[0] == 1
+    with pytest.raises(InputError, match="does not offer content maps"):
+        content_maps_of(without, x, x)
