@@ -66,6 +66,16 @@ EVALUATION_DEFAULTS: dict[str, Any] = {
     "device": "auto",
 }
 
+#: evaluation keys that only arrange the tables (which methods, in which order, against whom):
+#: they shape no number of a metrics file, so they stay out of its config hash
+TABLE_ROLE_KEYS = (
+    "table1_methods",
+    "ablation_methods",
+    "method_order",
+    "reference_method",
+    "efficiency_pair",
+)
+
 #: provenance: the packages whose versions are recorded with every number
 PROVENANCE_PACKAGES = ("numpy", "scikit-image", "scipy", "torch", "nibabel", "torch-fidelity")
 
@@ -143,13 +153,14 @@ def package_versions() -> str:
 def config_hash(config: dict, dataset: str, method: str) -> str:
     """Short hash of everything in the config that shapes one model's results: the dataset's
     settings, the resolved method entry (plugin, params, training), seeds-independent, and the
-    evaluation section."""
+    evaluation section (without :data:`TABLE_ROLE_KEYS`)."""
     from mrbench.config import method_spec_dict
 
+    evaluation = {k: v for k, v in evaluation_settings(config).items() if k not in TABLE_ROLE_KEYS}
     payload = {
         "dataset": {dataset: config["datasets"][dataset]},
         "method": method_spec_dict(config, method),
-        "evaluation": evaluation_settings(config),
+        "evaluation": evaluation,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

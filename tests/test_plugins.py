@@ -397,3 +397,19 @@ def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None
     assert a.shape == b.shape and a.shape[0] == 1
     with pytest.raises(InputError, match="does not offer content maps"):
         content_maps_of(without, x, x)
+
+
+def test_table_roles_stay_out_of_the_metrics_config_hash() -> None:
+    """Reordering rows or choosing another reference must not re-score every model."""
+    from mrbench.evaluate import config_hash
+
+    config = {
+        "datasets": {"phantom": {"image_size": 16}},
+        "methods": {"cyclegan": {"plugin": "cyclegan"}, "identity": {"plugin": "identity"}},
+        "evaluation": {"reference_method": "cyclegan"},
+    }
+    before = config_hash(config, "phantom", "cyclegan")
+    config["evaluation"].update(reference_method="identity", method_order=["identity"])
+    assert config_hash(config, "phantom", "cyclegan") == before
+    config["evaluation"]["protocols"] = ["max01"]
+    assert config_hash(config, "phantom", "cyclegan") != before
