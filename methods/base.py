@@ -17,6 +17,7 @@ Conventions shared by all methods:
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -55,6 +56,10 @@ def get_plugin(name: str) -> type[TranslationMethod]:
     return plugins[name]
 
 
+class RenamedParameterWarning(UserWarning):
+    """A config or saved model used a parameter's old name (accepted for one release)."""
+
+
 def split_direction(direction: str) -> tuple[str, str]:
     """``"t1_to_t2"`` -> ``("t1", "t2")``."""
     if direction not in DIRECTIONS:
@@ -81,6 +86,13 @@ class TranslationMethod(nn.Module, abc.ABC):
     tiny_params: ClassVar[dict[str, Any]] = {}
     #: True if the method must see co-registered pairs (t1 and t2 of the same slice) in training.
     needs_pairs: ClassVar[bool] = False
+    #: Old parameter names still accepted for one release, ``{old: new}``; using one warns
+    #: (:class:`RenamedParameterWarning`). Shared networks take the same names in every method:
+    #: the NCSN++ generator ``unet_ch``, ``unet_mult``, ``unet_res_blocks``, ``unet_attn``
+    #: (plus ``nz``, ``z_emb_dim``, ``n_mlp``), the time-conditioned discriminator ``tdis_ch``,
+    #: ``tdis_t_emb``, ``tdis_down``, its lazy R1 penalty ``r1_gamma``, ``r1_every``, and the
+    #: few-step diffusion ``num_steps``, ``beta_min``, ``beta_max``.
+    aliases: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ traits
     # What the library needs to know about a method, said once here, never by config name in
@@ -119,16 +131,39 @@ class TranslationMethod(nn.Module, abc.ABC):
         """Display name, falling back to the plugin name."""
         return cls.display_name or cls.plugin_name
 
-    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
-        super().__init__()
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(self.defaults))
+    @classmethod
+    def rename_params(cls, params: dict[str, Any] | None, where: str = "params") -> dict[str, Any]:
+        """``params`` with old names (:attr:`aliases`) replaced by the current ones, warning
+        once per old name; raises ValueError for unknown names or an old and a new name given
+        together. ``where`` names the source in messages (a config key, a file)."""
+        out: dict[str, Any] = {}
+        for key, value in (params or {}).items():
+            new = cls.aliases.get(key)
+            if new is None:
+                continue
+            if new in (params or {}):
+                raise ValueError(
+                    f"{where}: method {cls.plugin_name!r} got both {key!r} and its new name {new!r}"
+                )
+            warnings.warn(
+                f"{where}: method {cls.plugin_name!r} parameter {key!r} is now {new!r}; the old "
+                "name is accepted for one release",
+                RenamedParameterWarning,
+                stacklevel=3,
+            )
+            out[new] = value
+        out |= {k: v for k, v in (params or {}).items() if k not in cls.aliases}
+        unknown = sorted(set(out) - set(cls.defaults))
         if unknown:
             raise ValueError(
-                f"method {self.plugin_name!r}: unknown parameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(self.defaults))}"
+                f"{where}: method {cls.plugin_name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(cls.defaults))}"
             )
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        return out
+
+    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
+        super().__init__()
+        self.params: dict[str, Any] = {**self.defaults, **self.rename_params(params)}
         self.image_size = image_size
 
     # ----------------------------------------------------------------- training

@@ -207,7 +207,7 @@ class DisDiff(TranslationMethod):
         "dc_ch": 256,  # content discriminator
         "dc_layers": 3,
         # --- adversarial diffusion module (SynDiff sizes and schedule)
-        "num_timesteps": 4,
+        "num_steps": 4,
         "beta_min": 0.1,
         "beta_max": 20.0,
         "unet_ch": 64,
@@ -267,6 +267,8 @@ class DisDiff(TranslationMethod):
         "tdis_t_emb": 32,
         "tdis_down": 3,
     }
+    #: names before the shared vocabulary of the adversarial diffusion networks
+    aliases: ClassVar[dict[str, str]] = {"num_timesteps": "num_steps"}
     training_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "plateau", "lr_patience": 2}
 
     def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
@@ -347,7 +349,7 @@ class DisDiff(TranslationMethod):
 
         p = self.params
         self.diffusion = AdversarialDiffusion(
-            num_steps=int(p["num_timesteps"]),
+            num_steps=int(p["num_steps"]),
             beta_min=float(p["beta_min"]),
             beta_max=float(p["beta_max"]),
         )
@@ -667,7 +669,7 @@ class DisDiff(TranslationMethod):
     @property
     def sampling_steps(self) -> int:
         """Generator calls per translation: the diffusion steps, or 1 (the decoder) without."""
-        return int(self.params["num_timesteps"]) if self.use_diff else 1
+        return int(self.params["num_steps"]) if self.use_diff else 1
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:

@@ -51,7 +51,10 @@ def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
         "method": method,
         "plugin": entry["plugin"],
         "label": entry.get("label", method),
-        "params": {**cls.defaults, **(entry.get("params") or {})},
+        "params": {
+            **cls.defaults,
+            **cls.rename_params(entry.get("params"), f"config key methods.{method}.params"),
+        },
         "training": training,
         "trainable": bool(cls.trainable),
     }
@@ -77,7 +80,7 @@ def check_config(config: dict) -> None:
             )
         cls = plugins[plugin]
         for key in entry.get("params", {}) or {}:
-            if key not in cls.defaults:
+            if key not in cls.defaults and key not in getattr(cls, "aliases", {}):
                 raise ConfigError(
                     f"config key methods.{name}.params.{key}: unknown parameter of plugin "
                     f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"
