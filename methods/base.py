@@ -118,6 +118,30 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: Deviations from the method's official recipe and code (adaptations to 1-channel MRI etc.),
     #: one sentence each; the recipe table lists them.
     deviations: ClassVar[tuple[str, ...]] = ()
+    #: Optimiser family for the recipe table, e.g. ``"Adam"`` (its learning rates and betas are
+    #: read from the resolved parameters whose names start with ``lr`` or ``beta``).
+    optimizer: ClassVar[str] = ""
+    #: Named training recipes (sections of trainer keys, :mod:`mrbench.trainer`), picked for
+    #: every method at once by the config's top-level ``recipe`` key (:mod:`mrbench.recipes`):
+    #:
+    #: - ``"official"``: the published recipe, written as the paper or official code states it:
+    #:   ``batch_size``, ``epochs`` (converted to steps from the training split at run time),
+    #:   ``lr_schedule`` and its keys (e.g. ``lr_decay_start: 0.5`` for "decay from epoch 100
+    #:   of 200"), ``ema_decay``, ``augment`` (``"resize_crop_flip"`` only if the official
+    #:   recipe augments) and ``select`` (``"last"`` or ``"best"``, the official choice);
+    #: - ``"equal_budget"``: the same without ``batch_size``/``epochs``/``steps`` (every method
+    #:   gets :data:`mrbench.recipes.EQUAL_BUDGET`); omitted, it is ``official`` less those keys.
+    #:
+    #: Anything the benchmark cannot follow goes into :attr:`deviations`. Example::
+    #:
+    #:     recipes = {
+    #:         "official": {"batch_size": 1, "epochs": 200, "lr_schedule": "linear",
+    #:                      "lr_decay_start": 0.5, "augment": "resize_crop_flip",
+    #:                      "select": "last"},
+    #:         "equal_budget": {"lr_schedule": "linear", "lr_decay_start": 0.5,
+    #:                          "augment": "resize_crop_flip", "select": "last"},
+    #:     }
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def components(cls, params: dict[str, Any]) -> dict[str, bool]:
@@ -193,6 +217,13 @@ class TranslationMethod(nn.Module, abc.ABC):
     @abc.abstractmethod
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         """Translate a batch ``(B, 1, H, W)`` in ``[-1, 1]``; returns the same shape and range."""
+
+    def validation_outputs(self, x: torch.Tensor, direction: str) -> dict[str, torch.Tensor]:
+        """Named intermediate images of a translation, same shape and range as ``x`` (default
+        none). The trainer's validation logs the PSNR of each against the input and against the
+        target (``psnr_<name>_vs_input``, ``psnr_<name>_vs_target``): e.g. a translator that
+        stays near the identity map while every loss falls shows a high PSNR to its input."""
+        return {}
 
     # ------------------------------------------------------------------ state
     def full_state(self) -> dict[str, Any]:

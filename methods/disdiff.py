@@ -267,6 +267,26 @@ class DisDiff(TranslationMethod):
         "tdis_t_emb": 32,
         "tdis_down": 3,
     }
+    optimizer = "Adam"
+    deviations = (
+        "Reconstruction from the paper (no official code).",
+        "The paper states no training length: 100 epochs at its batch size 4.",
+        "EMA 0.999 of the generators (SynDiff's; the paper does not mention an EMA).",
+        "Plateau rule on the validation PSNR (the paper reduces on the validation loss).",
+    )
+    #: section 3.2: batch 4, lr cut by 0.1 after two validations without improvement,
+    #: validation every 5 epochs, the best validated model
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "official": {
+            "batch_size": 4,
+            "epochs": 100,
+            "lr_schedule": "plateau",
+            "lr_patience": 2,
+            "lr_factor": 0.1,
+            "ema_decay": 0.999,
+            "select": "best",
+        },
+    }
     #: names before the shared vocabulary of the adversarial diffusion networks
     aliases: ClassVar[dict[str, str]] = {"num_timesteps": "num_steps"}
     training_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "plateau", "lr_patience": 2}

@@ -114,6 +114,27 @@ class SynDiff(TranslationMethod):
         "ndf_cycle": 8,
         "n_layers_cycle": 2,
     }
+    optimizer = "Adam"
+    deviations = (
+        "One-channel output of the diffusive generator (the official network outputs as many "
+        "channels as it takes).",
+        "Initialisation by variance scaling with fan average; the official code, though its "
+        "initialiser is named fan_avg, scales by fan_out in practice.",
+        "Cosine annealing per step over the run (the official code anneals per epoch).",
+        "Checkpoint chosen by the best paired-validation PSNR; the official code leaves the "
+        "epoch to the user (--which_epoch).",
+    )
+    #: the published command: batch 1, 500 epochs, cosine annealing to 1e-5, EMA 0.999
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "official": {
+            "batch_size": 1,
+            "epochs": 500,
+            "lr_schedule": "cosine",
+            "lr_min": 1e-5,
+            "ema_decay": 0.999,
+            "select": "best",
+        },
+    }
     #: names before the shared vocabulary of the NCSN++ and time-discriminator networks
     aliases: ClassVar[dict[str, str]] = {
         "nf": "unet_ch",

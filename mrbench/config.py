@@ -37,19 +37,22 @@ def training_defaults() -> dict[str, Any]:
 
 def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
-    settings (trainer defaults < the plugin's ``training_defaults`` < config ``training`` <
-    the method's own ``training`` overrides)."""
+    settings (trainer defaults < the plugin's ``training_defaults`` < the recipe the config's
+    ``recipe`` key names (:mod:`mrbench.recipes`) < config ``training`` < the method's own
+    ``training`` overrides)."""
     from methods import get_plugin
+    from mrbench.recipes import RecipeError, method_training
 
     entry = config["methods"][method]
     cls = get_plugin(entry["plugin"])
-    training = dict(training_defaults())
-    training.update(getattr(cls, "training_defaults", {}) or {})
-    training.update(config.get("training", {}) or {})
-    training.update(entry.get("training", {}) or {})
+    try:
+        training = method_training(cls, config, method)  # with the config's recipe
+    except RecipeError as exc:
+        raise ConfigError(str(exc)) from None
     return {
         "method": method,
         "plugin": entry["plugin"],
+        "recipe": config.get("recipe"),
         "label": entry.get("label", method),
         "params": {
             **cls.defaults,

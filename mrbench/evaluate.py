@@ -388,6 +388,7 @@ def report_targets(config: dict, results: str = "results") -> list[str]:
     """
     return (
         table_files(config, results)
+        + [f"{results}/tables/recipes.{ext}" for ext in ("csv", "md", "tex")]
         + figure_files(config, results)
         + data_qc_files(config, results)
     )

@@ -669,6 +669,7 @@ def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) ->
         if "psnr" in val_log
         else math.nan
     )
+    facts |= translator_psnr(val_log)
     facts["train_seconds"] = (
         float(pd.to_numeric(val_log["seconds_elapsed"], errors="coerce").max())
         if "seconds_elapsed" in val_log
@@ -687,6 +688,18 @@ def run_facts(model_path: str | Path, prediction_dirs: list[str | Path] = ()) ->
     device = run_dir / "device.txt"
     facts["device"] = device.read_text().strip().splitlines()[0] if device.exists() else ""
     return facts
+
+
+def translator_psnr(val_log: pd.DataFrame) -> dict[str, float]:
+    """Collapse check of methods with translators (``validation_outputs``): at the last
+    validation, the translator's PSNR against its own input and against the target (NaN for
+    methods without one). Near-identity translators score high against the input."""
+    out = {}
+    for ref in ("input", "target"):
+        col = f"psnr_translator_vs_{ref}"
+        values = pd.to_numeric(val_log[col], errors="coerce") if col in val_log else pd.Series()
+        out[f"translator_psnr_vs_{ref}"] = float(values.iloc[-1]) if len(values) else math.nan
+    return out
 
 
 def time_to_threshold(val_log: pd.DataFrame, threshold: float) -> tuple[float, float]:
@@ -743,8 +756,9 @@ def efficiency(
         )
         records.append(rec)
     df = pd.DataFrame(records)
-    if not df.empty and "sampling_steps" not in df:
-        df["sampling_steps"] = math.nan  # facts gathered before the column existed
+    for col in ("sampling_steps", "translator_psnr_vs_input", "translator_psnr_vs_target"):
+        if not df.empty and col not in df:
+            df[col] = math.nan  # facts gathered before the column existed
     header = [
         [
             ("Dataset", 1),
@@ -755,6 +769,8 @@ def efficiency(
             ("Steps to thr.", 1),
             ("Time to thr. (s)", 1),
             ("Inference (s/slice)", 1),
+            ("Translator PSNR vs input", 1),
+            ("Translator PSNR vs target", 1),
             ("Sampling steps", 1),
         ]
     ]
@@ -770,6 +786,8 @@ def efficiency(
                 seconds_to_threshold=("seconds_to_threshold", "mean"),
                 inference_s_per_slice=("inference_s_per_slice", "mean"),
                 sampling_steps=("sampling_steps", "mean"),
+                translator_vs_input=("translator_psnr_vs_input", "mean"),
+                translator_vs_target=("translator_psnr_vs_target", "mean"),
             )
             .reset_index()
         )
@@ -786,6 +804,8 @@ def efficiency(
                     Cell(fmt_num(r.steps_to_threshold, 0)),
                     Cell(fmt_num(r.seconds_to_threshold, 1)),
                     Cell(fmt_num(r.inference_s_per_slice, 4)),
+                    Cell(fmt_num(r.translator_vs_input)),
+                    Cell(fmt_num(r.translator_vs_target)),
                     Cell(fmt_num(r.sampling_steps, 0)),
                 ]
             )
@@ -803,10 +823,13 @@ def efficiency(
         "CUDA memory allocated on a GPU, the process's resident memory on the CPU.",
         "Inference: model calls only, mean over the test splits of both directions "
         "(timing.json). Several seeds are averaged.",
+        "Translator PSNR (dB, last validation, both directions): the output of a method's "
+        "translator networks against their own input and against the target; near-identity "
+        "translators (a collapse every loss of UNIT-DDPM allows) score high against the input.",
     ]
     if devices:
         notes.append("Devices: " + "; ".join(devices) + ".")
-    doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 7, notes)
+    doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 9, notes)
     return doc, df
 
 

@@ -10,8 +10,20 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 ``steps``
     number of training iterations (one :meth:`train_step` call each). Non-trainable methods
     ignore it: they are fitted once with :meth:`fit`.
+``epochs``
+    training length in passes over the training split, the way published recipes state it;
+    when set it replaces ``steps`` at run time: ``epochs x (training slices // batch_size)``
+    (e.g. CycleGAN's 200 epochs are 1.08 M steps on IXI's 5400 training slices at batch 1).
+    A settings layer that sets ``steps`` without ``epochs`` clears an ``epochs`` from a lower
+    layer (see :func:`merge_training`).
+``augment``, ``augment_resize``
+    ``none`` or ``resize_crop_flip`` (CycleGAN's resize to ``augment_resize`` x size, random
+    crop and flip, identical for an image and its mask; :mod:`mrbench.augment`).
 ``batch_size``
     slices per modality per step.
+``val_every_epochs``
+    when set, ``val_every`` becomes this many epochs' steps at run time (the DisDiff paper
+    validates every 5 epochs).
 ``val_every``, ``checkpoint_every``, ``log_every``
     validate / write ``checkpoints/last.pt`` / write a ``train_log.csv`` row every N steps; all
     three also happen after the last step. A log row holds the mean of each loss over its
@@ -82,6 +94,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mrbench import __version__, valmetrics
+from mrbench.augment import AUGMENTATIONS, Augment, augmenter
 from mrbench.checkpoint import (
     load_checkpoint,
     model_record,
@@ -98,8 +111,10 @@ from mrbench.slices import SliceStore
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "steps": 10000,
+    "epochs": None,
     "batch_size": 1,
     "val_every": 1000,
+    "val_every_epochs": None,
     "checkpoint_every": 1000,
     "log_every": 10,
     "val_max_slices": 64,
@@ -116,6 +131,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "num_workers": 0,
     "pairing": "unpaired",
     "gpus_per_job": 1,
+    "augment": "none",
+    "augment_resize": 286 / 256,
 }
 LR_SCHEDULES = ("constant", "plateau", "linear", "cosine")
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
@@ -137,8 +154,29 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge defaults, the method's suggestions and ``training``; validate every value."""
+def merge_training(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Overlay training sections, lowest precedence first. A layer that sets ``steps`` without
+    ``epochs`` states the length in steps: it clears an ``epochs`` of a lower layer."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        layer = layer or {}
+        if "steps" in layer and "epochs" not in layer:
+            out["epochs"] = None
+        out.update(layer)
+    return out
+
+
+def steps_for_epochs(epochs: int, train_slices: int, batch_size: int) -> int:
+    """Steps of ``epochs`` passes over ``train_slices`` slices (an incomplete last batch of an
+    epoch is dropped, as :class:`PairSampler` does)."""
+    return int(epochs) * (int(train_slices) // int(batch_size))
+
+
+def resolve_training(
+    method_cls: type, training: dict[str, Any] | None, train_slices: int | None = None
+) -> dict[str, Any]:
+    """Merge defaults, the method's suggestions and ``training``; validate every value. With
+    ``train_slices`` (the training split's size), ``epochs`` becomes ``steps``."""
     suggested = dict(getattr(method_cls, "training_defaults", {}) or {})
     for source, section in (("method training_defaults", suggested), ("training", training or {})):
         unknown = sorted(set(section) - set(TRAINING_DEFAULTS))
@@ -147,7 +185,22 @@ def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[
                 f"{source}: unknown key(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(TRAINING_DEFAULTS))}"
             )
-    t = {**TRAINING_DEFAULTS, **suggested, **(training or {})}
+    t = merge_training(TRAINING_DEFAULTS, suggested, training)
+    epochs, val_epochs = t["epochs"], t["val_every_epochs"]
+    _check(epochs is None or (_is_int(epochs) and epochs >= 1), "epochs", epochs, "null or >= 1")
+    _check(
+        val_epochs is None or (_is_int(val_epochs) and val_epochs >= 1),
+        "val_every_epochs",
+        val_epochs,
+        "null or >= 1",
+    )
+    _check(t["augment"] in AUGMENTATIONS, "augment", t["augment"], "|".join(AUGMENTATIONS))
+    _check(
+        isinstance(t["augment_resize"], int | float) and t["augment_resize"] >= 1,
+        "augment_resize",
+        t["augment_resize"],
+        "a number >= 1",
+    )
     for key in ("steps", "num_workers"):
         _check(_is_int(t[key]) and t[key] >= 0, key, t[key], "an integer >= 0")
     for key in (
@@ -188,6 +241,11 @@ def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[
         _check(isinstance(t[key], bool), key, t[key], "true or false")
     if getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
+    if train_slices is not None:
+        if epochs is not None:
+            t["steps"] = steps_for_epochs(epochs, train_slices, t["batch_size"])
+        if val_epochs is not None:
+            t["val_every"] = max(1, steps_for_epochs(val_epochs, train_slices, t["batch_size"]))
     return t
 
 
@@ -242,25 +300,30 @@ class PairSampler:
 
 
 class _BatchIndices(Sampler):
+    """Batch ``k`` as ``(t1 row, t2 row, k)`` items: the batch number keys the augmentation."""
+
     def __init__(self, sampler: PairSampler, start: int) -> None:
         self.sampler, self.start = sampler, start
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         k = self.start
         while True:
-            yield self.sampler.batch(k)
+            yield [(i, j, k) for i, j in self.sampler.batch(k)]
             k += 1
 
 
 class _PairDataset(Dataset):
-    def __init__(self, store: SliceStore) -> None:
-        self.store = store
+    def __init__(self, store: SliceStore, augment: Augment | None = None) -> None:
+        self.store, self.augment = store, augment
 
     def __len__(self) -> int:
         return len(self.store) ** 2
 
-    def __getitem__(self, ij: tuple[int, int]) -> dict[str, torch.Tensor]:
-        return self.store.pair(*ij)
+    def __getitem__(self, key: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        item = self.store.pair(key[0], key[1])
+        if self.augment is not None:
+            item = self.augment(item, key[2] if len(key) > 2 else 0, (key[0], key[1]))
+        return item
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -443,11 +506,36 @@ def validate(
                 for p, t in zip(pred[:, 0], target[:, 0], strict=True):
                     scores[f"psnr_{d}"].append(valmetrics.psnr(t, p))
                     scores[f"ssim_{d}"].append(valmetrics.ssim(t, p))
+                _diagnostics(method, batch[src], batch[dst], d, scores)
     method.train(was_training)
     out = {k: float(np.mean(v)) for k, v in scores.items()}
     out["psnr"] = float(np.mean([out[f"psnr_{d}"] for d in DIRECTIONS]))
     out["ssim"] = float(np.mean([out[f"ssim_{d}"] for d in DIRECTIONS]))
+    for key in [k for k in out if k.endswith("_t1_to_t2")]:
+        stem = key.removesuffix("_t1_to_t2")
+        if stem not in out:  # diagnostics: the mean of both directions as for psnr/ssim
+            out[stem] = float(np.mean([out[f"{stem}_{d}"] for d in DIRECTIONS]))
     return out
+
+
+def _diagnostics(
+    method: nn.Module,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    direction: str,
+    scores: dict[str, list[float]],
+) -> None:
+    """PSNR of the method's intermediate images against the input and the target."""
+    extra = getattr(method, "validation_outputs", None)
+    if extra is None:
+        return
+    to01 = lambda x: ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy()[:, 0]  # noqa: E731
+    src, tgt = to01(source), to01(target)
+    for name, images in extra(source, direction).items():
+        for ref_name, ref in (("input", src), ("target", tgt)):
+            key = f"psnr_{name}_vs_{ref_name}_{direction}"
+            values = [valmetrics.psnr(r, p) for r, p in zip(ref, to01(images), strict=True)]
+            scores.setdefault(key, []).extend(values)
 
 
 # --------------------------------------------------------------------------- logs
@@ -630,8 +718,9 @@ def _check_spec(spec: dict[str, Any]) -> type:
     for key in ("method", "plugin"):
         if not isinstance(spec.get(key), str) or not spec[key]:
             raise InputError(f"spec: key {key!r} must be a non-empty string")
-    # "label" and "trainable" are informational keys of the workflow's resolved spec
-    unknown = sorted(set(spec) - {"method", "plugin", "params", "training", "label", "trainable"})
+    # "label", "trainable" and "recipe" are informational keys of the workflow's resolved spec
+    info = {"label", "trainable", "recipe"}
+    unknown = sorted(set(spec) - {"method", "plugin", "params", "training"} - info)
     if unknown:
         raise InputError(f"spec: unknown key(s) {', '.join(unknown)}")
     try:
@@ -665,7 +754,7 @@ def prepare_run(
         raise InputError(
             f"{data_dir}: train slices are {train_store.size} px, val slices {val_store.size} px"
         )
-    training = resolve_training(cls, spec.get("training"))
+    training = resolve_training(cls, spec.get("training"), train_slices=len(train_store))
     if dist.enabled and not cls.trainable:
         raise InputError(
             f"{spec['plugin']} is not trainable: run it in one process, not {dist.world_size}"
@@ -707,7 +796,10 @@ def write_run_files(run: Run) -> None:
     run.ckpt_dir.mkdir(parents=True, exist_ok=True)
     if run.dist.is_main:
         with atomic_path(run.out_dir / "spec.json") as tmp:
-            text = json.dumps({**run.resolved, "data": str(run.data_dir)}, indent=1, default=str)
+            extra = {"recipe": run.spec.get("recipe"), "train_slices": len(run.train_store)}
+            text = json.dumps(
+                {**run.resolved, "data": str(run.data_dir), **extra}, indent=1, default=str
+            )
             tmp.write_text(text)
         (run.out_dir / "device.txt").write_text(run.device_message + "\n")
     run.log(f"{run.name} ({run.spec['plugin']}), seed {run.seed}: {run.device_message}")
@@ -991,7 +1083,7 @@ def _make_ema(run: Run) -> EMA | None:
 def _batches(run: Run, sampler: Any, start: int) -> Iterator[dict[str, torch.Tensor]]:
     workers = int(run.training["num_workers"])
     loader = DataLoader(
-        _PairDataset(run.train_store),
+        _PairDataset(run.train_store, augmenter(run.training, run.seed)),
         batch_sampler=_BatchIndices(sampler, start),
         num_workers=workers,
         collate_fn=_collate,
@@ -1075,7 +1167,9 @@ __all__ = [
     "PairSampler",
     "TRAINING_DEFAULTS",
     "TrainingError",
+    "merge_training",
     "resolve_training",
+    "steps_for_epochs",
     "Checkpoints",
     "Progress",
     "Run",
