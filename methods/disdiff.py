@@ -63,9 +63,9 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
    doubling (capped at 1024), LeakyReLU, 1x1 conv to patch logits (DRIT++ also has a
    multi-scale variant). N(0, 0.02) initialisation (DRIT++'s) for all of these.
 2. Content discriminator D_c (eq. 7): 3 stride-2 3x3 convs of 256 channels with LeakyReLU, a
-   1x1 conv, global average pooling and a linear logit, without normalisation (DRIT++ uses 7x7
-   kernels with instance norm sized for 64 px maps; instance norm would hide per-channel
-   offsets between the modalities, and small maps need small kernels). Fewer stride-2 convs on
+   1x1 conv, global average pooling and a linear logit, without normalisation (as DRIT++ in
+   practice: its code asks for instance norm but compares the literal string 'norm', so never
+   applies it; DRIT++'s 7x7 kernels are sized for 64 px maps, small maps need small kernels). Fewer stride-2 convs on
    small maps (at least 2 px left). It sees the content maps as the decoders do (with the
    training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-

@@ -491,6 +491,7 @@ def paper_comparison(
                 "reported_std": float(row.std),
                 "difference": rep_mean - float(row.mean),
                 "protocol": protocol,
+                "note": getattr(row, "note", "") or "",
             }
         )
     df = pd.DataFrame(records)
@@ -528,6 +529,7 @@ def paper_comparison(
         "protocol effects.",
         "Difference = reproduced - reported.",
     ]
+    notes += provenance_notes(records)
     others = sorted(present - set(paper["config_dataset"]))
     if others:
         notes.append(
@@ -538,6 +540,21 @@ def paper_comparison(
         "Reproduced vs reported results of the DisDiff paper.", header, rows, "lllllccc", notes
     )
     return doc, df
+
+
+def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Footnotes for reported numbers whose provenance the paper does not state (the ``note``
+    column of ``paper_results.csv``), e.g. Table 2 rows copied from Table 1."""
+    by_note: dict[str, list[str]] = {}
+    for rec in records:
+        if rec.get("note"):
+            by_note.setdefault(rec["note"], []).append(
+                f"Table {rec['table']} {rec['paper_method']}"
+            )
+    return [
+        f"Reported {', '.join(dict.fromkeys(rows))}: {note}, value for value."
+        for note, rows in by_note.items()
+    ]
 
 
 # ---------------------------------------------------------------- significance
