@@ -65,9 +65,9 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
 2. Content discriminator D_c (eq. 7): 3 stride-2 3x3 convs of 256 channels with LeakyReLU, a
    1x1 conv, global average pooling and a linear logit, without normalisation (as DRIT++ in
    practice: its code asks for instance norm but compares the literal string 'norm', so never
-   applies it; DRIT++'s 7x7 kernels are sized for 64 px maps, small maps need small kernels). Fewer stride-2 convs on
-   small maps (at least 2 px left). It sees the content maps as the decoders do (with the
-   training noise), T1w labelled 1 and T2w 0.
+   applies it; DRIT++'s 7x7 kernels are sized for 64 px maps, small maps need small kernels).
+   Fewer stride-2 convs on small maps (at least 2 px left). It sees the content maps as the
+   decoders do (with the training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
    ``content_dis_steps`` = 3 times per generator update (DRIT++ updates D_c on every iteration
