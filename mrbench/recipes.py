@@ -195,22 +195,16 @@ def recipe_table(spec_paths: list[str | Path]) -> tuple[Any, pd.DataFrame]:
 
 def selection_note(config: dict) -> str:
     """Table 1's footnote naming how each trained method's exported checkpoint is chosen
-    (from the resolved config: selection does not depend on the data)."""
-    from methods import get_plugin
+    (from the resolved config: selection does not depend on the data). Methods are named as in
+    Table 1's rows (the config entry's ``label``, else its name)."""
     from mrbench.config import method_spec_dict
 
     by_rule: dict[str, list[str]] = {}
     for method in config["methods"]:
         spec = method_spec_dict(config, method)
-        if not spec["trainable"]:
-            continue
-        rule = (
-            "last step"
-            if spec["training"].get("select") == "last"
-            else "best paired-validation PSNR"
-        )
-        by_rule.setdefault(rule, []).append(
-            config["methods"][method].get("label") or get_plugin(spec["plugin"]).label()
-        )
-    parts = [f"{rule}: {', '.join(dict.fromkeys(m))}" for rule, m in sorted(by_rule.items())]
+        if spec["trainable"]:
+            last = spec["training"].get("select") == "last"
+            rule = "last step" if last else "best paired-validation PSNR"
+            by_rule.setdefault(rule, []).append(spec["label"])
+    parts = [f"{rule}: {', '.join(names)}" for rule, names in sorted(by_rule.items())]
     return "Exported checkpoint (see the recipes table): " + ("; ".join(parts) or "none") + "."

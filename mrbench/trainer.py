@@ -66,7 +66,8 @@ Precedence, lowest first: :data:`TRAINING_DEFAULTS`, the method class's ``traini
 (e.g. CycleGAN suggests the linear schedule), then the spec's ``training`` section (the config's
 global section overlaid with the method entry's own ``training``).
 
-Outputs in the run folder: ``spec.json`` (resolved spec), ``train_log.csv`` (step, each loss,
+Outputs in the run folder: ``spec.json`` (resolved spec, with epochs converted to steps, the
+config's ``recipe`` and the number of training slices), ``train_log.csv`` (step, each loss,
 lr, lr per optimiser, sec_per_step, peak_mem_mb: peak CUDA memory allocated in the interval on a
 GPU, the process's peak resident memory on the CPU), ``val_log.csv`` (step, seconds_elapsed,
 psnr, ssim and per direction, lr), ``checkpoints/last.pt``, ``checkpoints/best-step<N>.pt`` and,

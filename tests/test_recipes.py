@@ -168,3 +168,13 @@ def test_recipe_table_rows_agree_with_spec_json(phantom_store: Path, tmp_path: P
     assert f"| {row.steps:,} |" in line and "last step" in line
     assert "linear decay to 0 from epoch 0.5" in line
     assert df.set_index("method").loc["intensity_map"].steps == 0
+
+
+def test_table1_note_names_the_selection_rule() -> None:
+    note = recipes.selection_note(_config("config.yaml"))
+    assert note.startswith("Exported checkpoint")
+    last = note.split("last step: ")[1].split(";")[0]
+    best = note.split("best paired-validation PSNR: ")[1]
+    assert "cyclegan" in last and "syndiff" not in last
+    assert "syndiff" in best and "disdiff_no_dc" in best
+    assert "identity" not in note  # untrained methods select nothing
