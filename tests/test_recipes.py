@@ -178,3 +178,16 @@ def test_table1_note_names_the_selection_rule() -> None:
     assert "cyclegan" in last and "syndiff" not in last
     assert "syndiff" in best and "disdiff_no_dc" in best
     assert "identity" not in note  # untrained methods select nothing
+
+
+def test_every_plugin_recipe_resolves() -> None:
+    """Recipes a plugin declares name known trainer keys and resolve for both recipe names."""
+    from methods import registry
+
+    for name, cls in registry().items():
+        assert set(cls.recipes) <= set(recipes.RECIPES), name
+        for recipe in recipes.RECIPES:
+            t = trainer.resolve_training(cls, recipes.recipe_training(cls, recipe), 1000)
+            assert t["steps"] >= 1, (name, recipe)
+            if recipe == "equal_budget" and cls.trainable:
+                assert t["batch_size"] * t["steps"] == 100 * (1000 // 4) * 4, name
