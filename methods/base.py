@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -141,6 +142,10 @@ def get_plugin(name: str) -> type[TranslationMethod]:
     return plugins[name]
 
 
+class RenamedParameterWarning(UserWarning):
+    """A config or saved model used a parameter's old name (accepted for one release)."""
+
+
 def split_direction(direction: str) -> tuple[str, str]:
     """``"t1_to_t2"`` -> ``("t1", "t2")``."""
     if direction not in DIRECTIONS:
@@ -167,6 +172,13 @@ class TranslationMethod(nn.Module, abc.ABC):
     tiny_params: ClassVar[dict[str, Any]] = {}
     #: True if the method must see co-registered pairs (t1 and t2 of the same slice) in training.
     needs_pairs: ClassVar[bool] = False
+    #: Old parameter names still accepted for one release, ``{old: new}``; using one warns
+    #: (:class:`RenamedParameterWarning`). Shared networks take the same names in every method:
+    #: the NCSN++ generator ``unet_ch``, ``unet_mult``, ``unet_res_blocks``, ``unet_attn``
+    #: (plus ``nz``, ``z_emb_dim``, ``n_mlp``), the time-conditioned discriminator ``tdis_ch``,
+    #: ``tdis_t_emb``, ``tdis_down``, its lazy R1 penalty ``r1_gamma``, ``r1_every``, and the
+    #: few-step diffusion ``num_steps``, ``beta_min``, ``beta_max``.
+    aliases: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ traits
     # What the library needs to know about a method, said once here, never by config name in
@@ -192,6 +204,30 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: Deviations from the method's official recipe and code (adaptations to 1-channel MRI etc.),
     #: one sentence each; the recipe table lists them.
     deviations: ClassVar[tuple[str, ...]] = ()
+    #: Optimiser family for the recipe table, e.g. ``"Adam"`` (its learning rates and betas are
+    #: read from the resolved parameters whose names start with ``lr`` or ``beta``).
+    optimizer: ClassVar[str] = ""
+    #: Named training recipes (sections of trainer keys, :mod:`mrbench.trainer`), picked for
+    #: every method at once by the config's top-level ``recipe`` key (:mod:`mrbench.recipes`):
+    #:
+    #: - ``"official"``: the published recipe, written as the paper or official code states it:
+    #:   ``batch_size``, ``epochs`` (converted to steps from the training split at run time),
+    #:   ``lr_schedule`` and its keys (e.g. ``lr_decay_start: 0.5`` for "decay from epoch 100
+    #:   of 200"), ``ema_decay``, ``augment`` (``"resize_crop_flip"`` only if the official
+    #:   recipe augments) and ``select`` (``"last"`` or ``"best"``, the official choice);
+    #: - ``"equal_budget"``: the same without ``batch_size``/``epochs``/``steps`` (every method
+    #:   gets :data:`mrbench.recipes.EQUAL_BUDGET`); omitted, it is ``official`` less those keys.
+    #:
+    #: Anything the benchmark cannot follow goes into :attr:`deviations`. Example::
+    #:
+    #:     recipes = {
+    #:         "official": {"batch_size": 1, "epochs": 200, "lr_schedule": "linear",
+    #:                      "lr_decay_start": 0.5, "augment": "resize_crop_flip",
+    #:                      "select": "last"},
+    #:         "equal_budget": {"lr_schedule": "linear", "lr_decay_start": 0.5,
+    #:                          "augment": "resize_crop_flip", "select": "last"},
+    #:     }
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def components(cls, params: dict[str, Any]) -> dict[str, bool]:
@@ -211,16 +247,39 @@ class TranslationMethod(nn.Module, abc.ABC):
         """Display name, falling back to the plugin name."""
         return cls.display_name or cls.plugin_name
 
-    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
-        super().__init__()
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(self.defaults))
+    @classmethod
+    def rename_params(cls, params: dict[str, Any] | None, where: str = "params") -> dict[str, Any]:
+        """``params`` with old names (:attr:`aliases`) replaced by the current ones, warning
+        once per old name; raises ValueError for unknown names or an old and a new name given
+        together. ``where`` names the source in messages (a config key, a file)."""
+        out: dict[str, Any] = {}
+        for key, value in (params or {}).items():
+            new = cls.aliases.get(key)
+            if new is None:
+                continue
+            if new in (params or {}):
+                raise ValueError(
+                    f"{where}: method {cls.plugin_name!r} got both {key!r} and its new name {new!r}"
+                )
+            warnings.warn(
+                f"{where}: method {cls.plugin_name!r} parameter {key!r} is now {new!r}; the old "
+                "name is accepted for one release",
+                RenamedParameterWarning,
+                stacklevel=3,
+            )
+            out[new] = value
+        out |= {k: v for k, v in (params or {}).items() if k not in cls.aliases}
+        unknown = sorted(set(out) - set(cls.defaults))
         if unknown:
             raise ValueError(
-                f"method {self.plugin_name!r}: unknown parameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(self.defaults))}"
+                f"{where}: method {cls.plugin_name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(cls.defaults))}"
             )
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        return out
+
+    def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
+        super().__init__()
+        self.params: dict[str, Any] = {**self.defaults, **self.rename_params(params)}
         self.image_size = image_size
 
     # ----------------------------------------------------------------- training
@@ -250,6 +309,13 @@ class TranslationMethod(nn.Module, abc.ABC):
     @abc.abstractmethod
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         """Translate a batch ``(B, 1, H, W)`` in ``[-1, 1]``; returns the same shape and range."""
+
+    def validation_outputs(self, x: torch.Tensor, direction: str) -> dict[str, torch.Tensor]:
+        """Named intermediate images of a translation, same shape and range as ``x`` (default
+        none). The trainer's validation logs the PSNR of each against the input and against the
+        target (``psnr_<name>_vs_input``, ``psnr_<name>_vs_target``): e.g. a translator that
+        stays near the identity map while every loss falls shows a high PSNR to its input."""
+        return {}
 
     # ------------------------------------------------------------------ state
     def full_state(self) -> dict[str, Any]:

@@ -98,6 +98,30 @@ class CycleGAN(TranslationMethod):
         "n_layers_d": 2,
         "pool_size": 4,
     }
+    optimizer = "Adam"
+    deviations = (
+        "One-channel slices instead of RGB images.",
+        "Augmentation resizes float slices linearly (the official code resizes 8-bit images "
+        "bicubically with PIL) and crops at the slice size (256 at paper size).",
+    )
+    #: the official recipe (``train.py`` defaults): batch 1, 100 epochs at lr 2e-4 then 100
+    #: epochs of linear decay, resize 286 / random crop 256 / flip, the last epoch's weights
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "official": {
+            "batch_size": 1,
+            "epochs": 200,
+            "lr_schedule": "linear",
+            "lr_decay_start": 0.5,
+            "augment": "resize_crop_flip",
+            "select": "last",
+        },
+        "equal_budget": {
+            "lr_schedule": "linear",
+            "lr_decay_start": 0.5,
+            "augment": "resize_crop_flip",
+            "select": "last",
+        },
+    }
     #: the reference schedule: constant lr for half of training, then linear decay to zero
     training_defaults: ClassVar[dict[str, Any]] = {
         "lr_schedule": "linear",

@@ -63,11 +63,11 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
    doubling (capped at 1024), LeakyReLU, 1x1 conv to patch logits (DRIT++ also has a
    multi-scale variant). N(0, 0.02) initialisation (DRIT++'s) for all of these.
 2. Content discriminator D_c (eq. 7): 3 stride-2 3x3 convs of 256 channels with LeakyReLU, a
-   1x1 conv, global average pooling and a linear logit, without normalisation (DRIT++ uses 7x7
-   kernels with instance norm sized for 64 px maps; instance norm would hide per-channel
-   offsets between the modalities, and small maps need small kernels). Fewer stride-2 convs on
-   small maps (at least 2 px left). It sees the content maps as the decoders do (with the
-   training noise), T1w labelled 1 and T2w 0.
+   1x1 conv, global average pooling and a linear logit, without normalisation (as DRIT++ in
+   practice: its code asks for instance norm but compares the literal string 'norm', so never
+   applies it; DRIT++'s 7x7 kernels are sized for 64 px maps, small maps need small kernels).
+   Fewer stride-2 convs on small maps (at least 2 px left). It sees the content maps as the
+   decoders do (with the training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
    ``content_dis_steps`` = 3 times per generator update (DRIT++ updates D_c on every iteration
@@ -214,7 +214,7 @@ class DisDiff(TranslationMethod):
         "dc_ch": 256,  # content discriminator
         "dc_layers": 3,
         # --- adversarial diffusion module (SynDiff sizes and schedule)
-        "num_timesteps": 4,
+        "num_steps": 4,
         "beta_min": 0.1,
         "beta_max": 20.0,
         "unet_ch": 64,
@@ -274,6 +274,28 @@ class DisDiff(TranslationMethod):
         "tdis_t_emb": 32,
         "tdis_down": 3,
     }
+    optimizer = "Adam"
+    deviations = (
+        "Reconstruction from the paper (no official code).",
+        "The paper states no training length: 100 epochs at its batch size 4.",
+        "EMA 0.999 of the generators (SynDiff's; the paper does not mention an EMA).",
+        "Plateau rule on the validation PSNR (the paper reduces on the validation loss).",
+    )
+    #: section 3.2: batch 4, lr cut by 0.1 after two validations without improvement,
+    #: validation every 5 epochs, the best validated model
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "official": {
+            "batch_size": 4,
+            "epochs": 100,
+            "lr_schedule": "plateau",
+            "lr_patience": 2,
+            "lr_factor": 0.1,
+            "ema_decay": 0.999,
+            "select": "best",
+        },
+    }
+    #: names before the shared vocabulary of the adversarial diffusion networks
+    aliases: ClassVar[dict[str, str]] = {"num_timesteps": "num_steps"}
     training_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "plateau", "lr_patience": 2}
 
     def __init__(self, params: dict[str, Any] | None = None, image_size: int = 64) -> None:
@@ -354,7 +376,7 @@ class DisDiff(TranslationMethod):
 
         p = self.params
         self.diffusion = AdversarialDiffusion(
-            num_steps=int(p["num_timesteps"]),
+            num_steps=int(p["num_steps"]),
             beta_min=float(p["beta_min"]),
             beta_max=float(p["beta_max"]),
         )
@@ -674,7 +696,7 @@ class DisDiff(TranslationMethod):
     @property
     def sampling_steps(self) -> int:
         """Generator calls per translation: the diffusion steps, or 1 (the decoder) without."""
-        return int(self.params["num_timesteps"]) if self.use_diff else 1
+        return int(self.params["num_steps"]) if self.use_diff else 1
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:

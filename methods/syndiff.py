@@ -20,7 +20,7 @@ One iteration (:meth:`SynDiff.train_step`), in the reference order:
 1. diffusive discriminators: ``softplus(-D(x_t, t, x_{t+1}))`` on real pairs from ``q``,
    ``softplus(D(x_t', t, x_{t+1}))`` on pairs whose ``x_t'`` comes from the generator's ``x0``
    estimate; plus the R1 penalty ``gamma/2 E||grad_{x_t} D||^2`` on real pairs every
-   ``lazy_reg`` steps;
+   ``r1_every`` steps;
 2. cycle discriminators: ``softplus(-D(x))`` on real images, ``softplus(D(G(y)))`` on the
    non-diffusive estimates;
 3. all four generators in one backward pass:
@@ -66,23 +66,23 @@ class SynDiff(TranslationMethod):
     seconds_per_image_256 = 0.30
     defaults: ClassVar[dict[str, Any]] = {
         # diffusion process
-        "num_timesteps": 4,
+        "num_steps": 4,
         "beta_min": 0.1,
         "beta_max": 20.0,
         # diffusive generators (NCSN++ with adaptive group norm)
-        "nf": 64,
-        "ch_mult": [1, 1, 2, 2, 4, 4],
-        "num_res_blocks": 2,
-        "attn_resolutions": [16],
-        "dropout": 0.0,
+        "unet_ch": 64,
+        "unet_mult": [1, 1, 2, 2, 4, 4],
+        "unet_res_blocks": 2,
+        "unet_attn": [16],
+        "unet_dropout": 0.0,
         "fir_kernel": [1, 3, 3, 1],
         "nz": 100,
         "z_emb_dim": 256,
         "n_mlp": 3,
         # diffusive (time-conditioned) discriminators
-        "ngf_d": 64,
-        "t_emb_dim": 256,
-        "d_n_down": 6,
+        "tdis_ch": 64,
+        "tdis_t_emb": 256,
+        "tdis_down": 6,
         # non-diffusive part: ResNet generators and PatchGAN discriminators
         "ngf_cycle": 64,
         "n_blocks_cycle": 6,
@@ -93,7 +93,7 @@ class SynDiff(TranslationMethod):
         "lambda_l1": 0.5,
         "lambda_cycle": 0.5,
         "r1_gamma": 1.0,
-        "lazy_reg": 10,
+        "r1_every": 10,
         # optimisers
         "lr_g": 1.6e-4,
         "lr_d": 1e-4,
@@ -101,18 +101,52 @@ class SynDiff(TranslationMethod):
         "beta2": 0.9,
     }
     tiny_params: ClassVar[dict[str, Any]] = {
-        "nf": 8,
-        "ch_mult": [1, 2, 2],
-        "num_res_blocks": 1,
+        "unet_ch": 8,
+        "unet_mult": [1, 2, 2],
+        "unet_res_blocks": 1,
         "z_emb_dim": 32,
         "n_mlp": 1,
-        "ngf_d": 8,
-        "t_emb_dim": 32,
-        "d_n_down": 3,
+        "tdis_ch": 8,
+        "tdis_t_emb": 32,
+        "tdis_down": 3,
         "ngf_cycle": 8,
         "n_blocks_cycle": 2,
         "ndf_cycle": 8,
         "n_layers_cycle": 2,
+    }
+    optimizer = "Adam"
+    deviations = (
+        "One-channel output of the diffusive generator (the official network outputs as many "
+        "channels as it takes).",
+        "Initialisation by variance scaling with fan average; the official code, though its "
+        "initialiser is named fan_avg, scales by fan_out in practice.",
+        "Cosine annealing per step over the run (the official code anneals per epoch).",
+        "Checkpoint chosen by the best paired-validation PSNR; the official code leaves the "
+        "epoch to the user (--which_epoch).",
+    )
+    #: the published command: batch 1, 500 epochs, cosine annealing to 1e-5, EMA 0.999
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "official": {
+            "batch_size": 1,
+            "epochs": 500,
+            "lr_schedule": "cosine",
+            "lr_min": 1e-5,
+            "ema_decay": 0.999,
+            "select": "best",
+        },
+    }
+    #: names before the shared vocabulary of the NCSN++ and time-discriminator networks
+    aliases: ClassVar[dict[str, str]] = {
+        "nf": "unet_ch",
+        "ch_mult": "unet_mult",
+        "num_res_blocks": "unet_res_blocks",
+        "attn_resolutions": "unet_attn",
+        "dropout": "unet_dropout",
+        "ngf_d": "tdis_ch",
+        "t_emb_dim": "tdis_t_emb",
+        "d_n_down": "tdis_down",
+        "lazy_reg": "r1_every",
+        "num_timesteps": "num_steps",
     }
     #: the reference recipe: cosine annealing to 1e-5 and an EMA of the generators
     training_defaults: ClassVar[dict[str, Any]] = {
@@ -124,30 +158,30 @@ class SynDiff(TranslationMethod):
     def __init__(self, params: dict[str, Any] | None = None, image_size: int = 256) -> None:
         super().__init__(params, image_size)
         p = self.params
-        ch_mult = [int(m) for m in p["ch_mult"]]
+        ch_mult = [int(m) for m in p["unet_mult"]]
         if not ch_mult:
-            raise ValueError("syndiff: ch_mult must list at least one multiplier")
+            raise ValueError("syndiff: unet_mult must list at least one multiplier")
         if image_size % 2 ** (len(ch_mult) - 1):
             raise ValueError(
                 f"syndiff: image_size {image_size} is not divisible by 2^{len(ch_mult) - 1} "
-                f"(ch_mult has {len(ch_mult)} levels)"
+                f"(unet_mult has {len(ch_mult)} levels)"
             )
-        n_down = int(p["d_n_down"])
+        n_down = int(p["tdis_down"])
         if n_down < 1 or image_size % 2**n_down or image_size // 2**n_down < 2:
             raise ValueError(
-                f"syndiff: d_n_down={n_down} does not suit image_size {image_size} "
-                "(need image_size / 2^d_n_down to be an integer >= 2)"
+                f"syndiff: tdis_down={n_down} does not suit image_size {image_size} "
+                "(need image_size / 2^tdis_down to be an integer >= 2)"
             )
         if image_size % 4:
             raise ValueError(f"syndiff: image_size must be a multiple of 4, got {image_size}")
-        if int(p["lazy_reg"]) < 1:
-            raise ValueError(f"syndiff: lazy_reg must be >= 1, got {p['lazy_reg']}")
+        if int(p["r1_every"]) < 1:
+            raise ValueError(f"syndiff: r1_every must be >= 1, got {p['r1_every']}")
         self.nz = int(p["nz"])
         if self.nz < 1:
             raise ValueError(f"syndiff: nz must be >= 1, got {self.nz}")
 
         self.diffusion = AdversarialDiffusion(
-            int(p["num_timesteps"]), float(p["beta_min"]), float(p["beta_max"])
+            int(p["num_steps"]), float(p["beta_min"]), float(p["beta_max"])
         )
 
         def diffusive_generator() -> NCSNpp:
@@ -155,11 +189,11 @@ class SynDiff(TranslationMethod):
                 in_ch=2,
                 out_ch=1,
                 image_size=image_size,
-                nf=int(p["nf"]),
+                nf=int(p["unet_ch"]),
                 ch_mult=ch_mult,
-                num_res_blocks=int(p["num_res_blocks"]),
-                attn_resolutions=[int(r) for r in p["attn_resolutions"]],
-                dropout=float(p["dropout"]),
+                num_res_blocks=int(p["unet_res_blocks"]),
+                attn_resolutions=[int(r) for r in p["unet_attn"]],
+                dropout=float(p["unet_dropout"]),
                 fir_taps=[float(k) for k in p["fir_kernel"]],
                 nz=self.nz,
                 z_emb_dim=int(p["z_emb_dim"]),
@@ -169,8 +203,8 @@ class SynDiff(TranslationMethod):
         def diffusive_discriminator() -> TimeDiscriminator:
             return TimeDiscriminator(
                 in_ch=2,
-                ngf=int(p["ngf_d"]),
-                t_emb_dim=int(p["t_emb_dim"]),
+                ngf=int(p["tdis_ch"]),
+                t_emb_dim=int(p["tdis_t_emb"]),
                 n_down=n_down,
                 fir_taps=[float(k) for k in p["fir_kernel"]],
             )
@@ -207,7 +241,7 @@ class SynDiff(TranslationMethod):
         self.opt_G_cyc = adam([self.cyc_t1_to_t2, self.cyc_t2_to_t1], lr_g)
         self.opt_D_diff = adam([self.disc_diff_t1, self.disc_diff_t2], lr_d)
         self.opt_D_cyc = adam([self.disc_cyc_t1, self.disc_cyc_t2], lr_d)
-        self.r1 = R1Penalty(float(p["r1_gamma"]), int(p["lazy_reg"]))
+        self.r1 = R1Penalty(float(p["r1_gamma"]), int(p["r1_every"]))
 
     # ---------------------------------------------------------------- training
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -330,7 +364,7 @@ class SynDiff(TranslationMethod):
     @property
     def sampling_steps(self) -> int:
         """Generator calls per translation: one per diffusion step."""
-        return int(self.params["num_timesteps"])
+        return int(self.params["num_steps"])
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:

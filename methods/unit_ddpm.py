@@ -34,7 +34,7 @@ conditioned on the other's current state. The result is ``x^B_0``.
 
 Choices the paper leaves open, made here (all are parameters in ``defaults``):
 
-- Denoiser: DDPM's 256 px U-Net (``unet_ch=128``, ``unet_ch_mult=(1,1,2,2,4,4)``, 2 residual
+- Denoiser: DDPM's 256 px U-Net (``unet_ch=128``, ``unet_mult=(1,1,2,2,4,4)``, 2 residual
   blocks per level, attention at 16 px, dropout 0), 2 input channels ``[x_t, condition_t]``, one
   output channel (noise of ``x_t``); 113.67 M parameters each.
 - Schedule: linear betas 1e-4..0.02, ``T = 1000``; the reverse variance is fixed to the
@@ -86,9 +86,9 @@ class UnitDDPM(TranslationMethod):
         "beta_end": 0.02,
         # denoisers (DDPM 256 px U-Net)
         "unet_ch": 128,
-        "unet_ch_mult": [1, 1, 2, 2, 4, 4],
-        "unet_num_res_blocks": 2,
-        "unet_attn_resolutions": [16],
+        "unet_mult": [1, 1, 2, 2, 4, 4],
+        "unet_res_blocks": 2,
+        "unet_attn": [16],
         "unet_dropout": 0.0,
         # domain-translation networks (CycleGAN ResNet generator)
         "translator_ngf": 64,
@@ -108,13 +108,31 @@ class UnitDDPM(TranslationMethod):
         "release_time": 100,
         "clip_denoised": True,
     }
+    optimizer = "Adam"
+    deviations = (
+        "Reconstruction from the paper (no official code): networks, loss weights and the "
+        "release time follow DDPM, CycleGAN and the unofficial partial code.",
+        "The paper states no batch size or training length: batch 4 and 100 epochs (the "
+        "benchmark's equal budget).",
+        "Checkpoint chosen by the best paired-validation PSNR (the paper does not say).",
+    )
+    #: DDPM's EMA; the paper gives no batch size, length or selection rule (see deviations)
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "official": {"batch_size": 4, "epochs": 100, "ema_decay": 0.9999, "select": "best"},
+    }
+    #: names before the U-Net vocabulary shared with SynDiff and DisDiff
+    aliases: ClassVar[dict[str, str]] = {
+        "unet_ch_mult": "unet_mult",
+        "unet_num_res_blocks": "unet_res_blocks",
+        "unet_attn_resolutions": "unet_attn",
+    }
     #: DDPM keeps an EMA of the weights with decay 0.9999 and samples with it.
     training_defaults: ClassVar[dict[str, Any]] = {"ema_decay": 0.9999}
     tiny_params: dict[str, Any] = {
         "unet_ch": 16,
-        "unet_ch_mult": [1, 2, 2],
-        "unet_num_res_blocks": 1,
-        "unet_attn_resolutions": [16],
+        "unet_mult": [1, 2, 2],
+        "unet_res_blocks": 1,
+        "unet_attn": [16],
         "translator_ngf": 8,
         "translator_blocks": 1,
         "lr_denoiser": 1e-3,
@@ -137,9 +155,9 @@ class UnitDDPM(TranslationMethod):
                 in_ch=2,
                 out_ch=1,
                 ch=int(p["unet_ch"]),
-                ch_mult=tuple(p["unet_ch_mult"]),
-                num_res_blocks=int(p["unet_num_res_blocks"]),
-                attn_resolutions=tuple(p["unet_attn_resolutions"]),
+                ch_mult=tuple(p["unet_mult"]),
+                num_res_blocks=int(p["unet_res_blocks"]),
+                attn_resolutions=tuple(p["unet_attn"]),
                 dropout=float(p["unet_dropout"]),
                 image_size=image_size,
             )
@@ -324,6 +342,13 @@ class UnitDDPM(TranslationMethod):
             else:
                 x_dst = diff.p_sample(eps_d, x_dst, t, randn(), clip)
         return x_dst.clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def validation_outputs(self, x: torch.Tensor, direction: str) -> dict[str, torch.Tensor]:
+        """The translator's output (collapse check: identity translators with condition-copying
+        denoisers minimise every loss of the method)."""
+        _, dst = split_direction(direction)
+        return {"translator": getattr(self, f"g_{dst}")(x.to(self.device)).clamp(-1, 1)}
 
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         split_direction(direction)

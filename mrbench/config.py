@@ -69,21 +69,27 @@ def plugin_environment(config: dict) -> None:
 
 def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
-    settings (trainer defaults < the plugin's ``training_defaults`` < config ``training`` <
-    the method's own ``training`` overrides)."""
+    settings (trainer defaults < the plugin's ``training_defaults`` < the recipe the config's
+    ``recipe`` key names (:mod:`mrbench.recipes`) < config ``training`` < the method's own
+    ``training`` overrides)."""
     from methods import get_plugin
+    from mrbench.recipes import RecipeError, method_training
 
     entry = config["methods"][method]
     cls = get_plugin(entry["plugin"])
-    training = dict(training_defaults())
-    training.update(getattr(cls, "training_defaults", {}) or {})
-    training.update(config.get("training", {}) or {})
-    training.update(entry.get("training", {}) or {})
+    try:
+        training = method_training(cls, config, method)  # with the config's recipe
+    except RecipeError as exc:
+        raise ConfigError(str(exc)) from None
     return {
         "method": method,
         "plugin": entry["plugin"],
+        "recipe": config.get("recipe"),
         "label": entry.get("label", method),
-        "params": {**cls.defaults, **(entry.get("params") or {})},
+        "params": {
+            **cls.defaults,
+            **cls.rename_params(entry.get("params"), f"config key methods.{method}.params"),
+        },
         "training": training,
         "trainable": bool(cls.trainable),
     }
@@ -110,7 +116,7 @@ def check_config(config: dict) -> None:
             )
         cls = plugins[plugin]
         for key in entry.get("params", {}) or {}:
-            if key not in cls.defaults:
+            if key not in cls.defaults and key not in getattr(cls, "aliases", {}):
                 raise ConfigError(
                     f"config key methods.{name}.params.{key}: unknown parameter of plugin "
                     f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"

@@ -84,9 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         p = sub.add_parser(name, help=help_text)
         _table_args(p)
+        if name == "table1":
+            p.add_argument("--note", action="append", default=[], help="an extra footnote")
         if name == "significance":
             p.add_argument("--reference", default=None, help="default: the roster's reference")
             p.add_argument("--alpha", type=float, default=0.05)
+
+    p = sub.add_parser("recipes", help="training recipes as run, from each run's spec.json")
+    p.add_argument("--model", nargs="+", required=True, help="results/models/.../model.pt files")
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md and .tex are written)")
 
     p = sub.add_parser("efficiency", help="parameters, throughput, time to threshold, inference")
     p.add_argument(
@@ -175,6 +181,12 @@ def run(args: argparse.Namespace) -> int:
     elif a == "table1":
         roster = _read_roster(args.roster)
         doc, df = tables.table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
+        doc.notes += args.note
+        tables.write_table(doc, df, args.out)
+    elif a == "recipes":
+        from mrbench.recipes import recipe_table
+
+        doc, df = recipe_table([Path(m).parent / "spec.json" for m in args.model])
         tables.write_table(doc, df, args.out)
     elif a == "table2":
         roster = _read_roster(args.roster)

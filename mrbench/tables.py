@@ -519,6 +519,7 @@ def paper_comparison(
                 "reported_std": float(row.std),
                 "difference": rep_mean - float(row.mean),
                 "protocol": protocol,
+                "note": getattr(row, "note", "") or "",
             }
         )
     columns = ["table", "paper_method", "method", "dataset", "direction", "metric", "unit"]
@@ -560,6 +561,7 @@ def paper_comparison(
         "Rows: the configured methods whose entry names a paper_row"
         + (f" ({', '.join(f'{r} = {n}' for r, n in rows_of.items())})." if rows_of else "; none."),
     ]
+    notes += provenance_notes(records)
     others = sorted(present - set(paper["config_dataset"]))
     if others:
         notes.append(
@@ -570,6 +572,21 @@ def paper_comparison(
         "Reproduced vs reported results of the DisDiff paper.", header, rows, "lllllccc", notes
     )
     return doc, df
+
+
+def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Footnotes for reported numbers whose provenance the paper does not state (the ``note``
+    column of ``paper_results.csv``), e.g. Table 2 rows copied from Table 1."""
+    by_note: dict[str, list[str]] = {}
+    for rec in records:
+        if rec.get("note"):
+            by_note.setdefault(rec["note"], []).append(
+                f"Table {rec['table']} {rec['paper_method']}"
+            )
+    return [
+        f"Reported {', '.join(dict.fromkeys(rows))}: {note}, value for value."
+        for note, rows in by_note.items()
+    ]
 
 
 # ---------------------------------------------------------------- significance
@@ -721,6 +738,7 @@ def run_facts(
         if "psnr" in val_log
         else math.nan
     )
+    facts |= translator_psnr(val_log)
     facts["train_seconds"] = (
         float(pd.to_numeric(val_log["seconds_elapsed"], errors="coerce").max())
         if "seconds_elapsed" in val_log
@@ -739,6 +757,18 @@ def run_facts(
     device = run_dir / "device.txt"
     facts["device"] = device.read_text().strip().splitlines()[0] if device.exists() else ""
     return facts
+
+
+def translator_psnr(val_log: pd.DataFrame) -> dict[str, float]:
+    """Collapse check of methods with translators (``validation_outputs``): at the last
+    validation, the translator's PSNR against its own input and against the target (NaN for
+    methods without one). Near-identity translators score high against the input."""
+    out = {}
+    for ref in ("input", "target"):
+        col = f"psnr_translator_vs_{ref}"
+        values = pd.to_numeric(val_log[col], errors="coerce") if col in val_log else pd.Series()
+        out[f"translator_psnr_vs_{ref}"] = float(values.iloc[-1]) if len(values) else math.nan
+    return out
 
 
 def time_to_threshold(val_log: pd.DataFrame, threshold: float) -> tuple[float, float]:
@@ -799,8 +829,9 @@ def efficiency(
         )
         records.append(rec)
     df = pd.DataFrame(records)
-    if not df.empty and "sampling_steps" not in df:
-        df["sampling_steps"] = math.nan  # facts gathered before the column existed
+    for col in ("sampling_steps", "translator_psnr_vs_input", "translator_psnr_vs_target"):
+        if not df.empty and col not in df:
+            df[col] = math.nan  # facts gathered before the column existed
     header = [
         [
             ("Dataset", 1),
@@ -811,6 +842,8 @@ def efficiency(
             ("Steps to thr.", 1),
             ("Time to thr. (s)", 1),
             ("Inference (s/slice)", 1),
+            ("Translator PSNR vs input", 1),
+            ("Translator PSNR vs target", 1),
             ("Sampling steps", 1),
         ]
     ]
@@ -826,6 +859,8 @@ def efficiency(
                 seconds_to_threshold=("seconds_to_threshold", "mean"),
                 inference_s_per_slice=("inference_s_per_slice", "mean"),
                 sampling_steps=("sampling_steps", "mean"),
+                translator_vs_input=("translator_psnr_vs_input", "mean"),
+                translator_vs_target=("translator_psnr_vs_target", "mean"),
             )
             .reset_index()
         )
@@ -842,6 +877,8 @@ def efficiency(
                     Cell(fmt_num(r.steps_to_threshold, 0)),
                     Cell(fmt_num(r.seconds_to_threshold, 1)),
                     Cell(fmt_num(r.inference_s_per_slice, 4)),
+                    Cell(fmt_num(r.translator_vs_input)),
+                    Cell(fmt_num(r.translator_vs_target)),
                     Cell(fmt_num(r.sampling_steps, 0)),
                 ]
             )
@@ -863,12 +900,15 @@ def efficiency(
         "CUDA memory allocated on a GPU, the process's resident memory on the CPU.",
         "Inference: model calls only, mean over the test splits of both directions "
         "(timing.json). Several seeds are averaged.",
+        "Translator PSNR (dB, last validation, both directions): the output of a method's "
+        "translator networks against their own input and against the target; near-identity "
+        "translators (a collapse every loss of UNIT-DDPM allows) score high against the input.",
     ]
     if devices:
         notes.append("Devices: " + "; ".join(devices) + ".")
     if (n := methods_note(roster, roster.ordered([f["method"] for f in facts]))) is not None:
         notes.append(n)
-    doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 7, notes)
+    doc = TableDoc("Efficiency of the methods.", header, rows, "ll" + "c" * 9, notes)
     return doc, df
 
 

@@ -10,8 +10,20 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 ``steps``
     number of training iterations (one :meth:`train_step` call each). Non-trainable methods
     ignore it: they are fitted once with :meth:`fit`.
+``epochs``
+    training length in passes over the training split, the way published recipes state it;
+    when set it replaces ``steps`` at run time: ``epochs x (training slices // batch_size)``
+    (e.g. CycleGAN's 200 epochs are 1.08 M steps on IXI's 5400 training slices at batch 1).
+    A settings layer that sets ``steps`` without ``epochs`` clears an ``epochs`` from a lower
+    layer (see :func:`merge_training`).
+``augment``, ``augment_resize``
+    ``none`` or ``resize_crop_flip`` (CycleGAN's resize to ``augment_resize`` x size, random
+    crop and flip, identical for an image and its mask; :mod:`mrbench.augment`).
 ``batch_size``
     slices per modality per step.
+``val_every_epochs``
+    when set, ``val_every`` becomes this many epochs' steps at run time (the DisDiff paper
+    validates every 5 epochs).
 ``val_every``, ``checkpoint_every``, ``log_every``
     validate / write ``checkpoints/last.pt`` / write a ``train_log.csv`` row every N steps; all
     three also happen after the last step. A log row holds the mean of each loss over its
@@ -54,7 +66,8 @@ Precedence, lowest first: :data:`TRAINING_DEFAULTS`, the method class's ``traini
 (e.g. CycleGAN suggests the linear schedule), then the spec's ``training`` section (the config's
 global section overlaid with the method entry's own ``training``).
 
-Outputs in the run folder: ``spec.json`` (resolved spec), ``train_log.csv`` (step, each loss,
+Outputs in the run folder: ``spec.json`` (resolved spec, with epochs converted to steps, the
+config's ``recipe`` and the number of training slices), ``train_log.csv`` (step, each loss,
 lr, lr per optimiser, sec_per_step, peak_mem_mb: peak CUDA memory allocated in the interval on a
 GPU, the process's peak resident memory on the CPU), ``val_log.csv`` (step, seconds_elapsed,
 psnr, ssim and per direction, lr), ``checkpoints/last.pt``, ``checkpoints/best-step<N>.pt`` and,
@@ -72,6 +85,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +95,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mrbench import __version__, valmetrics
+from mrbench.augment import AUGMENTATIONS, Augment, augmenter
 from mrbench.checkpoint import (
     load_checkpoint,
     model_record,
@@ -97,8 +112,10 @@ from mrbench.slices import SliceStore
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "steps": 10000,
+    "epochs": None,
     "batch_size": 1,
     "val_every": 1000,
+    "val_every_epochs": None,
     "checkpoint_every": 1000,
     "log_every": 10,
     "val_max_slices": 64,
@@ -115,6 +132,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "num_workers": 0,
     "pairing": "unpaired",
     "gpus_per_job": 1,
+    "augment": "none",
+    "augment_resize": 286 / 256,
 }
 LR_SCHEDULES = ("constant", "plateau", "linear", "cosine")
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
@@ -136,8 +155,29 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge defaults, the method's suggestions and ``training``; validate every value."""
+def merge_training(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Overlay training sections, lowest precedence first. A layer that sets ``steps`` without
+    ``epochs`` states the length in steps: it clears an ``epochs`` of a lower layer."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        layer = layer or {}
+        if "steps" in layer and "epochs" not in layer:
+            out["epochs"] = None
+        out.update(layer)
+    return out
+
+
+def steps_for_epochs(epochs: int, train_slices: int, batch_size: int) -> int:
+    """Steps of ``epochs`` passes over ``train_slices`` slices (an incomplete last batch of an
+    epoch is dropped, as :class:`PairSampler` does)."""
+    return int(epochs) * (int(train_slices) // int(batch_size))
+
+
+def resolve_training(
+    method_cls: type, training: dict[str, Any] | None, train_slices: int | None = None
+) -> dict[str, Any]:
+    """Merge defaults, the method's suggestions and ``training``; validate every value. With
+    ``train_slices`` (the training split's size), ``epochs`` becomes ``steps``."""
     suggested = dict(getattr(method_cls, "training_defaults", {}) or {})
     for source, section in (("method training_defaults", suggested), ("training", training or {})):
         unknown = sorted(set(section) - set(TRAINING_DEFAULTS))
@@ -146,7 +186,22 @@ def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[
                 f"{source}: unknown key(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(TRAINING_DEFAULTS))}"
             )
-    t = {**TRAINING_DEFAULTS, **suggested, **(training or {})}
+    t = merge_training(TRAINING_DEFAULTS, suggested, training)
+    epochs, val_epochs = t["epochs"], t["val_every_epochs"]
+    _check(epochs is None or (_is_int(epochs) and epochs >= 1), "epochs", epochs, "null or >= 1")
+    _check(
+        val_epochs is None or (_is_int(val_epochs) and val_epochs >= 1),
+        "val_every_epochs",
+        val_epochs,
+        "null or >= 1",
+    )
+    _check(t["augment"] in AUGMENTATIONS, "augment", t["augment"], "|".join(AUGMENTATIONS))
+    _check(
+        isinstance(t["augment_resize"], int | float) and t["augment_resize"] >= 1,
+        "augment_resize",
+        t["augment_resize"],
+        "a number >= 1",
+    )
     for key in ("steps", "num_workers"):
         _check(_is_int(t[key]) and t[key] >= 0, key, t[key], "an integer >= 0")
     for key in (
@@ -187,6 +242,11 @@ def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[
         _check(isinstance(t[key], bool), key, t[key], "true or false")
     if getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
+    if train_slices is not None:
+        if epochs is not None:
+            t["steps"] = steps_for_epochs(epochs, train_slices, t["batch_size"])
+        if val_epochs is not None:
+            t["val_every"] = max(1, steps_for_epochs(val_epochs, train_slices, t["batch_size"]))
     return t
 
 
@@ -241,25 +301,30 @@ class PairSampler:
 
 
 class _BatchIndices(Sampler):
+    """Batch ``k`` as ``(t1 row, t2 row, k)`` items: the batch number keys the augmentation."""
+
     def __init__(self, sampler: PairSampler, start: int) -> None:
         self.sampler, self.start = sampler, start
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         k = self.start
         while True:
-            yield self.sampler.batch(k)
+            yield [(i, j, k) for i, j in self.sampler.batch(k)]
             k += 1
 
 
 class _PairDataset(Dataset):
-    def __init__(self, store: SliceStore) -> None:
-        self.store = store
+    def __init__(self, store: SliceStore, augment: Augment | None = None) -> None:
+        self.store, self.augment = store, augment
 
     def __len__(self) -> int:
         return len(self.store) ** 2
 
-    def __getitem__(self, ij: tuple[int, int]) -> dict[str, torch.Tensor]:
-        return self.store.pair(*ij)
+    def __getitem__(self, key: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        item = self.store.pair(key[0], key[1])
+        if self.augment is not None:
+            item = self.augment(item, key[2] if len(key) > 2 else 0, (key[0], key[1]))
+        return item
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -442,11 +507,36 @@ def validate(
                 for p, t in zip(pred[:, 0], target[:, 0], strict=True):
                     scores[f"psnr_{d}"].append(valmetrics.psnr(t, p))
                     scores[f"ssim_{d}"].append(valmetrics.ssim(t, p))
+                _diagnostics(method, batch[src], batch[dst], d, scores)
     method.train(was_training)
     out = {k: float(np.mean(v)) for k, v in scores.items()}
     out["psnr"] = float(np.mean([out[f"psnr_{d}"] for d in DIRECTIONS]))
     out["ssim"] = float(np.mean([out[f"ssim_{d}"] for d in DIRECTIONS]))
+    for key in [k for k in out if k.endswith("_t1_to_t2")]:
+        stem = key.removesuffix("_t1_to_t2")
+        if stem not in out:  # diagnostics: the mean of both directions as for psnr/ssim
+            out[stem] = float(np.mean([out[f"{stem}_{d}"] for d in DIRECTIONS]))
     return out
+
+
+def _diagnostics(
+    method: nn.Module,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    direction: str,
+    scores: dict[str, list[float]],
+) -> None:
+    """PSNR of the method's intermediate images against the input and the target."""
+    extra = getattr(method, "validation_outputs", None)
+    if extra is None:
+        return
+    to01 = lambda x: ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy()[:, 0]  # noqa: E731
+    src, tgt = to01(source), to01(target)
+    for name, images in extra(source, direction).items():
+        for ref_name, ref in (("input", src), ("target", tgt)):
+            key = f"psnr_{name}_vs_{ref_name}_{direction}"
+            values = [valmetrics.psnr(r, p) for r, p in zip(ref, to01(images), strict=True)]
+            scores.setdefault(key, []).extend(values)
 
 
 # --------------------------------------------------------------------------- logs
@@ -529,6 +619,493 @@ def _spec_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
+def _every(done: int, n: int, steps: int) -> bool:
+    """An interval event (log, validation, checkpoint) happens every ``n`` steps and at the end."""
+    return done % n == 0 or done == steps
+
+
+@dataclass
+class Run:
+    """One training run as fixed before its first step: resolved spec, data, method, device and
+    the run folder. Built by :func:`prepare_run`; the parts of :func:`train` share it."""
+
+    spec: dict[str, Any]
+    cls: type
+    training: dict[str, Any]
+    method: Any
+    train_store: SliceStore
+    val_store: SliceStore
+    seed: int
+    device: torch.device
+    data_dir: Path
+    out_dir: Path
+    resolved: dict[str, Any]
+    device_message: str
+    log: Callable[[str], None]
+    dist: DistContext
+    val_rows: np.ndarray = field(default_factory=lambda: np.arange(0))
+    t_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["method"])
+
+    @property
+    def steps(self) -> int:
+        return int(self.training["steps"])
+
+    @property
+    def amp(self) -> bool:
+        return bool(self.training["amp"]) and self.device.type == "cuda"
+
+    @property
+    def paired(self) -> bool:
+        return self.training["pairing"] == "paired"
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    @property
+    def image_size(self) -> int:
+        return self.train_store.size
+
+    def validate(self, ema: EMA | None = None) -> dict[str, float]:
+        """Scores of the current weights (the EMA ones if given) on the validation rows."""
+        with ema.applied() if ema is not None else contextlib.nullcontext():
+            return validate(
+                self.method,
+                self.val_store,
+                self.val_rows,
+                int(self.training["val_batch_size"]),
+                self.device,
+                self.amp,
+                self.seed,
+            )
+
+    def training_slices(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Every training slice once (for :meth:`fit` and :meth:`prepare_inference`)."""
+        bs = int(self.training["val_batch_size"])
+        return one_pass(self.train_store, bs, self.paired, self.seed, self.device)
+
+    def record(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+        return model_record(
+            method=self.name,
+            plugin=self.spec["plugin"],
+            params=self.method.params,
+            image_size=self.image_size,
+            state=state,
+            meta=meta,
+        )
+
+    def meta(self) -> dict[str, Any]:
+        """Provenance stored in ``model.pt`` (selection results are added by the caller)."""
+        return {
+            "seed": self.seed,
+            "training": self.training,
+            "device": self.device_message,
+            "mrbench_version": __version__,
+            "torch_version": str(torch.__version__),
+            "num_parameters": self.method.num_parameters(),
+            "train_slices": len(self.train_store),
+            "val_slices": int(len(self.val_rows)),
+            "data": str(self.data_dir),
+        }
+
+
+def _check_spec(spec: dict[str, Any]) -> type:
+    from methods import get_plugin
+
+    for key in ("method", "plugin"):
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise InputError(f"spec: key {key!r} must be a non-empty string")
+    # "label", "trainable" and "recipe" are informational keys of the workflow's resolved spec
+    info = {"label", "trainable", "recipe"}
+    unknown = sorted(set(spec) - {"method", "plugin", "params", "training"} - info)
+    if unknown:
+        raise InputError(f"spec: unknown key(s) {', '.join(unknown)}")
+    try:
+        return get_plugin(spec["plugin"])
+    except KeyError as exc:
+        raise InputError(f"spec: {exc.args[0]}") from None
+
+
+def prepare_run(
+    spec: dict[str, Any],
+    data_dir: str | Path,
+    out_dir: str | Path,
+    seed: int,
+    device: str | torch.device = "cpu",
+    *,
+    max_steps: int | None = None,
+    device_message: str | None = None,
+    log: Callable[[str], None] | None = None,
+    dist: DistContext = SINGLE,
+) -> Run:
+    """Check the spec, open the slice stores, resolve the training settings (epochs become steps
+    here, from the training split's size), seed and build the method; no file is written."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not dist.is_main:
+        log = lambda msg: None  # noqa: E731
+    device = torch.device(device)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    cls = _check_spec(spec)
+    train_store, val_store = SliceStore(data_dir / "train"), SliceStore(data_dir / "val")
+    if train_store.size != val_store.size:
+        raise InputError(
+            f"{data_dir}: train slices are {train_store.size} px, val slices {val_store.size} px"
+        )
+    training = resolve_training(cls, spec.get("training"), train_slices=len(train_store))
+    if dist.enabled and not cls.trainable:
+        raise InputError(
+            f"{spec['plugin']} is not trainable: run it in one process, not {dist.world_size}"
+        )
+    if max_steps is not None:
+        training["steps"] = min(training["steps"], int(max_steps))
+    configure_determinism(bool(training["deterministic"]), device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seed_everything(seed)
+    try:
+        method = cls(spec.get("params") or {}, image_size=train_store.size)
+    except ValueError as exc:
+        raise InputError(f"spec params: {exc}") from None
+    method.to(device)
+    method.train()
+    dist.prepare(method)
+    resolved = {
+        "method": spec["method"],
+        "plugin": spec["plugin"],
+        "params": method.params,
+        "training": training,
+        "seed": int(seed),
+        "image_size": train_store.size,
+    }
+    device_message = device_message or f"device: {device}"
+    if dist.enabled:
+        device_message += f"; data-parallel over {dist.world_size} processes ({dist.backend})"
+    run = Run(
+        spec, cls, training, method, train_store, val_store, int(seed), device, data_dir,
+        out_dir, resolved, device_message, log, dist,
+    )  # fmt: skip
+    run.val_rows = validation_rows(val_store, int(training["val_max_slices"]))
+    return run
+
+
+def write_run_files(run: Run) -> None:
+    """The run folder with ``spec.json`` and ``device.txt`` (process 0), and the start message."""
+    run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if run.dist.is_main:
+        with atomic_path(run.out_dir / "spec.json") as tmp:
+            extra = {"recipe": run.spec.get("recipe"), "train_slices": len(run.train_store)}
+            text = json.dumps(
+                {**run.resolved, "data": str(run.data_dir), **extra}, indent=1, default=str
+            )
+            tmp.write_text(text)
+        (run.out_dir / "device.txt").write_text(run.device_message + "\n")
+    run.log(f"{run.name} ({run.spec['plugin']}), seed {run.seed}: {run.device_message}")
+    if run.training["amp"] and run.device.type != "cuda":
+        run.log("amp: bfloat16 autocast is for CUDA only; training in float32 on the CPU")
+    run.t_start = time.perf_counter()
+
+
+def _val_row(step: int, seconds: float, scores: dict[str, float]) -> dict[str, Any]:
+    return {"step": step, "seconds_elapsed": _fmt(seconds)} | {
+        k: _fmt(v) for k, v in scores.items()
+    }
+
+
+def fit_once(run: Run) -> dict[str, Any]:
+    """Non-trainable methods: :meth:`fit` on the training slices, one validation; returns the
+    provenance for ``model.pt``."""
+    with torch.no_grad():
+        run.method.fit(run.training_slices())
+    scores = run.validate()
+    val_log = CsvLog(run.out_dir / "val_log.csv")
+    val_log.truncate_after(-1)
+    val_log.write(_val_row(0, time.perf_counter() - run.t_start, scores))
+    run.log(f"fitted; validation PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
+    return run.meta() | {
+        "step": 0,
+        "selected_step": 0,
+        "val_psnr": scores["psnr"],
+        "val_ssim": scores["ssim"],
+    }
+
+
+def _no_best() -> dict[str, Any]:
+    return {"psnr": -math.inf, "ssim": math.nan, "step": -1, "file": ""}
+
+
+def _no_pending() -> dict[str, Any]:
+    return {"losses": {}, "seconds": 0.0, "steps": 0}
+
+
+@dataclass
+class Progress:
+    """What a checkpoint keeps of the loop besides weights, optimisers, EMA and schedule: steps
+    done, seconds trained before this process, the best validation so far, and the losses of
+    steps since the last log row (so that a resumed run writes the same rows as an
+    uninterrupted one)."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    best: dict[str, Any] = field(default_factory=_no_best)
+    pending: dict[str, Any] = field(default_factory=_no_pending)
+    rng: Any = None  # the RNG state to restore before the first step (resumed runs)
+
+
+class Checkpoints:
+    """``checkpoints/last.pt``: restore a run from it (resume) and write it; also removes
+    ``best-step*.pt`` files that are no longer the best."""
+
+    def __init__(self, run: Run, ema: EMA | None, schedule: LRSchedule, sampler: Any) -> None:
+        self.run, self.ema, self.schedule, self.sampler = run, ema, schedule, sampler
+        self.last = run.ckpt_dir / "last.pt"
+        self.saved_step = 0  # step of the newest last.pt
+
+    def restore(self, logs: tuple[Any, ...]) -> Progress:
+        """Progress of the run so far: fresh (logs emptied) or loaded from ``last.pt`` (logs cut
+        after its step); stops if ``last.pt`` was written for another spec."""
+        if not self.last.exists():
+            for lg in logs:
+                lg.truncate_after(-1)
+            progress = Progress()
+        else:
+            ck = load_checkpoint(self.last)
+            diffs = _spec_mismatch(ck["spec"], self.run.resolved)
+            if diffs:
+                raise InputError(
+                    f"{self.last}: written for a different spec ({', '.join(diffs)} differ); "
+                    "delete the run folder or choose another --out"
+                )
+            self.run.method.load_full_state(ck["method"])
+            if self.ema is not None:
+                self.ema.load_state_dict(ck["ema"])
+            self.schedule.load_state_dict(ck["schedule"])
+            progress = Progress(
+                int(ck["step"]),
+                float(ck["elapsed"]),
+                dict(ck["best"]),
+                ck.get("log_pending", _no_pending()),
+                ck["rng"],
+            )
+            self.saved_step = progress.step
+            for lg in logs:
+                lg.truncate_after(progress.step)
+            self.run.log(f"resuming from {self.last} at step {progress.step} of {self.run.steps}")
+        self.prune(progress.best["file"])
+        return progress
+
+    def prune(self, keep: str) -> None:
+        for f in self.run.ckpt_dir.glob("best-step*.pt") if self.run.dist.is_main else ():
+            if f.name != keep:
+                f.unlink()
+
+    def save(self, progress: Progress) -> None:
+        if not self.run.dist.is_main:
+            return
+        save_checkpoint(
+            {
+                "step": progress.step,
+                "spec": self.run.resolved,
+                "method": self.run.method.full_state(),
+                "ema": self.ema.state_dict() if self.ema is not None else {},
+                "schedule": self.schedule.state_dict(),
+                "sampler": self.sampler.state(progress.step),
+                "rng": rng_state(),
+                "best": progress.best,
+                "elapsed": progress.elapsed + time.perf_counter() - self.run.t_start,
+                "log_pending": progress.pending,
+            },
+            self.last,
+        )
+        self.saved_step = progress.step
+        self.prune(progress.best["file"])
+
+
+class Selection:
+    """Validation during training and the choice of the exported weights.
+
+    Every validation is logged (``val_log.csv``); a new best mean PSNR writes
+    ``best-step<N>.pt``. :meth:`load_selected` loads the weights ``training.select`` names:
+    ``best`` (that file) or ``last`` (the weights after the last step), EMA applied either way.
+    """
+
+    def __init__(self, run: Run, ema: EMA | None, schedule: LRSchedule, val_log: Any) -> None:
+        self.run, self.ema, self.schedule, self.val_log = run, ema, schedule, val_log
+
+    def validate(self, progress: Progress) -> str:
+        """Validate after ``progress.step`` steps; returns the message for the log."""
+        run, done = self.run, progress.step
+        scores = run.validate(self.ema) if run.dist.is_main else None
+        scores = run.dist.broadcast(scores)
+        cut = self.schedule.on_validation(scores["psnr"])
+        now = progress.elapsed + time.perf_counter() - run.t_start
+        lr = _fmt(next(iter(self.schedule.current().values()), math.nan))
+        self.val_log.write(_val_row(done, now, scores) | {"lr": lr})
+        msg = (
+            f"step {done}/{run.steps}: val PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}"
+        )
+        if cut:
+            msg += f"; lr x{run.training['lr_factor']} (plateau)"
+        if scores["psnr"] > progress.best["psnr"]:
+            name = f"best-step{done}.pt"
+            meta = {"step": done, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"]}
+            if run.dist.is_main:
+                save_model(run.record(_ema_state(run.method, self.ema), meta), run.ckpt_dir / name)
+            progress.best = {"psnr": scores["psnr"], "ssim": scores["ssim"], "step": done}
+            progress.best["file"] = name
+            msg += " (best)"
+        return msg
+
+    def load_selected(self, progress: Progress) -> dict[str, Any]:
+        """Load the selected weights into the method; returns the selection's provenance."""
+        run, best = self.run, progress.best
+        best_file = run.ckpt_dir / best["file"] if best["file"] else None
+        if run.training["select"] == "best" and best_file is not None and best_file.exists():
+            run.method.load_state_dict(read_model(best_file)["state"])
+            selected = int(best["step"])
+        else:
+            run.method.load_state_dict(_ema_state(run.method, self.ema))
+            selected = run.steps
+        return {
+            "step": run.steps,
+            "selected_step": selected,
+            "select": run.training["select"],
+            "val_psnr": best["psnr"],
+            "val_ssim": best["ssim"],
+            "val_best_step": best["step"],
+            "train_seconds": progress.elapsed + time.perf_counter() - run.t_start,
+        }
+
+
+class StepLog:
+    """``train_log.csv`` rows (mean loss of each interval, learning rates, speed, memory) and
+    the optional progress bar."""
+
+    def __init__(
+        self, run: Run, schedule: LRSchedule, log: Any, start: int, progress: bool | None
+    ) -> None:
+        self.run, self.schedule, self.log = run, schedule, log
+        self.bar = None
+        show = (sys.stderr.isatty() if progress is None else progress) and run.dist.is_main
+        if show and start < run.steps:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=run.steps, initial=start, desc=run.name, dynamic_ncols=True)
+
+    def add(self, progress: Progress, losses: dict[str, float], seconds: float) -> None:
+        """Record one step's losses (``progress.step`` is the step just done)."""
+        run, pending, done = self.run, progress.pending, progress.step
+        for name, value in losses.items():
+            pending["losses"].setdefault(name, []).append(float(value))
+        pending["seconds"] += seconds
+        pending["steps"] += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if not _every(done, int(run.training["log_every"]), run.steps):
+            return
+        lrs = self.schedule.current()
+        row: dict[str, Any] = {"step": done}
+        row |= {k: _fmt(float(np.mean(v))) for k, v in pending["losses"].items()}
+        row["lr"] = _fmt(next(iter(lrs.values()))) if lrs else ""
+        row |= {f"lr_{k}": _fmt(v) for k, v in lrs.items()}
+        row["sec_per_step"] = _fmt(pending["seconds"] / pending["steps"])
+        row["peak_mem_mb"] = _fmt(_peak_mem_mb(run.device))
+        self.log.write(row)
+        if self.bar is not None:
+            shown = dict(list(pending["losses"].items())[:4])
+            self.bar.set_postfix({k: f"{np.mean(v):.3g}" for k, v in shown.items()})
+        if run.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        progress.pending = _no_pending()
+
+    def say(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            self.run.log(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_losses(run: Run, losses: dict[str, float], step: int, ckpt: Checkpoints) -> None:
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            where = f"{ckpt.last} (step {ckpt.saved_step})" if ckpt.last.exists() else "none"
+            raise TrainingError(
+                f"{run.name}: loss {name!r} is {value} at step {step}; "
+                f"stopped (last checkpoint: {where})"
+            )
+
+
+def run_steps(
+    run: Run,
+    progress: Progress,
+    batches: Iterator[dict[str, torch.Tensor]],
+    parts: tuple[LRSchedule, EMA | None, Checkpoints, Selection, StepLog],
+) -> None:
+    """The step loop from ``progress.step`` to ``training.steps``: learning rate, one
+    :meth:`train_step`, loss check, EMA update, then the interval events (log row,
+    validation with selection, checkpoint)."""
+    schedule, ema, ckpt, selection, steplog = parts
+    for step in range(progress.step, run.steps):
+        t0 = time.perf_counter()
+        batch = _to(next(batches), run.device)
+        schedule.apply(step)
+        with _autocast(run.device, run.amp):
+            losses = run.dist.mean_losses(run.method.train_step(batch, step))
+        _check_losses(run, losses, step, ckpt)
+        if ema is not None:
+            ema.update()
+        progress.step = done = step + 1
+        if run.device.type == "cuda" and _every(done, int(run.training["log_every"]), run.steps):
+            torch.cuda.synchronize()
+        steplog.add(progress, losses, time.perf_counter() - t0)
+        if _every(done, int(run.training["val_every"]), run.steps):
+            steplog.say(selection.validate(progress))
+        if _every(done, int(run.training["checkpoint_every"]), run.steps):
+            ckpt.save(progress)
+
+
+def _make_ema(run: Run) -> EMA | None:
+    modules = run.method.ema_modules()
+    if run.training["ema_decay"] is None:
+        return None
+    if not modules:
+        run.log("ema_decay is set but the method lists no EMA modules; EMA off")
+        return None
+    return EMA(modules, float(run.training["ema_decay"]))
+
+
+def _batches(run: Run, sampler: Any, start: int) -> Iterator[dict[str, torch.Tensor]]:
+    workers = int(run.training["num_workers"])
+    loader = DataLoader(
+        _PairDataset(run.train_store, augmenter(run.training, run.seed)),
+        batch_sampler=_BatchIndices(sampler, start),
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    return iter(loader) if start < run.steps else iter(())
+
+
+def export_model(run: Run, meta: dict[str, Any]) -> Path:
+    """``model.pt`` from the weights now in the method, after :meth:`prepare_inference` on the
+    training slices (under its own seed); written last, by process 0."""
+    run.method.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.seed)
+        run.method.prepare_inference(run.training_slices())
+    path = save_model(run.record(run.method.state_dict(), meta), run.out_dir / "model.pt")
+    run.log(f"wrote {path}")
+    return path
+
+
 def train(
     spec: dict[str, Any],
     data_dir: str | Path,
@@ -547,313 +1124,40 @@ def train(
 
     ``dist``: the process group of a data-parallel job (:mod:`mrbench.distributed`); every
     process calls this function, process 0 alone validates, logs and writes files."""
-    from methods import get_plugin
-
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not dist.is_main:
-        log = lambda msg: None  # noqa: E731
-    device = torch.device(device)
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    for key in ("method", "plugin"):
-        if not isinstance(spec.get(key), str) or not spec[key]:
-            raise InputError(f"spec: key {key!r} must be a non-empty string")
-    # "label" and "trainable" are informational keys of the workflow's resolved spec
-    unknown = sorted(set(spec) - {"method", "plugin", "params", "training", "label", "trainable"})
-    if unknown:
-        raise InputError(f"spec: unknown key(s) {', '.join(unknown)}")
-    try:
-        cls = get_plugin(spec["plugin"])
-    except KeyError as exc:
-        raise InputError(f"spec: {exc.args[0]}") from None
-    training = resolve_training(cls, spec.get("training"))
-    if dist.enabled and not cls.trainable:
-        raise InputError(
-            f"{spec['plugin']} is not trainable: run it in one process, not {dist.world_size}"
-        )
-    if max_steps is not None:
-        training["steps"] = min(training["steps"], int(max_steps))
-    steps = int(training["steps"])
-
-    train_store = SliceStore(data_dir / "train")
-    val_store = SliceStore(data_dir / "val")
-    if train_store.size != val_store.size:
-        raise InputError(
-            f"{data_dir}: train slices are {train_store.size} px, val slices {val_store.size} px"
-        )
-    image_size = train_store.size
-
-    configure_determinism(bool(training["deterministic"]), device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    seed_everything(seed)
-    try:
-        method = cls(spec.get("params") or {}, image_size=image_size)
-    except ValueError as exc:
-        raise InputError(f"spec params: {exc}") from None
-    method.to(device)
-    method.train()
-    dist.prepare(method)
-    resolved = {
-        "method": spec["method"],
-        "plugin": spec["plugin"],
-        "params": method.params,
-        "training": training,
-        "seed": int(seed),
-        "image_size": image_size,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
-    device_message = device_message or f"device: {device}"
-    if dist.enabled:
-        device_message += f"; data-parallel over {dist.world_size} processes ({dist.backend})"
-    if dist.is_main:
-        with atomic_path(out_dir / "spec.json") as tmp:
-            tmp.write_text(json.dumps({**resolved, "data": str(data_dir)}, indent=1, default=str))
-        (out_dir / "device.txt").write_text(device_message + "\n")
-    log(f"{spec['method']} ({spec['plugin']}), seed {seed}: {device_message}")
-
-    amp = bool(training["amp"]) and device.type == "cuda"
-    if training["amp"] and device.type != "cuda":
-        log("amp: bfloat16 autocast is for CUDA only; training in float32 on the CPU")
-    val_rows = validation_rows(val_store, int(training["val_max_slices"]))
-    val_log = CsvLog(out_dir / "val_log.csv") if dist.is_main else _NoLog()
-    train_log = CsvLog(out_dir / "train_log.csv") if dist.is_main else _NoLog()
-    paired = training["pairing"] == "paired"
-    bs = int(training["batch_size"])
-    val_bs = int(training["val_batch_size"])
-    t_start = time.perf_counter()
-    meta: dict[str, Any] = {
-        "seed": int(seed),
-        "training": training,
-        "device": device_message,
-        "mrbench_version": __version__,
-        "torch_version": str(torch.__version__),
-        "num_parameters": method.num_parameters(),
-        "train_slices": len(train_store),
-        "val_slices": int(len(val_rows)),
-        "data": str(data_dir),
-    }
-
-    if not cls.trainable:
-        with torch.no_grad():
-            method.fit(one_pass(train_store, val_bs, paired, seed, device))
-        scores = validate(method, val_store, val_rows, val_bs, device, amp, seed)
-        val_log.truncate_after(-1)
-        val_log.write(
-            {"step": 0, "seconds_elapsed": _fmt(time.perf_counter() - t_start)}
-            | {k: _fmt(v) for k, v in scores.items()}
-        )
-        log(f"fitted; validation PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
-        meta |= {
-            "step": 0,
-            "selected_step": 0,
-            "val_psnr": scores["psnr"],
-            "val_ssim": scores["ssim"],
-        }
-        ema = None
-    else:
-        ema_modules = method.ema_modules()
-        ema = None
-        if training["ema_decay"] is not None:
-            if ema_modules:
-                ema = EMA(ema_modules, float(training["ema_decay"]))
-            else:
-                log("ema_decay is set but the method lists no EMA modules; EMA off")
-        schedule = LRSchedule(method.optimizers(), training)
-        sampler = dist.shard_sampler(PairSampler(len(train_store), bs, paired, seed))
-        start, elapsed = 0, 0.0
-        best: dict[str, Any] = {"psnr": -math.inf, "ssim": math.nan, "step": -1, "file": ""}
-        last = ckpt_dir / "last.pt"
-        rng_to_restore = None
-        # losses of steps since the last log row: kept in checkpoints so that a resumed run
-        # writes the same log rows as an uninterrupted one
-        pending: dict[str, Any] = {"losses": {}, "seconds": 0.0, "steps": 0}
-        if last.exists():
-            ck = load_checkpoint(last)
-            diffs = _spec_mismatch(ck["spec"], resolved)
-            if diffs:
-                raise InputError(
-                    f"{last}: written for a different spec ({', '.join(diffs)} differ); "
-                    "delete the run folder or choose another --out"
-                )
-            method.load_full_state(ck["method"])
-            if ema is not None:
-                ema.load_state_dict(ck["ema"])
-            schedule.load_state_dict(ck["schedule"])
-            start, elapsed, best = int(ck["step"]), float(ck["elapsed"]), dict(ck["best"])
-            rng_to_restore = ck["rng"]
-            pending = ck.get("log_pending", pending)
-            train_log.truncate_after(start)
-            val_log.truncate_after(start)
-            log(f"resuming from {last} at step {start} of {steps}")
-        else:
-            for lg in (train_log, val_log):
-                lg.truncate_after(-1)
-        for f in ckpt_dir.glob("best-step*.pt") if dist.is_main else ():
-            if f.name != best["file"]:
-                f.unlink()
-
-        def checkpoint(step_done: int) -> None:
-            if not dist.is_main:
-                return
-            save_checkpoint(
-                {
-                    "step": step_done,
-                    "spec": resolved,
-                    "method": method.full_state(),
-                    "ema": ema.state_dict() if ema is not None else {},
-                    "schedule": schedule.state_dict(),
-                    "sampler": sampler.state(step_done),
-                    "rng": rng_state(),
-                    "best": best,
-                    "elapsed": elapsed + time.perf_counter() - t_start,
-                    "log_pending": pending,
-                },
-                last,
-            )
-            for f in ckpt_dir.glob("best-step*.pt"):
-                if f.name != best["file"]:
-                    f.unlink()
-
-        loader = DataLoader(
-            _PairDataset(train_store),
-            batch_sampler=_BatchIndices(sampler, start),
-            num_workers=int(training["num_workers"]),
-            collate_fn=_collate,
-            pin_memory=device.type == "cuda",
-            persistent_workers=int(training["num_workers"]) > 0,
-        )
-        batches = iter(loader) if start < steps else iter(())
-        if rng_to_restore is not None:
-            set_rng_state(rng_to_restore)
-        dist.decorrelate_rng(seed, start)
-        bar = None
-        show = (sys.stderr.isatty() if progress is None else progress) and dist.is_main
-        if show and start < steps:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, initial=start, desc=spec["method"], dynamic_ncols=True)
-        log_every = int(training["log_every"])
-        for step in range(start, steps):
-            t0 = time.perf_counter()
-            batch = _to(next(batches), device)
-            schedule.apply(step)
-            with _autocast(device, amp):
-                losses = dist.mean_losses(method.train_step(batch, step))
-            for name, value in losses.items():
-                if not math.isfinite(value):
-                    where = f"{last} (step {start})" if last.exists() else "none"
-                    raise TrainingError(
-                        f"{spec['method']}: loss {name!r} is {value} at step {step}; "
-                        f"stopped (last checkpoint: {where})"
-                    )
-                pending["losses"].setdefault(name, []).append(float(value))
-            if ema is not None:
-                ema.update()
-            done = step + 1
-            if device.type == "cuda" and (done % log_every == 0 or done == steps):
-                torch.cuda.synchronize()
-            pending["seconds"] += time.perf_counter() - t0
-            pending["steps"] += 1
-            if bar is not None:
-                bar.update(1)
-            if done % log_every == 0 or done == steps:
-                lrs = schedule.current()
-                row: dict[str, Any] = {"step": done}
-                row |= {k: _fmt(float(np.mean(v))) for k, v in pending["losses"].items()}
-                row["lr"] = _fmt(next(iter(lrs.values()))) if lrs else ""
-                row |= {f"lr_{k}": _fmt(v) for k, v in lrs.items()}
-                row["sec_per_step"] = _fmt(pending["seconds"] / pending["steps"])
-                row["peak_mem_mb"] = _fmt(_peak_mem_mb(device))
-                train_log.write(row)
-                if bar is not None:
-                    shown = dict(list(pending["losses"].items())[:4])
-                    bar.set_postfix({k: f"{np.mean(v):.3g}" for k, v in shown.items()})
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                pending = {"losses": {}, "seconds": 0.0, "steps": 0}
-            if done % int(training["val_every"]) == 0 or done == steps:
-                scores = None
-                if dist.is_main:
-                    with ema.applied() if ema is not None else contextlib.nullcontext():
-                        scores = validate(method, val_store, val_rows, val_bs, device, amp, seed)
-                scores = dist.broadcast(scores)
-                cut = schedule.on_validation(scores["psnr"])
-                now = elapsed + time.perf_counter() - t_start
-                val_log.write(
-                    {"step": done, "seconds_elapsed": _fmt(now)}
-                    | {k: _fmt(v) for k, v in scores.items()}
-                    | {"lr": _fmt(next(iter(schedule.current().values()), math.nan))}
-                )
-                msg = (
-                    f"step {done}/{steps}: val PSNR {scores['psnr']:.2f} dB, "
-                    f"SSIM {scores['ssim']:.4f}"
-                )
-                if cut:
-                    msg += f"; lr x{training['lr_factor']} (plateau)"
-                if scores["psnr"] > best["psnr"]:
-                    name = f"best-step{done}.pt"
-                    rec = model_record(
-                        method=spec["method"],
-                        plugin=spec["plugin"],
-                        params=method.params,
-                        image_size=image_size,
-                        state=_ema_state(method, ema),
-                        meta={"step": done, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"]},
-                    )
-                    if dist.is_main:
-                        save_model(rec, ckpt_dir / name)
-                    best = {
-                        "psnr": scores["psnr"],
-                        "ssim": scores["ssim"],
-                        "step": done,
-                        "file": name,
-                    }
-                    msg += " (best)"
-                if bar is not None:
-                    bar.write(msg)
-                else:
-                    log(msg)
-            if done % int(training["checkpoint_every"]) == 0 or done == steps:
-                checkpoint(done)
-        if bar is not None:
-            bar.close()
-        del batches
-        if not dist.is_main:  # process 0 selects, exports and writes the model
-            dist.barrier()
-            return out_dir / "model.pt"
-
-        # the weights to export: the best validated ones, or the last (EMA applied either way)
-        if training["select"] == "best" and best["file"] and (ckpt_dir / best["file"]).exists():
-            method.load_state_dict(read_model(ckpt_dir / best["file"])["state"])
-            selected = int(best["step"])
-        else:
-            method.load_state_dict(_ema_state(method, ema))
-            selected = steps
-        meta |= {
-            "step": steps,
-            "selected_step": selected,
-            "val_psnr": best["psnr"],
-            "val_ssim": best["ssim"],
-            "val_best_step": best["step"],
-            "train_seconds": elapsed + time.perf_counter() - t_start,
-        }
-
-    method.eval()
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        method.prepare_inference(one_pass(train_store, val_bs, paired, seed, device))
-    record = model_record(
-        method=spec["method"],
-        plugin=spec["plugin"],
-        params=method.params,
-        image_size=image_size,
-        state=method.state_dict(),
-        meta=meta,
+    run = prepare_run(
+        spec, data_dir, out_dir, seed, device,
+        max_steps=max_steps, device_message=device_message, log=log, dist=dist,
+    )  # fmt: skip
+    write_run_files(run)
+    if not run.cls.trainable:
+        return export_model(run, fit_once(run))
+    # resume/restore
+    ema, schedule = _make_ema(run), LRSchedule(run.method.optimizers(), run.training)
+    sampler = dist.shard_sampler(
+        PairSampler(len(run.train_store), int(run.training["batch_size"]), run.paired, run.seed)
     )
-    path = save_model(record, out_dir / "model.pt")
-    log(f"wrote {path}")
+    val_log, train_log = (
+        (CsvLog(run.out_dir / f"{n}_log.csv") for n in ("val", "train"))
+        if dist.is_main
+        else (_NoLog(), _NoLog())
+    )
+    ckpt = Checkpoints(run, ema, schedule, sampler)
+    state = ckpt.restore((train_log, val_log))
+    batches = _batches(run, sampler, state.step)  # before the RNG restore: iter() draws a seed
+    if state.rng is not None:
+        set_rng_state(state.rng)
+    dist.decorrelate_rng(run.seed, state.step)
+    # the step loop, with validation and checkpoint selection at its intervals
+    selection = Selection(run, ema, schedule, val_log)
+    steplog = StepLog(run, schedule, train_log, state.step, progress)
+    run_steps(run, state, batches, (schedule, ema, ckpt, selection, steplog))
+    steplog.close()
+    del batches
+    if not dist.is_main:  # process 0 selects, exports and writes the model
+        dist.barrier()
+        return run.out_dir / "model.pt"
+    # export
+    path = export_model(run, run.meta() | selection.load_selected(state))
     dist.barrier()
     return path
 
@@ -864,7 +1168,19 @@ __all__ = [
     "PairSampler",
     "TRAINING_DEFAULTS",
     "TrainingError",
+    "merge_training",
     "resolve_training",
+    "steps_for_epochs",
+    "Checkpoints",
+    "Progress",
+    "Run",
+    "Selection",
+    "StepLog",
+    "export_model",
+    "fit_once",
+    "prepare_run",
+    "run_steps",
     "train",
     "validate",
+    "write_run_files",
 ]

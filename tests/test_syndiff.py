@@ -255,15 +255,15 @@ def test_published_defaults_and_bad_params() -> None:
     cls = syndiff_cls()
     d = cls.defaults
     assert (d["lr_g"], d["lr_d"], d["beta1"], d["beta2"]) == (1.6e-4, 1e-4, 0.5, 0.9)
-    assert (d["lambda_l1"], d["lambda_cycle"], d["r1_gamma"], d["lazy_reg"]) == (0.5, 0.5, 1.0, 10)
-    assert (d["num_timesteps"], d["beta_min"], d["beta_max"], d["nz"]) == (4, 0.1, 20.0, 100)
-    assert d["ch_mult"] == [1, 1, 2, 2, 4, 4] and d["nf"] == 64 and d["n_blocks_cycle"] == 6
+    assert (d["lambda_l1"], d["lambda_cycle"], d["r1_gamma"], d["r1_every"]) == (0.5, 0.5, 1.0, 10)
+    assert (d["num_steps"], d["beta_min"], d["beta_max"], d["nz"]) == (4, 0.1, 20.0, 100)
+    assert d["unet_mult"] == [1, 1, 2, 2, 4, 4] and d["unet_ch"] == 64 and d["n_blocks_cycle"] == 6
     with pytest.raises(ValueError, match="unknown parameter"):
         cls({"learning_rate": 1.0}, image_size=32)
-    with pytest.raises(ValueError, match="d_n_down"):
-        cls({**cls.tiny_params, "d_n_down": 5}, image_size=32)
-    with pytest.raises(ValueError, match="ch_mult"):
-        cls({**cls.tiny_params, "ch_mult": [1, 1, 1, 1, 1, 1]}, image_size=16)
+    with pytest.raises(ValueError, match="tdis_down"):
+        cls({**cls.tiny_params, "tdis_down": 5}, image_size=32)
+    with pytest.raises(ValueError, match="unet_mult"):
+        cls({**cls.tiny_params, "unet_mult": [1, 1, 1, 1, 1, 1]}, image_size=16)
 
 
 # ------------------------------------------------------------------ short training

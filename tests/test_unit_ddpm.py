@@ -19,9 +19,9 @@ T = 1000
 SHORT_RUN_STEPS = 250
 SHORT_RUN_PARAMS = {
     "unet_ch": 16,
-    "unet_ch_mult": [1, 2],
-    "unet_num_res_blocks": 1,
-    "unet_attn_resolutions": [],
+    "unet_mult": [1, 2],
+    "unet_res_blocks": 1,
+    "unet_attn": [],
     "translator_ngf": 8,
     "translator_blocks": 1,
     "lr_denoiser": 2e-3,

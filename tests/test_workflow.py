@@ -116,3 +116,30 @@ def test_final_output_follows_the_config(tmp_path: Path) -> None:
     assert "results/figures/qualitative_phantom_t2_to_t1.pdf" in targets
     assert not any("fidelity" in t for t in targets)
     assert not any("content_maps" in t for t in targets), "identity offers no content maps"
+
+
+def test_recipes_table_agrees_with_each_spec_json(finished_run: Path) -> None:
+    import json
+
+    results = finished_run / "results"
+    recipes = pd.read_csv(results / "tables" / "recipes.csv")
+    md = (results / "tables" / "recipes.md").read_text()
+    assert set(recipes["method"]) == set(_test_config()["methods"])
+    for row in recipes.itertuples():
+        spec = json.loads(
+            (results / "models" / row.dataset / row.method / "seed0" / "spec.json").read_text()
+        )
+        t = spec["training"]
+        trained = row.steps > 0
+        assert row.steps == (t["steps"] if trained else 0)
+        if trained:
+            assert (row.batch_size, row.images_seen) == (
+                t["batch_size"],
+                t["steps"] * t["batch_size"],
+            )
+            assert row.selection == (
+                "last step" if t["select"] == "last" else "best paired-validation PSNR"
+            )
+        line = next(x for x in md.splitlines() if f"| {row.label} |" in x)
+        assert f"| {row.steps:,} |" in line and row.selection in line
+    assert "Exported checkpoint" in (results / "tables" / "table1.md").read_text()

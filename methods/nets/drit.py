@@ -18,9 +18,10 @@ discriminators and a content discriminator D_c. The sizes follow DRIT++'s publis
 - image discriminator: stride-2 3x3 convs with LeakyReLU doubling the width, then a 1x1 conv to a
   patch of logits (DRIT++'s ``Dis`` without spectral norm).
 - content discriminator: stride-2 convs with LeakyReLU on the content map, global average pooling
-  and a linear logit. DRIT++ uses 7x7 kernels with instance norm, sized for 64 x 64 content maps;
-  here 3x3 kernels and no normalisation, so the same network works on the 8 x 8 maps of the demo
-  and can see per-channel offsets between the modalities (instance norm would hide them).
+  and a linear logit, no normalisation. DRIT++ uses 7x7 kernels sized for 64 x 64 content maps;
+  its code asks for instance norm but never applies it (the layer compares the literal string
+  'norm' with 'Instance'), so it has no normalisation either. Here 3x3 kernels, so the same
+  network works on the 8 x 8 maps of the demo.
 
 Every size is a constructor parameter; :class:`Disentangler` bundles the generator side (the
 parts that receive generator gradients and whose moving average is used for inference).

@@ -17,10 +17,11 @@ The architecture of Song et al. (2021, NCSN++) as adapted by denoising diffusion
   ``num_res_blocks + 1`` decoder blocks per level fed by skip connections, group norm + SiLU +
   3x3 conv out, and ``tanh``: the output is the estimate of ``x0`` in ``[-1, 1]``.
 
-Initialisation as in the reference: variance scaling (fan average, uniform) for every
-convolution and linear layer, zero biases, and a (near-)zero scale for the last convolution of
-each residual block, of each attention block and of the output layer, so that every block starts
-as an identity map.
+Initialisation: variance scaling (fan average, uniform) for every convolution and linear
+layer, zero biases, and a (near-)zero scale for the last convolution of each residual block, of
+each attention block and of the output layer, so that every block starts as an identity map.
+The reference's initialiser is named fan_avg but scales by fan_out in practice, so initial
+weight scales differ from the reference's (a stated deviation of SynDiff).
 
 Paper size (SynDiff, 256 px, ``nf=64``, ``ch_mult=(1, 1, 2, 2, 4, 4)``, 2 blocks per level, two
 input channels ``[x_{t+1}, source]``) has about 39.7 M parameters. Every size is a constructor

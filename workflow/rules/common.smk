@@ -122,7 +122,7 @@ def all_fidelity():
 
 def table_names():
     names = ["methods", "table1", "table2_ablation", "paper_comparison", "significance"]
-    names.append("efficiency")
+    names += ["efficiency", "recipes"]
     return names + (["fidelity"] if EVAL["fid"]["enabled"] else [])
 
 
@@ -190,8 +190,19 @@ from mrbench.config import method_spec_dict
 from mrbench.resources import train_launcher, train_mem_mb, train_runtime_minutes
 
 
-def _train_spec(method):
-    return method_spec_dict(config, method)
+def _train_spec(method, input=None):
+    """The method's spec; once the job's slice store exists, epochs converted to steps for the
+    runtime estimate (a dry run before the data exists sees the configured steps)."""
+    spec = method_spec_dict(config, method)
+    store = Path(input.train) if input is not None else None
+    if store is not None and (store / "index.tsv").exists() and spec["training"].get("epochs"):
+        from mrbench.slices import SliceStore
+        from mrbench.trainer import steps_for_epochs
+
+        n = len(SliceStore(store))
+        t = spec["training"]
+        t["steps"] = steps_for_epochs(t["epochs"], n, t["batch_size"])
+    return spec
 
 
 def _train_store_mb(input):
@@ -199,6 +210,8 @@ def _train_store_mb(input):
 
 
 # ---- used by report.smk
+from mrbench.recipes import selection_note
+
 TABLE_ARGS = (
     f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
     f" --ssim {EVAL['table_ssim']} --roster {ROSTER_FILE}"

@@ -56,9 +56,10 @@ rule table1:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
+        selection=shlex.quote(selection_note(config)),
     shell:
         "python -m mrbench.cli report table1 --tidy {input.tidy} --out {params.prefix}"
-        " {params.table_args}"
+        " {params.table_args} --note {params.selection}"
         " > {log} 2>&1"
 
 
@@ -265,3 +266,18 @@ rule figure_content_maps:
     shell:
         "python -m mrbench.cli content-maps --model {input.model} --store {input.store}"
         " --out {output} > {log} 2>&1"
+
+
+rule recipes_table:
+    input:
+        all_models(),
+    output:
+        **table_outputs("recipes", "recipes", "Training recipes"),
+    log:
+        f"{RESULTS}/logs/report/recipes.log",
+    conda:
+        CONDA_ENV
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+    shell:
+        "python -m mrbench.cli report recipes --model {input} --out {params.prefix} > {log} 2>&1"

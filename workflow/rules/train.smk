@@ -18,8 +18,8 @@ rule train:
     threads: THREADS
     resources:
         gpu=lambda w: gpu_for(w.method),
-        runtime=lambda w, attempt: train_runtime_minutes(
-            _train_spec(w.method),
+        runtime=lambda w, input, attempt: train_runtime_minutes(
+            _train_spec(w.method, input),
             dataset_cfg(w.dataset)["image_size"],
             attempt,
             config,
