@@ -195,7 +195,11 @@ def _train_spec(method, input=None):
     runtime estimate (a dry run before the data exists sees the configured steps)."""
     spec = method_spec_dict(config, method)
     store = Path(input.train) if input is not None else None
-    if store is not None and (store / "index.tsv").exists() and spec["training"].get("epochs"):
+    if (
+        store is not None
+        and (store / "index.tsv").exists()
+        and spec["training"].get("epochs")
+    ):
         from mrbench.slices import SliceStore
         from mrbench.trainer import steps_for_epochs
 
