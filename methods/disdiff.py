@@ -133,31 +133,24 @@ from methods.base import TranslationMethod, register, split_direction
 from methods.nets.adversarial_diffusion import AdversarialDiffusion
 from methods.nets.drit import (
     MODALITIES,
+    OTHER,
+    AttributeMeans,
     ContentDiscriminator,
     Disentangler,
-    ImageDiscriminator,
+    MultiScaleDiscriminator,
+    bce_logits,
+    fit_content_discriminator,
+    fit_multiscale,
+    init_drit,
+    kl_to_prior,
 )
-from methods.nets.init import init_weights
 from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
 from methods.nets.ncsnpp import NCSNpp
 from methods.nets.time_discriminator import TimeDiscriminator
 
-OTHER = {"t1": "t2", "t2": "t1"}
-
-
-def _kl(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)), mean over the batch (DRIT++'s attribute prior term)."""
-    if logvar is None:
-        return mu.new_zeros(())
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
-
 
 def _item(value: torch.Tensor | float) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _bce_target(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -167,7 +160,7 @@ def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
 
 
 @register("disdiff")
-class DisDiff(TranslationMethod):
+class DisDiff(AttributeMeans, TranslationMethod):
     display_name = "DisDiff"
     citation = "DisDiff, MICCAI 2025"
     family = "disentangled+diffusion"
@@ -202,10 +195,13 @@ class DisDiff(TranslationMethod):
         "attr_dim": 8,
         "attr_vae": True,  # attribute encoder outputs mean and log-variance (+ KL term)
         "dec_res": 3,
-        "dis_ch": 64,  # image discriminators
-        "dis_layers": 6,
-        "dc_ch": 256,  # content discriminator
+        "dis_ch": 64,  # image discriminators (DRIT++'s multi-scale)
+        "dis_layers": 4,
+        "dis_scales": 3,
+        "dc_ch": 256,  # content discriminator (DRIT++'s)
         "dc_layers": 3,
+        "dc_kernel": 7,
+        "dc_final_kernel": 4,
         # --- adversarial diffusion module (SynDiff sizes and schedule)
         "num_timesteps": 4,
         "beta_min": 0.1,
@@ -227,6 +223,7 @@ class DisDiff(TranslationMethod):
         "lambda_cross_cycle": 10.0,
         "lambda_self_recon": 10.0,
         "lambda_kl": 0.01,
+        "lambda_content_l2": 0.01,  # DRIT++'s L2 on the content maps
         "lambda_content_adv": 1.0,
         "lambda_image_adv": 1.0,
         "lambda_latent_reg": 0.0,
@@ -296,7 +293,7 @@ class DisDiff(TranslationMethod):
             )
         gen_params: list[nn.Parameter] = []
         if self.use_dis:
-            self.disentangler = init_weights(
+            self.disentangler = init_drit(
                 Disentangler(
                     in_ch=1,
                     content_ch=int(p["content_ch"]),
@@ -310,21 +307,27 @@ class DisDiff(TranslationMethod):
                     content_noise=float(p["content_noise"]),
                 )
             )
+            layers, scales = fit_multiscale(image_size, int(p["dis_layers"]), int(p["dis_scales"]))
             self.image_dis = nn.ModuleDict(
                 {
-                    m: init_weights(ImageDiscriminator(1, int(p["dis_ch"]), int(p["dis_layers"])))
+                    m: init_drit(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales))
                     for m in MODALITIES
                 }
             )
             gen_params += list(self.disentangler.parameters())
-            for m in MODALITIES:
-                self.register_buffer(f"attr_mean_{m}", torch.zeros(int(p["attr_dim"])))
-            self.register_buffer("attr_count", torch.zeros(()))
+            self._init_attribute_means(int(p["attr_dim"]))
         if self.use_dc:
-            content_size = image_size // 2 ** int(p["content_down"])
-            n_down = max(1, min(int(p["dc_layers"]), int(math.log2(max(content_size, 2))) - 1))
-            self.content_dis = init_weights(
-                ContentDiscriminator(self.disentangler.content_ch, int(p["dc_ch"]), n_down)
+            kernel = int(p["dc_kernel"])
+            n_down, final = fit_content_discriminator(
+                image_size // 2 ** int(p["content_down"]),
+                int(p["dc_layers"]),
+                kernel,
+                int(p["dc_final_kernel"]),
+            )
+            self.content_dis = init_drit(
+                ContentDiscriminator(
+                    self.disentangler.content_ch, int(p["dc_ch"]), n_down, kernel, final
+                )
             )
         if self.use_diff:
             self._build_diffusion()
@@ -528,7 +531,7 @@ class DisDiff(TranslationMethod):
             for m in MODALITIES:
                 real = self.image_dis[m](x[m])
                 fake = self.image_dis[m](dis["fake"][m].detach())
-                loss_d = loss_d + d_loss_real(real) + d_loss_fake(fake)
+                loss_d = loss_d + bce_logits(real, 1.0) + bce_logits(fake, 0.0)
             logs["d_image"] = float(loss_d.detach())
         if diff is not None:
             r1 = self.r1.due(step)
@@ -553,7 +556,7 @@ class DisDiff(TranslationMethod):
             zc_detached = {m: dis["zc"][m].detach() for m in MODALITIES}
             for _ in range(int(p["content_dis_steps"])):
                 logit = {m: self.content_dis(zc_detached[m]) for m in MODALITIES}
-                loss_dc = _bce_target(logit["t1"], 1.0) + _bce_target(logit["t2"], 0.0)
+                loss_dc = bce_logits(logit["t1"], 1.0) + bce_logits(logit["t2"], 0.0)
                 self.opt_content_dis.zero_grad(set_to_none=True)
                 loss_dc.backward()
                 nn.utils.clip_grad_norm_(
@@ -571,22 +574,25 @@ class DisDiff(TranslationMethod):
         _set_requires_grad(frozen, False)
         loss_g = x["t1"].new_zeros(())
         if dis is not None:
-            adv = sum(g_loss_nonsaturating(self.image_dis[m](dis["fake"][m])) for m in MODALITIES)
+            adv = sum(bce_logits(self.image_dis[m](dis["fake"][m]), 1.0) for m in MODALITIES)
             self_rec = sum(F.l1_loss(dis["recon"][m], x[m]) for m in MODALITIES)
             cross = sum(F.l1_loss(dis["cross"][m], x[m]) for m in MODALITIES)
-            kl = sum(_kl(dis["mu"][m], dis["logvar"][m]) for m in MODALITIES)
+            kl = sum(kl_to_prior(dis["mu"][m], dis["logvar"][m]) for m in MODALITIES)
+            l2 = sum(dis["zc"][m].pow(2).mean() for m in MODALITIES)
             loss_g = (
                 loss_g
                 + float(p["lambda_image_adv"]) * adv
                 + float(p["lambda_self_recon"]) * self_rec
                 + float(p["lambda_cross_cycle"]) * cross
                 + float(p["lambda_kl"]) * kl
+                + float(p["lambda_content_l2"]) * l2
             )
             logs.update(
                 g_image_adv=_item(adv),
                 self_recon=_item(self_rec),
                 cross_cycle=_item(cross),
                 kl=_item(kl),
+                content_l2=_item(l2),
             )
             if "latent_reg" in dis:
                 lr_loss = sum(F.l1_loss(a, b) for a, b in dis["latent_reg"].values())
@@ -594,7 +600,7 @@ class DisDiff(TranslationMethod):
                 logs["latent_reg"] = _item(lr_loss)
         if self.use_dc:
             assert dis is not None
-            cadv = sum(_bce_target(self.content_dis(dis["zc"][m]), 0.5) for m in MODALITIES)
+            cadv = sum(bce_logits(self.content_dis(dis["zc"][m]), 0.5) for m in MODALITIES)
             loss_g = loss_g + float(p["lambda_content_adv"]) * cadv
             logs["g_content_adv"] = _item(cadv)
         if diff is not None:
@@ -619,50 +625,18 @@ class DisDiff(TranslationMethod):
         return logs
 
     # --------------------------------------------------------- attribute codes
-    @torch.no_grad()
-    def _update_running_attributes(self, mu: dict[str, torch.Tensor]) -> None:
-        """Running mean of the attribute codes, used at inference until prepare_inference."""
-        self.attr_count += 1
-        w = max(1.0 / float(self.attr_count), float(self.params["attr_running_momentum"]))
-        for m in MODALITIES:
-            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().mean(0), w)
-
-    @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
-        """Mean attribute code (posterior mean) of each modality over the training slices."""
-        if not self.use_dis:
-            return
-        was_training = self.training
-        self.eval()
-        sums = {m: torch.zeros_like(getattr(self, f"attr_mean_{m}")) for m in MODALITIES}
-        n = 0
-        for batch in slices:
-            for m in MODALITIES:
-                mu = self.disentangler.attribute(batch[m].to(self.device), m)[1]
-                sums[m] += mu.sum(0)
-            n += batch["t1"].shape[0]
-            if n >= int(self.params["attr_mean_max_slices"]):
-                break
-        if n == 0:
-            raise ValueError("method 'disdiff': prepare_inference got no training slices")
-        for m in MODALITIES:
-            getattr(self, f"attr_mean_{m}").copy_(sums[m] / n)
-        self.train(was_training)
-
-    def target_attribute(self, modality: str, batch_size: int) -> torch.Tensor:
-        """The attribute code z_a of the target modality used at inference."""
-        mean = getattr(self, f"attr_mean_{modality}")
-        if self.params["attribute_mode"] == "prior":
-            return torch.randn(batch_size, mean.numel(), device=mean.device)
-        return mean[None].expand(batch_size, -1)
+        """Mean attribute code of each modality over the training slices (variants with the
+        disentanglement module; see :class:`methods.nets.drit.AttributeMeans`)."""
+        if self.use_dis:
+            super().prepare_inference(slices)
 
     # -------------------------------------------------------------- translation
-    @torch.no_grad()
     def content_map(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """z_c of a batch of ``modality`` images (no training noise), e.g. for Fig. 3."""
         if not self.use_dis:
             raise ValueError("method 'disdiff': this variant has no content encoders")
-        return self.disentangler.content(x.to(self.device), modality, noise=False)
+        return super().content_map(x, modality)
 
     @property
     def sampling_steps(self) -> int:
