@@ -253,6 +253,7 @@ class DisDiff(AttributeMeans, TranslationMethod):
         "dis_layers": 3,
         "dc_ch": 16,
         "dc_layers": 2,
+        "dc_kernel": 3,
         "unet_ch": 16,
         "unet_mult": [1, 2],
         "unet_res_blocks": 1,
