@@ -53,26 +53,27 @@ Ablation variants (Table 2) are parameters of this one plugin
 
 Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
 -------------------------------------------------------------------------------
-1. Disentanglement networks (section 2.2, eqs. 6-9): DRIT++'s sizes (methods/nets/drit.py):
-   content map of 256 channels at 1/4 resolution (7x7 conv of 64, 2 stride-2 convs, 3 private
-   residual blocks + 1 block shared by both modalities, Gaussian noise of s.d. 1 on the map in
-   training), 8-d attribute code with mean and log-variance (width 64, 4 blocks; sampled by
-   reparameterisation in training, its mean at inference), decoders with a shared residual
-   block, 3 residual blocks and the attribute tiled and concatenated before every stage.
-   Image discriminators: single-scale DRIT++-style, 6 stride-2 3x3 convs from 64 channels
-   doubling (capped at 1024), LeakyReLU, 1x1 conv to patch logits (DRIT++ also has a
-   multi-scale variant). N(0, 0.02) initialisation (DRIT++'s) for all of these.
-2. Content discriminator D_c (eq. 7): 3 stride-2 3x3 convs of 256 channels with LeakyReLU, a
-   1x1 conv, global average pooling and a linear logit, without normalisation (DRIT++ uses 7x7
-   kernels with instance norm sized for 64 px maps; instance norm would hide per-channel
-   offsets between the modalities, and small maps need small kernels). Fewer stride-2 convs on
-   small maps (at least 2 px left). It sees the content maps as the decoders do (with the
-   training noise), T1w labelled 1 and T2w 0.
+1. Disentanglement networks (section 2.2, eqs. 6-9): DRIT++'s official networks
+   (methods/nets/drit.py, shared with the ``drit`` plugin): content map of 256 channels at 1/4
+   resolution (7x7 conv of 64, 2 stride-2 convs, 3 private residual blocks + 1 block shared by
+   both modalities, Gaussian noise of s.d. 1 on the map in training), 8-d attribute code with
+   mean and log-variance (width 64, 4 blocks; sampled by reparameterisation in training, its
+   mean at inference), decoders with a shared residual block, 3 residual blocks, layer-norm
+   upsampling and the attribute tiled and concatenated before every stage. Image
+   discriminators: DRIT++'s multi-scale ones (3 scales of 4 stride-2 4x4 convs 64 -> 512,
+   LeakyReLU, 1x1 conv to patch logits, no normalisation), but one per modality: DisDiff has
+   no random-attribute fakes, so DRIT++'s second pair has nothing to judge. DRIT++'s
+   initialisation (conv weights N(0, 0.02)). DRIT++'s L2 of 0.01 on the content maps.
+2. Content discriminator D_c (eq. 7): DRIT++'s (3 reflect-padded 7x7 stride-2 convs of 256
+   channels, a 4x4 conv, LeakyReLU, a 1x1 conv to patch logits, no normalisation; the official
+   code never applies its instance norm). Small maps keep the stride-2 convs that fit (the
+   demo's 8 px maps: one); the test-size model uses 3x3 kernels (``dc_kernel``). It sees the
+   content maps as the decoders do (with the training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
-   ``content_dis_steps`` = 3 times per generator update (DRIT++ updates D_c on every iteration
-   and the rest every ``d_iter`` = 3 iterations; here on the same batch) with gradient-norm
-   clipping at 5 (DRIT++) and lr 1e-4 (section 3.2; DRIT++ uses 4e-5).
+   ``content_dis_steps`` = 3 times per generator update on the same batch (DRIT++ updates D_c
+   alone on two of three iterations and everything on the third) with gradient-norm clipping
+   at 5 (DRIT++) and lr 1e-4 (section 3.2; DRIT++ uses 4e-5).
 4. Diffusion generator (eq. 10): SynDiff's NCSN++ at SynDiff's paper size (base 64, multipliers
    (1,1,2,2,4,4), 2 residual blocks per level, attention at 16 px, latent z of 100 mapped by
    4 layers to 256). The content map enters through ``cond``: it is resized (bilinear) to the
@@ -132,16 +133,17 @@ from torch import nn
 from methods.base import TranslationMethod, register, split_direction
 from methods.nets.adversarial_diffusion import AdversarialDiffusion
 from methods.nets.drit import (
+    INFERENCE_DEFAULTS,
     MODALITIES,
+    NETWORK_DEFAULTS,
+    NETWORK_TINY,
     OTHER,
     AttributeMeans,
-    ContentDiscriminator,
-    Disentangler,
-    MultiScaleDiscriminator,
     bce_logits,
-    fit_content_discriminator,
-    fit_multiscale,
-    init_drit,
+    build_content_discriminator,
+    build_disentangler,
+    build_image_discriminators,
+    check_image_size,
     kl_to_prior,
 )
 from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
@@ -185,23 +187,9 @@ class DisDiff(AttributeMeans, TranslationMethod):
         "use_disentanglement": True,
         "use_diffusion": True,
         "use_content_discriminator": True,
-        # --- disentanglement module (DRIT++ sizes)
-        "content_ch": 64,  # width of the first content-encoder conv; doubles per downsampling
-        "content_down": 2,  # content map at 1/2^content_down resolution
-        "content_res": 3,  # private residual blocks per content encoder (+1 shared)
-        "content_noise": 1.0,  # s.d. of the training-time noise on content maps (DRIT++)
-        "attr_ch": 64,
-        "attr_blocks": 4,
-        "attr_dim": 8,
+        # --- disentanglement module (DRIT++'s networks and sizes)
+        **NETWORK_DEFAULTS,
         "attr_vae": True,  # attribute encoder outputs mean and log-variance (+ KL term)
-        "dec_res": 3,
-        "dis_ch": 64,  # image discriminators (DRIT++'s multi-scale)
-        "dis_layers": 4,
-        "dis_scales": 3,
-        "dc_ch": 256,  # content discriminator (DRIT++'s)
-        "dc_layers": 3,
-        "dc_kernel": 7,
-        "dc_final_kernel": 4,
         # --- adversarial diffusion module (SynDiff sizes and schedule)
         "num_timesteps": 4,
         "beta_min": 0.1,
@@ -239,21 +227,11 @@ class DisDiff(AttributeMeans, TranslationMethod):
         "beta1": 0.5,
         "beta2": 0.9,
         # --- inference
-        "attribute_mode": "mean",  # "mean" (training-set mean code) or "prior" (z ~ N(0, I))
-        "attr_running_momentum": 0.01,
-        "attr_mean_max_slices": 4000,
+        **INFERENCE_DEFAULTS,
     }
     tiny_params: ClassVar[dict[str, Any]] = {
-        "content_ch": 8,
-        "content_res": 1,
-        "attr_ch": 8,
-        "attr_blocks": 3,
-        "dec_res": 1,
-        "dis_ch": 8,
-        "dis_layers": 3,
-        "dc_ch": 16,
+        **NETWORK_TINY,
         "dc_layers": 2,
-        "dc_kernel": 3,
         "unet_ch": 16,
         "unet_mult": [1, 2],
         "unet_res_blocks": 1,
@@ -287,48 +265,16 @@ class DisDiff(AttributeMeans, TranslationMethod):
                 f"method 'disdiff': attribute_mode must be 'mean' or 'prior', "
                 f"got {p['attribute_mode']!r}"
             )
-        if image_size % (2 ** int(p["content_down"])) != 0:
-            raise ValueError(
-                f"method 'disdiff': image_size {image_size} is not divisible by "
-                f"2^content_down = {2 ** int(p['content_down'])}"
-            )
+        check_image_size("disdiff", image_size, p)
         gen_params: list[nn.Parameter] = []
         if self.use_dis:
-            self.disentangler = init_drit(
-                Disentangler(
-                    in_ch=1,
-                    content_ch=int(p["content_ch"]),
-                    content_down=int(p["content_down"]),
-                    content_res=int(p["content_res"]),
-                    attr_ch=int(p["attr_ch"]),
-                    attr_blocks=int(p["attr_blocks"]),
-                    attr_dim=int(p["attr_dim"]),
-                    attr_vae=bool(p["attr_vae"]),
-                    dec_res=int(p["dec_res"]),
-                    content_noise=float(p["content_noise"]),
-                )
-            )
-            layers, scales = fit_multiscale(image_size, int(p["dis_layers"]), int(p["dis_scales"]))
-            self.image_dis = nn.ModuleDict(
-                {
-                    m: init_drit(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales))
-                    for m in MODALITIES
-                }
-            )
+            self.disentangler = build_disentangler(p, attr_vae=bool(p["attr_vae"]))
+            self.image_dis = build_image_discriminators(p, image_size)
             gen_params += list(self.disentangler.parameters())
             self._init_attribute_means(int(p["attr_dim"]))
         if self.use_dc:
-            kernel = int(p["dc_kernel"])
-            n_down, final = fit_content_discriminator(
-                image_size // 2 ** int(p["content_down"]),
-                int(p["dc_layers"]),
-                kernel,
-                int(p["dc_final_kernel"]),
-            )
-            self.content_dis = init_drit(
-                ContentDiscriminator(
-                    self.disentangler.content_ch, int(p["dc_ch"]), n_down, kernel, final
-                )
+            self.content_dis = build_content_discriminator(
+                p, image_size, self.disentangler.content_ch
             )
         if self.use_diff:
             self._build_diffusion()

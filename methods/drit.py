@@ -47,19 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import TranslationMethod, register, split_direction
-from methods.nets.drit import (
-    MODALITIES,
-    OTHER,
-    AttributeMeans,
-    ContentDiscriminator,
-    Disentangler,
-    MultiScaleDiscriminator,
-    bce_logits,
-    fit_content_discriminator,
-    fit_multiscale,
-    init_drit,
-    kl_to_prior,
-)
+from methods.nets import drit as nets
+from methods.nets.drit import MODALITIES, OTHER, bce_logits
 
 
 def _params(modules: list[nn.Module]) -> list[nn.Parameter]:
@@ -67,7 +56,7 @@ def _params(modules: list[nn.Module]) -> list[nn.Parameter]:
 
 
 @register("drit")
-class DRIT(AttributeMeans, TranslationMethod):
+class DRIT(nets.AttributeMeans, TranslationMethod):
     """DRIT++: disentangled content and attribute representations (see the module docstring)."""
 
     display_name = "DRIT++"
@@ -95,22 +84,7 @@ class DRIT(AttributeMeans, TranslationMethod):
         "image; the paired target must not be used); attribute_mode: prior samples instead.",
     )
     defaults: ClassVar[dict[str, Any]] = {
-        # networks (official sizes)
-        "content_ch": 64,  # width of the first content-encoder conv; doubles per downsampling
-        "content_down": 2,
-        "content_res": 3,  # private residual blocks per content encoder (+1 shared)
-        "content_noise": 1.0,  # s.d. of the training-time noise on content maps
-        "attr_ch": 64,
-        "attr_blocks": 4,
-        "attr_dim": 8,  # nz
-        "dec_res": 3,
-        "dis_ch": 64,
-        "dis_layers": 4,
-        "dis_scales": 3,
-        "dc_ch": 256,
-        "dc_layers": 3,
-        "dc_kernel": 7,
-        "dc_final_kernel": 4,
+        **nets.NETWORK_DEFAULTS,  # the official sizes
         # losses
         "lambda_adv": 1.0,
         "lambda_content_adv": 1.0,
@@ -129,23 +103,9 @@ class DRIT(AttributeMeans, TranslationMethod):
         "beta2": 0.999,
         "weight_decay": 1e-4,
         "init_gain": 0.02,
-        # inference
-        "attribute_mode": "mean",  # "mean" (training-set mean code) or "prior" (z ~ N(0, I))
-        "attr_running_momentum": 0.01,
-        "attr_mean_max_slices": 4000,
+        **nets.INFERENCE_DEFAULTS,
     }
-    tiny_params: ClassVar[dict[str, Any]] = {
-        "content_ch": 8,
-        "content_res": 1,
-        "attr_ch": 8,
-        "attr_blocks": 3,
-        "dec_res": 1,
-        "dis_ch": 8,
-        "dis_layers": 3,
-        "dc_ch": 16,
-        "dc_kernel": 3,
-        "d_iter": 1,
-    }
+    tiny_params: ClassVar[dict[str, Any]] = {**nets.NETWORK_TINY, "d_iter": 1}
     #: the official schedule (constant, then linear decay from epoch 600 of 1200) and batch
     training_defaults: ClassVar[dict[str, Any]] = {
         "lr_schedule": "linear",
@@ -156,51 +116,16 @@ class DRIT(AttributeMeans, TranslationMethod):
     def __init__(self, params: dict[str, Any] | None = None, image_size: int = 256) -> None:
         super().__init__(params, image_size)
         p = self.params
-        down = 2 ** int(p["content_down"])
-        if image_size % down:
-            raise ValueError(
-                f"method 'drit': image_size {image_size} is not divisible by "
-                f"2^content_down = {down}"
-            )
+        nets.check_image_size("drit", image_size, p)
         if int(p["d_iter"]) < 1:
             raise ValueError(f"method 'drit': d_iter must be >= 1, got {p['d_iter']}")
         gain = float(p["init_gain"])
-        self.disentangler = init_drit(
-            Disentangler(
-                in_ch=1,
-                content_ch=int(p["content_ch"]),
-                content_down=int(p["content_down"]),
-                content_res=int(p["content_res"]),
-                attr_ch=int(p["attr_ch"]),
-                attr_blocks=int(p["attr_blocks"]),
-                attr_dim=int(p["attr_dim"]),
-                dec_res=int(p["dec_res"]),
-                content_noise=float(p["content_noise"]),
-            ),
-            gain,
-        )
-        layers, scales = fit_multiscale(image_size, int(p["dis_layers"]), int(p["dis_scales"]))
+        self.disentangler = nets.build_disentangler(p, gain=gain)
         # dis_enc judges fakes with encoded attributes, dis_rand fakes with random ones
-        self.dis_enc = nn.ModuleDict(
-            {
-                m: init_drit(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales), gain)
-                for m in MODALITIES
-            }
-        )
-        self.dis_rand = nn.ModuleDict(
-            {
-                m: init_drit(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales), gain)
-                for m in MODALITIES
-            }
-        )
-        n_down, final = fit_content_discriminator(
-            image_size // down, int(p["dc_layers"]), int(p["dc_kernel"]), int(p["dc_final_kernel"])
-        )
-        self.content_dis = init_drit(
-            ContentDiscriminator(
-                self.disentangler.content_ch, int(p["dc_ch"]), n_down, int(p["dc_kernel"]), final
-            ),
-            gain,
+        self.dis_enc = nets.build_image_discriminators(p, image_size, gain)
+        self.dis_rand = nets.build_image_discriminators(p, image_size, gain)
+        self.content_dis = nets.build_content_discriminator(
+            p, image_size, self.disentangler.content_ch, gain
         )
         self._init_attribute_means(int(p["attr_dim"]))
 
@@ -295,7 +220,7 @@ class DRIT(AttributeMeans, TranslationMethod):
         l1 = F.l1_loss
         cadv = sum(bce_logits(self.content_dis(f["zc"][m]), 0.5) for m in MODALITIES)
         adv = sum(bce_logits(self.dis_enc[m](f["fake_enc"][m]), 1.0) for m in MODALITIES)
-        kl = sum(kl_to_prior(f["mu"][m], f["logvar"][m]) for m in MODALITIES)
+        kl = sum(nets.kl_to_prior(f["mu"][m], f["logvar"][m]) for m in MODALITIES)
         l2 = sum(f["zc"][m].pow(2).mean() for m in MODALITIES)
         cross = sum(l1(f["cross"][m], x[m]) for m in MODALITIES)
         self_rec = sum(l1(f["self_rec"][m], x[m]) for m in MODALITIES)

@@ -59,6 +59,8 @@ def demo_run(phantom_store: Path, tmp_path: Path):
     from mrbench.slices import SliceStore
     from mrbench.trainer import train, validate, validation_rows
 
+    every = ("steps", "val_every", "checkpoint_every", "log_every")
+
     def run(method: str, steps: int) -> tuple[float, float]:
         entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"][method]
         store = SliceStore(phantom_store / "val")
@@ -69,14 +71,7 @@ def demo_run(phantom_store: Path, tmp_path: Path):
             "method": method,
             "plugin": entry["plugin"],
             "params": dict(entry.get("params") or {}),
-            "training": {
-                "steps": steps,
-                "batch_size": 4,
-                "val_every": steps,
-                "checkpoint_every": steps,
-                "log_every": steps,
-                "select": "last",
-            },
+            "training": {"batch_size": 4, "select": "last"} | dict.fromkeys(every, steps),
         }
         out = tmp_path / f"run-{method}"
         train(spec, phantom_store, out, seed=0, progress=False, log=lambda m: None)

@@ -347,6 +347,103 @@ class ContentDiscriminator(nn.Module):
         return self.net(zc)
 
 
+# -------------------------------------------------------------------- building
+#: The networks' parameters at the published size, under the names every plugin that builds
+#: them from a params dict uses (``drit``, ``disdiff``).
+NETWORK_DEFAULTS: dict[str, Any] = {
+    "content_ch": 64,  # width of the first content-encoder conv; doubles per downsampling
+    "content_down": 2,  # content map at 1/2^content_down resolution
+    "content_res": 3,  # private residual blocks per content encoder (+1 shared)
+    "content_noise": 1.0,  # s.d. of the training-time noise on content maps
+    "attr_ch": 64,
+    "attr_blocks": 4,
+    "attr_dim": 8,  # nz
+    "dec_res": 3,
+    "dis_ch": 64,  # image discriminators (multi-scale)
+    "dis_layers": 4,
+    "dis_scales": 3,
+    "dc_ch": 256,  # content discriminator
+    "dc_layers": 3,
+    "dc_kernel": 7,
+    "dc_final_kernel": 4,
+}
+#: Small widths for CPU tests (32 px images).
+NETWORK_TINY: dict[str, Any] = {
+    "content_ch": 8,
+    "content_res": 1,
+    "attr_ch": 8,
+    "attr_blocks": 3,
+    "dec_res": 1,
+    "dis_ch": 8,
+    "dis_layers": 3,
+    "dc_ch": 16,
+    "dc_kernel": 3,
+}
+#: The inference attribute code's parameters (:class:`AttributeMeans`).
+INFERENCE_DEFAULTS: dict[str, Any] = {
+    "attribute_mode": "mean",  # "mean" (training-set mean code) or "prior" (z ~ N(0, I))
+    "attr_running_momentum": 0.01,
+    "attr_mean_max_slices": 4000,
+}
+
+
+def check_image_size(plugin: str, image_size: int, p: dict[str, Any]) -> None:
+    """The content encoders halve the image ``content_down`` times: it must divide evenly."""
+    down = 2 ** int(p["content_down"])
+    if image_size % down:
+        raise ValueError(
+            f"method {plugin!r}: image_size {image_size} is not divisible by "
+            f"2^content_down = {down}"
+        )
+
+
+def build_disentangler(
+    p: dict[str, Any], attr_vae: bool = True, gain: float = 0.02
+) -> Disentangler:
+    """The generator side from the :data:`NETWORK_DEFAULTS` keys of ``p``, initialised."""
+    net = Disentangler(
+        in_ch=1,
+        content_ch=int(p["content_ch"]),
+        content_down=int(p["content_down"]),
+        content_res=int(p["content_res"]),
+        attr_ch=int(p["attr_ch"]),
+        attr_blocks=int(p["attr_blocks"]),
+        attr_dim=int(p["attr_dim"]),
+        attr_vae=attr_vae,
+        dec_res=int(p["dec_res"]),
+        content_noise=float(p["content_noise"]),
+    )
+    return init_drit(net, gain)
+
+
+def build_image_discriminators(
+    p: dict[str, Any], image_size: int, gain: float = 0.02
+) -> nn.ModuleDict:
+    """One multi-scale discriminator per modality, fitted to ``image_size``, initialised."""
+    layers, scales = fit_multiscale(image_size, int(p["dis_layers"]), int(p["dis_scales"]))
+    return nn.ModuleDict(
+        {
+            m: init_drit(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales), gain)
+            for m in MODALITIES
+        }
+    )
+
+
+def build_content_discriminator(
+    p: dict[str, Any], image_size: int, content_ch: int, gain: float = 0.02
+) -> ContentDiscriminator:
+    """D_c fitted to the content maps of ``image_size`` images, initialised."""
+    kernel = int(p["dc_kernel"])
+    n_down, final = fit_content_discriminator(
+        image_size // 2 ** int(p["content_down"]),
+        int(p["dc_layers"]),
+        kernel,
+        int(p["dc_final_kernel"]),
+    )
+    net = ContentDiscriminator(content_ch, int(p["dc_ch"]), n_down, kernel, final)
+    return init_drit(net, gain)
+
+
 # ---------------------------------------------------------------------- losses
 def bce_logits(logits: torch.Tensor | Sequence[torch.Tensor], target: float) -> torch.Tensor:
     """Sigmoid + binary cross-entropy against a constant ``target``, mean over each logit map and
