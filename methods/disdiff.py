@@ -62,13 +62,13 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
    upsampling and the attribute tiled and concatenated before every stage. Image
    discriminators: DRIT++'s multi-scale ones (3 scales of 4 stride-2 4x4 convs 64 -> 512,
    LeakyReLU, 1x1 conv to patch logits, no normalisation), but one per modality: DisDiff has
-   no random-attribute fakes, so DRIT++'s second pair has nothing to judge. DRIT++'s
-   initialisation (conv weights N(0, 0.02)). DRIT++'s L2 of 0.01 on the content maps.
+   no random-attribute fakes, so DRIT++'s second pair has nothing to judge. DRIT++'s L2 of
+   0.01 on the content maps. The project's initialisation (every conv and linear weight
+   N(0, 0.02), zero biases) rather than DRIT++'s (conv weights only): see the docs.
 2. Content discriminator D_c (eq. 7): DRIT++'s (3 reflect-padded 7x7 stride-2 convs of 256
    channels, a 4x4 conv, LeakyReLU, a 1x1 conv to patch logits, no normalisation; the official
    code never applies its instance norm). Small maps keep the stride-2 convs that fit (the
-   demo's 8 px maps: one); the test-size model uses 3x3 kernels (``dc_kernel``). It sees the
-   content maps as the decoders do (with the training noise), T1w labelled 1 and T2w 0.
+   demo's 8 px maps: one 7x7 conv, then a 2x2 conv). It sees the content maps as the decoders do (with the training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
    ``content_dis_steps`` = 3 times per generator update on the same batch (DRIT++ updates D_c
@@ -146,6 +146,7 @@ from methods.nets.drit import (
     check_image_size,
     kl_to_prior,
 )
+from methods.nets.init import init_weights
 from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
 from methods.nets.ncsnpp import NCSNpp
 from methods.nets.time_discriminator import TimeDiscriminator
@@ -268,13 +269,16 @@ class DisDiff(AttributeMeans, TranslationMethod):
         check_image_size("disdiff", image_size, p)
         gen_params: list[nn.Parameter] = []
         if self.use_dis:
-            self.disentangler = build_disentangler(p, attr_vae=bool(p["attr_vae"]))
-            self.image_dis = build_image_discriminators(p, image_size)
+            # the project's initialisation, not DRIT++'s (docs/methods/disdiff.md)
+            self.disentangler = build_disentangler(
+                p, attr_vae=bool(p["attr_vae"]), init=init_weights
+            )
+            self.image_dis = build_image_discriminators(p, image_size, init=init_weights)
             gen_params += list(self.disentangler.parameters())
             self._init_attribute_means(int(p["attr_dim"]))
         if self.use_dc:
             self.content_dis = build_content_discriminator(
-                p, image_size, self.disentangler.content_ch
+                p, image_size, self.disentangler.content_ch, init=init_weights
             )
         if self.use_diff:
             self._build_diffusion()

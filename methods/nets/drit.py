@@ -39,7 +39,7 @@ target modality without its paired image: the mean code of that modality's train
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -377,7 +377,6 @@ NETWORK_TINY: dict[str, Any] = {
     "dis_ch": 8,
     "dis_layers": 3,
     "dc_ch": 16,
-    "dc_kernel": 3,
 }
 #: The inference attribute code's parameters (:class:`AttributeMeans`).
 INFERENCE_DEFAULTS: dict[str, Any] = {
@@ -397,8 +396,12 @@ def check_image_size(plugin: str, image_size: int, p: dict[str, Any]) -> None:
         )
 
 
+#: an initialiser: ``init(module, gain)`` changes ``module`` in place and returns it
+Init = Callable[[nn.Module, float], nn.Module]
+
+
 def build_disentangler(
-    p: dict[str, Any], attr_vae: bool = True, gain: float = 0.02
+    p: dict[str, Any], attr_vae: bool = True, gain: float = 0.02, init: Init = init_drit
 ) -> Disentangler:
     """The generator side from the :data:`NETWORK_DEFAULTS` keys of ``p``, initialised."""
     net = Disentangler(
@@ -413,24 +416,24 @@ def build_disentangler(
         dec_res=int(p["dec_res"]),
         content_noise=float(p["content_noise"]),
     )
-    return init_drit(net, gain)
+    return init(net, gain)
 
 
 def build_image_discriminators(
-    p: dict[str, Any], image_size: int, gain: float = 0.02
+    p: dict[str, Any], image_size: int, gain: float = 0.02, init: Init = init_drit
 ) -> nn.ModuleDict:
     """One multi-scale discriminator per modality, fitted to ``image_size``, initialised."""
     layers, scales = fit_multiscale(image_size, int(p["dis_layers"]), int(p["dis_scales"]))
     return nn.ModuleDict(
         {
-            m: init_drit(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales), gain)
+            m: init(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales), gain)
             for m in MODALITIES
         }
     )
 
 
 def build_content_discriminator(
-    p: dict[str, Any], image_size: int, content_ch: int, gain: float = 0.02
+    p: dict[str, Any], image_size: int, content_ch: int, gain: float = 0.02, init: Init = init_drit
 ) -> ContentDiscriminator:
     """D_c fitted to the content maps of ``image_size`` images, initialised."""
     kernel = int(p["dc_kernel"])
@@ -441,7 +444,7 @@ def build_content_discriminator(
         int(p["dc_final_kernel"]),
     )
     net = ContentDiscriminator(content_ch, int(p["dc_ch"]), n_down, kernel, final)
-    return init_drit(net, gain)
+    return init(net, gain)
 
 
 # ---------------------------------------------------------------------- losses
