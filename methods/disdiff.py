@@ -68,7 +68,8 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
 2. Content discriminator D_c (eq. 7): DRIT++'s (3 reflect-padded 7x7 stride-2 convs of 256
    channels, a 4x4 conv, LeakyReLU, a 1x1 conv to patch logits, no normalisation; the official
    code never applies its instance norm). Small maps keep the stride-2 convs that fit (the
-   demo's 8 px maps: one 7x7 conv, then a 2x2 conv). It sees the content maps as the decoders do (with the training noise), T1w labelled 1 and T2w 0.
+   demo's 8 px maps: one 7x7 conv, then a 2x2 conv). It sees the content maps as the decoders
+   do (with the training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
    ``content_dis_steps`` = 3 times per generator update on the same batch (DRIT++ updates D_c

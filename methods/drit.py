@@ -70,8 +70,9 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         "trains on the same 256 px slices, so the networks see 256 px (content maps of 64 x 64, "
         "a 2 x 2 patch of content-discriminator logits).",
         "The second generator update takes its gradients at the weights before the first update "
-        "(both gradients come from one forward pass); the official code back-propagates through "
-        "a graph whose weights the first optimiser step has changed in place, which PyTorch 0.4 "
+        "(both gradients come from one forward pass, by two backward passes before either "
+        "step); the official code back-propagates through a graph whose weights the first "
+        "optimiser step has changed in place, which PyTorch 0.4 "
         "allowed and current PyTorch refuses.",
         "The d_iter schedule runs on the global step count (iterations 3k + 2 update everything) "
         "instead of restarting every epoch; the trainer's steps count every iteration, including "
@@ -261,9 +262,19 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         return first, second, {k: float(v.detach()) for k, v in logs.items()}
 
     @staticmethod
-    def _set_grads(params: list[nn.Parameter], grads: tuple[torch.Tensor | None, ...]) -> None:
+    def _set_grads(params: list[nn.Parameter], grads: list[torch.Tensor | None]) -> None:
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad
+
+    def _gradients(
+        self, loss: torch.Tensor, params: list[nn.Parameter], retain_graph: bool = False
+    ) -> list[torch.Tensor | None]:
+        """``d loss / d params`` through ``backward`` (into cleared ``.grad``), taken out."""
+        self._set_grads(params, [None] * len(params))
+        loss.backward(retain_graph=retain_graph)
+        grads = [p.grad for p in params]
+        self._set_grads(params, [None] * len(params))
+        return grads
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         x_all = {m: batch[m].to(self.device) for m in MODALITIES}
@@ -297,18 +308,23 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         self.opt_dis.step()
         logs["d_content"] = self._step_content_dis(f["zc"])
 
-        # 2. encoders and generators: two updates from one forward pass
+        # 2. encoders and generators: two updates from one forward pass; both gradients are
+        # taken (by backward, so that multi-process training averages them) before either step
+        frozen = [self.dis_enc, self.dis_rand, self.content_dis]
+        for d in frozen:
+            d.requires_grad_(False)
         first, second, g_logs = self._generator_losses(x, f)
         both = self._gen_params + self._attr_params
-        g_first = torch.autograd.grad(first, both, retain_graph=True, allow_unused=True)
-        g_second = torch.autograd.grad(second, self._gen_params, allow_unused=True)
+        g_first = self._gradients(first, both, retain_graph=True)
+        g_second = self._gradients(second, self._gen_params)
+        for d in frozen:
+            d.requires_grad_(True)
         self._set_grads(both, g_first)
         self.opt_gen.step()
         self.opt_attr.step()
         self._set_grads(self._gen_params, g_second)
         self.opt_gen.step()
-        self.opt_gen.zero_grad(set_to_none=True)
-        self.opt_attr.zero_grad(set_to_none=True)
+        self._set_grads(both, [None] * len(both))
         self._update_running_attributes(f["mu"])
         return logs | g_logs
 
