@@ -8,7 +8,8 @@ that). On a CPU the paper size runs ``--paper-steps`` (default 1) timed steps af
 
     python benchmarks/train_throughput.py [--methods cyclegan,syndiff] [--sizes demo,paper]
 
-Prints a table and writes ``benchmarks/results/train_throughput.csv``. Peak memory is the CUDA
+Prints a table (with the parameter count of each network the method lists in
+``num_parameters``) and writes ``benchmarks/results/train_throughput.csv``. Peak memory is the CUDA
 peak allocated during the timed steps on a GPU, the process's peak resident memory on a CPU.
 """
 
@@ -86,11 +87,14 @@ def measure(
         torch.cuda.synchronize()
     sec = (time.perf_counter() - t0) / steps
     n_params = sum(p.numel() for p in model.parameters())
+    # per network, as the method groups them (e.g. DRIT++'s official classes)
+    networks = ";".join(f"{k}={v / 1e6:.2f}M" for k, v in model.num_parameters().items())
     return {
         "method": plugin,
         "px": size,
         "batch": batch,
         "params_M": round(n_params / 1e6, 3),
+        "networks": networks,
         "sec_per_step": round(sec, 4),
         "images_per_s": round(batch / sec, 3),
         "peak_mem_mb": round(_peak_mb(device), 1),

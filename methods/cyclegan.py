@@ -136,14 +136,11 @@ class CycleGAN(TranslationMethod):
             raise ValueError(f"cyclegan: image_size must be a multiple of 4, got {image_size}")
         gain = float(p["init_gain"])
 
-        def gen() -> ResnetGenerator:
-            return init_weights(ResnetGenerator(1, 1, int(p["ngf"]), int(p["n_blocks"])), gain)
-
         def disc() -> PatchDiscriminator:
             return init_weights(PatchDiscriminator(1, int(p["ndf"]), int(p["n_layers_d"])), gain)
 
-        self.G_t1_to_t2 = gen()
-        self.G_t2_to_t1 = gen()
+        self.G_t1_to_t2 = init_weights(self.build_generator(), gain)
+        self.G_t2_to_t1 = init_weights(self.build_generator(), gain)
         self.D_t2 = disc()
         self.D_t1 = disc()
         betas = (float(p["beta1"]), float(p["beta2"]))
@@ -160,6 +157,10 @@ class CycleGAN(TranslationMethod):
         self._pool_rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         self.pool_t2 = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_t2
         self.pool_t1 = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_t1
+
+    def build_generator(self) -> nn.Module:
+        """One generator (uninitialised); subclasses with another generator override this."""
+        return ResnetGenerator(1, 1, int(self.params["ngf"]), int(self.params["n_blocks"]))
 
     # ---------------------------------------------------------------- training
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

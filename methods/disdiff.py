@@ -53,26 +53,28 @@ Ablation variants (Table 2) are parameters of this one plugin
 
 Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
 -------------------------------------------------------------------------------
-1. Disentanglement networks (section 2.2, eqs. 6-9): DRIT++'s sizes (methods/nets/drit.py):
-   content map of 256 channels at 1/4 resolution (7x7 conv of 64, 2 stride-2 convs, 3 private
-   residual blocks + 1 block shared by both modalities, Gaussian noise of s.d. 1 on the map in
-   training), 8-d attribute code with mean and log-variance (width 64, 4 blocks; sampled by
-   reparameterisation in training, its mean at inference), decoders with a shared residual
-   block, 3 residual blocks and the attribute tiled and concatenated before every stage.
-   Image discriminators: single-scale DRIT++-style, 6 stride-2 3x3 convs from 64 channels
-   doubling (capped at 1024), LeakyReLU, 1x1 conv to patch logits (DRIT++ also has a
-   multi-scale variant). N(0, 0.02) initialisation (DRIT++'s) for all of these.
-2. Content discriminator D_c (eq. 7): 3 stride-2 3x3 convs of 256 channels with LeakyReLU, a
-   1x1 conv, global average pooling and a linear logit, without normalisation (as DRIT++ in
-   practice: its code asks for instance norm but compares the literal string 'norm', so never
-   applies it; DRIT++'s 7x7 kernels are sized for 64 px maps, small maps need small kernels).
-   Fewer stride-2 convs on small maps (at least 2 px left). It sees the content maps as the
-   decoders do (with the training noise), T1w labelled 1 and T2w 0.
+1. Disentanglement networks (section 2.2, eqs. 6-9): DRIT++'s official networks
+   (methods/nets/drit.py, shared with the ``drit`` plugin): content map of 256 channels at 1/4
+   resolution (7x7 conv of 64, 2 stride-2 convs, 3 private residual blocks + 1 block shared by
+   both modalities, Gaussian noise of s.d. 1 on the map in training), 8-d attribute code with
+   mean and log-variance (width 64, 4 blocks; sampled by reparameterisation in training, its
+   mean at inference), decoders with a shared residual block, 3 residual blocks, layer-norm
+   upsampling and the attribute tiled and concatenated before every stage. Image
+   discriminators: DRIT++'s multi-scale ones (3 scales of 4 stride-2 4x4 convs 64 -> 512,
+   LeakyReLU, 1x1 conv to patch logits, no normalisation), but one per modality: DisDiff has
+   no random-attribute fakes, so DRIT++'s second pair has nothing to judge. DRIT++'s L2 of
+   0.01 on the content maps. The project's initialisation (every conv and linear weight
+   N(0, 0.02), zero biases) rather than DRIT++'s (conv weights only): see the docs.
+2. Content discriminator D_c (eq. 7): DRIT++'s (3 reflect-padded 7x7 stride-2 convs of 256
+   channels, a 4x4 conv, LeakyReLU, a 1x1 conv to patch logits, no normalisation; the official
+   code never applies its instance norm). Small maps keep the stride-2 convs that fit (the
+   demo's 8 px maps: one 7x7 conv, then a 2x2 conv). It sees the content maps as the decoders
+   do (with the training noise), T1w labelled 1 and T2w 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
-   ``content_dis_steps`` = 3 times per generator update (DRIT++ updates D_c on every iteration
-   and the rest every ``d_iter`` = 3 iterations; here on the same batch) with gradient-norm
-   clipping at 5 (DRIT++) and lr 1e-4 (section 3.2; DRIT++ uses 4e-5).
+   ``content_dis_steps`` = 3 times per generator update on the same batch (DRIT++ updates D_c
+   alone on two of three iterations and everything on the third) with gradient-norm clipping
+   at 5 (DRIT++) and lr 1e-4 (section 3.2; DRIT++ uses 4e-5).
 4. Diffusion generator (eq. 10): SynDiff's NCSN++ at SynDiff's paper size (base 64, multipliers
    (1,1,2,2,4,4), 2 residual blocks per level, attention at 16 px, latent z of 100 mapped by
    4 layers to 256). The content map enters through ``cond``: it is resized (bilinear) to the
@@ -132,32 +134,27 @@ from torch import nn
 from methods.base import TranslationMethod, register, split_direction
 from methods.nets.adversarial_diffusion import AdversarialDiffusion
 from methods.nets.drit import (
+    INFERENCE_DEFAULTS,
     MODALITIES,
-    ContentDiscriminator,
-    Disentangler,
-    ImageDiscriminator,
+    NETWORK_DEFAULTS,
+    NETWORK_TINY,
+    OTHER,
+    AttributeMeans,
+    bce_logits,
+    build_content_discriminator,
+    build_disentangler,
+    build_image_discriminators,
+    check_image_size,
+    kl_to_prior,
 )
 from methods.nets.init import init_weights
 from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
 from methods.nets.ncsnpp import NCSNpp
 from methods.nets.time_discriminator import TimeDiscriminator
 
-OTHER = {"t1": "t2", "t2": "t1"}
-
-
-def _kl(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)), mean over the batch (DRIT++'s attribute prior term)."""
-    if logvar is None:
-        return mu.new_zeros(())
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
-
 
 def _item(value: torch.Tensor | float) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _bce_target(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -167,7 +164,7 @@ def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
 
 
 @register("disdiff")
-class DisDiff(TranslationMethod):
+class DisDiff(AttributeMeans, TranslationMethod):
     display_name = "DisDiff"
     citation = "DisDiff, MICCAI 2025"
     family = "disentangled+diffusion"
@@ -199,20 +196,9 @@ class DisDiff(TranslationMethod):
         "use_disentanglement": True,
         "use_diffusion": True,
         "use_content_discriminator": True,
-        # --- disentanglement module (DRIT++ sizes)
-        "content_ch": 64,  # width of the first content-encoder conv; doubles per downsampling
-        "content_down": 2,  # content map at 1/2^content_down resolution
-        "content_res": 3,  # private residual blocks per content encoder (+1 shared)
-        "content_noise": 1.0,  # s.d. of the training-time noise on content maps (DRIT++)
-        "attr_ch": 64,
-        "attr_blocks": 4,
-        "attr_dim": 8,
+        # --- disentanglement module (DRIT++'s networks and sizes)
+        **NETWORK_DEFAULTS,
         "attr_vae": True,  # attribute encoder outputs mean and log-variance (+ KL term)
-        "dec_res": 3,
-        "dis_ch": 64,  # image discriminators
-        "dis_layers": 6,
-        "dc_ch": 256,  # content discriminator
-        "dc_layers": 3,
         # --- adversarial diffusion module (SynDiff sizes and schedule)
         "num_steps": 4,
         "beta_min": 0.1,
@@ -234,6 +220,7 @@ class DisDiff(TranslationMethod):
         "lambda_cross_cycle": 10.0,
         "lambda_self_recon": 10.0,
         "lambda_kl": 0.01,
+        "lambda_content_l2": 0.01,  # DRIT++'s L2 on the content maps
         "lambda_content_adv": 1.0,
         "lambda_image_adv": 1.0,
         "lambda_latent_reg": 0.0,
@@ -249,19 +236,10 @@ class DisDiff(TranslationMethod):
         "beta1": 0.5,
         "beta2": 0.9,
         # --- inference
-        "attribute_mode": "mean",  # "mean" (training-set mean code) or "prior" (z ~ N(0, I))
-        "attr_running_momentum": 0.01,
-        "attr_mean_max_slices": 4000,
+        **INFERENCE_DEFAULTS,
     }
     tiny_params: ClassVar[dict[str, Any]] = {
-        "content_ch": 8,
-        "content_res": 1,
-        "attr_ch": 8,
-        "attr_blocks": 3,
-        "dec_res": 1,
-        "dis_ch": 8,
-        "dis_layers": 3,
-        "dc_ch": 16,
+        **NETWORK_TINY,
         "dc_layers": 2,
         "unet_ch": 16,
         "unet_mult": [1, 2],
@@ -318,42 +296,19 @@ class DisDiff(TranslationMethod):
                 f"method 'disdiff': attribute_mode must be 'mean' or 'prior', "
                 f"got {p['attribute_mode']!r}"
             )
-        if image_size % (2 ** int(p["content_down"])) != 0:
-            raise ValueError(
-                f"method 'disdiff': image_size {image_size} is not divisible by "
-                f"2^content_down = {2 ** int(p['content_down'])}"
-            )
+        check_image_size("disdiff", image_size, p)
         gen_params: list[nn.Parameter] = []
         if self.use_dis:
-            self.disentangler = init_weights(
-                Disentangler(
-                    in_ch=1,
-                    content_ch=int(p["content_ch"]),
-                    content_down=int(p["content_down"]),
-                    content_res=int(p["content_res"]),
-                    attr_ch=int(p["attr_ch"]),
-                    attr_blocks=int(p["attr_blocks"]),
-                    attr_dim=int(p["attr_dim"]),
-                    attr_vae=bool(p["attr_vae"]),
-                    dec_res=int(p["dec_res"]),
-                    content_noise=float(p["content_noise"]),
-                )
+            # the project's initialisation, not DRIT++'s (docs/methods/disdiff.md)
+            self.disentangler = build_disentangler(
+                p, attr_vae=bool(p["attr_vae"]), init=init_weights
             )
-            self.image_dis = nn.ModuleDict(
-                {
-                    m: init_weights(ImageDiscriminator(1, int(p["dis_ch"]), int(p["dis_layers"])))
-                    for m in MODALITIES
-                }
-            )
+            self.image_dis = build_image_discriminators(p, image_size, init=init_weights)
             gen_params += list(self.disentangler.parameters())
-            for m in MODALITIES:
-                self.register_buffer(f"attr_mean_{m}", torch.zeros(int(p["attr_dim"])))
-            self.register_buffer("attr_count", torch.zeros(()))
+            self._init_attribute_means(int(p["attr_dim"]))
         if self.use_dc:
-            content_size = image_size // 2 ** int(p["content_down"])
-            n_down = max(1, min(int(p["dc_layers"]), int(math.log2(max(content_size, 2))) - 1))
-            self.content_dis = init_weights(
-                ContentDiscriminator(self.disentangler.content_ch, int(p["dc_ch"]), n_down)
+            self.content_dis = build_content_discriminator(
+                p, image_size, self.disentangler.content_ch, init=init_weights
             )
         if self.use_diff:
             self._build_diffusion()
@@ -557,7 +512,7 @@ class DisDiff(TranslationMethod):
             for m in MODALITIES:
                 real = self.image_dis[m](x[m])
                 fake = self.image_dis[m](dis["fake"][m].detach())
-                loss_d = loss_d + d_loss_real(real) + d_loss_fake(fake)
+                loss_d = loss_d + bce_logits(real, 1.0) + bce_logits(fake, 0.0)
             logs["d_image"] = float(loss_d.detach())
         if diff is not None:
             r1 = self.r1.due(step)
@@ -582,7 +537,7 @@ class DisDiff(TranslationMethod):
             zc_detached = {m: dis["zc"][m].detach() for m in MODALITIES}
             for _ in range(int(p["content_dis_steps"])):
                 logit = {m: self.content_dis(zc_detached[m]) for m in MODALITIES}
-                loss_dc = _bce_target(logit["t1"], 1.0) + _bce_target(logit["t2"], 0.0)
+                loss_dc = bce_logits(logit["t1"], 1.0) + bce_logits(logit["t2"], 0.0)
                 self.opt_content_dis.zero_grad(set_to_none=True)
                 loss_dc.backward()
                 nn.utils.clip_grad_norm_(
@@ -600,22 +555,25 @@ class DisDiff(TranslationMethod):
         _set_requires_grad(frozen, False)
         loss_g = x["t1"].new_zeros(())
         if dis is not None:
-            adv = sum(g_loss_nonsaturating(self.image_dis[m](dis["fake"][m])) for m in MODALITIES)
+            adv = sum(bce_logits(self.image_dis[m](dis["fake"][m]), 1.0) for m in MODALITIES)
             self_rec = sum(F.l1_loss(dis["recon"][m], x[m]) for m in MODALITIES)
             cross = sum(F.l1_loss(dis["cross"][m], x[m]) for m in MODALITIES)
-            kl = sum(_kl(dis["mu"][m], dis["logvar"][m]) for m in MODALITIES)
+            kl = sum(kl_to_prior(dis["mu"][m], dis["logvar"][m]) for m in MODALITIES)
+            l2 = sum(dis["zc"][m].pow(2).mean() for m in MODALITIES)
             loss_g = (
                 loss_g
                 + float(p["lambda_image_adv"]) * adv
                 + float(p["lambda_self_recon"]) * self_rec
                 + float(p["lambda_cross_cycle"]) * cross
                 + float(p["lambda_kl"]) * kl
+                + float(p["lambda_content_l2"]) * l2
             )
             logs.update(
                 g_image_adv=_item(adv),
                 self_recon=_item(self_rec),
                 cross_cycle=_item(cross),
                 kl=_item(kl),
+                content_l2=_item(l2),
             )
             if "latent_reg" in dis:
                 lr_loss = sum(F.l1_loss(a, b) for a, b in dis["latent_reg"].values())
@@ -623,7 +581,7 @@ class DisDiff(TranslationMethod):
                 logs["latent_reg"] = _item(lr_loss)
         if self.use_dc:
             assert dis is not None
-            cadv = sum(_bce_target(self.content_dis(dis["zc"][m]), 0.5) for m in MODALITIES)
+            cadv = sum(bce_logits(self.content_dis(dis["zc"][m]), 0.5) for m in MODALITIES)
             loss_g = loss_g + float(p["lambda_content_adv"]) * cadv
             logs["g_content_adv"] = _item(cadv)
         if diff is not None:
@@ -648,50 +606,18 @@ class DisDiff(TranslationMethod):
         return logs
 
     # --------------------------------------------------------- attribute codes
-    @torch.no_grad()
-    def _update_running_attributes(self, mu: dict[str, torch.Tensor]) -> None:
-        """Running mean of the attribute codes, used at inference until prepare_inference."""
-        self.attr_count += 1
-        w = max(1.0 / float(self.attr_count), float(self.params["attr_running_momentum"]))
-        for m in MODALITIES:
-            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().mean(0), w)
-
-    @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
-        """Mean attribute code (posterior mean) of each modality over the training slices."""
-        if not self.use_dis:
-            return
-        was_training = self.training
-        self.eval()
-        sums = {m: torch.zeros_like(getattr(self, f"attr_mean_{m}")) for m in MODALITIES}
-        n = 0
-        for batch in slices:
-            for m in MODALITIES:
-                mu = self.disentangler.attribute(batch[m].to(self.device), m)[1]
-                sums[m] += mu.sum(0)
-            n += batch["t1"].shape[0]
-            if n >= int(self.params["attr_mean_max_slices"]):
-                break
-        if n == 0:
-            raise ValueError("method 'disdiff': prepare_inference got no training slices")
-        for m in MODALITIES:
-            getattr(self, f"attr_mean_{m}").copy_(sums[m] / n)
-        self.train(was_training)
-
-    def target_attribute(self, modality: str, batch_size: int) -> torch.Tensor:
-        """The attribute code z_a of the target modality used at inference."""
-        mean = getattr(self, f"attr_mean_{modality}")
-        if self.params["attribute_mode"] == "prior":
-            return torch.randn(batch_size, mean.numel(), device=mean.device)
-        return mean[None].expand(batch_size, -1)
+        """Mean attribute code of each modality over the training slices (variants with the
+        disentanglement module; see :class:`methods.nets.drit.AttributeMeans`)."""
+        if self.use_dis:
+            super().prepare_inference(slices)
 
     # -------------------------------------------------------------- translation
-    @torch.no_grad()
     def content_map(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """z_c of a batch of ``modality`` images (no training noise), e.g. for Fig. 3."""
         if not self.use_dis:
             raise ValueError("method 'disdiff': this variant has no content encoders")
-        return self.disentangler.content(x.to(self.device), modality, noise=False)
+        return super().content_map(x, modality)
 
     @property
     def sampling_steps(self) -> int:

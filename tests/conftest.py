@@ -64,3 +64,38 @@ def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         subjects = [SubjectVolumes.in_dir(s, base / "subjects" / s) for s in subjects_in(df, split)]
         build_split(subjects, base / "slices" / split, size=16, slices_per_subject=8)
     return base / "slices"
+
+
+@pytest.fixture
+def demo_run(phantom_store: Path, tmp_path: Path):
+    """``run(method, steps)``: a short run of a ``config/demo.yaml`` method (its demo params) on
+    the phantom through the shared trainer; returns its validation PSNR and the identity floor's.
+    """
+    import csv
+
+    import yaml
+
+    from methods import get_plugin
+    from mrbench.slices import SliceStore
+    from mrbench.trainer import train, validate, validation_rows
+
+    every = ("steps", "val_every", "checkpoint_every", "log_every")
+
+    def run(method: str, steps: int) -> tuple[float, float]:
+        entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"][method]
+        store = SliceStore(phantom_store / "val")
+        rows = validation_rows(store, 64)
+        cpu = torch.device("cpu")
+        floor = validate(get_plugin("identity")({}, store.size), store, rows, 8, cpu)["psnr"]
+        spec = {
+            "method": method,
+            "plugin": entry["plugin"],
+            "params": dict(entry.get("params") or {}),
+            "training": {"batch_size": 4, "select": "last"} | dict.fromkeys(every, steps),
+        }
+        out = tmp_path / f"run-{method}"
+        train(spec, phantom_store, out, seed=0, progress=False, log=lambda m: None)
+        with open(out / "val_log.csv") as fh:
+            return float(list(csv.DictReader(fh))[-1]["psnr"]), floor
+
+    return run

@@ -40,6 +40,35 @@ class ResnetBlock(nn.Module):
         return x + self.block(x)
 
 
+def encoder_layers(in_ch: int, ngf: int) -> list[nn.Module]:
+    """The ResNet generator's stem: 7x7 conv to ``ngf``, two stride-2 convs to 4 ``ngf``."""
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(in_ch, ngf, 7, bias=True),
+        _norm(ngf),
+        nn.ReLU(True),
+    ]
+    ch = ngf
+    for _ in range(2):
+        layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True), _norm(ch * 2)]
+        layers.append(nn.ReLU(True))
+        ch *= 2
+    return layers
+
+
+def upsampling_layers(ch: int) -> list[nn.Module]:
+    """Two stride-2 transposed convs with instance norm and ReLU: ``ch`` -> ``ch // 4``."""
+    layers: list[nn.Module] = []
+    for _ in range(2):
+        layers += [
+            nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
+            _norm(ch // 2),
+            nn.ReLU(True),
+        ]
+        ch //= 2
+    return layers
+
+
 class ResnetGenerator(nn.Module):
     """ResNet generator: 7x7 in, 2 down, ``n_blocks`` residual blocks, 2 up, 7x7 out, tanh."""
 
@@ -47,26 +76,10 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"ResnetGenerator: n_blocks must be >= 0, got {n_blocks}")
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_ch, ngf, 7, bias=True),
-            _norm(ngf),
-            nn.ReLU(True),
-        ]
-        ch = ngf
-        for _ in range(2):
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True), _norm(ch * 2)]
-            layers.append(nn.ReLU(True))
-            ch *= 2
-        layers += [ResnetBlock(ch) for _ in range(n_blocks)]
-        for _ in range(2):
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
-                _norm(ch // 2),
-                nn.ReLU(True),
-            ]
-            ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7, bias=True), nn.Tanh()]
+        layers = encoder_layers(in_ch, ngf)
+        layers += [ResnetBlock(ngf * 4) for _ in range(n_blocks)]
+        layers += upsampling_layers(ngf * 4)
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7, bias=True), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
