@@ -34,10 +34,8 @@ class AttentionGAN(CycleGAN):
         "One-channel images: each of the 9 candidate images has one channel (the official "
         "generator hard-codes three, so a one-channel input gives a three-channel output) and "
         "each attention mask is applied to that channel.",
-        "No resize-to-286 / random-crop-256 / flip augmentation: every method of the benchmark "
-        "trains on the same 256 px slices.",
-        "Training length is the benchmark's step budget (config training.steps), not 100 + 100 "
-        "epochs; the linear decay covers the second half of it as in the official schedule.",
+        "Augmentation resizes float slices linearly (the official code resizes 8-bit images "
+        "bicubically with PIL) and crops at the slice size (256 at paper size).",
     )
     defaults: ClassVar[dict[str, Any]] = {**CycleGAN.defaults, "n_candidates": 9}
     tiny_params: ClassVar[dict[str, Any]] = {**CycleGAN.tiny_params, "n_candidates": 3}
