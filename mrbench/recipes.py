@@ -153,8 +153,10 @@ def recipe_row(spec: dict[str, Any], label: str | None = None) -> dict[str, Any]
         "ema": "none" if t.get("ema_decay") is None or not trainable else _num(t["ema_decay"]),
         "augmentation": aug if trainable else "",
         "selection": (
-            "last step"
-            if t.get("select") == "last" or not trainable
+            "fitted once"
+            if not trainable
+            else "last step"
+            if t.get("select") == "last"
             else "best paired-validation PSNR"
         ),
         "deviations": " ".join(getattr(cls, "deviations", ()) or ()),
@@ -189,7 +191,7 @@ def recipe_table(spec_paths: list[str | Path]) -> tuple[Any, pd.DataFrame]:
         "unsupervised model with paired ground truth, a protocol choice of this benchmark.",
     ]
     header = [[(t, 1) for t in titles]]
-    doc = T.TableDoc("Training recipes as run.", header, body, "ll" + "c" * 9 + "p{5cm}", notes)
+    doc = T.TableDoc("Training recipes as run.", header, body, "ll" + "c" * 10, notes)
     return doc, df
 
 

@@ -132,6 +132,7 @@ def test_recipes_table_agrees_with_each_spec_json(finished_run: Path) -> None:
         t = spec["training"]
         trained = row.steps > 0
         assert row.steps == (t["steps"] if trained else 0)
+        assert md.splitlines()[3].count("|") == 13  # 12 columns, header and rule alike
         if trained:
             assert (row.batch_size, row.images_seen) == (
                 t["batch_size"],
