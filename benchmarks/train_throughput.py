@@ -8,8 +8,10 @@ that). On a CPU the paper size runs ``--paper-steps`` (default 1) timed steps af
 
     python benchmarks/train_throughput.py [--methods cyclegan,syndiff] [--sizes demo,paper]
 
-Prints a table and writes ``benchmarks/results/train_throughput.csv``. Peak memory is the CUDA
-peak allocated during the timed steps on a GPU, the process's peak resident memory on a CPU.
+Prints a table and writes ``benchmarks/results/train_throughput.csv``; ``networks_M`` lists the
+parameters of each top-level network in millions (the counts compared with the official ones).
+Peak memory is the CUDA peak allocated during the timed steps on a GPU, the process's peak
+resident memory on a CPU.
 """
 
 from __future__ import annotations
@@ -86,11 +88,13 @@ def measure(
         torch.cuda.synchronize()
     sec = (time.perf_counter() - t0) / steps
     n_params = sum(p.numel() for p in model.parameters())
+    networks = ";".join(f"{k}={v / 1e6:.2f}" for k, v in model.num_parameters().items())
     return {
         "method": plugin,
         "px": size,
         "batch": batch,
         "params_M": round(n_params / 1e6, 3),
+        "networks_M": networks,
         "sec_per_step": round(sec, 4),
         "images_per_s": round(batch / sec, 3),
         "peak_mem_mb": round(_peak_mb(device), 1),
