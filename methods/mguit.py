@@ -177,7 +177,11 @@ class MGUIT(TranslationMethod):
             }
         )
         self.dis_content = ContentDiscriminator(
-            kdim, int(p["dc_ch"]), int(p["dc_layers"]), int(p["dc_kernel"]), int(p["dc_final_kernel"])
+            kdim,
+            int(p["dc_ch"]),
+            int(p["dc_layers"]),
+            int(p["dc_kernel"]),
+            int(p["dc_final_kernel"]),
         )
         self.memory = ClassMemory(list(p["items_per_class"]), kdim, vdim)
         for net in (self.enc_c, self.enc_s, self.gen, self.dis, self.dis_content):
@@ -192,7 +196,9 @@ class MGUIT(TranslationMethod):
         }
         lr = float(p["lr"])
         self.opt_G = torch.optim.Adam(
-            itertools.chain(self.enc_c.parameters(), self.enc_s.parameters(), self.gen.parameters()),
+            itertools.chain(
+                self.enc_c.parameters(), self.enc_s.parameters(), self.gen.parameters()
+            ),
             lr=lr,
             **kw,
         )
@@ -236,7 +242,9 @@ class MGUIT(TranslationMethod):
             self.dis_content(cont["t2"].detach()), 1.0
         )
         loss.backward()
-        nn.utils.clip_grad_norm_(self.dis_content.parameters(), float(self.params["grad_clip_content_dis"]))
+        nn.utils.clip_grad_norm_(
+            self.dis_content.parameters(), float(self.params["grad_clip_content_dis"])
+        )
         self.opt_Dc.step()
         return float(loss.detach())
 

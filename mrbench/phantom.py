@@ -13,9 +13,10 @@ wheel. For every synthetic subject this module
 5. multiplies each contrast by its own smooth bias field and adds Rician noise.
 
 T1w and T2w of one subject share the deformation, so they stay voxel-aligned, and share one brain
-mask. Everything is drawn from ``numpy.random.default_rng(seed + subject_index)``, so a subject
+mask, and a tissue class map (0 background, 1 CSF, 2 GM, 3 WM: the tissue with the largest
+partial-volume fraction, :func:`tissue_labels`). Everything is drawn from ``numpy.random.default_rng(seed + subject_index)``, so a subject
 is the same whatever the number of subjects requested. The output is written like a downloaded
-dataset (``<subject>_t1.nii.gz``, ``<subject>_t2.nii.gz``, ``<subject>_mask.nii.gz``), raw
+dataset (``<subject>_{t1,t2,mask,label}.nii.gz``), raw
 (unnormalised) intensities, so it goes through the same preprocessing and slicing code as real data.
 """
 
@@ -89,8 +90,20 @@ def _smooth_field(rng: np.random.Generator, grid: int, shape: tuple[int, ...]) -
     return field[: shape[0], : shape[1], : shape[2]]
 
 
+#: class index of each tissue in the label maps (background is 0)
+TISSUE_LABELS = {"csf": 1, "gm": 2, "wm": 3}
+
+
+def tissue_labels(fractions: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Class map from partial-volume fractions: the largest fraction inside ``mask``, else 0."""
+    names = list(TISSUE_LABELS)
+    stack = np.stack([fractions[t] for t in names], 0)
+    codes = np.array([TISSUE_LABELS[t] for t in names], dtype=np.uint8)
+    return np.where(mask > 0, codes[np.argmax(stack, 0)], 0).astype(np.uint8)
+
+
 def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, np.ndarray]:
-    """One synthetic subject: ``{"t1", "t2", "mask", "affine"}`` on the output grid."""
+    """One synthetic subject: ``{"t1", "t2", "mask", "label", "fractions", "affine"}``."""
     rng = np.random.default_rng([seed, index])
     gm, wm, brain, tpl_affine = _template()
     vs = settings.voxel_size
@@ -130,7 +143,12 @@ def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, 
         t: {k: v * (1 + settings.relaxation_jitter * rng.standard_normal()) for k, v in p.items()}
         for t, p in TISSUES.items()
     }
-    out: dict[str, np.ndarray] = {"mask": mask.astype(np.uint8), "affine": out_affine}
+    out: dict = {
+        "mask": mask.astype(np.uint8),
+        "label": tissue_labels(fractions, mask),
+        "fractions": fractions,
+        "affine": out_affine,
+    }
     for contrast, seq in SEQUENCES.items():
         tr = seq["tr"] * (1 + settings.timing_jitter * rng.standard_normal())
         te = seq["te"] * (1 + settings.timing_jitter * rng.standard_normal())
@@ -157,7 +175,7 @@ def write_phantom(
     settings: PhantomSettings,
     only: list[str] | None = None,
 ) -> list[Path]:
-    """Write subjects as ``<id>_{t1,t2,mask}.nii.gz`` into ``out_dir`` (all, or ``only``)."""
+    """Write subjects as ``<id>_{t1,t2,mask,label}.nii.gz`` into ``out_dir`` (all, or ``only``)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -165,7 +183,7 @@ def write_phantom(
     todo = [(i, s) for i, s in enumerate(subject_ids(n_subjects)) if not only or s in only]
     for i, sid in tqdm(todo, desc="phantom", unit="subject"):
         subj = make_subject(i, seed, settings)
-        for name in ("t1", "t2", "mask"):
+        for name in ("t1", "t2", "mask", "label"):
             written.append(
                 save_volume(subj[name], subj["affine"], out_dir / f"{sid}_{name}.nii.gz")
             )

@@ -574,7 +574,8 @@ def train(
         training["steps"] = min(training["steps"], int(max_steps))
     steps = int(training["steps"])
 
-    train_store = SliceStore(data_dir / "train")
+    # tissue labels only for methods that need them (validation and test never carry them)
+    train_store = SliceStore(data_dir / "train", labels=bool(getattr(cls, "needs_labels", False)))
     val_store = SliceStore(data_dir / "val")
     if train_store.size != val_store.size:
         raise InputError(

@@ -198,7 +198,12 @@ class ContentDiscriminator(nn.Module):
     """DRIT++'s content discriminator: content map -> flat vector of logits (target: domain)."""
 
     def __init__(
-        self, content_ch: int = 256, ch: int = 256, n_layers: int = 3, kernel: int = 7, final: int = 4
+        self,
+        content_ch: int = 256,
+        ch: int = 256,
+        n_layers: int = 3,
+        kernel: int = 7,
+        final: int = 4,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -330,7 +335,9 @@ class ClassMemory(nn.Module):
         new_values = self.values.clone()
         read = {(a, t): q[a].new_zeros(q[a].shape[0], self.vdim) for a in DOMAINS for t in DOMAINS}
         rand = {d: q[d].new_zeros(q[d].shape[0], self.vdim) for d in DOMAINS}
-        gathers = {d: torch.zeros(q[d].shape[0], dtype=torch.long, device=q[d].device) for d in DOMAINS}
+        gathers = {
+            d: torch.zeros(q[d].shape[0], dtype=torch.long, device=q[d].device) for d in DOMAINS
+        }
         key_loss = q["t1"].new_zeros(())
         value_loss = q["t1"].new_zeros(())
         for c in range(self.n_classes):
@@ -341,7 +348,9 @@ class ClassMemory(nn.Module):
             if present:
                 dk, dv = {}, {}
                 for d in DOMAINS:
-                    dk[d], dv[d] = self._update_terms(q[d][idx[d]].detach(), s[d][idx[d]].detach(), keys)
+                    dk[d], dv[d] = self._update_terms(
+                        q[d][idx[d]].detach(), s[d][idx[d]].detach(), keys
+                    )
                 new_keys[sl] = F.normalize(0.25 * dk["t1"] + 0.25 * dk["t2"] + 0.5 * keys, dim=1)
                 for i, d in enumerate(DOMAINS):
                     new_values[i, sl] = 0.5 * dv[d] + 0.5 * values[i]
