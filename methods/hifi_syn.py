@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import register
-from methods.mguit import MGUIT, _bce_logits, _gauss_init
+from methods.mguit import MGUIT, _gauss_init
 from methods.nets.memory import DOMAINS
 
 

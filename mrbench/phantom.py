@@ -13,11 +13,12 @@ wheel. For every synthetic subject this module
 5. multiplies each contrast by its own smooth bias field and adds Rician noise.
 
 T1w and T2w of one subject share the deformation, so they stay voxel-aligned, and share one brain
-mask, and a tissue class map (0 background, 1 CSF, 2 GM, 3 WM: the tissue with the largest
-partial-volume fraction, :func:`tissue_labels`). Everything is drawn from ``numpy.random.default_rng(seed + subject_index)``, so a subject
-is the same whatever the number of subjects requested. The output is written like a downloaded
-dataset (``<subject>_{t1,t2,mask,label}.nii.gz``), raw
-(unnormalised) intensities, so it goes through the same preprocessing and slicing code as real data.
+mask and a tissue class map (0 background, 1 CSF, 2 GM, 3 WM: the tissue with the largest
+partial-volume fraction, :func:`tissue_labels`). Everything is drawn from
+``numpy.random.default_rng(seed + subject_index)``, so a subject is the same whatever the number
+of subjects requested. The output is written like a downloaded dataset
+(``<subject>_{t1,t2,mask,label}.nii.gz``), raw (unnormalised) intensities, so it goes through the
+same preprocessing and slicing code as real data.
 """
 
 from __future__ import annotations
