@@ -67,6 +67,13 @@ class StructureDiscriminator(nn.Module):
         return self.net(torch.cat([x, onehot], 1))
 
 
+def hard_structure_weights(losses: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Re-weighting towards hard structures: ``K softmax(L / tau)`` over the ``K`` structures'
+    generator losses (detached; mean 1, so equal losses give plain averaging)."""
+    losses = losses.detach()
+    return losses.shape[0] * torch.softmax(losses / tau, 0)
+
+
 def _onehot(labels: torch.Tensor, n: int) -> torch.Tensor:
     lab = labels[:, 0].long().clamp(0, n - 1)
     return F.one_hot(lab, n).permute(0, 3, 1, 2).float()
@@ -182,7 +189,7 @@ class HiFiSyn(MGUIT):
             present = onehot[o].sum((0, 2, 3)) > 0
             per = self._per_structure(self.dis_struct[d](fakes[d], onehot[o]), onehot[o], True)
             per = per[present]
-            weights = per.detach().shape[0] * torch.softmax(per.detach() / tau, 0)
+            weights = hard_structure_weights(per, tau)
             losses[f"struct_{d}"] = float(p["lambda_struct"]) * (weights * per).mean()
         self.dis_struct.requires_grad_(True)
         return losses, out
