@@ -714,8 +714,14 @@ def segment_tissues(
         raise InputError("tissue classes: empty brain mask")
     os.environ.setdefault("ANTS_RANDOM_SEED", str(seed))
     ants = _ants()
-    img = to_ants(t1.astype(np.float32), affine)
-    msk = to_ants(mask.astype(np.float32), affine)
+    # on the mask's bounding box (the grid's corner moved with it): a BraTS or IXI volume is
+    # mostly background, which Atropos would otherwise carry through every image operation
+    box = bbox_slices(mask, 1)
+    lo = np.array([b.start for b in box])
+    box_aff = affine.copy()
+    box_aff[:3, 3] = nib.affines.apply_affine(affine, lo)
+    img = to_ants(t1[box].astype(np.float32), box_aff)
+    msk = to_ants(mask[box].astype(np.float32), box_aff)
     seg = ants.atropos(
         a=img,
         x=msk,
@@ -724,7 +730,8 @@ def segment_tissues(
         c=f"[{int(iterations)},0]",
         verbose=0,
     )
-    raw = seg["segmentation"].numpy().astype(np.int64)
+    raw = np.zeros(t1.shape, np.int64)
+    raw[box] = seg["segmentation"].numpy()
     raw[~mask.astype(bool)] = 0
     means = {k: float(t1[raw == k].mean()) if (raw == k).any() else -np.inf for k in (1, 2, 3)}
     order = sorted(means, key=lambda k: means[k])  # darkest first

@@ -128,7 +128,8 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
 
     Flags: registration did not improve the similarity, brain volume outside 900-1900 ml, T2
     field of view covering less than 90% of the brain. Tissue class volumes (``csf_ml``,
-    ``gm_ml``, ``wm_ml``) are listed where preprocessing wrote them. Flagged subjects are printed (the log).
+    ``gm_ml``, ``wm_ml``) are listed where preprocessing wrote them. Flagged subjects are
+    printed (the log).
     """
     rows = []
     for f in qc_files:
@@ -151,8 +152,7 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
                 **{k: v for k, v in sim.items() if k != "region"},
                 # tissue class volumes (label.nii.gz, Atropos), when preprocessing wrote them
                 **{
-                    f"{name}_ml": v
-                    for name, v in q.get("tissue", {}).get("volumes_ml", {}).items()
+                    f"{name}_ml": v for name, v in q.get("tissue", {}).get("volumes_ml", {}).items()
                 },
                 "seconds": q["seconds"],
                 "flag": "; ".join(flags) or "ok",
