@@ -4,7 +4,8 @@
 rule phantom_subject:
     output:
         raw=expand(
-            "resources/phantom/{{subject}}_{mod}.nii.gz", mod=["t1", "t2", "mask", "label"]
+            "resources/phantom/{{subject}}_{mod}.nii.gz",
+            mod=["t1", "t2", "mask", "label"],
         ),
         vols=expand(
             f"{RESULTS}/data/phantom/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
