@@ -126,3 +126,32 @@ def test_brats_like_case_carries_tissue_and_tumour_labels_to_the_slice_store(
     # labels are zero exactly outside the stored brain mask
     masks = np.load(store_dir / "mask.npy")
     assert np.array_equal(stored > 0, masks > 0)
+
+
+def test_preprocessing_writes_labels_qc_volumes_and_figure_row(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from mrbench.preprocess import PreprocessParams, _write_tissues, qc_figure
+
+    subj = make_subject(0, 0, PhantomSettings(voxel_size=6.0))
+    mask = subj["mask"] > 0
+    t1 = normalise_volume(subj["t1"], mask)
+    qc: dict = {}
+    labels = _write_tissues(t1, mask, subj["affine"], PreprocessParams(), tmp_path, qc)
+    written = np.asarray(nib.load(tmp_path / "label.nii.gz").dataobj)
+    assert np.array_equal(written, labels)
+    vols = qc["tissue"]["volumes_ml"]
+    assert set(vols) == {"csf", "gm", "wm"}
+    assert abs(sum(vols.values()) - mask.sum() * 6.0**3 / 1000) < 0.5
+    spacing = np.full(3, 6.0)
+    qc_figure(t1, t1, mask, spacing, tmp_path / "plain.png", "plain")
+    qc_figure(t1, t1, mask, spacing, tmp_path / "qc.png", "with labels", labels=labels)
+    h_plain = Image.open(tmp_path / "plain.png").size[1]
+    h_labels = Image.open(tmp_path / "qc.png").size[1]
+    assert h_labels > 1.2 * h_plain  # the fourth row: the tissue classes
+    assert (
+        _write_tissues(
+            t1, mask, subj["affine"], PreprocessParams(tissue_classes=False), tmp_path / "x", {}
+        )
+        is None
+    )
