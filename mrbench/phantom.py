@@ -17,10 +17,12 @@ wheel. For every synthetic subject this module
 6. multiplies each contrast by its own smooth bias field and adds Rician noise.
 
 T1w and T2w of one subject share the deformation, so they stay voxel-aligned, and share one brain
-mask. Everything is drawn from ``numpy.random.default_rng(seed + subject_index)``, so a subject
-is the same whatever the number of subjects requested. The output is written like a downloaded
-dataset (``<subject>_t1.nii.gz``, ``<subject>_t2.nii.gz``, ``<subject>_mask.nii.gz``), raw
-(unnormalised) intensities, so it goes through the same preprocessing and slicing code as real data.
+mask and a tissue class map (0 background, 1 CSF, 2 GM, 3 WM, 4 lesion: the class with the largest
+partial-volume fraction, :func:`tissue_labels`). Everything is drawn from
+``numpy.random.default_rng(seed + subject_index)``, so a subject is the same whatever the number
+of subjects requested. The output is written like a downloaded dataset
+(``<subject>_{t1,t2,mask,label}.nii.gz``), raw (unnormalised) intensities, so it goes through the
+same preprocessing and slicing code as real data.
 """
 
 from __future__ import annotations
@@ -123,6 +125,19 @@ def _smooth_field(rng: np.random.Generator, grid: int, shape: tuple[int, ...]) -
     return field[: shape[0], : shape[1], : shape[2]]
 
 
+#: class index of each tissue class in the label maps (background is 0; white-matter lesions
+#: get the label BraTS tumours get)
+TISSUE_LABELS = {"csf": 1, "gm": 2, "wm": 3, "lesion": 4}
+
+
+def tissue_labels(fractions: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Class map from partial-volume fractions: the largest fraction inside ``mask``, else 0."""
+    names = list(TISSUE_LABELS)
+    stack = np.stack([fractions[t] for t in names], 0)
+    codes = np.array([TISSUE_LABELS[t] for t in names], dtype=np.uint8)
+    return np.where(mask > 0, codes[np.argmax(stack, 0)], 0).astype(np.uint8)
+
+
 def _soft_depth(mask: np.ndarray, depth_mm: float, voxel_size: float) -> np.ndarray:
     """0 near the brain surface, 1 deeper than ``depth_mm``, linear over the 6 mm before it."""
     depth = ndimage.distance_transform_edt(mask) * voxel_size
@@ -163,8 +178,9 @@ def _flow_void_map(
 
 
 def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, Any]:
-    """One synthetic subject: ``{"t1", "t2", "mask", "affine", "fractions"}`` on the output grid
-    (``fractions``: per tissue class - ``wm``, ``gm``, ``csf``, ``lesion`` - its partial volume)."""
+    """One synthetic subject: ``{"t1", "t2", "mask", "label", "affine", "fractions"}`` on the
+    output grid (``fractions``: per tissue class - ``wm``, ``gm``, ``csf``, ``lesion`` - its partial
+    volume; ``label``: the class with the largest fraction, :data:`TISSUE_LABELS`)."""
     rng = np.random.default_rng([seed, index])
     gm, wm, brain, tpl_affine = _template()
     vs = settings.voxel_size
@@ -223,6 +239,7 @@ def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, 
         c = TISSUE_CLASS[t]
         classes[c] = classes.get(c, 0.0) + f
     out["fractions"] = {c: f.astype(np.float32) for c, f in classes.items()}
+    out["label"] = tissue_labels(out["fractions"], mask)
     for contrast, seq in SEQUENCES.items():
         tr = seq["tr"] * (1 + settings.timing_jitter * rng.standard_normal())
         te = seq["te"] * (1 + settings.timing_jitter * rng.standard_normal())
@@ -250,7 +267,7 @@ def write_phantom(
     settings: PhantomSettings,
     only: list[str] | None = None,
 ) -> list[Path]:
-    """Write subjects as ``<id>_{t1,t2,mask}.nii.gz`` into ``out_dir`` (all, or ``only``)."""
+    """Write subjects as ``<id>_{t1,t2,mask,label}.nii.gz`` into ``out_dir`` (all, or ``only``)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -258,7 +275,7 @@ def write_phantom(
     todo = [(i, s) for i, s in enumerate(subject_ids(n_subjects)) if not only or s in only]
     for i, sid in tqdm(todo, desc="phantom", unit="subject"):
         subj = make_subject(i, seed, settings)
-        for name in ("t1", "t2", "mask"):
+        for name in ("t1", "t2", "mask", "label"):
             written.append(
                 save_volume(subj[name], subj["affine"], out_dir / f"{sid}_{name}.nii.gz")
             )

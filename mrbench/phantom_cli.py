@@ -22,12 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--subjects-dir",
         type=Path,
-        help="also write normalised volumes as SUBJECTS_DIR/<id>/{t1,t2,mask}.nii.gz",
+        help="also write normalised volumes as SUBJECTS_DIR/<id>/{t1,t2,mask,label}.nii.gz",
     )
 
 
 def prepare_subject(raw_dir: Path, subject: str, out_dir: Path) -> None:
-    """The phantom's preprocessing: already aligned and brain-only, so only normalisation."""
+    """The phantom's preprocessing: already aligned and brain-only, so only normalisation; the
+    tissue labels are copied (restricted to the mask)."""
     mask_img = load_volume(raw_dir / f"{subject}_mask.nii.gz")
     mask = np.asarray(mask_img.dataobj) > 0
     for mod in ("t1", "t2"):
@@ -36,6 +37,10 @@ def prepare_subject(raw_dir: Path, subject: str, out_dir: Path) -> None:
             normalise_volume(np.asarray(img.dataobj), mask), img.affine, out_dir / f"{mod}.nii.gz"
         )
     save_volume(mask.astype(np.uint8), mask_img.affine, out_dir / "mask.nii.gz")
+    label_path = raw_dir / f"{subject}_label.nii.gz"
+    if label_path.exists():  # tissue classes from the generating fractions
+        labels = np.asarray(load_volume(label_path).dataobj).astype(np.uint8)
+        save_volume(labels * mask, mask_img.affine, out_dir / "label.nii.gz")
 
 
 def run(args: argparse.Namespace) -> int:

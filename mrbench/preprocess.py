@@ -21,6 +21,11 @@ one grid with one brain mask, so each subject goes through:
    a grid of ``target_spacing`` mm covering the T1 field of view).
 4. **Optional N4** bias-field correction of both volumes inside the brain mask.
 5. **Normalisation** with :func:`mrbench.slices.normalise_volume` (the benchmark's single rule).
+6. **Tissue classes** (:func:`segment_tissues`): antspyx Atropos, k-means initialised, 3 classes
+   inside the brain mask on the T1w with a light MRF prior; the classes are named by their mean
+   T1w intensity (darkest CSF, then GM, brightest WM) and written as ``label.nii.gz``
+   (0 background, 1 CSF, 2 GM, 3 WM); their volumes go into ``qc.json`` and the QC figure shows
+   the map. Methods with class-wise memories (MGUIT, HiFi-Syn) train with these labels.
 
 The mask written is the brain mask intersected with the region the T2 field of view covers, so
 that no training pair contains brain in one contrast and nothing in the other. ``qc.json`` holds
@@ -83,6 +88,10 @@ class PreprocessParams:
     interpolation: str = "bSpline"  #: ANTs interpolator for the T2 (linear blurs edges)
     seed: int = 1
     fov_threshold: float = 0.99  #: fraction of a voxel inside the T2 field of view
+    # tissue classes
+    tissue_classes: bool = True  #: write label.nii.gz (CSF/GM/WM by Atropos)
+    tissue_iterations: int = 2  #: Atropos EM iterations after the k-means initialisation
+    tissue_mrf: float = 0.1  #: Atropos MRF smoothing weight (1x1x1 neighbourhood)
 
     def __post_init__(self) -> None:
         if self.registration not in ("rigid", "affine"):
@@ -599,9 +608,16 @@ def resample_to(
 
 
 def qc_figure(
-    t1: np.ndarray, t2: np.ndarray, mask: np.ndarray, spacing: np.ndarray, path: Path, title: str
+    t1: np.ndarray,
+    t2: np.ndarray,
+    mask: np.ndarray,
+    spacing: np.ndarray,
+    path: Path,
+    title: str,
+    labels: np.ndarray | None = None,
 ) -> None:
-    """T2 edges (red) and mask outline (cyan) over T1 on three slices of each orientation."""
+    """T2 edges (red) and mask outline (cyan) over T1 on three slices of each orientation;
+    with ``labels``, a fourth row shows the tissue classes on the middle slices."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -610,7 +626,8 @@ def qc_figure(
     edges = gradient_edges(t2, spacing)
     idx = np.argwhere(mask)
     lo, hi = (idx.min(0), idx.max(0)) if idx.size else (np.zeros(3, int), np.array(t1.shape) - 1)
-    fig, axes = plt.subplots(3, 3, figsize=(9, 9))
+    rows = 3 if labels is None else 4
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows))
     for axis in range(3):
         for col, frac in enumerate((0.3, 0.5, 0.7)):
             k = int(lo[axis] + frac * (hi[axis] - lo[axis]))
@@ -630,11 +647,35 @@ def qc_figure(
             ax.contour(m, levels=[0.5], colors="cyan", linewidths=0.6, origin="lower")
             ax.set_title(f"{'xyz'[axis]} = {k}", fontsize=8)
             ax.axis("off")
+    if labels is not None:
+        _label_row(axes[3], labels, lo, hi, spacing)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
+
+
+def _label_row(axes, labels: np.ndarray, lo, hi, spacing: np.ndarray) -> None:
+    """Tissue classes (0 black, CSF blue, GM grey, WM white, tumour red) on the middle slices."""
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap(["black", "tab:blue", "0.55", "white", "tab:red"])
+    for axis in range(3):
+        k = int(lo[axis] + 0.5 * (hi[axis] - lo[axis]))
+        asp = [s for i, s in enumerate(spacing) if i != axis]
+        ax = axes[axis]
+        ax.imshow(
+            np.take(labels, k, axis=axis).T,
+            cmap=cmap,
+            vmin=0,
+            vmax=4,
+            origin="lower",
+            interpolation="nearest",
+            aspect=asp[1] / asp[0],
+        )
+        ax.set_title(f"tissue classes, {'xyz'[axis]} = {k}", fontsize=8)
+        ax.axis("off")
 
 
 def gradient_edges(v: np.ndarray, spacing: np.ndarray, q: float = 90) -> np.ndarray:
@@ -645,6 +686,81 @@ def gradient_edges(v: np.ndarray, spacing: np.ndarray, q: float = 90) -> np.ndar
     if nz.size == 0:
         return np.zeros_like(v, dtype=np.uint8)
     return (g > np.percentile(nz, q)).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- tissue classes
+
+#: label of each tissue class in ``label.nii.gz`` (background 0; BraTS tumour 4)
+TISSUE_LABELS = {"csf": 1, "gm": 2, "wm": 3}
+TUMOUR_LABEL = 4
+
+
+def segment_tissues(
+    t1: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    iterations: int = 2,
+    mrf: float = 0.1,
+    seed: int = 1,
+) -> tuple[np.ndarray, dict]:
+    """CSF/GM/WM classes of a skull-stripped T1w inside ``mask`` with antspyx Atropos.
+
+    Atropos (k-means initialisation, 3 Gaussian classes, ``iterations`` EM steps with an MRF
+    prior of weight ``mrf``) is run inside the mask; the classes are then ordered by their mean
+    T1w intensity, which in a T1-weighted image is CSF < GM < WM. Returns the label map (uint8,
+    0 outside the mask) and a QC dict (class volumes in ml, mean intensities, method).
+    """
+    if not mask.any():
+        raise InputError("tissue classes: empty brain mask")
+    os.environ.setdefault("ANTS_RANDOM_SEED", str(seed))
+    ants = _ants()
+    # on the mask's bounding box (the grid's corner moved with it): a BraTS or IXI volume is
+    # mostly background, which Atropos would otherwise carry through every image operation
+    box = bbox_slices(mask, 1)
+    lo = np.array([b.start for b in box])
+    box_aff = affine.copy()
+    box_aff[:3, 3] = nib.affines.apply_affine(affine, lo)
+    img = to_ants(t1[box].astype(np.float32), box_aff)
+    msk = to_ants(mask[box].astype(np.float32), box_aff)
+    seg = ants.atropos(
+        a=img,
+        x=msk,
+        i="kmeans[3]",
+        m=f"[{mrf},1x1x1]",
+        c=f"[{int(iterations)},0]",
+        verbose=0,
+    )
+    raw = np.zeros(t1.shape, np.int64)
+    raw[box] = seg["segmentation"].numpy()
+    raw[~mask.astype(bool)] = 0
+    means = {k: float(t1[raw == k].mean()) if (raw == k).any() else -np.inf for k in (1, 2, 3)}
+    order = sorted(means, key=lambda k: means[k])  # darkest first
+    labels = np.zeros(t1.shape, np.uint8)
+    for name, k in zip(("csf", "gm", "wm"), order, strict=True):
+        labels[raw == k] = TISSUE_LABELS[name]
+    method = f"antspyx Atropos, k-means[3] init, {int(iterations)} EM iterations, MRF {mrf}"
+    return labels, tissue_qc(labels, t1, affine, method)
+
+
+def tissue_qc(labels: np.ndarray, t1: np.ndarray, affine: np.ndarray, method: str) -> dict:
+    """Class volumes (ml) and mean T1w intensity per class of a label map."""
+    voxel_ml = float(np.prod(voxel_sizes(affine))) / 1000.0
+    names = {**{v: k for k, v in TISSUE_LABELS.items()}, TUMOUR_LABEL: "tumour"}
+    volumes, intensity = {}, {}
+    for code, name in names.items():
+        sel = labels == code
+        if code == TUMOUR_LABEL and not sel.any():
+            continue
+        volumes[name] = round(float(sel.sum()) * voxel_ml, 1)
+        intensity[name] = round(float(t1[sel].mean()), 4) if sel.any() else float("nan")
+    return {"method": method, "volumes_ml": volumes, "mean_t1": intensity}
+
+
+def tumour_labels(labels: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Overlay a tumour segmentation (any non-zero label) as class 4 inside the brain mask."""
+    out = labels.copy()
+    out[(seg > 0) & (mask > 0)] = TUMOUR_LABEL
+    return out
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -723,6 +839,7 @@ def preprocess_subject(
     save_volume(t1n.astype(np.float32), t1_aff, out_dir / "t1.nii.gz")
     save_volume(t2n.astype(np.float32), t1_aff, out_dir / "t2.nii.gz")
     save_volume(mask.astype(np.uint8), t1_aff, out_dir / "mask.nii.gz")
+    labels = _write_tissues(t1n, mask, t1_aff, params, out_dir, qc)
     sim = qc["similarity"]
     qc_figure(
         t1n,
@@ -732,11 +849,33 @@ def preprocess_subject(
         out_dir / "qc.png",
         f"{subject}: T2 edges (red) over T1, mask (cyan); NMI {sim['nmi_header']:.3f} -> "
         f"{sim['nmi_registered']:.3f}, mask {qc['mask_volume_ml']:.0f} ml",
+        labels=labels,
     )
     qc["seconds"] = round(time.perf_counter() - start, 1)
     with atomic_path(out_dir / "qc.json") as tmp:
         tmp.write_text(json.dumps(qc, indent=1))
     return qc
+
+
+def _write_tissues(
+    t1n: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    params: PreprocessParams,
+    out_dir: Path,
+    qc: dict,
+) -> np.ndarray | None:
+    """Tissue classes of the normalised T1 -> ``label.nii.gz`` and ``qc["tissue"]``."""
+    if not params.tissue_classes:
+        return None
+    tic = time.perf_counter()
+    labels, info = segment_tissues(
+        t1n, mask, affine, params.tissue_iterations, params.tissue_mrf, params.seed
+    )
+    info["seconds"] = round(time.perf_counter() - tic, 1)
+    qc["tissue"] = info
+    save_volume(labels, affine, out_dir / "label.nii.gz")
+    return labels
 
 
 def _n4(data: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> np.ndarray:

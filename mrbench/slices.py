@@ -4,6 +4,8 @@ Layout of one split (``results/data/<dataset>/slices/<split>/``)::
 
     t1.npy, t2.npy   float32 (N, S, S), intensities in [0, 1] (0 = background)
     mask.npy         uint8   (N, S, S), the subject's brain mask
+    label.npy        uint8   (N, S, S), tissue classes (:data:`TISSUE_CLASSES`), when every
+                     subject of the split has ``label.nii.gz``
     index.tsv        row, subject, slice (axial index z in the subject's preprocessed volume)
     meta.json        size, crop/pad offsets per subject, normalisation rule, source volumes
 
@@ -32,6 +34,8 @@ from torch.utils.data import Dataset
 from mrbench.io import InputError, load_volume
 
 MODALITIES = ("t1", "t2")
+#: Tissue class labels written by preprocessing (``label.nii.gz``) and carried by the store.
+TISSUE_CLASSES = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "tumour"}
 NORMALISATION_RULE = (
     "per volume: divide by the 99.5th percentile of the intensities inside the brain mask, "
     "clip to [0, 1], set voxels outside the mask to 0"
@@ -103,17 +107,25 @@ def uncrop(window: np.ndarray, x0: int, y0: int, shape: tuple[int, int]) -> np.n
 
 @dataclass(frozen=True)
 class SubjectVolumes:
-    """Paths of one preprocessed subject: co-registered T1, T2 and brain mask."""
+    """Paths of one preprocessed subject: co-registered T1, T2, brain mask, tissue labels."""
 
     subject: str
     t1: Path
     t2: Path
     mask: Path
+    label: Path | None = None  #: tissue class map (optional; see :data:`TISSUE_CLASSES`)
 
     @classmethod
     def in_dir(cls, subject: str, folder: str | Path) -> SubjectVolumes:
         folder = Path(folder)
-        return cls(subject, folder / "t1.nii.gz", folder / "t2.nii.gz", folder / "mask.nii.gz")
+        label = folder / "label.nii.gz"
+        return cls(
+            subject,
+            folder / "t1.nii.gz",
+            folder / "t2.nii.gz",
+            folder / "mask.nii.gz",
+            label if label.exists() else None,
+        )
 
 
 def build_split(
@@ -142,6 +154,7 @@ def _write_split(
 ) -> None:
     counts = []
     per_subject = []
+    with_labels = all(sv.label is not None for sv in subjects)
     for sv in subjects:
         # first pass: check every volume (so a bad file fails before anything is written) and
         # choose slices and offsets from the mask
@@ -153,6 +166,8 @@ def _write_split(
                 raise InputError(
                     f"{getattr(sv, mod)}: shape {img.shape} differs from the mask's {mask.shape}"
                 )
+        if with_labels and load_volume(sv.label).shape != mask.shape:
+            raise InputError(f"{sv.label}: shape differs from the mask's {mask.shape}")
         zs = select_slices(mask, slices_per_subject)
         x0, y0 = crop_offsets(mask[..., zs], size)
         per_subject.append(
@@ -172,17 +187,24 @@ def _write_split(
         for mod in MODALITIES
     }
     arrays["mask"] = np.lib.format.open_memmap(tmp / "mask.npy", "w+", np.uint8, (n, size, size))
+    if with_labels:
+        arrays["label"] = np.lib.format.open_memmap(
+            tmp / "label.npy", "w+", np.uint8, (n, size, size)
+        )
     rows = []
     i = 0
     for sv, info in zip(subjects, per_subject, strict=True):
         mask = np.asarray(load_volume(sv.mask).dataobj) > 0
         vols = {m: np.asarray(load_volume(getattr(sv, m)).dataobj) for m in MODALITIES}
+        labels = np.asarray(load_volume(sv.label).dataobj).astype(np.uint8) if with_labels else None
         for z in info["slices"]:
             for mod in MODALITIES:
                 arrays[mod][i] = crop_pad(vols[mod][..., z], info["x0"], info["y0"], size)
             arrays["mask"][i] = crop_pad(
                 mask[..., z].astype(np.uint8), info["x0"], info["y0"], size
             )
+            if labels is not None:
+                arrays["label"][i] = crop_pad(labels[..., z], info["x0"], info["y0"], size)
             rows.append((i, sv.subject, z))
             i += 1
     for arr in arrays.values():
@@ -196,6 +218,7 @@ def _write_split(
         "slices_per_subject": slices_per_subject,
         "n_slices": n,
         "normalisation": NORMALISATION_RULE,
+        "labels": TISSUE_CLASSES if with_labels else None,
         "subjects": per_subject,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -206,10 +229,20 @@ class SliceStore(Dataset):
 
     ``store[i]`` returns the paired slice ``i``; :meth:`pair` returns T1 of slice ``i`` with T2
     of slice ``j`` (unpaired sampling). Images are ``(1, S, S)`` float tensors in ``[-1, 1]``.
+
+    With ``labels=True`` (for methods whose ``needs_labels`` trait is set) every item also holds
+    ``label_t1``/``label_t2``: the tissue classes of the slice, ``(1, S, S)`` float class
+    indices; other methods never see them.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, labels: bool = False) -> None:
         self.folder = Path(folder)
+        self.labels = bool(labels)
+        if self.labels and not (self.folder / "label.npy").exists():
+            raise InputError(
+                f"{self.folder / 'label.npy'}: tissue labels missing (the method needs labels; "
+                "rebuild the slice store from subjects with label.nii.gz)"
+            )
         for name in ("t1.npy", "t2.npy", "mask.npy", "index.tsv", "meta.json"):
             if not (self.folder / name).exists():
                 raise InputError(f"{self.folder / name}: slice store file missing")
@@ -223,7 +256,7 @@ class SliceStore(Dataset):
         if self._arrays is None:
             self._arrays = {
                 name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
-                for name in ("t1", "t2", "mask")
+                for name in ("t1", "t2", "mask") + (("label",) if self.labels else ())
             }
         return self._arrays
 
@@ -254,13 +287,20 @@ class SliceStore(Dataset):
     def _mask(self, i: int) -> torch.Tensor:
         return torch.from_numpy(np.array(self.arrays["mask"][i], dtype=np.float32))[None]
 
+    def _label(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.arrays["label"][i], dtype=np.float32))[None]
+
     def pair(self, i: int, j: int) -> dict[str, torch.Tensor]:
-        return {
+        item = {
             "t1": self._image("t1", i),
             "t2": self._image("t2", j),
             "mask_t1": self._mask(i),
             "mask_t2": self._mask(j),
         }
+        if self.labels:
+            item["label_t1"] = self._label(i)
+            item["label_t2"] = self._label(j)
+        return item
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return self.pair(i, i)

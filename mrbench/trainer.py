@@ -750,7 +750,9 @@ def prepare_run(
     device = torch.device(device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     cls = _check_spec(spec)
-    train_store, val_store = SliceStore(data_dir / "train"), SliceStore(data_dir / "val")
+    # tissue labels only for methods that need them (validation and test never carry them)
+    train_store = SliceStore(data_dir / "train", labels=bool(getattr(cls, "needs_labels", False)))
+    val_store = SliceStore(data_dir / "val")
     if train_store.size != val_store.size:
         raise InputError(
             f"{data_dir}: train slices are {train_store.size} px, val slices {val_store.size} px"

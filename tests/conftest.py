@@ -99,3 +99,22 @@ def demo_run(phantom_store: Path, tmp_path: Path):
             return float(list(csv.DictReader(fh))[-1]["psnr"]), floor
 
     return run
+
+
+@pytest.fixture(scope="session")
+def demo_phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo-sized phantom slice store with tissue labels: 8 subjects at 5.5 mm (the demo's
+    voxel size), 32 px, 16 slices each; 6 train, 1 val, 1 test subjects."""
+    from mrbench.phantom import PhantomSettings, subject_ids, write_phantom
+    from mrbench.phantom_cli import prepare_subject
+    from mrbench.slices import SubjectVolumes, build_split
+
+    base = tmp_path_factory.mktemp("demo_phantom")
+    ids = subject_ids(8)
+    write_phantom(base / "raw", 8, 0, PhantomSettings(voxel_size=5.5))
+    for sid in ids:
+        prepare_subject(base / "raw", sid, base / "subjects" / sid)
+    for split, subjects in (("train", ids[:6]), ("val", ids[6:7]), ("test", ids[7:])):
+        vols = [SubjectVolumes.in_dir(s, base / "subjects" / s) for s in subjects]
+        build_split(vols, base / "slices" / split, size=32, slices_per_subject=16)
+    return base / "slices"

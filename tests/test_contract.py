@@ -8,6 +8,8 @@ Each plugin is built with its ``tiny_params`` at 32 px on the CPU. The checks ar
 trainer relies on: a training step updates the networks and returns finite losses; translation
 keeps shape and range in both directions; ``full_state`` survives a ``weights_only`` round trip
 exactly (same translations, same next training step); a fixed seed gives identical losses.
+Plugins whose ``needs_labels`` trait is set get tissue class maps (``label_t1``/``label_t2``,
+classes 0-3 from the synthetic tissue) in their training batches; the others never do.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ SIZE = 32
 PLUGINS = sorted(registry())
 
 
-def _batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
-    """Smooth, brain-like random images in [-1, 1] with a disc mask, T2 a function of T1."""
+def _batch(seed: int, b: int = 2, labels: bool = False) -> dict[str, torch.Tensor]:
+    """Smooth, brain-like random images in [-1, 1] with a disc mask, T2 a function of T1;
+    with ``labels``, tissue classes (0 outside the mask, 1-3 by tissue value)."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(b, 1, 4, 4, generator=g)
     tissue = torch.nn.functional.interpolate(coarse, size=SIZE, mode="bilinear")
@@ -33,7 +36,15 @@ def _batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
     mask = ((xx**2 + yy**2) < 0.7).float().expand(b, 1, SIZE, SIZE)
     t1 = tissue * mask * 2 - 1
     t2 = (1 - tissue) ** 2 * mask * 2 - 1
-    return {"t1": t1, "t2": t2, "mask_t1": mask.clone(), "mask_t2": mask.clone()}
+    out = {"t1": t1, "t2": t2, "mask_t1": mask.clone(), "mask_t2": mask.clone()}
+    if labels:
+        lab = (1 + (tissue * 3).clamp(max=2.999).floor()) * mask
+        out["label_t1"], out["label_t2"] = lab.clone(), lab.clone()
+    return out
+
+
+def _labels(name: str) -> bool:
+    return bool(registry()[name].needs_labels)
 
 
 def _build(name: str, seed: int = 0):
@@ -53,7 +64,7 @@ def _fit_or_step(model, batch: dict[str, torch.Tensor], step: int = 0) -> dict[s
 @pytest.mark.parametrize("name", PLUGINS)
 def test_train_step_updates_and_returns_finite_losses(name: str) -> None:
     model = _build(name)
-    batch = _batch(1)
+    batch = _batch(1, labels=_labels(name))
     if not model.trainable:
         model.fit(iter([batch]))  # must not fail
         return
@@ -70,7 +81,7 @@ def test_train_step_updates_and_returns_finite_losses(name: str) -> None:
 @pytest.mark.parametrize("name", PLUGINS)
 def test_translate_shape_and_range(name: str) -> None:
     model = _build(name)
-    batch = _batch(2)
+    batch = _batch(2, labels=_labels(name))
     _fit_or_step(model, batch)
     model.eval()
     for direction in DIRECTIONS:
@@ -88,7 +99,7 @@ def test_translate_shape_and_range(name: str) -> None:
 @pytest.mark.parametrize("name", PLUGINS)
 def test_full_state_round_trip_is_exact(name: str) -> None:
     model = _build(name, seed=0)
-    _fit_or_step(model, _batch(4))
+    _fit_or_step(model, _batch(4, labels=_labels(name)))
     buf = io.BytesIO()
     torch.save(model.full_state(), buf)
     buf.seek(0)
@@ -99,7 +110,7 @@ def test_full_state_round_trip_is_exact(name: str) -> None:
         assert torch.equal(value, clone.state_dict()[key]), f"{name}: {key} differs after load"
     model.eval()
     clone.eval()
-    x = _batch(5)
+    x = _batch(5, labels=_labels(name))
     for direction in DIRECTIONS:
         src = x[direction.split("_to_")[0]]
         torch.manual_seed(7)
@@ -108,7 +119,7 @@ def test_full_state_round_trip_is_exact(name: str) -> None:
         b = clone.translate(src, direction)
         assert torch.equal(a, b), f"{name} {direction}: translation differs after load"
     if model.trainable:  # optimiser and extra state: the next step must be the same too
-        batch = _batch(6)
+        batch = _batch(6, labels=_labels(name))
         torch.manual_seed(11)
         la = _fit_or_step(model, batch, 1)
         torch.manual_seed(11)
@@ -121,10 +132,10 @@ def test_same_seed_same_losses(name: str) -> None:
     runs = []
     for _ in range(2):
         model = _build(name, seed=42)
-        losses = [_fit_or_step(model, _batch(8 + s), s) for s in range(2)]
+        losses = [_fit_or_step(model, _batch(8 + s, labels=_labels(name)), s) for s in range(2)]
         model.eval()
         torch.manual_seed(9)
-        out = model.translate(_batch(10)["t1"], "t1_to_t2")
+        out = model.translate(_batch(10, labels=_labels(name))["t1"], "t1_to_t2")
         runs.append((losses, out))
     assert runs[0][0] == runs[1][0], f"{name}: losses differ between two runs with one seed"
     assert torch.equal(runs[0][1], runs[1][1])

@@ -90,8 +90,15 @@ def import_pair(
     affine: np.ndarray,
     out_dir: Path,
     names: tuple[str, str] = ("t1", "t2"),
+    seg: np.ndarray | None = None,
+    tissues: bool = True,
 ) -> dict:
-    """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair."""
+    """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair.
+
+    With ``tissues`` also ``label.nii.gz``: CSF/GM/WM classes of the T1w
+    (:func:`mrbench.preprocess.segment_tissues`) and, where the archive has a tumour
+    segmentation ``seg`` on the same grid, its non-zero voxels as class 4 (tumour).
+    """
     if t1.shape != t2.shape:
         raise InputError(f"{names[1]}: shape {t2.shape} differs from {names[0]} {t1.shape}")
     img1 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t1, np.float32), affine))
@@ -108,10 +115,36 @@ def import_pair(
     save_volume(n2, img1.affine, out_dir / "t2.nii.gz")
     save_volume(mask.astype(np.uint8), img1.affine, out_dir / "mask.nii.gz")
     zooms = np.sqrt((img1.affine[:3, :3] ** 2).sum(0))
-    return {
+    info: dict = {
         "shape": list(mask.shape),
         "mask_volume_ml": round(float(mask.sum() * np.prod(zooms)) / 1000, 1),
     }
+    if tissues:
+        info.update(_import_tissues(n1, mask, img1.affine, affine, seg, names[0], out_dir))
+    return info
+
+
+def _import_tissues(
+    t1n: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    raw_affine: np.ndarray,
+    seg: np.ndarray | None,
+    name: str,
+    out_dir: Path,
+) -> dict:
+    """Tissue classes (and the tumour of ``seg``) of an imported pair -> ``label.nii.gz``."""
+    from mrbench.preprocess import segment_tissues, tissue_qc, tumour_labels
+
+    labels, info = segment_tissues(t1n, mask, affine)
+    if seg is not None:
+        if seg.shape != mask.shape:
+            raise InputError(f"{name}: tumour segmentation shape {seg.shape} differs from the T1's")
+        seg_img = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(seg, np.float32), raw_affine))
+        labels = tumour_labels(labels, np.asarray(seg_img.dataobj), mask)
+        info = tissue_qc(labels, t1n, affine, info["method"] + "; tumour from the archive's seg")
+    save_volume(labels, affine, out_dir / "label.nii.gz")
+    return {f"{k}_ml": v for k, v in info["volumes_ml"].items()}
 
 
 def build_subject_folder(

@@ -9,7 +9,9 @@ together with all other missing files in one message.
 
 The volumes are already skull-stripped and co-registered (SRI24, 1 mm), so the import skips
 skull-stripping and registration; it reorients to RAS, builds the mask from the non-zero voxels
-and applies the benchmark's normalisation (:func:`mrbench.datasets.import_pair`).
+and applies the benchmark's normalisation (:func:`mrbench.datasets.import_pair`). Tissue
+classes (CSF/GM/WM by Atropos on the T1w) are written as ``label.nii.gz``; where a case has its
+``seg`` file, the tumour (any non-zero label) becomes class 4.
 
 Split: 7:3 train/test over the sorted case ids (test cases evenly spaced through the sorted
 list, so HGG/LGG and the contributing sites are spread over both), then 10% of the training
@@ -43,7 +45,7 @@ def _is_volume(name: str) -> bool:
 def prepare_source(source: str | Path, workdir: str | Path) -> Path:
     """A folder with the case files: ``source`` itself, or ``source`` extracted into ``workdir``.
 
-    Only the required modalities are extracted (about 2/5 of the archive).
+    Only the required modalities and the tumour segmentation are extracted.
     """
     source = Path(source)
     if not source.exists():
@@ -54,7 +56,7 @@ def prepare_source(source: str | Path, workdir: str | Path) -> Path:
 
     def wanted(name: str) -> bool:
         m = NAME_RE.match(Path(name).name)
-        return _is_volume(name) and m is not None and m["mod"].lower() in REQUIRED
+        return _is_volume(name) and m is not None and m["mod"].lower() in (*REQUIRED, "seg")
 
     safe_extract(source, dest, include=wanted)
     return dest
@@ -99,12 +101,19 @@ def _import_case(case_files: dict[str, Path], out_dir: Path) -> dict:
             f"{case_files['t2']}: grid differs from {case_files['t1'].name} "
             "(BraTS volumes must be co-registered on one grid)"
         )
+    seg = None
+    if "seg" in case_files:  # the tumour labels, carried as class 4 of label.nii.gz
+        seg_img = load_volume(case_files["seg"])
+        if seg_img.shape != t1.shape:
+            raise InputError(f"{case_files['seg']}: shape {seg_img.shape} differs from the T1's")
+        seg = np.asarray(seg_img.dataobj)
     info = import_pair(
         np.asarray(t1.dataobj),
         np.asarray(t2.dataobj),
         t1.affine,
         out_dir,
         (str(case_files["t1"]), str(case_files["t2"])),
+        seg=seg,
     )
     return info
 

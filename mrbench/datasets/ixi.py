@@ -127,7 +127,9 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
     """One row per subject from the ``qc.json`` files, with a ``flag`` naming any problem.
 
     Flags: registration did not improve the similarity, brain volume outside 900-1900 ml, T2
-    field of view covering less than 90% of the brain. Flagged subjects are printed (the log).
+    field of view covering less than 90% of the brain. Tissue class volumes (``csf_ml``,
+    ``gm_ml``, ``wm_ml``) are listed where preprocessing wrote them. Flagged subjects are
+    printed (the log).
     """
     rows = []
     for f in qc_files:
@@ -148,6 +150,10 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
                 "brain_volume_ml": q["brain_volume_ml"],
                 "mask_volume_ml": q["mask_volume_ml"],
                 **{k: v for k, v in sim.items() if k != "region"},
+                # tissue class volumes (label.nii.gz, Atropos), when preprocessing wrote them
+                **{
+                    f"{name}_ml": v for name, v in q.get("tissue", {}).get("volumes_ml", {}).items()
+                },
                 "seconds": q["seconds"],
                 "flag": "; ".join(flags) or "ok",
             }

@@ -5,7 +5,8 @@ BraTS 2016/17) holds ``imagesTr/BRATS_<nnn>.nii.gz``: one 4D volume per case,
 240x240x155x4, channels 0 FLAIR, 1 T1w, 2 T1gd, 3 T2w, skull-stripped and co-registered. The
 import takes channel 1 as T1 and channel 3 as T2 and follows the BraTS path (reorient, non-zero
 mask, normalisation, same layout); the split uses the BraTS rule (7:3, 10% of train as val).
-The archive also contains macOS ``._*`` resource files, which are ignored.
+The archive also contains macOS ``._*`` resource files, which are ignored. The tumour labels of
+``labelsTr/BRATS_<nnn>.nii.gz`` become class 4 of the tissue map (``label.nii.gz``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ VAL_FRACTION = 0.1
 
 def _wanted(name: str) -> bool:
     p = Path(name)
-    return p.parent.name == "imagesTr" and CASE_RE.match(p.name) is not None
+    return p.parent.name in ("imagesTr", "labelsTr") and CASE_RE.match(p.name) is not None
+
+
+def _seg_of(image: Path) -> np.ndarray | None:
+    """The case's tumour labels (``labelsTr/<case>.nii.gz`` beside ``imagesTr``), if present."""
+    path = image.parent.parent / "labelsTr" / image.name
+    if not path.exists():
+        return None
+    return np.asarray(load_volume(path).dataobj)
 
 
 def find_cases(folder: str | Path) -> dict[str, Path]:
@@ -53,7 +62,9 @@ def _import_case(path: Path, out_dir: Path) -> dict:
     for mod, v in (("T1w", t1), ("T2w", t2)):
         if not np.any(v):
             raise InputError(f"{path}: channel {mod} is all zero")
-    return import_pair(t1, t2, img.affine, out_dir, (f"{path}[T1w]", f"{path}[T2w]"))
+    return import_pair(
+        t1, t2, img.affine, out_dir, (f"{path}[T1w]", f"{path}[T2w]"), seg=_seg_of(path)
+    )
 
 
 class _Worker:

@@ -57,7 +57,7 @@ def subject_volumes(dataset):
     return expand(
         f"{RESULTS}/data/{dataset}/subjects/{{subject}}/{{mod}}.nii.gz",
         subject=subjects_of(dataset, dataset_cfg(dataset)),
-        mod=["t1", "t2", "mask"],
+        mod=["t1", "t2", "mask", "label"],
     )
 
 
@@ -318,5 +318,5 @@ def ixi_subject_volumes(wildcards=None):
     return expand(
         f"{RESULTS}/data/ixi/subjects/{{subject}}/{{mod}}.nii.gz",
         subject=ixi_subjects(),
-        mod=["t1", "t2", "mask"],
+        mod=["t1", "t2", "mask", "label"],
     )

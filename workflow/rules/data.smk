@@ -4,11 +4,12 @@
 rule phantom_subject:
     output:
         raw=expand(
-            "resources/phantom/{{subject}}_{mod}.nii.gz", mod=["t1", "t2", "mask"]
+            "resources/phantom/{{subject}}_{mod}.nii.gz",
+            mod=["t1", "t2", "mask", "label"],
         ),
         vols=expand(
             f"{RESULTS}/data/phantom/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
-            mod=["t1", "t2", "mask"],
+            mod=["t1", "t2", "mask", "label"],
         ),
     log:
         f"{RESULTS}/logs/data/phantom/{{subject}}.log",

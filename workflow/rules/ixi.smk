@@ -82,7 +82,7 @@ rule ixi_preprocess:
     output:
         vols=expand(
             f"{RESULTS}/data/ixi/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
-            mod=["t1", "t2", "mask"],
+            mod=["t1", "t2", "mask", "label"],
         ),
         qc_png=f"{RESULTS}/data/ixi/subjects/{{subject}}/qc.png",
         qc_json=f"{RESULTS}/data/ixi/subjects/{{subject}}/qc.json",
