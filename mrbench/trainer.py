@@ -92,6 +92,7 @@ from mrbench.checkpoint import (
     set_rng_state,
 )
 from mrbench.distributed import SINGLE, DistContext
+from mrbench.finite import first_non_finite, module_non_finite
 from mrbench.io import InputError, atomic_path
 from mrbench.slices import SliceStore
 
@@ -436,8 +437,10 @@ def validate(
             for d in DIRECTIONS:
                 src, dst = d.split("_to_")
                 with _autocast(device, amp):
-                    pred = method.translate(batch[src], d)
-                pred = ((pred.float().clamp(-1, 1) + 1) / 2).cpu().numpy()
+                    pred = method.translate(batch[src], d).float()
+                if not bool(torch.isfinite(pred).all()):  # scored NaN, never clamped to a score
+                    pred = torch.full_like(pred, math.nan)
+                pred = ((pred.clamp(-1, 1) + 1) / 2).cpu().numpy()
                 target = ((batch[dst].float() + 1) / 2).cpu().numpy()
                 for p, t in zip(pred[:, 0], target[:, 0], strict=True):
                     scores[f"psnr_{d}"].append(valmetrics.psnr(t, p))
@@ -506,6 +509,10 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 def _fmt(v: float) -> str:
     return f"{v:.6g}"
+
+
+def _losses_text(losses: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in losses.items()) or "none"
 
 
 # ------------------------------------------------------------------------ training
@@ -639,6 +646,11 @@ def train(
         with torch.no_grad():
             method.fit(one_pass(train_store, val_bs, paired, seed, device))
         scores = validate(method, val_store, val_rows, val_bs, device, amp, seed)
+        if not math.isfinite(scores["psnr"]) or not math.isfinite(scores["ssim"]):
+            raise TrainingError(
+                f"{spec['method']}: validation after fitting is non-finite "
+                f"(PSNR {scores['psnr']}, SSIM {scores['ssim']}); no model written"
+            )
         val_log.truncate_after(-1)
         val_log.write(
             {"step": 0, "seconds_elapsed": _fmt(time.perf_counter() - t_start)}
@@ -669,6 +681,12 @@ def train(
         # losses of steps since the last log row: kept in checkpoints so that a resumed run
         # writes the same log rows as an uninterrupted one
         pending: dict[str, Any] = {"losses": {}, "seconds": 0.0, "steps": 0}
+        saved = {"step": None}  # step held by last.pt, always a finite state
+
+        def stopped() -> str:
+            where = f"{last} (step {saved['step']})" if saved["step"] is not None else "none"
+            return f"stopped (last finite checkpoint: {where})"
+
         if last.exists():
             ck = load_checkpoint(last)
             diffs = _spec_mismatch(ck["spec"], resolved)
@@ -683,6 +701,7 @@ def train(
             schedule.load_state_dict(ck["schedule"])
             start, elapsed, best = int(ck["step"]), float(ck["elapsed"]), dict(ck["best"])
             rng_to_restore = ck["rng"]
+            saved["step"] = start
             pending = ck.get("log_pending", pending)
             train_log.truncate_after(start)
             val_log.truncate_after(start)
@@ -697,6 +716,12 @@ def train(
         def checkpoint(step_done: int) -> None:
             if not dist.is_main:
                 return
+            bad = module_non_finite(method) or (ema and first_non_finite(ema.state_dict(), "ema"))
+            if bad:  # never overwrite the last finite state with a diverged one
+                raise TrainingError(
+                    f"{spec['method']}: weights are non-finite at step {step_done} ({bad}); "
+                    f"losses at step {step_done}: {_losses_text(losses)}; {stopped()}"
+                )
             save_checkpoint(
                 {
                     "step": step_done,
@@ -712,6 +737,7 @@ def train(
                 },
                 last,
             )
+            saved["step"] = step_done
             for f in ckpt_dir.glob("best-step*.pt"):
                 if f.name != best["file"]:
                     f.unlink()
@@ -742,11 +768,10 @@ def train(
             with _autocast(device, amp):
                 losses = dist.mean_losses(method.train_step(batch, step))
             for name, value in losses.items():
-                if not math.isfinite(value):
-                    where = f"{last} (step {start})" if last.exists() else "none"
+                if not math.isfinite(value):  # steps are named 1-based, as in the logs
                     raise TrainingError(
-                        f"{spec['method']}: loss {name!r} is {value} at step {step}; "
-                        f"stopped (last checkpoint: {where})"
+                        f"{spec['method']}: loss {name!r} is {value} at step {step + 1}; "
+                        f"{stopped()}"
                     )
                 pending["losses"].setdefault(name, []).append(float(value))
             if ema is not None:
@@ -779,6 +804,12 @@ def train(
                     with ema.applied() if ema is not None else contextlib.nullcontext():
                         scores = validate(method, val_store, val_rows, val_bs, device, amp, seed)
                 scores = dist.broadcast(scores)
+                if not math.isfinite(scores["psnr"]) or not math.isfinite(scores["ssim"]):
+                    raise TrainingError(
+                        f"{spec['method']}: validation at step {done} is non-finite (PSNR "
+                        f"{scores['psnr']}, SSIM {scores['ssim']}): the weights diverged; "
+                        f"losses at step {done}: {_losses_text(losses)}; {stopped()}"
+                    )
                 cut = schedule.on_validation(scores["psnr"])
                 now = elapsed + time.perf_counter() - t_start
                 val_log.write(
@@ -852,6 +883,9 @@ def train(
         state=method.state_dict(),
         meta=meta,
     )
+    bad = module_non_finite(method)
+    if bad:
+        raise TrainingError(f"{spec['method']}: selected weights are non-finite ({bad}); no model")
     path = save_model(record, out_dir / "model.pt")
     log(f"wrote {path}")
     dist.barrier()

