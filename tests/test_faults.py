@@ -231,3 +231,104 @@ def test_metrics_refuse_non_finite_prediction(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1
     assert "p.nii.gz" in err and "NaN" in err
+
+
+# ------------------------------------------------------------------ 2. grids compared
+def _grid_case(tmp_path: Path) -> tuple[Path, Path, Path, np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    rng = np.random.default_rng(1)
+    target = np.zeros((20, 18, 6), np.float32)
+    target[3:17, 3:15] = rng.uniform(0.1, 1.0, (14, 12, 6))
+    pred = np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1).astype(np.float32)
+    affine = np.diag([1.2, 1.0, 3.0, 1.0])
+    affine[:3, 3] = [-10.0, 5.0, 20.0]
+    mask = (target > 0).astype(np.uint8)
+    for name, data in (("t.nii.gz", target), ("p.nii.gz", pred), ("m.nii.gz", mask)):
+        nib.save(nib.Nifti1Image(data, affine), tmp_path / name)
+    return tmp_path / "p.nii.gz", tmp_path / "t.nii.gz", tmp_path / "m.nii.gz", pred, affine
+
+
+def _metrics_json(capsys, *args: str) -> tuple[int, str, dict]:
+    from mrbench.cli import main
+
+    rc = main(["metrics", *args])
+    cap = capsys.readouterr()
+    return rc, cap.err.strip(), json.loads(cap.out) if rc == 0 else {}
+
+
+def test_metrics_refuse_shifted_prediction(tmp_path: Path, capsys) -> None:
+    import nibabel as nib
+
+    pred_path, target, mask, pred, affine = _grid_case(tmp_path)
+    shifted = affine.copy()
+    shifted[0, 3] += 50.0  # the same array 50 mm away: not the target's anatomy
+    nib.save(nib.Nifti1Image(nib.load(target).get_fdata().astype(np.float32), shifted), pred_path)
+    rc, err, _ = _metrics_json(capsys, "--pred", str(pred_path), "--target", str(target))
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert "p.nii.gz" in err and "t.nii.gz" in err and "grid" in err
+
+
+def test_metrics_refuse_mask_on_another_grid(tmp_path: Path, capsys) -> None:
+    import nibabel as nib
+
+    pred_path, target, mask, pred, affine = _grid_case(tmp_path)
+    shifted = affine.copy()
+    shifted[1, 3] -= 7.0
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(mask).dataobj), shifted), mask)
+    rc, err, _ = _metrics_json(
+        capsys, "--pred", str(pred_path), "--target", str(target), "--mask", str(mask)
+    )
+    assert rc == 1 and "m.nii.gz" in err and "t.nii.gz" in err, err
+
+
+def test_metrics_reorient_flipped_prediction(tmp_path: Path, capsys) -> None:
+    import nibabel as nib
+
+    pred_path, target, mask, pred, affine = _grid_case(tmp_path)
+    args = ["--target", str(target), "--mask", str(mask), "--protocol", "max01"]
+    rc, err, ref = _metrics_json(capsys, "--pred", str(pred_path), *args)
+    assert rc == 0, err
+    # the same prediction stored flipped left-right, its affine describing the flip
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = pred.shape[0] - 1
+    flipped = tmp_path / "flipped.nii.gz"
+    nib.save(nib.Nifti1Image(pred[::-1].copy(), affine @ flip), flipped)
+    rc, err, got = _metrics_json(capsys, "--pred", str(flipped), *args)
+    assert rc == 0, err
+    for metric, value in ref["metrics"].items():
+        assert got["metrics"][metric]["mean"] == pytest.approx(value["mean"], rel=1e-6), metric
+
+
+def test_split_metrics_compare_prediction_grid(phantom_store: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from mrbench.evaluate import evaluate_predictions
+    from mrbench.slices import SliceStore
+
+    store = SliceStore(phantom_store / "test")
+    subject = store.subjects[0]
+    info = store.subject_info(subject)
+    shape = tuple(int(s) for s in info["shape"])
+    affine = np.asarray(info["affine"], dtype=np.float64)
+    vol = np.full(shape, 0.5, np.float32)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for s in store.subjects:
+        i = store.subject_info(s)
+        nib.save(
+            nib.Nifti1Image(np.full(tuple(i["shape"]), 0.5, np.float32), np.asarray(i["affine"])),
+            preds / f"{s}.nii.gz",
+        )
+    kw = {"dataset": "d", "method": "m", "seed": 0}
+    ref = evaluate_predictions(preds, phantom_store / "test", "t1_to_t2", ["max01"], **kw)
+    shifted = affine.copy()
+    shifted[2, 3] += 50.0
+    nib.save(nib.Nifti1Image(vol, shifted), preds / f"{subject}.nii.gz")
+    with pytest.raises(InputError, match=rf"{subject}\.nii\.gz.*grid"):
+        evaluate_predictions(preds, phantom_store / "test", "t1_to_t2", ["max01"], **kw)
+    flip = np.diag([1.0, -1.0, 1.0, 1.0])
+    flip[1, 3] = shape[1] - 1
+    nib.save(nib.Nifti1Image(vol[:, ::-1].copy(), affine @ flip), preds / f"{subject}.nii.gz")
+    got = evaluate_predictions(preds, phantom_store / "test", "t1_to_t2", ["max01"], **kw)
+    assert np.allclose(got["value"].to_numpy(), ref["value"].to_numpy(), equal_nan=True)
