@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from mrbench.splits import make_splits, read_splits, write_splits
 
 #: datasets whose subject list is only known after importing the user's archive
 IMPORTED_DATASETS = {"brats2018", "msd_brats"}
+#: method and dataset names (as in the schema): they become paths and command-line arguments
+SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,14 @@ def check_config(config: dict) -> None:
             if key not in known_training:
                 known = ", ".join(sorted(known_training))
                 raise ConfigError(f"config key training.{key}: unknown; known: {known}")
+    for kind in ("methods", "datasets"):
+        for name in config.get(kind) or {}:
+            if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"config key {kind}.{name!r}: names may hold only letters, digits, '_' and "
+                    "'-', starting with a letter (64 at most): they become file paths and "
+                    "command-line arguments"
+                )
     for name, entry in config["methods"].items():
         plugin = entry["plugin"]
         if plugin not in plugins:

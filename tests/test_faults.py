@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -332,3 +334,85 @@ def test_split_metrics_compare_prediction_grid(phantom_store: Path, tmp_path: Pa
     nib.save(nib.Nifti1Image(vol[:, ::-1].copy(), affine @ flip), preds / f"{subject}.nii.gz")
     got = evaluate_predictions(preds, phantom_store / "test", "t1_to_t2", ["max01"], **kw)
     assert np.allclose(got["value"].to_numpy(), ref["value"].to_numpy(), equal_nan=True)
+
+
+# ------------------------------------------------------------------ 3. no command from a config
+RULES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+
+
+def _shell_templates(text: str) -> list[str]:
+    """The shell command templates of a .smk file (the string lines after each ``shell:``)."""
+    import re
+
+    out = []
+    for block in re.split(r"\n\s*shell:\s*\n", text)[1:]:
+        lines = []
+        for line in block.splitlines():
+            s = line.strip()
+            if not s.startswith('"'):
+                break
+            lines.append(s.strip('"'))
+        out.append("".join(lines))
+    return out
+
+
+def test_every_value_reaching_a_shell_is_quoted() -> None:
+    import re
+
+    unquoted = []
+    for path in RULES:
+        for cmd in _shell_templates(path.read_text()):
+            for field in re.findall(r"(?<!\{)\{([^{}]+)\}(?!\})", cmd):
+                if field != "threads" and not field.endswith(":q"):
+                    unquoted.append(f"{path.name}: {{{field}}}")
+    assert not unquoted, unquoted
+
+
+@pytest.mark.parametrize("name", ["x;touch /tmp/INJECTED;", "a b", "$(id)", "../up", "-flag"])
+def test_method_names_are_restricted(name: str) -> None:
+    import yaml
+    from snakemake.utils import validate
+
+    from mrbench.config import ConfigError, check_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg["methods"] = {name: {"plugin": "identity"}}
+    with pytest.raises(ConfigError, match=r"methods.*letters, digits"):
+        check_config(cfg)
+    with pytest.raises(Exception, match="does not match"):  # noqa: PT011 - the schema's error
+        validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+def test_config_paths_reach_the_shell_as_one_argument(tmp_path: Path) -> None:
+    """A dry run prints every command: a split file named with shell syntax stays one argument."""
+    import shlex
+    import shutil
+    import subprocess
+
+    import yaml
+
+    for item in ("Snakefile", "workflow", "config", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    evil = "config/splits/p;touch INJECTED;$(touch INJECTED2).tsv"
+    cfg["datasets"]["phantom"]["split_file"] = evil
+    cfg["methods"] = {"identity": {"plugin": "identity"}}
+    (tmp_path / "evil.yaml").write_text(yaml.safe_dump(cfg))
+    exe = Path(sys.executable).with_name("snakemake")
+    res = subprocess.run(
+        [str(exe), "--cores", "1", "-n", "-p", "--configfile", "evil.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    commands = [ln for ln in res.stdout.splitlines() if "mrbench.cli" in ln and "INJECTED" in ln]
+    assert commands, res.stdout[-2000:]
+    for cmd in commands:
+        words = shlex.split(cmd.split(">")[0])
+        assert evil in words, cmd
+        assert "touch" not in words, cmd
+    assert not (tmp_path / "INJECTED").exists() and not (tmp_path / "INJECTED2").exists()

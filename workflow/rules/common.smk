@@ -57,8 +57,9 @@ def subject_volumes(dataset):
 
 
 def method_spec(method):
-    """The resolved method entry (plugin, params, training) as a shell-quoted JSON string."""
-    return shlex.quote(json.dumps(method_spec_dict(config, method), sort_keys=True))
+    """The resolved method entry (plugin, params, training) as a JSON string (quoted by the
+    rule's ``{params.spec:q}``)."""
+    return json.dumps(method_spec_dict(config, method), sort_keys=True)
 
 
 def gpu_for(method):
@@ -99,10 +100,15 @@ TABLES_DIR = f"{RESULTS}/tables"
 FIGURES_DIR = f"{RESULTS}/figures"
 TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
 FIRST_SEED = SEEDS[0]
-TABLE_ARGS = (
-    f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
-    f" --ssim {EVAL['table_ssim']}"
-)
+# argument lists: every value is quoted on its own by the rules' `{params.x:q}`
+TABLE_ARGS = [
+    "--protocol",
+    EVAL["table_protocol"],
+    "--psnr",
+    EVAL["table_psnr"],
+    "--ssim",
+    EVAL["table_ssim"],
+]
 
 
 def table_outputs(name, caption, subcategory):
@@ -139,10 +145,10 @@ def qualitative_predictions(w):
 
 
 def qualitative_pairs(w):
-    return " ".join(
-        shlex.quote(f"{config['methods'][m].get('label', m)}={path}")
+    return [
+        f"{config['methods'][m].get('label', m)}={path}"
         for m, path in qualitative_predictions(w).items()
-    )
+    ]
 
 
 # ---- used by ixi.smk
@@ -164,14 +170,15 @@ def _ixi_md5(modality):
 
 
 def _ixi_preprocess_flags():
-    flags = [f"--registration {IXI_CFG.get('registration', 'rigid')}"]
+    """Preprocessing options as an argument list (each quoted by `{params.flags:q}`)."""
+    flags = ["--registration", IXI_CFG.get("registration", "rigid")]
     if IXI_CFG.get("n4", False):
         flags.append("--n4")
     if not IXI_CFG.get("skull_strip", True):
         flags.append("--skull-stripped")
     if IXI_CFG.get("target_spacing"):
-        flags.append(f"--target-spacing {IXI_CFG['target_spacing']}")
-    return " ".join(flags)
+        flags += ["--target-spacing", IXI_CFG["target_spacing"]]
+    return flags
 
 
 def ixi_subjects():

@@ -23,8 +23,8 @@ rule tidy_results:
     conda:
         CONDA_ENV
     shell:
-        "python -m mrbench.cli report tidy --inputs {input} --out {output.tidy}"
-        " --summary {output.summary} > {log} 2>&1"
+        "python -m mrbench.cli report tidy --inputs {input:q} --out {output.tidy:q}"
+        " --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule table1:
@@ -40,8 +40,8 @@ rule table1:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "python -m mrbench.cli report table1 --tidy {input} --out {params.prefix} {params.table_args}"
-        " > {log} 2>&1"
+        "python -m mrbench.cli report table1 --tidy {input:q} --out {params.prefix:q} {params.table_args:q}"
+        " > {log:q} 2>&1"
 
 
 rule table2_ablation:
@@ -57,8 +57,8 @@ rule table2_ablation:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "python -m mrbench.cli report table2 --tidy {input} --out {params.prefix} {params.table_args}"
-        " > {log} 2>&1"
+        "python -m mrbench.cli report table2 --tidy {input:q} --out {params.prefix:q} {params.table_args:q}"
+        " > {log:q} 2>&1"
 
 
 rule paper_comparison:
@@ -73,10 +73,10 @@ rule paper_comparison:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
-        methods=" ".join(METHODS),
+        methods=METHODS,
     shell:
-        "python -m mrbench.cli report compare --tidy {input} --out {params.prefix}"
-        " {params.table_args} --methods {params.methods} > {log} 2>&1"
+        "python -m mrbench.cli report compare --tidy {input:q} --out {params.prefix:q}"
+        " {params.table_args:q} --methods {params.methods:q} > {log:q} 2>&1"
 
 
 rule significance:
@@ -94,8 +94,8 @@ rule significance:
         reference=EVAL["reference_method"],
         alpha=EVAL["alpha"],
     shell:
-        "python -m mrbench.cli report significance --tidy {input} --out {params.prefix}"
-        " {params.table_args} --reference {params.reference} --alpha {params.alpha} > {log} 2>&1"
+        "python -m mrbench.cli report significance --tidy {input:q} --out {params.prefix:q}"
+        " {params.table_args:q} --reference {params.reference:q} --alpha {params.alpha:q} > {log:q} 2>&1"
 
 
 rule efficiency:
@@ -111,13 +111,13 @@ rule efficiency:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         threshold=(
-            f"--threshold {EVAL['threshold_psnr']}"
+            ["--threshold", EVAL["threshold_psnr"]]
             if EVAL["threshold_psnr"] is not None
-            else ""
+            else []
         ),
     shell:
-        "python -m mrbench.cli report efficiency --model {input.models} --predictions {input.predictions}"
-        " {params.threshold} --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report efficiency --model {input.models:q} --predictions {input.predictions:q}"
+        " {params.threshold:q} --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule fidelity_table:
@@ -132,7 +132,7 @@ rule fidelity_table:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
-        "python -m mrbench.cli report fidelity --inputs {input} --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report fidelity --inputs {input:q} --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_qualitative:
@@ -154,19 +154,19 @@ rule figure_qualitative:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         pairs=qualitative_pairs,
         subject=(
-            f"--subject {EVAL['qualitative']['subject']}"
+            ["--subject", EVAL["qualitative"]["subject"]]
             if EVAL["qualitative"]["subject"]
-            else ""
+            else []
         ),
         slice=(
-            f"--slice {EVAL['qualitative']['slice']}"
+            ["--slice", EVAL["qualitative"]["slice"]]
             if EVAL["qualitative"]["slice"] is not None
-            else ""
+            else []
         ),
     shell:
-        "python -m mrbench.cli report qualitative --store {input.store} --direction {wildcards.direction}"
-        " --pred {params.pairs} {params.subject} {params.slice}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report qualitative --store {input.store:q} --direction {wildcards.direction:q}"
+        " --pred {params.pairs:q} {params.subject:q} {params.slice:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_boxplot:
@@ -186,11 +186,11 @@ rule figure_boxplot:
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         protocol=EVAL["table_protocol"],
-        metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
+        metrics=[EVAL["table_psnr"], EVAL["table_ssim"], "mae"],
     shell:
-        "python -m mrbench.cli report boxplot --tidy {input} --dataset {wildcards.dataset}"
-        " --protocol {params.protocol} --metrics {params.metrics}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report boxplot --tidy {input:q} --dataset {wildcards.dataset:q}"
+        " --protocol {params.protocol:q} --metrics {params.metrics:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_training_curves:
@@ -212,12 +212,12 @@ rule figure_training_curves:
         CONDA_ENV
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
-        runs=lambda w: " ".join(
+        runs=lambda w: [
             f"{m}={RESULTS}/models/{w.dataset}/{m}/seed{FIRST_SEED}" for m in METHODS
-        ),
+        ],
     shell:
-        "python -m mrbench.cli report curves --run {params.runs} --title {wildcards.dataset}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report curves --run {params.runs:q} --title {wildcards.dataset:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_content_maps:
@@ -239,5 +239,5 @@ rule figure_content_maps:
     conda:
         CONDA_ENV
     shell:
-        "python -m mrbench.cli content-maps --model {input.model} --store {input.store}"
-        " --out {output} > {log} 2>&1"
+        "python -m mrbench.cli content-maps --model {input.model:q} --store {input.store:q}"
+        " --out {output:q} > {log:q} 2>&1"
