@@ -416,3 +416,61 @@ def test_config_paths_reach_the_shell_as_one_argument(tmp_path: Path) -> None:
         assert evil in words, cmd
         assert "touch" not in words, cmd
     assert not (tmp_path / "INJECTED").exists() and not (tmp_path / "INJECTED2").exists()
+
+
+# ------------------------------------------------------------------ 4. GPU lock files
+def test_planted_lock_symlink_never_truncates_its_target(tmp_path: Path) -> None:
+    from mrbench import gpu
+
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (locks / "gpu0.lock").symlink_to(victim)
+    with pytest.raises(RuntimeError, match=r"gpu0\.lock"):
+        gpu.acquire_device("auto", lock_dir=locks, n_devices=1, env={})
+    assert victim.read_text() == "precious\n"
+    gpu.release_all()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant a file owned by another user")
+def test_foreign_lock_file_is_refused_not_truncated(tmp_path: Path) -> None:
+    from mrbench import gpu
+
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    foreign = locks / "gpu0.lock"
+    foreign.write_text("someone else's\n")
+    os.chown(foreign, 65534, 65534)
+    with pytest.raises(RuntimeError, match="owned by"):
+        gpu.acquire_device("auto", lock_dir=locks, n_devices=1, env={})
+    assert foreign.read_text() == "someone else's\n"
+
+
+def test_lock_folder_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mrbench import gpu
+
+    folder = tmp_path / "new" / "locks"
+    monkeypatch.setenv(gpu.LOCK_DIR_ENV, str(folder))
+    slot = gpu.acquire_device("auto", n_devices=1, env={})
+    assert slot.device == "cuda"
+    assert (folder.stat().st_mode & 0o777) == 0o700
+    assert (slot.lock_path.stat().st_mode & 0o077) == 0
+    gpu.release_all()
+    # an existing folder open to others is made private; a link in its place is refused
+    folder.chmod(0o777)
+    gpu.acquire_device("auto", n_devices=1, env={})
+    gpu.release_all()
+    assert (folder.stat().st_mode & 0o777) == 0o700
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    with pytest.raises(RuntimeError, match="link"):
+        gpu.acquire_device("auto", lock_dir=link, n_devices=1, env={})
+
+
+def test_default_lock_folder_is_not_shared_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mrbench import gpu
+
+    monkeypatch.delenv(gpu.LOCK_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/12345")
+    assert str(gpu.default_lock_dir()).startswith("/run/user/12345")
