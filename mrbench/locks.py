@@ -99,3 +99,24 @@ def release(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+#: name of the one-writer lock inside a training run folder
+RUN_LOCK = ".train.lock"
+
+
+def lock_run_folder(folder: str | Path) -> int:
+    """Make this process the only writer of a run folder (``mrbench train --out``): two trainers
+    on one folder (an orphan of a killed workflow plus its re-run) would interleave the logs and
+    checkpoints. Returns the descriptor, held until the process ends; raises :class:`LockError`
+    naming the holder's pid when another process writes there."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RUN_LOCK
+    fd = try_lock(path)
+    if fd is None:
+        raise LockError(
+            f"{folder}: another trainer (pid {holder(path)}) is writing this run folder; "
+            "stop it or choose another --out"
+        )
+    return fd

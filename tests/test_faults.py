@@ -474,3 +474,40 @@ def test_default_lock_folder_is_not_shared_tmp(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv(gpu.LOCK_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/12345")
     assert str(gpu.default_lock_dir()).startswith("/run/user/12345")
+
+
+# ------------------------------------------------------------------ 7. one writer per run folder
+def test_second_trainer_on_one_run_folder_fails_naming_the_holder(
+    phantom_store: Path, tmp_path: Path, capsys
+) -> None:
+    import subprocess
+    import time
+
+    from mrbench.cli import main
+
+    out = tmp_path / "run"
+    spec = json.loads(json.dumps(TINY_CYCLEGAN))
+    spec["training"] |= {"steps": 100000, "val_every": 100000, "checkpoint_every": 100000}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mrbench.cli", *_train_args(phantom_store, out, spec)],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "train_log.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the first trainer ended early"
+        t0 = time.monotonic()
+        rc = main(_train_args(phantom_store, out, spec))
+        err = capsys.readouterr().err
+        assert rc == 1
+        assert time.monotonic() - t0 < 20
+        assert f"pid {first.pid}" in err and str(out) in err, err
+    finally:
+        first.kill()
+        first.wait()
+    # the holder is gone (killed): the lock went with it and a new trainer may take the folder
+    spec["training"] |= {"steps": 1}
+    assert main(_train_args(phantom_store, tmp_path / "run2", spec)) == 0
