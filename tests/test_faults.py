@@ -511,3 +511,88 @@ def test_second_trainer_on_one_run_folder_fails_naming_the_holder(
     # the holder is gone (killed): the lock went with it and a new trainer may take the folder
     spec["training"] |= {"steps": 1}
     assert main(_train_args(phantom_store, tmp_path / "run2", spec)) == 0
+
+
+# ------------------------------------------------------------------ 6. downloads
+class _CutServer:
+    """Serves half of ``payload`` without Content-Length, then closes the connection."""
+
+    def __init__(self, payload: bytes, length: bool = False, cut: bool = True) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.requests += 1
+                self.send_response(200)
+                if length:
+                    self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2] if cut else payload)
+                self.wfile.flush()
+                self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/data.tar"
+
+    def __enter__(self) -> _CutServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_download_without_size_or_md5_is_not_accepted(tmp_path: Path) -> None:
+    from mrbench.download import download
+
+    payload = bytes(range(256)) * 400
+    out = tmp_path / "data.tar"
+    with _CutServer(payload) as srv, pytest.raises(InputError, match="no md5.*size|size.*md5"):
+        download(srv.url, out, None, progress=False, retries=0)
+    assert not out.exists()
+    # with an md5 the cut file is caught by the checksum
+    import hashlib
+
+    with _CutServer(payload) as srv, pytest.raises(InputError, match="md5"):
+        download(srv.url, out, hashlib.md5(payload).hexdigest(), progress=False, retries=0)
+    assert not out.exists()
+    # a size announced by the server suffices: a complete transfer is accepted
+    with _CutServer(payload, length=True, cut=False) as srv:
+        download(srv.url, out, None, progress=False, retries=0)
+    assert out.read_bytes() == payload
+
+
+@pytest.mark.parametrize("bad", ["xyz", "0" * 31, "g" * 32, "--"])
+def test_malformed_md5_is_refused_before_touching_anything(tmp_path: Path, bad: str) -> None:
+    from mrbench.download import download
+
+    out = tmp_path / "good.tar"
+    out.write_bytes(b"a good earlier download")
+    with pytest.raises(InputError, match="md5"):
+        download("http://127.0.0.1:9/never", out, bad, progress=False, retries=0)
+    assert out.read_bytes() == b"a good earlier download"
+
+
+def test_partial_file_message_only_when_one_exists(tmp_path: Path) -> None:
+    from mrbench.download import download
+
+    out = tmp_path / "f.tar"
+    with pytest.raises(InputError) as info:
+        download("http://127.0.0.1:9/never", out, None, retries=0, timeout=2, progress=False)
+    assert "partial file kept" not in str(info.value)
+    assert not out.with_name("f.tar.part").exists()
