@@ -187,10 +187,10 @@ def download(
         except _Retryable as exc:
             last_error = str(exc)
     else:
-        kept = (
-            f"; partial file kept at {part} and resumed on the next run" if part.exists() else ""
+        kept = f"; partial file kept at {part} and resumed on the next run" if part.exists() else ""
+        raise InputError(
+            f"{url}: download failed after {retries + 1} attempts ({last_error}){kept}"
         )
-        raise InputError(f"{url}: download failed after {retries + 1} attempts ({last_error}){kept}")
     if md5 is None and total is None:
         part.unlink(missing_ok=True)
         raise InputError(
