@@ -29,9 +29,38 @@ RANGE_TOLERANCE = 1e-3
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch device that exists on this host;
+    anything else is a one-line :class:`~mrbench.io.InputError` naming the value."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InputError(f"--device {device!r}: no CUDA GPU is usable on this host")
+        if dev.index is not None and dev.index >= n:
+            raise InputError(
+                f"--device {device!r}: this host has {n} GPU(s), cuda:0 to cuda:{n - 1}"
+            )
+    return dev
+
+
+def check_output_name(output: str | Path, input_path: str | Path | None = None) -> Path:
+    """A NIfTI output name (``.nii`` or ``.nii.gz``) that is not the input file itself."""
+    output = Path(output)
+    if not output.name.endswith((".nii", ".nii.gz")) or output.name in (".nii", ".nii.gz"):
+        raise InputError(f"{output}: output must be a NIfTI file name ending in .nii or .nii.gz")
+    if (
+        input_path is not None
+        and Path(os.path.abspath(output)).resolve() == Path(os.path.abspath(input_path)).resolve()
+    ):
+        raise InputError(f"{output}: the output is the input file; choose another --output")
+    return output
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -135,6 +164,7 @@ def translate_file(
     seed: int = 0,
 ) -> Path:
     """``mrbench translate --input``: one user volume in, one NIfTI with its affine out."""
+    check_output_name(output_path, input_path)  # before any work; never over the source
     img = load_volume(input_path)
     volume = np.asarray(img.dataobj, dtype=np.float32)
     check_normalised(volume, input_path)

@@ -596,3 +596,109 @@ def test_partial_file_message_only_when_one_exists(tmp_path: Path) -> None:
         download("http://127.0.0.1:9/never", out, None, retries=0, timeout=2, progress=False)
     assert "partial file kept" not in str(info.value)
     assert not out.with_name("f.tar.part").exists()
+
+
+# ------------------------------------------------------------------ 8. small ones
+def _identity_model(tmp_path: Path, plugin: str = "cyclegan") -> Path:
+    return _tiny_model(tmp_path, poison=False)
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:3"])
+def test_bad_device_is_one_line(tmp_path: Path, capsys, device: str) -> None:
+    from mrbench.cli import main
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 3:
+        pytest.skip("this host has a GPU 3")
+    args = ["translate", "--checkpoint", str(_identity_model(tmp_path)), "--direction"]
+    args += ["t1_to_t2", "--input", str(_volume(tmp_path)), "--output", str(tmp_path / "o.nii.gz")]
+    rc = main([*args, "--device", device])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert device in err and "Traceback" not in err
+
+
+def _tar(path: Path, members: list[tuple[str, bytes | None]]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("data/a", b"file"), ("data/a/b.txt", b"inside")],
+        [("data/a/b.txt", b"inside"), ("data/a", b"file")],
+    ],
+)
+def test_tar_with_file_and_folder_of_one_name(tmp_path: Path, members) -> None:
+    from mrbench.archive import safe_extract
+
+    archive = _tar(tmp_path / "x.tar", members)
+    with pytest.raises(InputError, match=r"x\.tar.*'data/a'.*file and a folder"):
+        safe_extract(archive, tmp_path / "out")
+    assert not any((tmp_path / "out").rglob("*.txt"))
+
+
+@pytest.mark.parametrize("name", [".png", "out.png", "out"])
+def test_translate_output_must_be_nifti(tmp_path: Path, capsys, name: str) -> None:
+    from mrbench.cli import main
+
+    args = ["translate", "--checkpoint", str(_identity_model(tmp_path)), "--direction"]
+    args += ["t1_to_t2", "--input", str(_volume(tmp_path)), "--device", "cpu"]
+    rc = main([*args, "--output", str(tmp_path / name)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert name in err and ".nii" in err
+    assert not (tmp_path / name).exists()
+
+
+def test_translate_output_equal_to_input_is_refused(tmp_path: Path, capsys) -> None:
+    from mrbench.cli import main
+
+    src = _volume(tmp_path)
+    before = src.read_bytes()
+    args = ["translate", "--checkpoint", str(_identity_model(tmp_path)), "--direction"]
+    args += ["t1_to_t2", "--input", str(src), "--device", "cpu"]
+    (tmp_path / "sub").mkdir()
+    for output in (src, tmp_path / "sub" / ".." / src.name):
+        rc = main([*args, "--output", str(output)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 1 and "input" in err, err
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("broken", ["meta.json", "t1.npy", "index.tsv"])
+def test_bad_slice_store_files_are_named(phantom_store: Path, tmp_path: Path, broken: str) -> None:
+    import shutil
+
+    from mrbench.slices import SliceStore
+
+    store = tmp_path / "val"
+    shutil.copytree(phantom_store / "val", store)
+    (store / broken).write_bytes(b"\x93NUMPY garbage{" if broken.endswith(".npy") else b"{oops")
+    with pytest.raises(InputError, match=broken.replace(".", r"\.")):
+        s = SliceStore(store)
+        s.arrays  # noqa: B018 - opened lazily
+        s[0]
+
+
+def test_checkpoint_error_names_global_without_unsafe_advice(tmp_path: Path) -> None:
+    from mrbench.checkpoint import load_safe
+
+    path = tmp_path / "evil.pt"
+    torch.save({"f": os.system}, path)
+    with pytest.raises(InputError) as info:
+        load_safe(path)
+    msg = str(info.value)
+    assert "evil.pt" in msg and "posix.system" in msg and len(msg.splitlines()) == 1
+    assert "weights_only" not in msg and "False" not in msg
