@@ -87,16 +87,19 @@ def check_config(config: dict) -> None:
                 f"known: {', '.join(sorted(plugins))}"
             )
         cls = plugins[plugin]
-        for key in entry.get("params", {}) or {}:
+        params = entry.get("params", {}) or {}
+        for key in params:
             if key not in cls.defaults:
                 raise ConfigError(
                     f"config key methods.{name}.params.{key}: unknown parameter of plugin "
                     f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"
                 )
+        _check_method_params(name, cls, params, config)
         if known_training:
             for key in entry.get("training", {}) or {}:
                 if key not in known_training:
                     raise ConfigError(f"config key methods.{name}.training.{key}: unknown")
+            _check_training(name, cls, config, entry)
     known_eval = _defaults("mrbench.evaluate", "EVALUATION_DEFAULTS")
     if known_eval is not None:
         for key in config.get("evaluation", {}) or {}:
@@ -104,6 +107,46 @@ def check_config(config: dict) -> None:
                 raise ConfigError(
                     f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
                 )
+
+
+def _check_method_params(name: str, cls: type, params: dict, config: dict) -> None:
+    """The plugin's own parameter checks (:meth:`methods.base.TranslationMethod.check_params`:
+    types, ranges, size constraints) for every configured dataset's image size."""
+    checked = getattr(cls, "check_params", None)
+    if checked is None:
+        return
+    # types and ranges first (size-independent), then each dataset's image size
+    sizes = {ds: cfg.get("image_size") for ds, cfg in (config.get("datasets") or {}).items()}
+    for ds, size in sizes.items():
+        if not isinstance(size, int) or isinstance(size, bool):
+            continue
+        try:
+            checked(dict(params), size)
+        except ValueError as exc:
+            msg = str(exc)
+            key = msg.split(":", 1)[0]
+            if key in params and " " not in key:
+                raise ConfigError(f"config key methods.{name}.params.{msg}") from None
+            raise ConfigError(
+                f"config key methods.{name}: {msg} (image_size {size} of dataset {ds})"
+            ) from None
+
+
+def _check_training(name: str, cls: type, config: dict, entry: dict) -> None:
+    """Every training value of a method (global section and its own overrides), checked with
+    the trainer's own rules so that a bad value stops the workflow before any job."""
+    from mrbench.io import InputError
+    from mrbench.trainer import resolve_training
+
+    own = entry.get("training", {}) or {}
+    merged = {**(config.get("training", {}) or {}), **own}
+    try:
+        resolve_training(cls, merged)
+    except InputError as exc:
+        msg = str(exc)  # "training.<key>: ..."
+        key = msg.removeprefix("training.").split(":", 1)[0]
+        where = f"methods.{name}.training" if key in own else "training"
+        raise ConfigError(f"config key {where}.{msg.removeprefix('training.')}") from None
 
 
 def job_environment(basedir: str | Path) -> None:

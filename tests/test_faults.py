@@ -702,3 +702,73 @@ def test_checkpoint_error_names_global_without_unsafe_advice(tmp_path: Path) -> 
     msg = str(info.value)
     assert "evil.pt" in msg and "posix.system" in msg and len(msg.splitlines()) == 1
     assert "weights_only" not in msg and "False" not in msg
+
+
+# ------------------------------------------------------------------ 5. config errors before any job
+def _test_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("method", "key", "value", "pattern"),
+    [
+        ("cyclegan", "ngf", "four", r"methods\.cyclegan\.params\.ngf.*'four'"),
+        ("cyclegan", "ngf", -4, r"methods\.cyclegan\.params\.ngf.*-4"),
+        ("cyclegan", "lambda_cycle", True, r"methods\.cyclegan\.params\.lambda_cycle"),
+        ("syndiff", "ch_mult", 2, r"methods\.syndiff\.params\.ch_mult"),
+    ],
+)
+def test_method_params_checked_when_config_is_read(method, key, value, pattern) -> None:
+    from mrbench.config import ConfigError, check_config
+
+    cfg = _test_config()
+    cfg["methods"][method]["params"][key] = value
+    with pytest.raises(ConfigError, match=pattern):
+        check_config(cfg)
+
+
+def test_size_constraint_checked_for_the_configured_image_size() -> None:
+    from mrbench.config import ConfigError, check_config
+
+    cfg = _test_config()
+    cfg["methods"] = {"cyclegan": cfg["methods"]["cyclegan"]}
+    cfg["datasets"]["phantom"]["image_size"] = 18  # CycleGAN downsamples twice: needs 4 | size
+    with pytest.raises(ConfigError, match=r"methods\.cyclegan.*image_size.*18.*phantom"):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("batch_size", 0), ("lr_schedule", "expo"), ("steps", "many")]
+)
+def test_training_keys_checked_in_schema_and_config(key: str, value) -> None:
+    from snakemake.utils import validate
+
+    from mrbench.config import ConfigError, check_config
+
+    cfg = _test_config()
+    cfg["training"][key] = value
+    with pytest.raises(ConfigError, match=rf"training\.{key}"):
+        check_config(cfg)
+    with pytest.raises(Exception, match=str(value)):  # noqa: PT011 - the schema's error
+        validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    cfg = _test_config()
+    cfg["methods"]["cyclegan"]["training"] = {key: value}
+    with pytest.raises(ConfigError, match=rf"methods\.cyclegan\.training\.{key}"):
+        check_config(cfg)
+
+
+def test_new_plugins_get_parameter_checks_for_free() -> None:
+    from typing import ClassVar
+
+    from methods.base import TranslationMethod
+
+    class Plugin(TranslationMethod):
+        plugin_name = "probe"
+        defaults: ClassVar[dict] = {"width": 8, "rate": 0.5, "flag": True, "name": "x"}
+
+    Plugin.check_params({"width": 16, "rate": 1, "flag": False}, 32)
+    for key, value in [("width", 2.5), ("width", -1), ("rate", "fast"), ("flag", 1)]:
+        with pytest.raises(ValueError, match=rf"^{key}:"):
+            Plugin.check_params({key: value}, 32)
