@@ -117,9 +117,11 @@ def _check_method_params(name: str, cls: type, params: dict, config: dict) -> No
         return
     # types and ranges first (size-independent), then each dataset's image size
     sizes = {ds: cfg.get("image_size") for ds, cfg in (config.get("datasets") or {}).items()}
+    seen: set[int] = set()
     for ds, size in sizes.items():
-        if not isinstance(size, int) or isinstance(size, bool):
+        if not isinstance(size, int) or isinstance(size, bool) or size in seen:
             continue
+        seen.add(size)
         try:
             checked(dict(params), size)
         except ValueError as exc:
