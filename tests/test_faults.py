@@ -772,3 +772,44 @@ def test_new_plugins_get_parameter_checks_for_free() -> None:
     for key, value in [("width", 2.5), ("width", -1), ("rate", "fast"), ("flag", 1)]:
         with pytest.raises(ValueError, match=rf"^{key}:"):
             Plugin.check_params({key: value}, 32)
+
+
+# ------------------------------------------------------------------ 9. skull-strip QC flags
+def _qc(volume: float, nmi: tuple[float, float], ncc: tuple[float, float]) -> dict:
+    return {
+        "subject": "s1",
+        "brain_volume_ml": volume,
+        "mask_volume_ml": volume,
+        "t2_fov_brain_fraction": 1.0,
+        "seconds": 30.0,
+        "similarity": {
+            "region": "brain",
+            "nmi_header": nmi[0],
+            "nmi_registered": nmi[1],
+            "gradient_ncc_header": ncc[0],
+            "gradient_ncc_registered": ncc[1],
+        },
+    }
+
+
+def test_qc_flags_implausible_volume_and_idle_registration(tmp_path: Path, capsys) -> None:
+    from mrbench.datasets.ixi import qc_table
+    from mrbench.preprocess import BRAIN_VOLUME_ML, qc_flags
+
+    assert BRAIN_VOLUME_ML == (900.0, 2000.0)
+    assert qc_flags(_qc(1400, (1.10, 1.25), (0.20, 0.45))) == []
+    big = qc_flags(_qc(2420, (1.10, 1.25), (0.20, 0.45)))
+    assert len(big) == 1 and "2420" in big[0] and "900-2000" in big[0]
+    assert "brain volume" in qc_flags(_qc(600, (1.10, 1.25), (0.2, 0.45)))[0]
+    idle = qc_flags(_qc(1400, (1.2000, 1.2004), (0.400, 0.402)))
+    assert len(idle) == 1 and "barely" in idle[0]
+    files = []
+    for i, q in enumerate([_qc(2420, (1.1, 1.25), (0.2, 0.45)), _qc(1400, (1.2, 1.2), (0.4, 0.4))]):
+        q["subject"] = f"s{i}"
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(json.dumps(q))
+    df = qc_table(files, tmp_path / "qc.tsv")
+    out = capsys.readouterr().out
+    assert "2420" in df.loc[df.subject == "s0", "flag"].item()
+    assert "barely" in df.loc[df.subject == "s1", "flag"].item()
+    assert "QC s0" in out and "QC s1" in out
