@@ -804,7 +804,8 @@ def test_qc_flags_implausible_volume_and_idle_registration(tmp_path: Path, capsy
     idle = qc_flags(_qc(1400, (1.2000, 1.2004), (0.400, 0.402)))
     assert len(idle) == 1 and "barely" in idle[0]
     files = []
-    for i, q in enumerate([_qc(2420, (1.1, 1.25), (0.2, 0.45)), _qc(1400, (1.2, 1.2003), (0.4, 0.402))]):
+    cases = [_qc(2420, (1.1, 1.25), (0.2, 0.45)), _qc(1400, (1.2, 1.2003), (0.4, 0.402))]
+    for i, q in enumerate(cases):
         q["subject"] = f"s{i}"
         files.append(tmp_path / f"{i}.json")
         files[-1].write_text(json.dumps(q))
