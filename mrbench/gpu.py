@@ -50,15 +50,13 @@ class DeviceSlot:
 
 
 def default_lock_dir() -> Path:
-    """``$MRBENCH_GPU_LOCK_DIR``, else a folder in the user's runtime folder
-    (``$XDG_RUNTIME_DIR``, private to the user), else a per-user folder in the temp dir; in
-    every case it is created 0700 and its owner checked (:func:`mrbench.locks.private_dir`)."""
+    """``$MRBENCH_GPU_LOCK_DIR``, else a per-user folder in the temp dir, one path for every job
+    of the user on the machine (so separate workflows share the GPUs fairly). It is created 0700
+    and its owner checked before use (:func:`mrbench.locks.private_dir`): a folder planted there
+    by someone else is refused, not used."""
     env = os.environ.get(LOCK_DIR_ENV)
     if env:
         return Path(env)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "mrbench-gpu-locks"
     return Path(tempfile.gettempdir()) / f"mrbench-gpu-locks-{os.getuid()}"
 
 

@@ -468,12 +468,16 @@ def test_lock_folder_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         gpu.acquire_device("auto", lock_dir=link, n_devices=1, env={})
 
 
-def test_default_lock_folder_is_not_shared_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant a folder of another user")
+def test_lock_folder_planted_by_another_user_is_refused(tmp_path: Path) -> None:
     from mrbench import gpu
 
-    monkeypatch.delenv(gpu.LOCK_DIR_ENV, raising=False)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/12345")
-    assert str(gpu.default_lock_dir()).startswith("/run/user/12345")
+    planted = tmp_path / "locks"
+    planted.mkdir(mode=0o777)
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(RuntimeError, match="owned by uid 65534"):
+        gpu.acquire_device("auto", lock_dir=planted, n_devices=1, env={})
+    assert not list(planted.iterdir())
 
 
 # ------------------------------------------------------------------ 7. one writer per run folder
