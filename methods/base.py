@@ -154,6 +154,29 @@ def split_direction(direction: str) -> tuple[str, str]:
     return src, dst
 
 
+def _type_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` (type, sign), or ``None`` when it can."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "not true or false"
+    if isinstance(value, bool) and isinstance(default, int | float):
+        return f"a boolean, expected a number like the default {default!r}"
+    if isinstance(default, int) and not isinstance(value, int):
+        return f"not an integer (default {default!r})"
+    if isinstance(default, float) and not isinstance(value, int | float):
+        return f"not a number (default {default!r})"
+    if isinstance(default, int | float) and default >= 0 and value < 0:
+        return f"negative (default {default!r}; must be >= 0)"
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"not a string (default {default!r})"
+    if isinstance(default, list | tuple) and not isinstance(value, list | tuple):
+        return f"not a list (default {list(default)!r})"
+    if isinstance(default, dict) and not isinstance(value, dict):
+        return "not a mapping"
+    return None
+
+
 class TranslationMethod(nn.Module, abc.ABC):
     """Base class of every translation method.
 
@@ -241,6 +264,33 @@ class TranslationMethod(nn.Module, abc.ABC):
         """The capabilities a variant with these *resolved* parameters really offers (default:
         :attr:`capabilities`); a variant that switches off the module behind one drops it."""
         return frozenset(cls.capabilities)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], image_size: int) -> None:
+        """Raise ``ValueError("<key>: <problem>")`` for a parameter that cannot work, so that a
+        config is refused when it is read rather than after hours of data jobs.
+
+        The default, which every plugin gets for free: known keys only; each value of the type
+        of its default (bool; int; int or float for a float; str; list; dict; anything for a
+        ``None`` default); no negative number where the default is >= 0; then the constructor's
+        own checks (e.g. size constraints for ``image_size``) run on the meta device, where even a
+        paper-size model costs no memory or time. Plugins with further rules override this and
+        call ``super().check_params(params, image_size)``.
+        """
+        for key, value in params.items():
+            if key not in cls.defaults:
+                known = ", ".join(sorted(cls.defaults)) or "none"
+                raise ValueError(f"{key}: unknown parameter; known: {known}")
+            problem = _type_problem(cls.defaults[key], value)
+            if problem:
+                raise ValueError(f"{key}: {value!r} is {problem}")
+        try:
+            with torch.device("meta"), torch.random.fork_rng(devices=[]):
+                cls(dict(params), image_size=image_size)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (for image_size {image_size})") from None
+        except Exception:  # noqa: BLE001 - a constructor that cannot run on the meta device
+            pass  # keeps its own checks for training time
 
     @classmethod
     def label(cls) -> str:

@@ -7,7 +7,7 @@ tissue classes of the slice store's label maps (0 background, 1 CSF, 2 GM, 3 WM,
 Parts (official size; every width is a parameter, the demo shrinks them through the same code):
 
 - content encoders E_c (DRIT++'s, :class:`methods.nets.drit.ContentEncoder` per domain plus one
-  shared :class:`~methods.nets.drit.INSResBlock`), output L2-normalised over channels: the
+  shared :class:`~methods.nets.resnet.ResnetBlock`), output L2-normalised over channels: the
   memory keys, 256 x H/4 x W/4 (9.01 M parameters for both domains);
 - spatial style encoders E_s, one per domain: the memory values, 128 x H/4 x W/4 (1.49 M);
 - the generator (11.65 M; 22.1 M generator side in all);
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import TranslationMethod, register, split_direction
-from methods.nets.drit import ContentEncoder, INSResBlock
+from methods.nets.drit import ContentEncoder
 from methods.nets.memory import (
     DOMAINS,
     ClassMemory,
@@ -63,6 +63,7 @@ from methods.nets.memory import (
     StyleEncoder,
     class_masks,
 )
+from methods.nets.resnet import ResnetBlock
 
 
 def _gauss_init(module: nn.Module, gain: float = 0.02) -> None:
@@ -83,7 +84,7 @@ class ContentEncoders(nn.Module):
         super().__init__()
         self.enc = nn.ModuleDict({d: ContentEncoder(1, ch, n_down, n_res) for d in DOMAINS})
         self.out_ch = self.enc["t1"].out_ch
-        self.share = INSResBlock(self.out_ch)
+        self.share = ResnetBlock(self.out_ch)
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
         return F.normalize(self.share(self.enc[domain](x)), dim=1)

@@ -119,6 +119,27 @@ def _check_kind(archive: Path, name: str, kind: str) -> None:
         raise InputError(f"{archive}: refusing device/special member: {name!r}")
 
 
+class _Clashes:
+    """Paths seen so far as files and as folders: an archive naming one path both ways (``a`` and
+    ``a/b``) is refused, since extracting it fails half-way or lets one member replace another."""
+
+    def __init__(self, archive: Path) -> None:
+        self.archive = archive
+        self.files: set[PurePosixPath] = set()
+        self.folders: set[PurePosixPath] = set()
+
+    def add(self, rel: PurePosixPath, kind: str) -> None:
+        parents = set(rel.parents) - {PurePosixPath(".")}
+        is_file = kind == "file"
+        clash = (rel in self.folders) if is_file else (rel in self.files)
+        clash = clash or next((p for p in parents if p in self.files), None)
+        if clash:
+            name = rel if clash is True else clash
+            raise InputError(f"{self.archive}: member {str(name)!r} is both a file and a folder")
+        self.folders |= parents
+        (self.files if is_file else self.folders).add(rel)
+
+
 def safe_extract(
     archive: str | Path, dest: str | Path, include: MemberFilter | None = None
 ) -> list[Path]:
@@ -136,10 +157,12 @@ def safe_extract(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     written: list[PurePosixPath] = []
+    clashes = _Clashes(archive)
     try:
         for name, kind, opener in members:
             _check_kind(archive, name, kind)
             rel = _check_name(archive, name)
+            clashes.add(rel, kind)
             if kind != "file" or (include is not None and not include(str(rel))):
                 continue
             target = staging / rel

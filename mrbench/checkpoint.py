@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,23 @@ def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
-        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-        raise InputError(f"{path}: cannot read checkpoint ({reason})") from None
+        raise InputError(f"{path}: cannot read checkpoint ({_load_failure(exc)})") from None
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why a weights-only load failed, in a few words: the refused global by name when there is
+    one (a file that needs it is not a checkpoint of this project), never torch's advice to
+    load without the weights-only guard."""
+    text = str(exc)
+    found = re.search(r"GLOBAL\s+([\w.]+)", text) or re.search(r"global:?\s+([\w.]+)", text)
+    if found:
+        return (
+            f"refused global {found.group(1)}: a checkpoint may hold only tensors and plain "
+            "data, so this file was not written by mrbench or has been tampered with"
+        )
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(exc).__name__]
+    safe = [ln for ln in lines if "weights_only" not in ln and "Weights only" not in ln]
+    return safe[0] if safe else "not a weights-only checkpoint"
 
 
 # ----------------------------------------------------------------------- RNG state

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from mrbench.splits import make_splits, read_splits, write_splits
 
 #: datasets whose subject list is only known after importing the user's archive
 IMPORTED_DATASETS = {"brats2018", "msd_brats"}
+#: method and dataset names (as in the schema): they become paths and command-line arguments
+SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -107,6 +110,14 @@ def check_config(config: dict) -> None:
             if key not in known_training:
                 known = ", ".join(sorted(known_training))
                 raise ConfigError(f"config key training.{key}: unknown; known: {known}")
+    for kind in ("methods", "datasets"):
+        for name in config.get(kind) or {}:
+            if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"config key {kind}.{name!r}: names may hold only letters, digits, '_' and "
+                    "'-', starting with a letter (64 at most): they become file paths and "
+                    "command-line arguments"
+                )
     for name, entry in config["methods"].items():
         plugin = entry["plugin"]
         if plugin not in plugins:
@@ -115,16 +126,22 @@ def check_config(config: dict) -> None:
                 f"known: {', '.join(sorted(plugins))}"
             )
         cls = plugins[plugin]
-        for key in entry.get("params", {}) or {}:
-            if key not in cls.defaults and key not in getattr(cls, "aliases", {}):
+        raw = entry.get("params", {}) or {}
+        aliases = getattr(cls, "aliases", {}) or {}
+        # old parameter names are checked under their new names
+        params = {aliases.get(k, k): v for k, v in raw.items()}
+        for key in raw:
+            if key not in cls.defaults and key not in aliases:
                 raise ConfigError(
                     f"config key methods.{name}.params.{key}: unknown parameter of plugin "
                     f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"
                 )
+        _check_method_params(name, cls, params, config)
         if known_training:
             for key in entry.get("training", {}) or {}:
                 if key not in known_training:
                     raise ConfigError(f"config key methods.{name}.training.{key}: unknown")
+            _check_training(name, cls, config, entry)
     known_eval = _defaults("mrbench.evaluate", "EVALUATION_DEFAULTS")
     if known_eval is not None:
         for key in config.get("evaluation", {}) or {}:
@@ -132,6 +149,48 @@ def check_config(config: dict) -> None:
                 raise ConfigError(
                     f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
                 )
+
+
+def _check_method_params(name: str, cls: type, params: dict, config: dict) -> None:
+    """The plugin's own parameter checks (:meth:`methods.base.TranslationMethod.check_params`:
+    types, ranges, size constraints) for every configured dataset's image size."""
+    checked = getattr(cls, "check_params", None)
+    if checked is None:
+        return
+    # types and ranges first (size-independent), then each dataset's image size
+    sizes = {ds: cfg.get("image_size") for ds, cfg in (config.get("datasets") or {}).items()}
+    seen: set[int] = set()
+    for ds, size in sizes.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size in seen:
+            continue
+        seen.add(size)
+        try:
+            checked(dict(params), size)
+        except ValueError as exc:
+            msg = str(exc)
+            key = msg.split(":", 1)[0]
+            if key in params and " " not in key:
+                raise ConfigError(f"config key methods.{name}.params.{msg}") from None
+            raise ConfigError(
+                f"config key methods.{name}: {msg} (image_size {size} of dataset {ds})"
+            ) from None
+
+
+def _check_training(name: str, cls: type, config: dict, entry: dict) -> None:
+    """Every training value of a method (global section and its own overrides), checked with
+    the trainer's own rules so that a bad value stops the workflow before any job."""
+    from mrbench.io import InputError
+    from mrbench.trainer import resolve_training
+
+    own = entry.get("training", {}) or {}
+    merged = {**(config.get("training", {}) or {}), **own}
+    try:
+        resolve_training(cls, merged)
+    except InputError as exc:
+        msg = str(exc)  # "training.<key>: ..."
+        key = msg.removeprefix("training.").split(":", 1)[0]
+        where = f"methods.{name}.training" if key in own else "training"
+        raise ConfigError(f"config key {where}.{msg.removeprefix('training.')}") from None
 
 
 def job_environment(basedir: str | Path) -> None:

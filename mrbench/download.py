@@ -11,6 +11,11 @@ workflow would take for a finished download. Here a file is
 
 On a checksum mismatch the partial file is deleted (a corrupt prefix must not be resumed) and a
 one-line :class:`~mrbench.io.InputError` names the file, the expected and the actual digest.
+
+A download is accepted only when it can be verified: by its md5, or at least by the size the
+server announces (Content-Length / Content-Range). With neither, a connection closed halfway
+looks exactly like a finished file, so such a download is refused with a message saying so.
+A malformed md5 is refused before any file is touched.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +37,19 @@ CHUNK = 1 << 20
 USER_AGENT = "mrbench-download/1"
 #: HTTP statuses worth retrying (server busy or transient failure); other 4xx are final
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+MD5_PATTERN = re.compile(r"[0-9a-f]{32}")
+
+
+def check_md5(md5: str | None) -> str | None:
+    """The md5 argument normalised (lower case), or an error if it is not 32 hex digits."""
+    if md5 is None:
+        return None
+    norm = md5.strip().lower()
+    if not MD5_PATTERN.fullmatch(norm):
+        raise InputError(f"--md5 {md5!r}: expected 32 hexadecimal digits")
+    return norm
 
 
 class _Retryable(Exception):
@@ -67,8 +86,9 @@ def _range_start(resp: http.client.HTTPResponse) -> int | None:
         return None
 
 
-def _transfer(url: str, part: Path, timeout: float, progress: bool, desc: str) -> None:
-    """One attempt: append to ``part`` from its current size to the end of the resource."""
+def _transfer(url: str, part: Path, timeout: float, progress: bool, desc: str) -> int | None:
+    """One attempt: append to ``part`` from its current size to the end of the resource.
+    Returns the size the server announced, ``None`` when it gave none."""
     offset = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset:
@@ -77,8 +97,8 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool, desc: str) -
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
-            # the partial file already holds everything the server has
-            return
+            # the partial file already holds everything the server has (per its own reply)
+            return _total_from_416(exc)
         if exc.code in RETRY_STATUS:
             raise _Retryable(f"HTTP {exc.code}") from None
         raise InputError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -123,6 +143,13 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool, desc: str) -
     if total is not None and received > total:
         part.unlink()
         raise _Retryable(f"received {received} bytes, more than the announced {total}")
+    return total
+
+
+def _total_from_416(exc: urllib.error.HTTPError) -> int | None:
+    cr = exc.headers.get("Content-Range", "") if exc.headers else ""
+    total = cr.rsplit("/", 1)[-1].strip() if "/" in cr else ""
+    return int(total) if total.isdigit() else None
 
 
 def download(
@@ -141,28 +168,34 @@ def download(
     ``k`` is ``backoff * 2**(k-1)`` seconds (capped at 60 s). If ``dest`` already exists and
     matches ``md5`` nothing is downloaded.
     """
+    md5 = check_md5(md5)  # before touching any file
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if md5 is not None:
-        md5 = md5.lower().strip()
     if dest.exists():
         if md5 is None or md5sum(dest) == md5:
             return dest
         dest.unlink()  # a stale or corrupt earlier file must not survive a failed download
     part = dest.with_name(dest.name + ".part")
     last_error = ""
+    total = None
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
         try:
-            _transfer(url, part, timeout, progress, dest.name)
+            total = _transfer(url, part, timeout, progress, dest.name)
             break
         except _Retryable as exc:
             last_error = str(exc)
     else:
+        kept = f"; partial file kept at {part} and resumed on the next run" if part.exists() else ""
         raise InputError(
-            f"{url}: download failed after {retries + 1} attempts ({last_error}); "
-            f"partial file kept at {part} and resumed on the next run"
+            f"{url}: download failed after {retries + 1} attempts ({last_error}){kept}"
+        )
+    if md5 is None and total is None:
+        part.unlink(missing_ok=True)
+        raise InputError(
+            f"{url}: the server announced no size and no md5 is known, so a connection closed "
+            "halfway cannot be told from a complete file; give the file's md5 (--md5)"
         )
     if md5 is not None:
         actual = md5sum(part)

@@ -190,18 +190,26 @@ TIDY_COLUMNS = [
 ]
 
 
-def _read_prediction(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+def _read_prediction(
+    path: Path, shape: tuple[int, ...], affine: np.ndarray | None = None, ref: str = ""
+) -> np.ndarray:
+    """A prediction volume on the test volume's grid: shape and affine compared (reoriented when
+    it is the same grid in another orientation, see :mod:`mrbench.grids`)."""
     import nibabel as nib
 
+    from mrbench.grids import onto_grid
     from mrbench.io import InputError
 
     if not path.exists():
         raise InputError(f"{path}: prediction volume missing")
     try:
-        data = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
         raise InputError(f"{path}: cannot read NIfTI volume ({exc})") from None
-    if data.shape != shape:
+    if affine is not None:
+        data = onto_grid(data, img.affine, shape, affine, path, ref)
+    elif data.shape != shape:
         raise InputError(f"{path}: shape {data.shape} differs from the test volume's {shape}")
     if not np.isfinite(data).all():
         raise InputError(f"{path}: prediction contains NaN or infinite values")
@@ -217,7 +225,10 @@ def prediction_windows(pred_dir: str | Path, store: Any, subject: str) -> np.nda
     rows = store.subject_rows(subject)
     zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
     volume = _read_prediction(
-        Path(pred_dir) / f"{subject}.nii.gz", tuple(int(s) for s in info["shape"])
+        Path(pred_dir) / f"{subject}.nii.gz",
+        tuple(int(s) for s in info["shape"]),
+        np.asarray(info["affine"], dtype=np.float64) if "affine" in info else None,
+        f"the test grid of {subject} in {Path(store.folder) / 'meta.json'}",
     )
     return np.stack(
         [crop_pad(volume[..., int(z)], int(info["x0"]), int(info["y0"]), store.size) for z in zs]

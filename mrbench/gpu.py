@@ -5,8 +5,11 @@ use, so two training jobs started together would both land on GPU 0. Each job th
 free device itself: one lock file per device in a lock folder, taken with a non-blocking
 ``fcntl.flock`` and held by an open file descriptor for the life of the process. The kernel
 releases the lock when the process ends in any way, SIGKILL included, so a crashed job never
-leaves a device reserved. The chosen device is exported as ``CUDA_VISIBLE_DEVICES`` before CUDA
-is initialised, so inside the job it is ``cuda:0``.
+leaves a device reserved. The lock folder is private (0700, owner checked) and lock files are
+opened without following links and used only when owned by the user (:mod:`mrbench.locks`), so a
+link planted at a predictable path cannot make a job truncate someone's file. The chosen device
+is exported as ``CUDA_VISIBLE_DEVICES`` before CUDA is initialised, so inside the job it is
+``cuda:0``.
 
 Where the scheduler already chose (SLURM sets ``CUDA_VISIBLE_DEVICES`` for each job), that choice
 is respected and no lock is taken. Without a GPU, ``auto`` falls back to the CPU and says so.
@@ -17,7 +20,6 @@ variable), which is how the tests exercise the locking on a machine without GPUs
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -27,7 +29,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-#: environment variable naming the lock folder (default: a per-user folder in the temp dir)
+from mrbench import locks
+
+#: environment variable naming the lock folder (default: :func:`default_lock_dir`)
 LOCK_DIR_ENV = "MRBENCH_GPU_LOCK_DIR"
 #: environment variable overriding the detected number of GPUs (tests, or to use fewer GPUs)
 COUNT_ENV = "MRBENCH_GPU_COUNT"
@@ -46,6 +50,10 @@ class DeviceSlot:
 
 
 def default_lock_dir() -> Path:
+    """``$MRBENCH_GPU_LOCK_DIR``, else a per-user folder in the temp dir, one path for every job
+    of the user on the machine (so separate workflows share the GPUs fairly). It is created 0700
+    and its owner checked before use (:func:`mrbench.locks.private_dir`): a folder planted there
+    by someone else is refused, not used."""
     env = os.environ.get(LOCK_DIR_ENV)
     if env:
         return Path(env)
@@ -80,22 +88,12 @@ def count_gpus() -> int:
 
 
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+    # no link followed, only a regular file of this user, never truncated unless locked by us
+    return locks.try_lock(path)
 
 
 def _holder(path: Path) -> str:
-    try:
-        return path.read_text().strip() or "?"
-    except OSError:
-        return "?"
+    return locks.holder(path)
 
 
 def acquire_device(
@@ -137,8 +135,7 @@ def acquire_device(
         if requested == "cuda":
             raise RuntimeError("--device cuda, but no GPU was found")
         return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; training on the CPU)")
-    folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = locks.private_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir())
     deadline = time.monotonic() + wait_s
     while True:
         for i in range(n):
@@ -167,8 +164,4 @@ def acquire_device(
 def release_all() -> None:
     """Release every device lock this process holds (normally the process exit does this)."""
     while _held:
-        fd = _held.pop()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        locks.release(_held.pop())

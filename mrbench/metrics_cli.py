@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from mrbench.grids import onto_grid
 from mrbench.io import InputError, load_volume
 from mrbench.metrics import PROTOCOLS, compute_volume, get_protocol, unit_of
 
@@ -27,8 +28,10 @@ from mrbench.metrics import PROTOCOLS, compute_volume, get_protocol, unit_of
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     one = parser.add_argument_group("one volume (prints JSON)")
     one.add_argument("--pred", help="predicted volume (NIfTI)")
-    one.add_argument("--target", help="target volume (NIfTI), same grid")
-    one.add_argument("--mask", help="brain mask (NIfTI), same grid")
+    one.add_argument("--target", help="target volume (NIfTI)")
+    one.add_argument(
+        "--mask", help="brain mask (NIfTI); prediction and mask must be on the target's grid"
+    )
     one.add_argument(
         "--protocol", default="max01", choices=sorted(PROTOCOLS), help="metric protocol"
     )
@@ -111,19 +114,27 @@ def run(args: argparse.Namespace) -> int:
     proto = get_protocol(args.protocol)
     pred_img = load_volume(args.pred)
     target_img = load_volume(args.target)
-    pred = np.asarray(pred_img.dataobj, dtype=np.float64)
     target = np.asarray(target_img.dataobj, dtype=np.float64)
-    if pred.shape != target.shape:
-        raise InputError(
-            f"{args.pred}: shape {pred.shape} differs from the target's {target.shape}"
-        )
+    # shapes and affines compared (tolerance: mrbench.grids.AFFINE_TOL_MM), reoriented if needed
+    pred = onto_grid(
+        np.asarray(pred_img.dataobj, dtype=np.float64),
+        pred_img.affine,
+        target.shape,
+        target_img.affine,
+        args.pred,
+        args.target,
+    )
     mask = None
     if args.mask:
-        mask = np.asarray(load_volume(args.mask).dataobj) > 0
-        if mask.shape != target.shape:
-            raise InputError(
-                f"{args.mask}: shape {mask.shape} differs from the target's {target.shape}"
-            )
+        mask_img = load_volume(args.mask)
+        mask = onto_grid(
+            np.asarray(mask_img.dataobj) > 0,
+            mask_img.affine,
+            target.shape,
+            target_img.affine,
+            args.mask,
+            args.target,
+        )
     rows = compute_volume(args.protocol, pred, target, mask)
     result = {
         **proto.as_dict(),

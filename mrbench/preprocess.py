@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -58,6 +59,12 @@ TEMPLATE_FILES = {
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
 _LPS = np.diag([-1.0, -1.0, 1.0])
+#: plausible adult brain volume (ml): a mask outside this range kept skull or scalp, or lost brain
+BRAIN_VOLUME_ML = (900.0, 2000.0)
+#: a T2 -> T1 registration that raised NMI by less than this and the gradient NCC by less than
+#: :data:`MIN_NCC_GAIN` barely moved the images: it failed to start, or the headers were all
+MIN_NMI_GAIN = 0.002
+MIN_NCC_GAIN = 0.01
 
 
 @dataclass
@@ -852,6 +859,9 @@ def preprocess_subject(
         labels=labels,
     )
     qc["seconds"] = round(time.perf_counter() - start, 1)
+    qc["flags"] = qc_flags(qc)
+    for flag in qc["flags"]:  # the job's log
+        print(f"QC {subject}: {flag} (see {out_dir / 'qc.png'})", file=sys.stderr, flush=True)
     with atomic_path(out_dir / "qc.json") as tmp:
         tmp.write_text(json.dumps(qc, indent=1))
     return qc
@@ -876,6 +886,36 @@ def _write_tissues(
     qc["tissue"] = info
     save_volume(labels, affine, out_dir / "label.nii.gz")
     return labels
+
+
+def qc_flags(qc: dict) -> list[str]:
+    """Problems worth a look at ``qc.png``, one phrase each: a brain volume outside the adult
+    range :data:`BRAIN_VOLUME_ML`, a registration that barely moved the similarity, a T2 field
+    of view covering less than 90% of the brain."""
+    flags = []
+    lo, hi = BRAIN_VOLUME_ML
+    vol = float(qc["brain_volume_ml"])
+    if not lo <= vol <= hi:
+        flags.append(
+            f"brain volume {vol:.0f} ml outside the adult range {lo:.0f}-{hi:.0f} ml "
+            "(mask keeps skull/scalp or misses brain)"
+        )
+    sim = qc["similarity"]
+    d_nmi = sim["nmi_registered"] - sim["nmi_header"]
+    d_ncc = sim["gradient_ncc_registered"] - sim["gradient_ncc_header"]
+    if d_nmi <= 0 and d_ncc <= 0:
+        flags.append(
+            f"registration did not improve the similarity (NMI {d_nmi:+.4f}, gradient NCC "
+            f"{d_ncc:+.4f})"
+        )
+    elif d_nmi < MIN_NMI_GAIN and d_ncc < MIN_NCC_GAIN:
+        flags.append(
+            f"registration barely moved the similarity (NMI {d_nmi:+.4f}, gradient NCC "
+            f"{d_ncc:+.4f})"
+        )
+    if float(qc.get("t2_fov_brain_fraction", 1.0)) < 0.9:
+        flags.append(f"T2 covers {qc['t2_fov_brain_fraction']:.0%} of the brain")
+    return flags
 
 
 def _n4(data: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> np.ndarray:

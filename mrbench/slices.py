@@ -246,18 +246,41 @@ class SliceStore(Dataset):
         for name in ("t1.npy", "t2.npy", "mask.npy", "index.tsv", "meta.json"):
             if not (self.folder / name).exists():
                 raise InputError(f"{self.folder / name}: slice store file missing")
-        self.meta = json.loads((self.folder / "meta.json").read_text())
-        self.index = pd.read_csv(self.folder / "index.tsv", sep="\t")
+        meta_path, index_path = self.folder / "meta.json", self.folder / "index.tsv"
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(self.meta, dict) or not {"size", "subjects"} <= set(self.meta):
+            raise InputError(f"{meta_path}: not a slice store meta file (needs size, subjects)")
+        try:
+            self.index = pd.read_csv(index_path, sep="\t")
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise InputError(f"{index_path}: cannot read the slice index ({exc})") from None
+        missing = {"row", "subject", "slice"} - set(self.index.columns)
+        if missing:
+            raise InputError(
+                f"{index_path}: slice index lacks column(s) {', '.join(sorted(missing))}"
+            )
         self._arrays: dict[str, np.ndarray] | None = None
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
         # opened lazily so that the object pickles cheaply into DataLoader workers
         if self._arrays is None:
-            self._arrays = {
-                name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
-                for name in ("t1", "t2", "mask") + (("label",) if self.labels else ())
-            }
+            arrays = {}
+            for name in ("t1", "t2", "mask") + (("label",) if self.labels else ()):
+                path = self.folder / f"{name}.npy"
+                try:
+                    arrays[name] = np.load(path, mmap_mode="r")
+                except (ValueError, OSError, EOFError) as exc:
+                    raise InputError(f"{path}: cannot read the slice array ({exc})") from None
+                if arrays[name].ndim != 3 or arrays[name].shape[0] != len(self.index):
+                    raise InputError(
+                        f"{path}: shape {arrays[name].shape}, expected ({len(self.index)}, S, S) "
+                        "as listed in index.tsv"
+                    )
+            self._arrays = arrays
         return self._arrays
 
     def __getstate__(self) -> dict:

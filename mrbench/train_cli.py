@@ -4,7 +4,9 @@ The spec (a JSON string or a JSON file) is ``{"method": config name, "plugin": r
 "params": {...}, "training": {...}}`` (training keys: :mod:`mrbench.trainer`). The device is
 chosen before CUDA is touched (:mod:`mrbench.gpu`): a free, locked GPU, the scheduler's choice,
 or the CPU. Re-running the same command after a crash resumes from ``checkpoints/last.pt``;
-``model.pt`` is written last, so a workflow manager never sees a half-finished output.
+``model.pt`` is written last, so a workflow manager never sees a half-finished output. The run
+folder has one writer: a second trainer on the same ``--out`` stops at once, naming the pid of
+the one that holds it (:func:`mrbench.locks.lock_run_folder`).
 
 Started by torchrun (``WORLD_SIZE`` > 1, see ``training.gpus_per_job``), every process runs
 this command and joins the job's process group (:mod:`mrbench.distributed`).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,9 +73,27 @@ def load_spec(text: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrbench import gpu
+    from mrbench import locks
 
     spec = load_spec(args.spec)
+    run_lock = None
+    # one writer per run folder (process 0 of a data-parallel job writes for all)
+    if int(os.environ.get("RANK", "0")) == 0:
+        try:
+            run_lock = locks.lock_run_folder(args.out)
+        except locks.LockError as exc:
+            print(f"mrbench train: error: {exc}", file=sys.stderr)
+            return 1
+    try:
+        return _run_locked(args, spec)
+    finally:
+        if run_lock is not None:
+            locks.release(run_lock)
+
+
+def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
+    from mrbench import gpu
+
     try:
         slot = gpu.acquire_device(args.device, wait_s=args.gpu_wait)
     except RuntimeError as exc:

@@ -107,6 +107,7 @@ from mrbench.checkpoint import (
     set_rng_state,
 )
 from mrbench.distributed import SINGLE, DistContext
+from mrbench.finite import first_non_finite, module_non_finite
 from mrbench.io import InputError, atomic_path
 from mrbench.slices import SliceStore
 
@@ -501,8 +502,10 @@ def validate(
             for d in DIRECTIONS:
                 src, dst = d.split("_to_")
                 with _autocast(device, amp):
-                    pred = method.translate(batch[src], d)
-                pred = ((pred.float().clamp(-1, 1) + 1) / 2).cpu().numpy()
+                    pred = method.translate(batch[src], d).float()
+                if not bool(torch.isfinite(pred).all()):  # scored NaN, never clamped to a score
+                    pred = torch.full_like(pred, math.nan)
+                pred = ((pred.clamp(-1, 1) + 1) / 2).cpu().numpy()
                 target = ((batch[dst].float() + 1) / 2).cpu().numpy()
                 for p, t in zip(pred[:, 0], target[:, 0], strict=True):
                     scores[f"psnr_{d}"].append(valmetrics.psnr(t, p))
@@ -596,6 +599,10 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 def _fmt(v: float) -> str:
     return f"{v:.6g}"
+
+
+def _losses_text(losses: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in losses.items()) or "none"
 
 
 # ------------------------------------------------------------------------ training
@@ -823,6 +830,11 @@ def fit_once(run: Run) -> dict[str, Any]:
     with torch.no_grad():
         run.method.fit(run.training_slices())
     scores = run.validate()
+    if not math.isfinite(scores["psnr"]) or not math.isfinite(scores["ssim"]):
+        raise TrainingError(
+            f"{run.name}: validation after fitting is non-finite "
+            f"(PSNR {scores['psnr']}, SSIM {scores['ssim']}); no model written"
+        )
     val_log = CsvLog(run.out_dir / "val_log.csv")
     val_log.truncate_after(-1)
     val_log.write(_val_row(0, time.perf_counter() - run.t_start, scores))
@@ -864,7 +876,12 @@ class Checkpoints:
     def __init__(self, run: Run, ema: EMA | None, schedule: LRSchedule, sampler: Any) -> None:
         self.run, self.ema, self.schedule, self.sampler = run, ema, schedule, sampler
         self.last = run.ckpt_dir / "last.pt"
-        self.saved_step = 0  # step of the newest last.pt
+        self.saved_step: int | None = None  # step of the newest last.pt (always a finite state)
+
+    def stopped(self) -> str:
+        """The end of a divergence message: where the last finite state is."""
+        where = f"{self.last} (step {self.saved_step})" if self.saved_step is not None else "none"
+        return f"stopped (last finite checkpoint: {where})"
 
     def restore(self, logs: tuple[Any, ...]) -> Progress:
         """Progress of the run so far: fresh (logs emptied) or loaded from ``last.pt`` (logs cut
@@ -904,9 +921,17 @@ class Checkpoints:
             if f.name != keep:
                 f.unlink()
 
-    def save(self, progress: Progress) -> None:
+    def save(self, progress: Progress, losses: dict[str, float] | None = None) -> None:
         if not self.run.dist.is_main:
             return
+        bad = module_non_finite(self.run.method) or (
+            self.ema is not None and first_non_finite(self.ema.state_dict(), "ema")
+        )
+        if bad:  # never overwrite the last finite state with a diverged one
+            raise TrainingError(
+                f"{self.run.name}: weights are non-finite at step {progress.step} ({bad}); "
+                f"losses at step {progress.step}: {_losses_text(losses or {})}; {self.stopped()}"
+            )
         save_checkpoint(
             {
                 "step": progress.step,
@@ -937,11 +962,20 @@ class Selection:
     def __init__(self, run: Run, ema: EMA | None, schedule: LRSchedule, val_log: Any) -> None:
         self.run, self.ema, self.schedule, self.val_log = run, ema, schedule, val_log
 
-    def validate(self, progress: Progress) -> str:
-        """Validate after ``progress.step`` steps; returns the message for the log."""
+    def validate(
+        self, progress: Progress, losses: dict[str, float] | None = None, stopped: str = ""
+    ) -> str:
+        """Validate after ``progress.step`` steps; returns the message for the log. Non-finite
+        scores stop training (``losses`` and ``stopped`` complete the message)."""
         run, done = self.run, progress.step
         scores = run.validate(self.ema) if run.dist.is_main else None
         scores = run.dist.broadcast(scores)
+        if not math.isfinite(scores["psnr"]) or not math.isfinite(scores["ssim"]):
+            raise TrainingError(
+                f"{run.name}: validation at step {done} is non-finite (PSNR {scores['psnr']}, "
+                f"SSIM {scores['ssim']}): the weights diverged; losses at step {done}: "
+                f"{_losses_text(losses or {})}; {stopped}"
+            )
         cut = self.schedule.on_validation(scores["psnr"])
         now = progress.elapsed + time.perf_counter() - run.t_start
         lr = _fmt(next(iter(self.schedule.current().values()), math.nan))
@@ -1034,13 +1068,17 @@ class StepLog:
             self.bar.close()
 
 
+def _losses_text(losses: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in losses.items()) or "none"
+
+
 def _check_losses(run: Run, losses: dict[str, float], step: int, ckpt: Checkpoints) -> None:
+    """Stop at a non-finite loss; ``step`` is 0-based, the message names it 1-based as the
+    logs do."""
     for name, value in losses.items():
         if not math.isfinite(value):
-            where = f"{ckpt.last} (step {ckpt.saved_step})" if ckpt.last.exists() else "none"
             raise TrainingError(
-                f"{run.name}: loss {name!r} is {value} at step {step}; "
-                f"stopped (last checkpoint: {where})"
+                f"{run.name}: loss {name!r} is {value} at step {step + 1}; {ckpt.stopped()}"
             )
 
 
@@ -1068,9 +1106,9 @@ def run_steps(
             torch.cuda.synchronize()
         steplog.add(progress, losses, time.perf_counter() - t0)
         if _every(done, int(run.training["val_every"]), run.steps):
-            steplog.say(selection.validate(progress))
+            steplog.say(selection.validate(progress, losses, ckpt.stopped()))
         if _every(done, int(run.training["checkpoint_every"]), run.steps):
-            ckpt.save(progress)
+            ckpt.save(progress, losses)
 
 
 def _make_ema(run: Run) -> EMA | None:
@@ -1103,6 +1141,9 @@ def export_model(run: Run, meta: dict[str, Any]) -> Path:
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         run.method.prepare_inference(run.training_slices())
+    bad = module_non_finite(run.method)
+    if bad:
+        raise TrainingError(f"{run.name}: selected weights are non-finite ({bad}); no model")
     path = save_model(run.record(run.method.state_dict(), meta), run.out_dir / "model.pt")
     run.log(f"wrote {path}")
     return path

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrbench.finite import module_non_finite
 from mrbench.io import InputError, atomic_path, load_volume, save_volume
 from mrbench.slices import SliceStore, crop_offsets, crop_pad, uncrop
 
@@ -28,9 +29,38 @@ RANGE_TOLERANCE = 1e-3
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch device that exists on this host;
+    anything else is a one-line :class:`~mrbench.io.InputError` naming the value."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InputError(f"--device {device!r}: no CUDA GPU is usable on this host")
+        if dev.index is not None and dev.index >= n:
+            raise InputError(
+                f"--device {device!r}: this host has {n} GPU(s), cuda:0 to cuda:{n - 1}"
+            )
+    return dev
+
+
+def check_output_name(output: str | Path, input_path: str | Path | None = None) -> Path:
+    """A NIfTI output name (``.nii`` or ``.nii.gz``) that is not the input file itself."""
+    output = Path(output)
+    if not output.name.endswith((".nii", ".nii.gz")) or output.name in (".nii", ".nii.gz"):
+        raise InputError(f"{output}: output must be a NIfTI file name ending in .nii or .nii.gz")
+    if (
+        input_path is not None
+        and Path(os.path.abspath(output)).resolve() == Path(os.path.abspath(input_path)).resolve()
+    ):
+        raise InputError(f"{output}: the output is the input file; choose another --output")
+    return output
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -41,6 +71,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     if not path.exists():
         raise InputError(f"{path}: model file not found")
     model = _load(path, device=device)
+    bad = module_non_finite(model)
+    if bad:  # a diverged model: every prediction would be NaN
+        raise InputError(f"{path}: model weights are non-finite ({bad}); retrain it")
     model.eval()
     return model
 
@@ -70,6 +103,11 @@ def translate_windows(
         if y.shape != x.shape:
             raise RuntimeError(
                 f"model returned shape {tuple(y.shape)} for input {tuple(x.shape)} ({direction})"
+            )
+        if not bool(torch.isfinite(y).all()):  # never clipped into a plausible-looking volume
+            raise InputError(
+                f"model returned non-finite values ({direction}, windows {start}-"
+                f"{start + len(chunk) - 1}); no prediction written"
             )
         out[start : start + len(chunk)] = ((y[:, 0].float().cpu().numpy() + 1) / 2).clip(0, 1)
     return out, seconds
@@ -126,6 +164,7 @@ def translate_file(
     seed: int = 0,
 ) -> Path:
     """``mrbench translate --input``: one user volume in, one NIfTI with its affine out."""
+    check_output_name(output_path, input_path)  # before any work; never over the source
     img = load_volume(input_path)
     volume = np.asarray(img.dataobj, dtype=np.float32)
     check_normalised(volume, input_path)

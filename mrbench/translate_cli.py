@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _device(requested: str) -> str:
     """A GPU slot shared fairly between concurrent jobs (see :mod:`mrbench.gpu`)."""
     if requested not in ("auto", "cuda"):
+        from mrbench.translate import resolve_device
+
+        resolve_device(requested)  # a one-line error for a device this host does not have
         return requested
     from mrbench.gpu import acquire_device
 

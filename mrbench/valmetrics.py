@@ -4,7 +4,9 @@ Images are 2D arrays on the slice store's scale, [0, 1], so ``data_range=1`` is 
 (scikit-image cannot infer it reliably for float images). SSIM uses scikit-image's default window
 (7x7 uniform, sample covariance), the ``ssim`` of :mod:`mrbench.metrics`, but is returned as a
 fraction in [0, 1] rather than in percent. Identical images would give an infinite PSNR; it is
-capped at :data:`PSNR_CAP` so that a mean over slices stays finite.
+capped at :data:`PSNR_CAP` so that a mean over slices stays finite. A prediction holding NaN or
+inf gets NaN for both metrics, never a score: the cap must not turn a diverged model into the
+best one (``min(100, nan)`` is 100), and the trainer stops on a non-finite validation.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ def psnr(target: np.ndarray, pred: np.ndarray) -> float:
     """PSNR in dB of ``pred`` against ``target``, both in [0, 1] (``data_range=1``)."""
     target = np.asarray(target, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
+    if not np.isfinite(pred).all():
+        return float("nan")
     if float(np.mean((target - pred) ** 2)) == 0.0:
         return PSNR_CAP
     return min(PSNR_CAP, float(peak_signal_noise_ratio(target, pred, data_range=1.0)))
@@ -26,6 +30,8 @@ def psnr(target: np.ndarray, pred: np.ndarray) -> float:
 
 def ssim(target: np.ndarray, pred: np.ndarray) -> float:
     """SSIM (fraction) of ``pred`` against ``target``, both in [0, 1] (``data_range=1``)."""
+    if not np.isfinite(np.asarray(pred)).all():
+        return float("nan")
     return float(
         structural_similarity(
             np.asarray(target, dtype=np.float64), np.asarray(pred, dtype=np.float64), data_range=1.0

@@ -269,6 +269,7 @@ def test_ixi_qc_table_flags_failed_subjects(tmp_path: Path, capsys) -> None:
     flags = dict(zip(df["subject"], df["flag"], strict=True))
     assert flags["IXI002-Guys-0828"] == "ok"
     assert "did not improve" in flags["IXI012-HH-1211"]
-    assert "outside 900-1900" in flags["IXI013-HH-1212"] and "covers 80%" in flags["IXI013-HH-1212"]
+    assert "2600 ml outside the adult range 900-2000" in flags["IXI013-HH-1212"]
+    assert "covers 80%" in flags["IXI013-HH-1212"]
     assert "2 flagged" in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "qc.tsv", sep="\t").shape[0] == 3

@@ -135,7 +135,7 @@ def test_nan_loss_stops_with_step_and_loss_named(
     err = capsys.readouterr().err
     assert rc == 1
     line = [x for x in err.splitlines() if "error" in x][0]
-    assert "'cycle_t1'" in line and "nan" in line and "step 3" in line
+    assert "'cycle_t1'" in line and "nan" in line and "step 4" in line  # 1-based, as logged
     assert not (tmp_path / "nan" / "model.pt").exists()
 
 

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.nets.drit import INSResBlock
+from methods.nets.resnet import ResnetBlock
 
 DOMAINS = ("t1", "t2")
 
@@ -139,9 +139,9 @@ class MemoryGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.noise = noise
-        self.share = INSResBlock(content_ch)
+        self.share = ResnetBlock(content_ch)
         ch = content_ch + vdim
-        self.res = nn.Sequential(*[INSResBlock(ch) for _ in range(n_res)])
+        self.res = nn.Sequential(*[ResnetBlock(ch) for _ in range(n_res)])
         ch += vdim
         self.up1 = _up_block(ch, ch // 2)
         ch = ch // 2 + vdim

@@ -126,24 +126,18 @@ def extract_subject(
 def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
     """One row per subject from the ``qc.json`` files, with a ``flag`` naming any problem.
 
-    Flags: registration did not improve the similarity, brain volume outside 900-1900 ml, T2
-    field of view covering less than 90% of the brain. Tissue class volumes (``csf_ml``,
-    ``gm_ml``, ``wm_ml``) are listed where preprocessing wrote them. Flagged subjects are
-    printed (the log).
+    Flags (:func:`mrbench.preprocess.qc_flags`): brain volume outside the adult range, a
+    registration that barely moved the similarity, T2 field of view covering less than 90% of the
+    brain. Tissue class volumes (``csf_ml``, ``gm_ml``, ``wm_ml``) are listed where preprocessing
+    wrote them. Flagged subjects are printed (the log).
     """
+    from mrbench.preprocess import qc_flags
+
     rows = []
     for f in qc_files:
         q = json.loads(Path(f).read_text())
         sim = q["similarity"]
-        flags = []
-        if sim["nmi_registered"] <= sim["nmi_header"] and (
-            sim["gradient_ncc_registered"] <= sim["gradient_ncc_header"]
-        ):
-            flags.append("registration did not improve similarity")
-        if not 900 <= q["brain_volume_ml"] <= 1900:
-            flags.append(f"brain volume {q['brain_volume_ml']} ml outside 900-1900")
-        if q["t2_fov_brain_fraction"] < 0.9:
-            flags.append(f"T2 covers {q['t2_fov_brain_fraction']:.0%} of the brain")
+        flags = qc_flags(q)
         rows.append(
             {
                 "subject": q["subject"],

@@ -25,7 +25,7 @@ rule brats_import:
         mem_mb=8000,
         runtime=240,
     params:
-        source=lambda w: shlex.quote(BRATS_CFG.get("source") or ""),
+        source=lambda w: BRATS_CFG.get("source") or "",
     shell:
-        "python -m mrbench.cli import-brats --source {params.source} --out {output.subjects} --splits {output.split}"
-        " --workdir resources/brats2018 --jobs {threads} > {log} 2>&1"
+        "python -m mrbench.cli import-brats --source {params.source:q} --out {output.subjects:q} --splits {output.split:q}"
+        " --workdir resources/brats2018 --jobs {threads} > {log:q} 2>&1"

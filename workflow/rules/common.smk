@@ -62,8 +62,9 @@ def subject_volumes(dataset):
 
 
 def method_spec(method):
-    """The resolved method entry (plugin, params, training) as a shell-quoted JSON string."""
-    return shlex.quote(json.dumps(method_spec_dict(config, method), sort_keys=True))
+    """The resolved method entry (plugin, params, training) as a JSON string (quoted by the
+    rule's ``{params.spec:q}``)."""
+    return json.dumps(method_spec_dict(config, method), sort_keys=True)
 
 
 def gpu_for(method):
@@ -165,7 +166,8 @@ def get_final_output():
 
 
 def efficiency_runs():
-    """``--run DATASET SEED MODEL PREDICTION...`` for every training run (efficiency table)."""
+    """``--run DATASET SEED MODEL PREDICTION...`` for every training run (efficiency table), as
+    an argument list (each quoted by `{params.runs:q}`)."""
     args = []
     for d in DATASETS:
         for m in METHODS:
@@ -175,8 +177,8 @@ def efficiency_runs():
                     for r in DIRECTIONS
                 ]
                 model = fill(MODEL, dataset=d, method=m, seed=s)
-                args.append(" ".join(["--run", d, str(s), model, *preds]))
-    return " ".join(args)
+                args += ["--run", d, str(s), model, *preds]
+    return args
 
 
 # ---- used by evaluate.smk
@@ -216,10 +218,17 @@ def _train_store_mb(input):
 # ---- used by report.smk
 from mrbench.recipes import selection_note
 
-TABLE_ARGS = (
-    f"--protocol {EVAL['table_protocol']} --psnr {EVAL['table_psnr']}"
-    f" --ssim {EVAL['table_ssim']} --roster {ROSTER_FILE}"
-)
+# argument lists: every value is quoted on its own by the rules' `{params.x:q}`
+TABLE_ARGS = [
+    "--protocol",
+    EVAL["table_protocol"],
+    "--psnr",
+    EVAL["table_psnr"],
+    "--ssim",
+    EVAL["table_ssim"],
+    "--roster",
+    ROSTER_FILE,
+]
 
 
 def table_outputs(name, caption, subcategory):
@@ -262,18 +271,17 @@ def qualitative_predictions(w):
 
 
 def qualitative_pairs(w):
-    return " ".join(
-        shlex.quote(f"{ROSTER.label(m)}={path}")
-        for m, path in qualitative_predictions(w).items()
-    )
+    return [
+        f"{ROSTER.label(m)}={path}" for m, path in qualitative_predictions(w).items()
+    ]
 
 
 def curve_runs(w, input):
     """``LABEL=run folder`` of every method (the folder of its model.pt)."""
-    return " ".join(
-        shlex.quote(f"{ROSTER.label(m)}={os.path.dirname(path)}")
+    return [
+        f"{ROSTER.label(m)}={os.path.dirname(path)}"
         for m, path in zip(METHODS, input, strict=True)
-    )
+    ]
 
 
 # ---- used by ixi.smk
@@ -295,14 +303,15 @@ def _ixi_md5(modality):
 
 
 def _ixi_preprocess_flags():
-    flags = [f"--registration {IXI_CFG.get('registration', 'rigid')}"]
+    """Preprocessing options as an argument list (each quoted by `{params.flags:q}`)."""
+    flags = ["--registration", IXI_CFG.get("registration", "rigid")]
     if IXI_CFG.get("n4", False):
         flags.append("--n4")
     if not IXI_CFG.get("skull_strip", True):
         flags.append("--skull-stripped")
     if IXI_CFG.get("target_spacing"):
-        flags.append(f"--target-spacing {IXI_CFG['target_spacing']}")
-    return " ".join(flags)
+        flags += ["--target-spacing", IXI_CFG["target_spacing"]]
+    return flags
 
 
 def ixi_subjects():

@@ -24,9 +24,9 @@ rule phantom_subject:
         noise=lambda w: dataset_cfg("phantom").get("noise", 0.02),
         subjects=lambda w, output: Path(output.vols[0]).parent.parent,
     shell:
-        "python -m mrbench.cli phantom --out resources/phantom --only {wildcards.subject}"
-        " --n-subjects {params.n} --seed {params.seed} --voxel-size {params.voxel}"
-        " --noise {params.noise} --subjects-dir {params.subjects} > {log} 2>&1"
+        "python -m mrbench.cli phantom --out resources/phantom --only {wildcards.subject:q}"
+        " --n-subjects {params.n:q} --seed {params.seed:q} --voxel-size {params.voxel:q}"
+        " --noise {params.noise:q} --subjects-dir {params.subjects:q} > {log:q} 2>&1"
 
 
 rule slices:
@@ -47,7 +47,7 @@ rule slices:
         subjects=lambda w: f"{RESULTS}/data/{w.dataset}/subjects",
         store=lambda w: f"{RESULTS}/data/{w.dataset}/slices",
     shell:
-        "python -m mrbench.cli slices --subjects-dir {params.subjects}"
-        " --splits {input.splits} --out {params.store}"
-        " --split {wildcards.split} --size {params.size} --slices-per-subject {params.n}"
-        " > {log} 2>&1"
+        "python -m mrbench.cli slices --subjects-dir {params.subjects:q}"
+        " --splits {input.splits:q} --out {params.store:q}"
+        " --split {wildcards.split:q} --size {params.size:q} --slices-per-subject {params.n:q}"
+        " > {log:q} 2>&1"

@@ -21,9 +21,9 @@ rule translate:
         device=EVAL["device"],
         batch=EVAL["batch_size"],
     shell:
-        "python -m mrbench.cli translate --checkpoint {input.model} --store {input.store}"
-        " --direction {wildcards.direction} --out-dir {output} --device {params.device}"
-        " --batch-size {params.batch} --seed {wildcards.seed} > {log} 2>&1"
+        "python -m mrbench.cli translate --checkpoint {input.model:q} --store {input.store:q}"
+        " --direction {wildcards.direction:q} --out-dir {output:q} --device {params.device:q}"
+        " --batch-size {params.batch:q} --seed {wildcards.seed:q} > {log:q} 2>&1"
 
 
 rule metrics:
@@ -40,14 +40,14 @@ rule metrics:
         CONDA_ENV
     threads: 1
     params:
-        protocols=" ".join(EVAL["protocols"]),
+        protocols=list(EVAL["protocols"]),
         hash=lambda w: config_hash(config, w.dataset, w.method),
-        label=lambda w: shlex.quote(ROSTER.label(w.method)),
+        label=lambda w: ROSTER.label(w.method),
     shell:
-        "python -m mrbench.cli metrics --pred-dir {input.pred} --store {input.store}"
-        " --direction {wildcards.direction} --protocols {params.protocols}"
-        " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"
-        " --label {params.label} --config-hash {params.hash} --out {output} > {log} 2>&1"
+        "python -m mrbench.cli metrics --pred-dir {input.pred:q} --store {input.store:q}"
+        " --direction {wildcards.direction:q} --protocols {params.protocols:q}"
+        " --dataset {wildcards.dataset:q} --method {wildcards.method:q} --seed {wildcards.seed:q}"
+        " --label {params.label:q} --config-hash {params.hash:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule fidelity:
@@ -66,15 +66,15 @@ rule fidelity:
     params:
         extractor=EVAL["fid"]["feature_extractor"],
         weights=(
-            f"--weights-path {shlex.quote(str(EVAL['fid']['weights_path']))}"
+            ["--weights-path", str(EVAL["fid"]["weights_path"])]
             if EVAL["fid"]["weights_path"]
-            else ""
+            else []
         ),
         kid=EVAL["fid"]["kid_subset_size"],
         device=EVAL["device"],
     shell:
-        "python -m mrbench.cli report fidelity-split --pred-dir {input.pred} --store {input.store}"
-        " --direction {wildcards.direction} --feature-extractor {params.extractor}"
-        " {params.weights} --kid-subset-size {params.kid} --device {params.device}"
-        " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"
-        " --out {output} > {log} 2>&1"
+        "python -m mrbench.cli report fidelity-split --pred-dir {input.pred:q} --store {input.store:q}"
+        " --direction {wildcards.direction:q} --feature-extractor {params.extractor:q}"
+        " {params.weights:q} --kid-subset-size {params.kid:q} --device {params.device:q}"
+        " --dataset {wildcards.dataset:q} --method {wildcards.method:q} --seed {wildcards.seed:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -24,7 +24,7 @@ rule ixi_download:
         url=lambda w: f"{IXI_CFG.get('url_base', _ixi.URL_BASE).rstrip('/')}/IXI-{w.modality}.tar",
         md5=lambda w: _ixi_md5(w.modality),
     shell:
-        "python -m mrbench.cli download --url {params.url} --md5 {params.md5} --out {output} > {log} 2>&1"
+        "python -m mrbench.cli download --url {params.url:q} --md5 {params.md5:q} --out {output:q} > {log:q} 2>&1"
 
 
 checkpoint ixi_split:
@@ -45,9 +45,9 @@ checkpoint ixi_split:
         n_test=IXI_CFG.get("n_test", _ixi.N_TEST),
         val=IXI_CFG.get("val_fraction", _ixi.VAL_FRACTION),
     shell:
-        "python -m mrbench.cli ixi split --t1-tar {input.t1} --t2-tar {input.t2} --out {output.split}"
-        " --excluded {output.excluded} --n-subjects {params.n} --n-test {params.n_test}"
-        " --val-fraction {params.val} > {log} 2>&1"
+        "python -m mrbench.cli ixi split --t1-tar {input.t1:q} --t2-tar {input.t2:q} --out {output.split:q}"
+        " --excluded {output.excluded:q} --n-subjects {params.n:q} --n-test {params.n_test:q}"
+        " --val-fraction {params.val:q} > {log:q} 2>&1"
 
 
 rule ixi_extract:
@@ -71,8 +71,8 @@ rule ixi_extract:
     params:
         out=lambda w, output: str(Path(output.t1).parent),
     shell:
-        "python -m mrbench.cli ixi extract --t1-tar {input.t1} --t2-tar {input.t2}"
-        " --subject {wildcards.subject} --out {params.out} > {log} 2>&1"
+        "python -m mrbench.cli ixi extract --t1-tar {input.t1:q} --t2-tar {input.t2:q}"
+        " --subject {wildcards.subject:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule ixi_preprocess:
@@ -102,9 +102,9 @@ rule ixi_preprocess:
         flags=_ixi_preprocess_flags(),
         out=lambda w, output: str(Path(output.qc_json).parent),
     shell:
-        "python -m mrbench.cli preprocess --t1 {input.t1} --t2 {input.t2} --subject {wildcards.subject}"
-        " --out {params.out} {params.flags}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m mrbench.cli preprocess --t1 {input.t1:q} --t2 {input.t2:q} --subject {wildcards.subject:q}"
+        " --out {params.out:q} {params.flags:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule ixi_qc:
@@ -121,4 +121,4 @@ rule ixi_qc:
     conda:
         CONDA_ENV
     shell:
-        "python -m mrbench.cli ixi qc --out {output} {input} > {log} 2>&1"
+        "python -m mrbench.cli ixi qc --out {output:q} {input:q} > {log:q} 2>&1"

@@ -24,7 +24,7 @@ rule msd_download:
         url=MSD_CFG.get("url", _msd.URL),
         md5=MSD_CFG.get("md5") if isinstance(MSD_CFG.get("md5"), str) else _msd.MD5,
     shell:
-        "python -m mrbench.cli download --url {params.url} --md5 {params.md5} --out {output} > {log} 2>&1"
+        "python -m mrbench.cli download --url {params.url:q} --md5 {params.md5:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule msd_import:
@@ -45,10 +45,10 @@ rule msd_import:
         runtime=240,
     params:
         limit=(
-            f"--limit {MSD_CFG['n_subjects_max']}"
+            ["--limit", MSD_CFG["n_subjects_max"]]
             if MSD_CFG.get("n_subjects_max")
-            else ""
+            else []
         ),
     shell:
-        "python -m mrbench.cli import-msd --source {input} --out {output.subjects} --splits {output.split}"
-        " --workdir resources/msd_brats --jobs {threads} {params.limit} > {log} 2>&1"
+        "python -m mrbench.cli import-msd --source {input:q} --out {output.subjects:q} --splits {output.split:q}"
+        " --workdir resources/msd_brats --jobs {threads} {params.limit:q} > {log:q} 2>&1"

@@ -12,10 +12,10 @@ rule method_roster:
         CONDA_ENV
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
-        roster=shlex.quote(ROSTER.to_json()),
+        roster=ROSTER.to_json(),
     shell:
-        "python -m mrbench.cli report methods --roster-json {params.roster}"
-        " --json {output.roster} --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report methods --roster-json {params.roster:q}"
+        " --json {output.roster:q} --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule tidy_results:
@@ -39,8 +39,8 @@ rule tidy_results:
     conda:
         CONDA_ENV
     shell:
-        "python -m mrbench.cli report tidy --inputs {input} --out {output.tidy}"
-        " --summary {output.summary} > {log} 2>&1"
+        "python -m mrbench.cli report tidy --inputs {input:q} --out {output.tidy:q}"
+        " --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule table1:
@@ -56,11 +56,11 @@ rule table1:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
-        selection=shlex.quote(selection_note(config)),
+        selection=selection_note(config),
     shell:
-        "python -m mrbench.cli report table1 --tidy {input.tidy} --out {params.prefix}"
-        " {params.table_args} --note {params.selection}"
-        " > {log} 2>&1"
+        "python -m mrbench.cli report table1 --tidy {input.tidy:q} --out {params.prefix:q}"
+        " {params.table_args:q} --note {params.selection:q}"
+        " > {log:q} 2>&1"
 
 
 rule table2_ablation:
@@ -77,9 +77,9 @@ rule table2_ablation:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "python -m mrbench.cli report table2 --tidy {input.tidy} --out {params.prefix}"
-        " {params.table_args}"
-        " > {log} 2>&1"
+        "python -m mrbench.cli report table2 --tidy {input.tidy:q} --out {params.prefix:q}"
+        " {params.table_args:q}"
+        " > {log:q} 2>&1"
 
 
 rule paper_comparison:
@@ -96,8 +96,8 @@ rule paper_comparison:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         table_args=TABLE_ARGS,
     shell:
-        "python -m mrbench.cli report compare --tidy {input.tidy} --out {params.prefix}"
-        " {params.table_args} > {log} 2>&1"
+        "python -m mrbench.cli report compare --tidy {input.tidy:q} --out {params.prefix:q}"
+        " {params.table_args:q} > {log:q} 2>&1"
 
 
 rule significance:
@@ -115,8 +115,8 @@ rule significance:
         table_args=TABLE_ARGS,
         alpha=EVAL["alpha"],
     shell:
-        "python -m mrbench.cli report significance --tidy {input.tidy} --out {params.prefix}"
-        " {params.table_args} --alpha {params.alpha} > {log} 2>&1"
+        "python -m mrbench.cli report significance --tidy {input.tidy:q} --out {params.prefix:q}"
+        " {params.table_args:q} --alpha {params.alpha:q} > {log:q} 2>&1"
 
 
 rule efficiency:
@@ -134,13 +134,13 @@ rule efficiency:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
         runs=efficiency_runs(),
         threshold=(
-            f"--threshold {EVAL['threshold_psnr']}"
+            ["--threshold", EVAL["threshold_psnr"]]
             if EVAL["threshold_psnr"] is not None
-            else ""
+            else []
         ),
     shell:
-        "python -m mrbench.cli report efficiency {params.runs} --roster {input.roster}"
-        " {params.threshold} --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report efficiency {params.runs:q} --roster {input.roster:q}"
+        " {params.threshold:q} --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule fidelity_table:
@@ -156,8 +156,8 @@ rule fidelity_table:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
-        "python -m mrbench.cli report fidelity --inputs {input.fidelity} --roster {input.roster}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report fidelity --inputs {input.fidelity:q} --roster {input.roster:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_qualitative:
@@ -179,19 +179,19 @@ rule figure_qualitative:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         pairs=qualitative_pairs,
         subject=(
-            f"--subject {EVAL['qualitative']['subject']}"
+            ["--subject", EVAL["qualitative"]["subject"]]
             if EVAL["qualitative"]["subject"]
-            else ""
+            else []
         ),
         slice=(
-            f"--slice {EVAL['qualitative']['slice']}"
+            ["--slice", EVAL["qualitative"]["slice"]]
             if EVAL["qualitative"]["slice"] is not None
-            else ""
+            else []
         ),
     shell:
-        "python -m mrbench.cli report qualitative --store {input.store} --direction {wildcards.direction}"
-        " --pred {params.pairs} {params.subject} {params.slice}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report qualitative --store {input.store:q} --direction {wildcards.direction:q}"
+        " --pred {params.pairs:q} {params.subject:q} {params.slice:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_boxplot:
@@ -212,11 +212,11 @@ rule figure_boxplot:
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         protocol=EVAL["table_protocol"],
-        metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
+        metrics=[EVAL["table_psnr"], EVAL["table_ssim"], "mae"],
     shell:
-        "python -m mrbench.cli report boxplot --tidy {input.tidy} --dataset {wildcards.dataset}"
-        " --protocol {params.protocol} --metrics {params.metrics} --roster {input.roster}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report boxplot --tidy {input.tidy:q} --dataset {wildcards.dataset:q}"
+        " --protocol {params.protocol:q} --metrics {params.metrics:q} --roster {input.roster:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_training_curves:
@@ -237,8 +237,8 @@ rule figure_training_curves:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         runs=curve_runs,
     shell:
-        "python -m mrbench.cli report curves --run {params.runs} --title {wildcards.dataset}"
-        " --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report curves --run {params.runs:q} --title {wildcards.dataset:q}"
+        " --out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule figure_content_maps:
@@ -264,8 +264,8 @@ rule figure_content_maps:
     conda:
         CONDA_ENV
     shell:
-        "python -m mrbench.cli content-maps --model {input.model} --store {input.store}"
-        " --out {output} > {log} 2>&1"
+        "python -m mrbench.cli content-maps --model {input.model:q} --store {input.store:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule recipes_table:
@@ -280,4 +280,4 @@ rule recipes_table:
     params:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
-        "python -m mrbench.cli report recipes --model {input} --out {params.prefix} > {log} 2>&1"
+        "python -m mrbench.cli report recipes --model {input:q} --out {params.prefix:q} > {log:q} 2>&1"

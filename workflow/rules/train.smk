@@ -33,11 +33,11 @@ rule train:
         ),
     params:
         spec=lambda w: method_spec(w.method),
-        launcher=lambda w: train_launcher(gpu_for(w.method)),
+        launcher=lambda w: shlex.split(train_launcher(gpu_for(w.method))),
         out=lambda w, output: os.path.dirname(output[0]),
         store=lambda w, input: os.path.dirname(input.train),
         device=lambda w: "auto" if gpu_for(w.method) else "cpu",
     shell:
-        "{params.launcher} train --spec {params.spec}"
-        " --data {params.store} --out {params.out}"
-        " --seed {wildcards.seed} --device {params.device} --threads {threads} > {log} 2>&1"
+        "{params.launcher:q} train --spec {params.spec:q}"
+        " --data {params.store:q} --out {params.out:q}"
+        " --seed {wildcards.seed:q} --device {params.device:q} --threads {threads} > {log:q} 2>&1"
