@@ -625,7 +625,7 @@ class DisDiff(TranslationMethod):
         self.attr_count += 1
         w = max(1.0 / float(self.attr_count), float(self.params["attr_running_momentum"]))
         for m in MODALITIES:
-            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().mean(0), w)
+            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().float().mean(0), w)
 
     @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
@@ -639,7 +639,7 @@ class DisDiff(TranslationMethod):
         for batch in slices:
             for m in MODALITIES:
                 mu = self.disentangler.attribute(batch[m].to(self.device), m)[1]
-                sums[m] += mu.sum(0)
+                sums[m] += mu.float().sum(0)
             n += batch["t1"].shape[0]
             if n >= int(self.params["attr_mean_max_slices"]):
                 break

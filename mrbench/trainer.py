@@ -32,8 +32,10 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 ``ema_decay``
     keep an exponential moving average with this decay of the modules the method lists in
     :meth:`ema_modules`, validate and export with it; ``None`` switches it off.
-``amp``
-    bfloat16 autocast around the training step and translation on CUDA (ignored on the CPU).
+``amp``, ``optimizer_impl``, ``compile``
+    speed switches that keep every method's function (:mod:`mrbench.acceleration`): bfloat16
+    autocast around the training step and translation (CPU and CUDA); the Adam implementation
+    (``fused`` by default); ``torch.compile`` of the method's networks (off by default).
 ``deterministic``
     deterministic algorithms (``torch.use_deterministic_algorithms(warn_only=True)``, no cuDNN
     autotuning). On the CPU a resumed run then ends with weights bitwise identical to an
@@ -80,7 +82,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mrbench import __version__, valmetrics
+from mrbench import __version__, acceleration, valmetrics
 from mrbench.checkpoint import (
     load_checkpoint,
     model_record,
@@ -111,6 +113,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_min": 0.0,
     "ema_decay": None,
     "amp": False,
+    "optimizer_impl": "fused",
+    "compile": False,
     "deterministic": True,
     "num_workers": 0,
     "pairing": "unpaired",
@@ -119,7 +123,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 LR_SCHEDULES = ("constant", "plateau", "linear", "cosine")
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 #: training keys that may change between a run and its resumption
-RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size", "gpus_per_job")
+RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size", "gpus_per_job", "compile")
 
 
 class TrainingError(RuntimeError):
@@ -185,6 +189,9 @@ def resolve_training(method_cls: type, training: dict[str, Any] | None) -> dict[
     )
     for key in ("amp", "deterministic"):
         _check(isinstance(t[key], bool), key, t[key], "true or false")
+    impls = acceleration.OPTIMIZER_IMPLS
+    _check(t["optimizer_impl"] in impls, "optimizer_impl", t["optimizer_impl"], "|".join(impls))
+    _check(isinstance(t["compile"], bool | str), "compile", t["compile"], "a bool or a backend")
     if getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
     return t
@@ -399,9 +406,7 @@ class EMA:
 
 # ---------------------------------------------------------------------- validation
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return acceleration.autocast(device, amp)
 
 
 def validation_rows(store: SliceStore, max_slices: int) -> np.ndarray:
@@ -411,7 +416,7 @@ def validation_rows(store: SliceStore, max_slices: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_slices).round().astype(int))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def validate(
     method: nn.Module,
     store: SliceStore,
@@ -613,9 +618,9 @@ def train(
         (out_dir / "device.txt").write_text(device_message + "\n")
     log(f"{spec['method']} ({spec['plugin']}), seed {seed}: {device_message}")
 
-    amp = bool(training["amp"]) and device.type == "cuda"
-    if training["amp"] and device.type != "cuda":
-        log("amp: bfloat16 autocast is for CUDA only; training in float32 on the CPU")
+    amp = bool(training["amp"])
+    acceleration.use_optimizer_impl(method.optimizers(), training["optimizer_impl"])
+    acceleration.compile_networks(method, training["compile"])
     val_rows = validation_rows(val_store, int(training["val_max_slices"]))
     val_log = CsvLog(out_dir / "val_log.csv") if dist.is_main else _NoLog()
     train_log = CsvLog(out_dir / "train_log.csv") if dist.is_main else _NoLog()
