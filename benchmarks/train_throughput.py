@@ -8,6 +8,9 @@ that). On a CPU the paper size runs ``--paper-steps`` (default 1) timed steps af
 
     python benchmarks/train_throughput.py [--methods cyclegan,syndiff] [--sizes demo,paper]
 
+On a shared machine wall time follows the load; ``cpu_sec_per_step`` (the process's CPU time
+per step, all threads) is the steadier figure for comparing two versions measured there.
+
 Prints a table and writes ``benchmarks/results/train_throughput.csv``. Peak memory is the CUDA
 peak allocated during the timed steps on a GPU, the process's peak resident memory on a CPU.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import resource
@@ -147,12 +151,13 @@ def measure(
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for step in range(1, steps + 1):
             model.train_step(data, step)
         if device.type == "cuda":
             torch.cuda.synchronize()
         sec = (time.perf_counter() - t0) / steps
+        cpu_sec = (time.process_time() - c0) / steps
         peak_mb = _peak_mb(device)
         flops = step_flops(model, data, steps + 1) if count_flops else float("nan")
     n_params = sum(p.numel() for p in model.parameters())
@@ -163,6 +168,7 @@ def measure(
         "batch": batch,
         "params_M": round(n_params / 1e6, 3),
         "sec_per_step": round(sec, 4),
+        "cpu_sec_per_step": round(cpu_sec, 4),
         "images_per_s": round(batch / sec, 3),
         "gflop_per_step": round(flops / 1e9, 2),
         "achieved_tflops": round(achieved, 4),
@@ -181,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps (demo, and paper on GPU)")
     p.add_argument("--paper-steps", type=int, default=1, help="timed paper-size steps on CPU")
     p.add_argument("--paper-batch", type=int, default=1, help="batch at paper size")
+    p.add_argument("--paper-size", type=int, default=PAPER_SIZE, help="px of the paper size")
+    p.add_argument(
+        "--paper-params", default="{}",
+        help='JSON {plugin: {param: value}} overrides at paper size (e.g. fewer '
+        'discriminator levels when --paper-size is below 256)',
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
@@ -220,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 params = demo_params.get(name, dict(cls.tiny_params))
                 px, batch, steps = demo_size, demo_batch, args.steps
             else:
-                params, px, batch = {}, PAPER_SIZE, args.paper_batch
+                params = dict(json.loads(args.paper_params).get(name, {}))
+                px, batch = args.paper_size, args.paper_batch
                 steps = args.steps if device.type == "cuda" else args.paper_steps
             precision = "bf16" if args.amp else "fp32"
             row = {"tag": args.tag, "size": size}

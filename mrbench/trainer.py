@@ -444,9 +444,8 @@ def validate(
                     pred = method.translate(batch[src], d)
                 pred = ((pred.float().clamp(-1, 1) + 1) / 2).cpu().numpy()
                 target = ((batch[dst].float() + 1) / 2).cpu().numpy()
-                for p, t in zip(pred[:, 0], target[:, 0], strict=True):
-                    scores[f"psnr_{d}"].append(valmetrics.psnr(t, p))
-                    scores[f"ssim_{d}"].append(valmetrics.ssim(t, p))
+                scores[f"psnr_{d}"] += valmetrics.psnr_batch(target[:, 0], pred[:, 0]).tolist()
+                scores[f"ssim_{d}"] += valmetrics.ssim_batch(target[:, 0], pred[:, 0]).tolist()
     method.train(was_training)
     out = {k: float(np.mean(v)) for k, v in scores.items()}
     out["psnr"] = float(np.mean([out[f"psnr_{d}"] for d in DIRECTIONS]))
