@@ -528,7 +528,8 @@ def _spec_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             diffs.append(key)
     t_old, t_new = old.get("training", {}), new.get("training", {})
     for key in sorted(set(t_old) | set(t_new)):
-        if key not in RESUME_FREE_KEYS and t_old.get(key) != t_new.get(key):
+        default = TRAINING_DEFAULTS.get(key)  # a key newer than the checkpoint: its default
+        if key not in RESUME_FREE_KEYS and t_old.get(key, default) != t_new.get(key, default):
             diffs.append(f"training.{key}")
     return diffs
 

@@ -144,3 +144,21 @@ def test_training_keys_are_validated() -> None:
     assert trainer.resolve_training(cls, {})["optimizer_impl"] == "fused"
     with pytest.raises(Exception, match="optimizer_impl"):
         trainer.resolve_training(cls, {"optimizer_impl": "fast"})
+
+
+def test_disdiff_shared_decoder_block_gives_the_plain_decode() -> None:
+    """DisDiff's step runs the decoders' shared block once per content map: its cross-modal
+    images and reconstructions equal ``Disentangler.decode`` (the plain path)."""
+    cls = registry()["disdiff"]
+    torch.manual_seed(0)
+    model = cls(dict(cls.tiny_params), image_size=16)
+    model.disentangler.content_noise = 0.0
+    x = {"t1": torch.rand(2, 1, 16, 16) * 2 - 1, "t2": torch.rand(2, 1, 16, 16) * 2 - 1}
+    calls = []
+    model.disentangler.dec_share.register_forward_hook(lambda *a: calls.append(1))
+    out = model._disentangle(x)
+    assert len(calls) == 4  # z_c of both inputs, z_c of both cross-modal images
+    net = model.disentangler
+    for i, j in (("t1", "t2"), ("t2", "t1")):
+        torch.testing.assert_close(out["fake"][j], net.decode(out["zc"][i], out["za"][j], j))
+        torch.testing.assert_close(out["recon"][i], net.decode(out["zc"][i], out["za"][i], i))
