@@ -162,3 +162,22 @@ def test_disdiff_shared_decoder_block_gives_the_plain_decode() -> None:
     for i, j in (("t1", "t2"), ("t2", "t1")):
         torch.testing.assert_close(out["fake"][j], net.decode(out["zc"][i], out["za"][j], j))
         torch.testing.assert_close(out["recon"][i], net.decode(out["zc"][i], out["za"][i], i))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (8, 8), (16, 16)])
+def test_ncsnpp_condition_projection_commutes_with_resizing(size: tuple[int, int]) -> None:
+    """Projecting the content map before enlarging it gives the resize-then-project result."""
+    torch.manual_seed(0)
+    net = ncsnpp.NCSNpp(
+        in_ch=1, image_size=32, nf=8, ch_mult=(1, 2, 2, 2), num_res_blocks=1,
+        attn_resolutions=(), nz=4, z_emb_dim=8, n_mlp=1, cond_channels=6,
+    )  # fmt: skip
+    torch.nn.init.normal_(net.cond_proj["0"].bias)
+    cond = torch.randn(2, 6, 16, 16, dtype=torch.float64)
+    net = net.double()
+    got = net._cond_at(cond, 0, size)
+    shrink = size[1] < 16
+    plain = torch.nn.functional.interpolate(
+        cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
+    )
+    torch.testing.assert_close(got, net.cond_proj["0"](plain), rtol=1e-12, atol=1e-12)

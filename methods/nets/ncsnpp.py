@@ -440,12 +440,23 @@ class NCSNpp(nn.Module):
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _cond_at(self, cond: torch.Tensor, level: int, size: tuple[int, int]) -> torch.Tensor:
-        if tuple(cond.shape[-2:]) != size:
-            shrink = cond.shape[-1] > size[1]
-            cond = F.interpolate(
-                cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
-            )
-        return self.cond_proj[str(level)](cond)
+        """The condition resized to ``size`` and projected to the level's width.
+
+        Resizing (bilinear, weights summing to one) and the 1x1 projection are both linear and
+        commute, bias included, so the cheaper order is taken: shrink first, or project first
+        when enlarging (the projection then runs on the small map, and fewer channels are
+        interpolated). Tests compare both orders.
+        """
+        proj = self.cond_proj[str(level)]
+        if tuple(cond.shape[-2:]) == size:
+            return proj(cond)
+        shrink = cond.shape[-1] > size[1]
+        if not shrink:
+            cond = proj(cond)
+        cond = F.interpolate(
+            cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
+        )
+        return proj(cond) if shrink else cond
 
     # ----------------------------------------------------------------- forward
     def forward(
