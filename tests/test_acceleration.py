@@ -181,3 +181,18 @@ def test_ncsnpp_condition_projection_commutes_with_resizing(size: tuple[int, int
         cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
     )
     torch.testing.assert_close(got, net.cond_proj["0"](plain), rtol=1e-12, atol=1e-12)
+
+
+def test_ncsnpp_shrinking_condition_runs_under_bf16_autocast() -> None:
+    """Levels smaller than the content map resize it with antialiasing, which has no bfloat16
+    CPU kernel: under autocast the condition is resized in float32."""
+    torch.manual_seed(0)
+    net = ncsnpp.NCSNpp(
+        in_ch=1, image_size=16, nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
+        attn_resolutions=(), nz=4, z_emb_dim=8, n_mlp=1, cond_channels=3,
+    )  # fmt: skip
+    x, t, z = torch.randn(2, 1, 16, 16), torch.tensor([0, 3]), torch.randn(2, 4)
+    cond = torch.randn(2, 3, 16, 16).to(torch.bfloat16)  # as a bf16 encoder would give it
+    with acceleration.autocast(torch.device("cpu"), True):
+        out = net(x, t, z, cond=cond)
+    assert out.shape == (2, 1, 16, 16) and torch.isfinite(out.float()).all()

@@ -453,6 +453,8 @@ class NCSNpp(nn.Module):
         shrink = cond.shape[-1] > size[1]
         if not shrink:
             cond = proj(cond)
+        elif cond.dtype not in (torch.float32, torch.float64):
+            cond = cond.float()  # antialiased resizing has no bfloat16 kernel on the CPU
         cond = F.interpolate(
             cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
         )
