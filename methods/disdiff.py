@@ -444,9 +444,12 @@ class DisDiff(AttributeMeans, TranslationMethod):
         za, mu, logvar = {}, {}, {}
         for m in MODALITIES:
             za[m], mu[m], logvar[m] = net.attribute(x[m], m)
-        # fake[j] = m_{i->j} = G^j(z_c^i, z_a^j), an image of modality j made from i's content
-        fake = {OTHER[i]: net.decode(zc[i], za[OTHER[i]], OTHER[i]) for i in MODALITIES}
-        recon = {m: net.decode(zc[m], za[m], m) for m in MODALITIES}
+        # fake[j] = m_{i->j} = G^j(z_c^i, z_a^j), an image of modality j made from i's content;
+        # the decoders' shared first block sees z_c^i for both the cross-modal image and the
+        # self-reconstruction: computed once (net.decode would run it twice, same result)
+        shared = {m: net.dec_share(zc[m]) for m in MODALITIES}
+        fake = {OTHER[i]: net.dec[OTHER[i]](shared[i], za[OTHER[i]]) for i in MODALITIES}
+        recon = {m: net.dec[m](shared[m], za[m]) for m in MODALITIES}
         # content of the cross-modal image, by the encoder of its modality: zc_cross[i] is
         # E_c^j(m_{i->j}), the content that should reproduce m_i
         zc_cross = {i: net.content(fake[OTHER[i]], OTHER[i]) for i in MODALITIES}

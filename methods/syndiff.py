@@ -292,9 +292,13 @@ class SynDiff(TranslationMethod):
             r1 = self.r1(d1_real, x1_t) + self.r1(d2_real, x2_t)
             loss_d = loss_d + r1
             out["r1"] = float(r1.detach())
+        # The non-diffusive estimates are computed once, with their graph, and shared by all
+        # three updates: the discriminator updates see them detached, and the cycle generators
+        # do not change before the generator update that backpropagates through them.
+        est1_g = self.cyc_t2_to_t1(real2)  # T1 estimated from the real T2
+        est2_g = self.cyc_t1_to_t2(real1)  # T2 estimated from the real T1
+        est1, est2 = est1_g.detach(), est2_g.detach()
         with torch.no_grad():
-            est1 = self.cyc_t2_to_t1(real2)  # T1 estimated from the real T2
-            est2 = self.cyc_t1_to_t2(real1)  # T2 estimated from the real T1
             _, x1_fake = self._fake_step(self.diff_t2_to_t1, x1_tp1, t1, est2)
             _, x2_fake = self._fake_step(self.diff_t1_to_t2, x2_tp1, t2, est1)
         loss_fake = d_loss_fake(self.disc_diff_t1(x1_fake, t1, x1_tp1)) + d_loss_fake(
@@ -326,9 +330,8 @@ class SynDiff(TranslationMethod):
         with torch.no_grad():
             _, x1_tp1 = diff.q_sample_pairs(real1, t1)
             _, x2_tp1 = diff.q_sample_pairs(real2, t2)
-        est1 = self.cyc_t2_to_t1(real2)
+        est1, est2 = est1_g, est2_g
         rec2 = self.cyc_t1_to_t2(est1)
-        est2 = self.cyc_t1_to_t2(real1)
         rec1 = self.cyc_t2_to_t1(est2)
         x1_0, x1_fake = self._fake_step(self.diff_t2_to_t1, x1_tp1, t1, est2)
         x2_0, x2_fake = self._fake_step(self.diff_t1_to_t2, x2_tp1, t2, est1)

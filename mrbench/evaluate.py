@@ -248,7 +248,7 @@ def evaluate_predictions(
     config_hash: str = "",
 ) -> pd.DataFrame:
     """Rows of the tidy results table for one prediction folder against the test store."""
-    from mrbench.metrics import compute, get_protocol, unit_of
+    from mrbench.metrics import compute, compute_batch, get_protocol, unit_of
     from mrbench.slices import SliceStore
 
     store = SliceStore(store_dir)
@@ -271,9 +271,11 @@ def evaluate_predictions(
                 )
                 records += [(subject, -1, proto, k, v) for k, v in res.items()]
                 continue
-            for z, p, t, m in zip(zs, preds, targets, masks, strict=True):
-                res = compute(proto.name, p, t, m)
-                records += [(subject, int(z), proto, k, v) for k, v in res.items()]
+            res = compute_batch(proto.name, preds, targets, masks)  # all slices at once
+            records += [
+                (subject, int(z), proto, k, float(v[i])) for i, z in enumerate(zs)
+                for k, v in res.items()
+            ]  # fmt: skip
     version, packages = code_version(), package_versions()
     df = pd.DataFrame(
         [

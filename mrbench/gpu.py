@@ -14,6 +14,10 @@ is exported as ``CUDA_VISIBLE_DEVICES`` before CUDA is initialised, so inside th
 Where the scheduler already chose (SLURM sets ``CUDA_VISIBLE_DEVICES`` for each job), that choice
 is respected and no lock is taken. Without a GPU, ``auto`` falls back to the CPU and says so.
 
+``MRBENCH_GPU_SLOTS`` (default 1) lets that many jobs share each device (one lock file per slot,
+``gpu<i>.lock``, ``gpu<i>-slot<k>.lock``): small jobs on one large GPU, e.g. two tiny training
+jobs with ``--resources gpu=2`` on a single device.
+
 The device count can be simulated (``n_devices=`` or the ``MRBENCH_GPU_COUNT`` environment
 variable), which is how the tests exercise the locking on a machine without GPUs.
 """
@@ -35,6 +39,8 @@ from mrbench import locks
 LOCK_DIR_ENV = "MRBENCH_GPU_LOCK_DIR"
 #: environment variable overriding the detected number of GPUs (tests, or to use fewer GPUs)
 COUNT_ENV = "MRBENCH_GPU_COUNT"
+#: environment variable: jobs that may share one device (default 1)
+SLOTS_ENV = "MRBENCH_GPU_SLOTS"
 
 _held: list[int] = []  # descriptors of the locks this process holds (kept open on purpose)
 
@@ -137,9 +143,10 @@ def acquire_device(
         return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; training on the CPU)")
     folder = locks.private_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir())
     deadline = time.monotonic() + wait_s
+    slots = max(1, int(env.get(SLOTS_ENV, "1") or 1))
     while True:
-        for i in range(n):
-            path = folder / f"gpu{i}.lock"
+        for i, k in ((i, k) for k in range(slots) for i in range(n)):
+            path = folder / (f"gpu{i}.lock" if k == 0 else f"gpu{i}-slot{k}.lock")
             fd = _try_lock(path)
             if fd is not None:
                 _held.append(fd)

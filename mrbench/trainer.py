@@ -44,8 +44,10 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 ``ema_decay``
     keep an exponential moving average with this decay of the modules the method lists in
     :meth:`ema_modules`, validate and export with it; ``None`` switches it off.
-``amp``
-    bfloat16 autocast around the training step and translation on CUDA (ignored on the CPU).
+``amp``, ``optimizer_impl``, ``compile``
+    speed switches that keep every method's function (:mod:`mrbench.acceleration`): bfloat16
+    autocast around the training step and translation (CPU and CUDA); the Adam implementation
+    (``fused`` by default); ``torch.compile`` of the method's networks (off by default).
 ``deterministic``
     deterministic algorithms (``torch.use_deterministic_algorithms(warn_only=True)``, no cuDNN
     autotuning). On the CPU a resumed run then ends with weights bitwise identical to an
@@ -94,7 +96,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mrbench import __version__, valmetrics
+from mrbench import __version__, acceleration, valmetrics
 from mrbench.augment import AUGMENTATIONS, Augment, augmenter
 from mrbench.checkpoint import (
     load_checkpoint,
@@ -129,6 +131,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_min": 0.0,
     "ema_decay": None,
     "amp": False,
+    "optimizer_impl": "fused",
+    "compile": False,
     "deterministic": True,
     "num_workers": 0,
     "pairing": "unpaired",
@@ -139,7 +143,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 LR_SCHEDULES = ("constant", "plateau", "linear", "cosine")
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 #: training keys that may change between a run and its resumption
-RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size", "gpus_per_job")
+RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size", "gpus_per_job", "compile")
 
 
 class TrainingError(RuntimeError):
@@ -241,6 +245,9 @@ def resolve_training(
     )
     for key in ("amp", "deterministic"):
         _check(isinstance(t[key], bool), key, t[key], "true or false")
+    impls = acceleration.OPTIMIZER_IMPLS
+    _check(t["optimizer_impl"] in impls, "optimizer_impl", t["optimizer_impl"], "|".join(impls))
+    _check(isinstance(t["compile"], bool | str), "compile", t["compile"], "a bool or a backend")
     if getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
     if train_slices is not None:
@@ -465,9 +472,7 @@ class EMA:
 
 # ---------------------------------------------------------------------- validation
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return acceleration.autocast(device, amp)
 
 
 def validation_rows(store: SliceStore, max_slices: int) -> np.ndarray:
@@ -477,7 +482,7 @@ def validation_rows(store: SliceStore, max_slices: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_slices).round().astype(int))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def validate(
     method: nn.Module,
     store: SliceStore,
@@ -507,9 +512,8 @@ def validate(
                     pred = torch.full_like(pred, math.nan)
                 pred = ((pred.clamp(-1, 1) + 1) / 2).cpu().numpy()
                 target = ((batch[dst].float() + 1) / 2).cpu().numpy()
-                for p, t in zip(pred[:, 0], target[:, 0], strict=True):
-                    scores[f"psnr_{d}"].append(valmetrics.psnr(t, p))
-                    scores[f"ssim_{d}"].append(valmetrics.ssim(t, p))
+                scores[f"psnr_{d}"] += valmetrics.psnr_batch(target[:, 0], pred[:, 0]).tolist()
+                scores[f"ssim_{d}"] += valmetrics.ssim_batch(target[:, 0], pred[:, 0]).tolist()
                 _diagnostics(method, batch[src], batch[dst], d, scores)
     method.train(was_training)
     out = {k: float(np.mean(v)) for k, v in scores.items()}
@@ -621,7 +625,8 @@ def _spec_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             diffs.append(key)
     t_old, t_new = old.get("training", {}), new.get("training", {})
     for key in sorted(set(t_old) | set(t_new)):
-        if key not in RESUME_FREE_KEYS and t_old.get(key) != t_new.get(key):
+        default = TRAINING_DEFAULTS.get(key)  # a key newer than the checkpoint: its default
+        if key not in RESUME_FREE_KEYS and t_old.get(key, default) != t_new.get(key, default):
             diffs.append(f"training.{key}")
     return diffs
 
@@ -663,7 +668,8 @@ class Run:
 
     @property
     def amp(self) -> bool:
-        return bool(self.training["amp"]) and self.device.type == "cuda"
+        """bfloat16 autocast, on the CPU as on CUDA (:mod:`mrbench.acceleration`)."""
+        return bool(self.training["amp"])
 
     @property
     def paired(self) -> bool:
@@ -782,6 +788,8 @@ def prepare_run(
     method.to(device)
     method.train()
     dist.prepare(method)
+    acceleration.use_optimizer_impl(method.optimizers(), training["optimizer_impl"])
+    acceleration.compile_networks(method, training["compile"])
     resolved = {
         "method": spec["method"],
         "plugin": spec["plugin"],
@@ -813,8 +821,6 @@ def write_run_files(run: Run) -> None:
             tmp.write_text(text)
         (run.out_dir / "device.txt").write_text(run.device_message + "\n")
     run.log(f"{run.name} ({run.spec['plugin']}), seed {run.seed}: {run.device_message}")
-    if run.training["amp"] and run.device.type != "cuda":
-        run.log("amp: bfloat16 autocast is for CUDA only; training in float32 on the CPU")
     run.t_start = time.perf_counter()
 
 

@@ -83,7 +83,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def translate_windows(
     model: torch.nn.Module, windows: np.ndarray, direction: str, batch_size: int = 8
 ) -> tuple[np.ndarray, float]:

@@ -37,3 +37,22 @@ def ssim(target: np.ndarray, pred: np.ndarray) -> float:
             np.asarray(target, dtype=np.float64), np.asarray(pred, dtype=np.float64), data_range=1.0
         )
     )
+
+
+def psnr_batch(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """:func:`psnr` of every item of (N, H, W) batches in one vectorised pass."""
+    from mrbench.metrics import psnr_batch as _psnr
+
+    t = np.asarray(target, dtype=np.float64)
+    return np.minimum(PSNR_CAP, _psnr(t, np.asarray(pred, dtype=np.float64), 1.0))
+
+
+def ssim_batch(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """:func:`ssim` of every item of (N, H, W) batches in one vectorised pass."""
+    from mrbench.metrics import _crop_mean, ssim_map_batch
+
+    t = np.asarray(target, dtype=np.float64)
+    smap = ssim_map_batch(t, np.asarray(pred, dtype=np.float64), 1.0, gauss=False)
+    if smap is None:
+        raise ValueError(f"ssim: images of {t.shape[1:]} px are smaller than the 7x7 window")
+    return _crop_mean(smap, False)

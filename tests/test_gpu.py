@@ -108,3 +108,27 @@ def test_count_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(gpu.COUNT_ENV, "two")
     with pytest.raises(ValueError, match=gpu.COUNT_ENV):
         gpu.count_gpus()
+
+
+def test_slots_share_one_device_between_two_jobs(tmp_path: Path) -> None:
+    """With MRBENCH_GPU_SLOTS=2 two holders get the same single device, a third waits."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), gpu.SLOTS_ENV: "2"}
+    script = HOLDER.replace("n_devices=2", "n_devices=1")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    try:
+        lines = sorted(p.stdout.readline().strip() for p in procs)
+        assert lines[:2] == ["0 0", "0 0"]
+        assert lines[2].startswith("BUSY")
+        assert sorted(f.name for f in tmp_path.iterdir()) == ["gpu0-slot1.lock", "gpu0.lock"]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

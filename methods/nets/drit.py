@@ -498,7 +498,7 @@ class AttributeMeans:
         self.attr_count += 1
         w = max(1.0 / float(self.attr_count), float(self.params["attr_running_momentum"]))
         for m in MODALITIES:
-            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().mean(0), w)
+            getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().float().mean(0), w)
 
     @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
@@ -510,7 +510,7 @@ class AttributeMeans:
         for batch in slices:
             for m in MODALITIES:
                 x = batch[m].to(sums[m].device)
-                sums[m] += self.disentangler.attribute(x, m)[1].sum(0)
+                sums[m] += self.disentangler.attribute(x, m)[1].float().sum(0)
             n += batch["t1"].shape[0]
             if n >= int(self.params["attr_mean_max_slices"]):
                 break

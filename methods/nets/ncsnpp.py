@@ -109,17 +109,48 @@ def upfirdn2d(
     return F.conv2d(x, weight, stride=down, groups=c)
 
 
+def _depthwise(kernel: torch.Tensor, channels: int, x: torch.Tensor) -> torch.Tensor:
+    """``kernel`` (kh, kw) as a depthwise weight (channels, 1, kh, kw) of ``x``'s dtype/device."""
+    return kernel.to(device=x.device, dtype=x.dtype)[None, None].expand(channels, 1, *kernel.shape)
+
+
 def fir_upsample_2d(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """FIR upsampling by ``factor`` (output ``factor`` x larger), gain preserved."""
+    """FIR upsampling by ``factor`` (output ``factor`` x larger), gain preserved.
+
+    Zero insertion followed by the FIR filter is one depthwise *transposed* convolution with
+    stride ``factor``: it skips the multiplications by the inserted zeros (``factor^2`` fewer)
+    and the padded copies of :func:`upfirdn2d`, with the same output up to float rounding
+    (tests compare both paths). Shapes the transposed form does not cover fall back to it.
+    """
     k = kernel * factor**2
     p = k.shape[0] - factor
-    return upfirdn2d(x, k, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+    pad0, pad1 = (p + 1) // 2 + factor - 1, p // 2
+    tpad = k.shape[0] - 1 - pad0
+    square = k.ndim == 2 and k.shape[0] == k.shape[1]
+    if square and tpad >= 0 and pad0 + pad1 == 2 * (k.shape[0] - 1 - tpad) - factor + 1:
+        return F.conv_transpose2d(
+            x, _depthwise(k, x.shape[1], x), stride=factor, padding=tpad, groups=x.shape[1]
+        )
+    return upfirdn2d(x, k, up=factor, pad=(pad0, pad1))
 
 
 def fir_downsample_2d(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """FIR anti-aliased downsampling by ``factor``."""
+    """FIR anti-aliased downsampling by ``factor``.
+
+    A depthwise convolution with stride ``factor``; symmetric padding goes into the convolution
+    itself (no padded copy of the input), otherwise :func:`upfirdn2d` pads first.
+    """
     p = kernel.shape[0] - factor
+    if p % 2 == 0 and p >= 0 and kernel.ndim == 2:
+        weight = _depthwise(torch.flip(kernel, [0, 1]), x.shape[1], x)
+        return F.conv2d(x, weight, stride=factor, padding=p // 2, groups=x.shape[1])
     return upfirdn2d(x, kernel, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+def fir_blur_2d(x: torch.Tensor, kernel: torch.Tensor, pad: int) -> torch.Tensor:
+    """FIR filtering with ``pad`` zeros on every side (the padding inside the convolution)."""
+    weight = _depthwise(torch.flip(kernel, [0, 1]), x.shape[1], x)
+    return F.conv2d(x, weight, padding=pad, groups=x.shape[1])
 
 
 class FIRConvDown(nn.Module):
@@ -132,8 +163,9 @@ class FIRConvDown(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = (self.fir.shape[0] - 2) + (3 - 1)
-        x = upfirdn2d(x, self.fir, pad=((p + 1) // 2, p // 2))
-        return self.conv(x)
+        if p % 2 == 0:
+            return self.conv(fir_blur_2d(x, self.fir, p // 2))
+        return self.conv(upfirdn2d(x, self.fir, pad=((p + 1) // 2, p // 2)))
 
 
 # ------------------------------------------------------------------------ blocks
@@ -409,12 +441,25 @@ class NCSNpp(nn.Module):
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _cond_at(self, cond: torch.Tensor, level: int, size: tuple[int, int]) -> torch.Tensor:
-        if tuple(cond.shape[-2:]) != size:
-            shrink = cond.shape[-1] > size[1]
-            cond = F.interpolate(
-                cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
-            )
-        return self.cond_proj[str(level)](cond)
+        """The condition resized to ``size`` and projected to the level's width.
+
+        Resizing (bilinear, weights summing to one) and the 1x1 projection are both linear and
+        commute, bias included, so the cheaper order is taken: shrink first, or project first
+        when enlarging (the projection then runs on the small map, and fewer channels are
+        interpolated). Tests compare both orders.
+        """
+        proj = self.cond_proj[str(level)]
+        if tuple(cond.shape[-2:]) == size:
+            return proj(cond)
+        shrink = cond.shape[-1] > size[1]
+        if not shrink:
+            cond = proj(cond)
+        elif cond.dtype not in (torch.float32, torch.float64):
+            cond = cond.float()  # antialiased resizing has no bfloat16 kernel on the CPU
+        cond = F.interpolate(
+            cond, size=size, mode="bilinear", align_corners=False, antialias=shrink
+        )
+        return proj(cond) if shrink else cond
 
     # ----------------------------------------------------------------- forward
     def forward(

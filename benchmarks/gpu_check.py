@@ -1,0 +1,213 @@
+"""GPU proof: one command, a few minutes on a lent GPU, one CSV that benchmarks/README.md quotes.
+
+Three checks, each a group of rows in ``benchmarks/results/gpu_check.csv``:
+
+1. ``step``: a paper-size (256 px) training step of every registered trainable method (read from
+   the plugin registry, so new methods are included without editing this file), in float32 and
+   in bfloat16 autocast: s/step, images/s, FLOPs/step, peak memory, achieved TFLOP/s and its
+   fraction of the device's *bfloat16* peak (``train_throughput.PEAK_TFLOPS``).
+2. ``concurrent``: two tiny training jobs started together through ``mrbench train`` with
+   ``--device auto``, i.e. through the GPU lock files (:mod:`mrbench.gpu`); with one GPU the
+   device is shared by two slots (``MRBENCH_GPU_SLOTS=2``), with two or more each job locks its
+   own. Rows give each job's device line, its wall time and whether the two overlapped.
+3. ``workflow``: the tiny workflow (``config/test.yaml``) end to end with
+   ``snakemake --cores 4 --resources gpu=2`` and the GPU resource on, in a scratch copy.
+
+``--dry`` runs the same code on the CPU in seconds: tiny models at 32 px, the two jobs on the
+CPU, and ``snakemake -n`` (plan only) for the workflow. A test runs it.
+
+    python benchmarks/gpu_check.py [--dry] [--out CSV] [--methods a,b] [--batch 4]
+    bash benchmarks/gpu_check.sh          # the same, with the timing budget of a lent GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "benchmarks" / "results" / "gpu_check.csv"
+TINY_SPEC = {
+    "method": "cyclegan_tiny",
+    "plugin": "cyclegan",
+    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 1, "pool_size": 2},
+    "training": {"steps": 20, "batch_size": 2, "val_every": 10, "checkpoint_every": 10},
+}
+#: dry mode: the fewest steps that still validate and checkpoint
+DRY_TRAINING = {"steps": 2, "batch_size": 2, "val_every": 2, "checkpoint_every": 2}
+
+
+def step_rows(dry: bool, methods: list[str], batch: int) -> list[dict[str, Any]]:
+    """Check 1: a training step of every method in fp32 and bf16."""
+    import torch
+
+    from benchmarks.train_throughput import measure, peak_tflops
+    from methods import registry
+
+    device = torch.device("cpu" if dry else "cuda")
+    plugins = {n: c for n, c in sorted(registry().items()) if c.trainable}
+    if methods:
+        plugins = {n: plugins[n] for n in methods}
+    bf16_peak = peak_tflops(device, "bf16", None)
+    rows = []
+    for name, cls in plugins.items():
+        for amp in (False, True):
+            row: dict[str, Any] = {"check": "step", "method": name}
+            try:
+                params, size, steps = (dict(cls.tiny_params), 32, 1) if dry else ({}, 256, 5)
+                r = measure(name, params, size, batch, steps, device, amp=amp, peak=bf16_peak)
+                row |= {k: r[k] for k in r if k not in ("method", "timed_steps")}
+                row["ok"] = True
+            except Exception as exc:  # one failing method must not hide the others
+                row |= {"precision": "bf16" if amp else "fp32", "ok": False}
+                row["detail"] = f"{type(exc).__name__}: {exc}"[:300]
+                traceback.print_exc()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            print(json.dumps(row, default=str), flush=True)
+            rows.append(row)
+    return rows
+
+
+def _tiny_data(folder: Path) -> Path:
+    from benchmarks._common import synthetic_store
+
+    for split, n in (("train", 24), ("val", 8)):
+        synthetic_store(folder / split, n, 16, seed=len(split))
+    return folder
+
+
+def concurrent_rows(dry: bool, work: Path) -> list[dict[str, Any]]:
+    """Check 2: two training jobs at once through the GPU lock files."""
+    from mrbench.gpu import COUNT_ENV, LOCK_DIR_ENV, SLOTS_ENV, count_gpus
+
+    data = _tiny_data(work / "data")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), LOCK_DIR_ENV: str(work / "locks")}
+    n_gpus = 0 if dry else count_gpus()
+    if n_gpus == 1:
+        env[SLOTS_ENV] = "2"
+    env.pop(COUNT_ENV, None)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    device = "cpu" if dry else "auto"
+    procs, starts = [], []
+    spec = TINY_SPEC | ({"training": DRY_TRAINING} if dry else {})
+    for k in range(2):
+        cmd = [
+            sys.executable, "-m", "mrbench.cli", "train", "--spec", json.dumps(spec),
+            "--data", str(data), "--out", str(work / f"job{k}"), "--seed", str(k),
+            "--device", device, "--no-progress", "--gpu-wait", "60", "--threads", "1",
+        ]  # fmt: skip
+        starts.append(time.time())
+        log = (work / f"job{k}.log").open("w")
+        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log))
+    ends = []
+    for p in procs:
+        p.wait(timeout=600)
+        ends.append(time.time())
+    overlap = min(ends) > max(starts)
+    rows = []
+    for k, p in enumerate(procs):
+        dev_file = work / f"job{k}" / "device.txt"
+        rows.append(
+            {
+                "check": "concurrent",
+                "method": TINY_SPEC["method"],
+                "job": k,
+                "ok": p.returncode == 0 and overlap,
+                "seconds": round(ends[k] - starts[k], 2),
+                "overlapped": overlap,
+                "gpus_found": n_gpus,
+                "detail": dev_file.read_text().strip()
+                if dev_file.exists()
+                else (work / f"job{k}.log").read_text()[-300:],
+            }
+        )
+    return rows
+
+
+def workflow_rows(dry: bool, work: Path) -> list[dict[str, Any]]:
+    """Check 3: the tiny workflow end to end (``-n``: plan only, in dry mode)."""
+    copy = work / "workflow_run"
+    copy.mkdir()
+    for item in ("Snakefile", "workflow", "config", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / item)
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe if exe.exists() else "snakemake"), "--cores", "4", "--resources", "gpu=2"]
+    cmd += ["--configfile", "config/test.yaml", "--config", "gpu_resource=True"]
+    if dry:
+        cmd.append("-n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.time()
+    res = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=900)
+    tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
+    return [
+        {
+            "check": "workflow",
+            "method": "config/test.yaml",
+            "ok": res.returncode == 0,
+            "seconds": round(time.time() - t0, 2),
+            "detail": " | ".join(tail)[:300],
+        }
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dry", action="store_true", help="CPU, tiny sizes, workflow plan only")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--methods", default="", help="comma-separated plugins (default: all)")
+    p.add_argument("--batch", type=int, default=4, help="batch of the paper-size steps")
+    p.add_argument("--skip", default="", help="checks to skip: step,concurrent,workflow")
+    args = p.parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    if not args.dry:
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("no CUDA device: run with --dry on a machine without a GPU")
+    rows: list[dict[str, Any]] = []
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
+        work = Path(tmp)
+        if "step" not in skip:
+            methods = [m for m in args.methods.split(",") if m]
+            rows += step_rows(args.dry, methods, 1 if args.dry else args.batch)
+        if "concurrent" not in skip:
+            rows += concurrent_rows(args.dry, work)
+        if "workflow" not in skip:
+            rows += workflow_rows(args.dry, work)
+    from benchmarks._common import machine
+
+    m = machine() | {"dry": args.dry, "total_seconds": round(time.time() - t0, 1)}
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
+    with tmp_out.open("w", newline="") as f:
+        w = csv.DictWriter(f, [*m, *cols])
+        w.writeheader()
+        for r in rows:
+            w.writerow(m | r)
+    os.replace(tmp_out, args.out)
+    failed = [r for r in rows if not r.get("ok")]
+    print(f"wrote {args.out}: {len(rows)} rows, {len(failed)} failed, {m['total_seconds']} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
