@@ -251,7 +251,7 @@ class InstaFormer(TranslationMethod):
         if i == 0:
             self.style_count += 1
         w = max(1.0 / float(self.style_count), float(self.params["style_running_momentum"]))
-        self.style_mean[i].lerp_(codes.detach().mean(0), w)
+        self.style_mean[i].lerp_(codes.detach().float().mean(0), w)
 
     @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:

@@ -300,7 +300,7 @@ class StarGANv2(TranslationMethod):
         for d in range(len(DOMAINS)):
             sel = s[y == d]
             if len(sel):
-                self.style_mean[d].lerp_(sel.mean(0), w)
+                self.style_mean[d].lerp_(sel.float().mean(0), w)
 
     @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:

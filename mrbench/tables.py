@@ -519,12 +519,12 @@ def paper_comparison(
                 "reported_std": float(row.std),
                 "difference": rep_mean - float(row.mean),
                 "protocol": protocol,
-                "note": getattr(row, "note", "") or "",
+                "note": note if isinstance(note := getattr(row, "note", ""), str) else "",
             }
         )
     columns = ["table", "paper_method", "method", "dataset", "direction", "metric", "unit"]
     columns += ["reproduced_mean", "reproduced_std", "reported_mean", "reported_std"]
-    df = pd.DataFrame(records, columns=[*columns, "difference", "protocol"])
+    df = pd.DataFrame(records, columns=[*columns, "difference", "protocol", "note"])
     header = [
         [
             ("Table", 1),

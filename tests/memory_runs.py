@@ -26,13 +26,15 @@ def run_demo(method: str, store: Path, out: Path) -> tuple[float, float]:
     """Train ``method`` at its demo size for its demo steps; return (its, identity's) final
     validation PSNR on the same slices."""
     entry = demo_entry(method)
-    steps = int(entry["training"]["steps"])
+    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    training = {**demo["training"], **(entry.get("training") or {})}
+    steps = int(training["steps"])
     spec = {
         "method": method,
         "plugin": entry["plugin"],
         "params": entry["params"],
         "training": {
-            **entry["training"],
+            **training,
             "val_every": steps,
             "checkpoint_every": steps,
             "val_max_slices": 16,

@@ -398,6 +398,8 @@ def test_config_paths_reach_the_shell_as_one_argument(tmp_path: Path) -> None:
     evil = "config/splits/p;touch INJECTED;$(touch INJECTED2).tsv"
     cfg["datasets"]["phantom"]["split_file"] = evil
     cfg["methods"] = {"identity": {"plugin": "identity"}}
+    roles = ("method_order", "reference_method", "efficiency_pair")  # name unconfigured methods
+    cfg["evaluation"] = {k: v for k, v in cfg["evaluation"].items() if k not in roles}
     (tmp_path / "evil.yaml").write_text(yaml.safe_dump(cfg))
     exe = Path(sys.executable).with_name("snakemake")
     res = subprocess.run(
@@ -721,7 +723,7 @@ def _test_config() -> dict:
         ("cyclegan", "ngf", "four", r"methods\.cyclegan\.params\.ngf.*'four'"),
         ("cyclegan", "ngf", -4, r"methods\.cyclegan\.params\.ngf.*-4"),
         ("cyclegan", "lambda_cycle", True, r"methods\.cyclegan\.params\.lambda_cycle"),
-        ("syndiff", "ch_mult", 2, r"methods\.syndiff\.params\.ch_mult"),
+        ("syndiff", "unet_mult", 2, r"methods\.syndiff\.params\.unet_mult"),
     ],
 )
 def test_method_params_checked_when_config_is_read(method, key, value, pattern) -> None:

@@ -22,9 +22,29 @@ def test_table2_rows_copied_from_table1_are_noted() -> None:
     assert others["note"].isna().all() or (others["note"].fillna("") == "").all()
 
 
+def _roster(entries: dict[str, dict]):
+    from mrbench.roster import roster_of
+
+    return roster_of({"methods": entries})
+
+
 def test_paper_comparison_footnotes_the_copied_rows() -> None:
     empty = pd.DataFrame(columns=["method", "dataset", "direction", "metric", "protocol"])
-    doc, df = tables.paper_comparison(empty, ["disdiff_dis_only", "disdiff_diff_only"])
+    ablations = _roster(
+        {
+            "disdiff_dis_only": {
+                "plugin": "disdiff",
+                "paper_row": "Disentangled only",
+                "params": {"use_diffusion": False, "use_content_discriminator": False},
+            },
+            "disdiff_diff_only": {
+                "plugin": "disdiff",
+                "paper_row": "Diffusion only",
+                "params": {"use_disentanglement": False, "use_content_discriminator": False},
+            },
+        }
+    )
+    doc, df = tables.paper_comparison(empty, ablations)
     notes = " ".join(doc.notes)
     assert "Table 2 Disentangled only: equals the paper's Table 1 DRIT++ row" in notes
     assert "Table 2 Diffusion only: equals the paper's Table 1 UNIT-DDPM row" in notes
@@ -32,5 +52,7 @@ def test_paper_comparison_footnotes_the_copied_rows() -> None:
         "equals the paper's Table 1 DRIT++ row",
         "equals the paper's Table 1 UNIT-DDPM row",
     }
-    doc, _ = tables.paper_comparison(empty, ["cyclegan"])
+    doc, _ = tables.paper_comparison(
+        empty, _roster({"cyclegan": {"plugin": "cyclegan", "paper_row": "CycleGAN"}})
+    )
     assert "equals the paper" not in " ".join(doc.notes)

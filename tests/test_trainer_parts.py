@@ -100,7 +100,7 @@ def test_step_loop_logs_validates_and_checkpoints_at_intervals(
     saves: list[int] = []
     original = run.method.train_step
     run.method.train_step = lambda b, s: seen.append(s) or original(b, s)  # type: ignore[method-assign]
-    ckpt.save = lambda p: saves.append(p.step)  # type: ignore[method-assign]
+    ckpt.save = lambda p, *_: saves.append(p.step)  # type: ignore[method-assign]
     batches = trainer._batches(run, sampler, 0)
     trainer.run_steps(run, progress, batches, (schedule, ema, ckpt, selection, steplog))
     assert seen == list(range(6)) and progress.step == 6 and saves == [2, 4, 6]
