@@ -18,6 +18,10 @@ from mrbench import __version__
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("mrbench.phantom_cli", "make the synthetic phantom dataset (NIfTI per subject)"),
+    "dataset-subject": (
+        "mrbench.dataset_cli",
+        "acquire one subject of a dataset through its dataset plugin",
+    ),
     "slices": ("mrbench.slices_cli", "build the slice store and subject splits of a dataset"),
     "preprocess": ("mrbench.preprocess_cli", "skull-strip, register and normalise one subject"),
     "download": ("mrbench.download_cli", "download and verify a dataset file"),

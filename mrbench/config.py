@@ -8,31 +8,27 @@ keys, and split files. Every problem is reported with the key that caused it.
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from mrbench.splits import make_splits, read_splits, write_splits
+from mrbench.datasets.kind import DatasetKind, get_dataset_kind, split_file_of
+from mrbench.plugins import PluginError, config_plugin_paths
+from mrbench.schema import dataset_settings, section_defaults
 
-#: datasets whose subject list is only known after importing the user's archive
-IMPORTED_DATASETS = {"brats2018", "msd_brats"}
+__all__ = ["ConfigError", "check_config", "method_spec_dict", "split_file_of", "subjects_of"]
 
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key."""
 
 
-def _defaults(module: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(getattr(importlib.import_module(module), name))
-    except (ImportError, AttributeError):
-        return None
-
-
 def training_defaults() -> dict[str, Any]:
-    return _defaults("mrbench.trainer", "TRAINING_DEFAULTS") or {}
+    """The trainer's defaults as the schema documents them (equal to
+    ``mrbench.trainer.TRAINING_DEFAULTS``, which a test checks); read from the schema so that
+    parsing the workflow does not import the trainer and torch."""
+    return section_defaults("training")
 
 
 def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
@@ -58,7 +54,11 @@ def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
 
 
 def check_config(config: dict) -> None:
-    """Raise :class:`ConfigError` naming the first bad key (schema checks come before this)."""
+    """Raise :class:`ConfigError` naming the first bad key (schema checks come before this).
+
+    The config's ``plugin_paths`` folders are imported first, so that their method and dataset
+    plugins are known."""
+    load_config_plugins(config)
     from methods import registry
 
     plugins = registry()
@@ -86,13 +86,14 @@ def check_config(config: dict) -> None:
             for key in entry.get("training", {}) or {}:
                 if key not in known_training:
                     raise ConfigError(f"config key methods.{name}.training.{key}: unknown")
-    known_eval = _defaults("mrbench.evaluate", "EVALUATION_DEFAULTS")
-    if known_eval is not None:
-        for key in config.get("evaluation", {}) or {}:
-            if key not in known_eval:
-                raise ConfigError(
-                    f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
-                )
+    known_eval = section_defaults("evaluation")
+    for key in config.get("evaluation", {}) or {}:
+        if key not in known_eval:
+            raise ConfigError(
+                f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
+            )
+    for dataset in config["datasets"]:
+        dataset_kind_of(config, dataset)
 
 
 def job_environment(basedir: str | Path) -> None:
@@ -108,43 +109,33 @@ def job_environment(basedir: str | Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
-def split_file_of(dataset: str, cfg: dict) -> str:
-    return cfg.get("split_file", f"config/splits/{dataset}.tsv")
+def load_config_plugins(config: dict) -> None:
+    """Import the plugin folders named by the config's ``plugin_paths``."""
+    try:
+        from mrbench.datasets.kind import dataset_kinds
+
+        dataset_kinds(config_plugin_paths(config))
+    except PluginError as exc:
+        raise ConfigError(f"config key plugin_paths: {exc}") from None
 
 
-def subjects_of(dataset: str, cfg: dict) -> list[str] | None:
-    """Subjects of a dataset from its split file; ``None`` where the list comes from an import.
+def dataset_kind_of(config: dict, dataset: str) -> DatasetKind:
+    """The plugin of a dataset entry (its ``kind``, default the dataset's name)."""
+    kind = (config["datasets"][dataset] or {}).get("kind", dataset)
+    try:
+        return get_dataset_kind(kind, config_plugin_paths(config))
+    except KeyError as exc:
+        raise ConfigError(f"config key datasets.{dataset}: {exc.args[0]}") from None
+    except PluginError as exc:
+        raise ConfigError(f"config key plugin_paths: {exc}") from None
 
-    The phantom's split file is made (deterministically) when it does not exist yet, so a new
-    phantom size needs no manual step; its subjects must match the configured number.
-    """
-    if dataset in IMPORTED_DATASETS:
-        return None
-    path = Path(split_file_of(dataset, cfg))
-    if dataset == "ixi" and not path.exists():
-        return None  # chosen from the downloaded archives by the ixi_split checkpoint
-    if dataset == "phantom":
-        from mrbench.phantom import subject_ids
 
-        ids = subject_ids(int(cfg.get("n_subjects", 12)))
-        if not path.exists():
-            df = make_splits(
-                ids,
-                float(cfg.get("test_fraction", 0.25)),
-                float(cfg.get("val_fraction", 0.1)),
-                int(cfg.get("split_seed", 0)),
-            )
-            write_splits(df, path)
-        df = read_splits(path)
-        if sorted(df["subject"]) != ids:
-            raise ConfigError(
-                f"config key datasets.phantom.n_subjects: {path} lists {len(df)} subjects, "
-                f"the config asks for {len(ids)}; delete the file or set split_file"
-            )
-        return ids
-    if not path.exists():
-        raise ConfigError(f"datasets.{dataset}.split_file: {path} not found")
-    return sorted(read_splits(path)["subject"])
+def subjects_of(dataset: str, cfg: dict, plugin_paths: list[str] | None = None) -> list[str] | None:
+    """Subjects of a dataset as its kind lists them; ``None`` where the list is only known after
+    acquisition (an import, or a checkpoint). ``cfg`` is the dataset's config entry."""
+    settings = dataset_settings(dataset, cfg)
+    config = {"datasets": {dataset: settings}, "plugin_paths": plugin_paths or []}
+    return dataset_kind_of(config, dataset).subjects(dataset, settings)
 
 
 def resolved(config: dict) -> dict:

@@ -8,12 +8,16 @@ from pathlib import Path
 
 from mrbench.config import (
     check_config,
+    dataset_kind_of,
     job_environment,
     method_spec_dict,
     split_file_of,
-    subjects_of,
 )
+from mrbench.datasets.kind import VOLUMES
 from mrbench.evaluate import report_targets
+from mrbench.plugins import config_plugin_paths
+from mrbench.schema import dataset_settings
+from mrbench.splits import read_splits
 
 check_config(config)
 
@@ -38,22 +42,38 @@ wildcard_constraints:
     subject=r"[A-Za-z0-9_\-]+",
 
 
+PLUGIN_PATHS = config_plugin_paths(config)
+#: datasets whose kind acquires subject by subject through the generic `dataset_subject` rule
+SUBJECT_DATASETS = [
+    d for d in DATASETS if dataset_kind_of(config, d).acquisition == "subject"
+]
+
+
 def dataset_cfg(dataset):
-    return config["datasets"][dataset]
+    """The dataset's config entry over the schema defaults of its kind."""
+    return dataset_settings(dataset, config["datasets"][dataset])
 
 
 def subject_volumes(dataset):
-    """Preprocessed volumes of every subject of a dataset (from its split file); for imported
-    datasets (BraTS, MSD) the import rule's folder of subjects."""
-    if subjects_of(dataset, dataset_cfg(dataset)) is None:
-        if dataset == "ixi":
-            return ixi_subject_volumes()  # after the ixi_split checkpoint (ixi.smk)
+    """Volumes of every subject of a dataset, as its kind lists them: from the kind's subject
+    list, from its split checkpoint once that has run, or (kinds imported at once) the import
+    rule's folder of subjects."""
+    kind = dataset_kind_of(config, dataset)
+    subjects = kind.subjects(dataset, dataset_cfg(dataset))
+    if subjects is None and kind.split_checkpoint:
+        split = getattr(checkpoints, kind.split_checkpoint).get().output.split
+        subjects = sorted(read_splits(split)["subject"])
+    if subjects is None:
         return [f"{RESULTS}/data/{dataset}/subjects"]
     return expand(
         f"{RESULTS}/data/{dataset}/subjects/{{subject}}/{{mod}}.nii.gz",
-        subject=subjects_of(dataset, dataset_cfg(dataset)),
-        mod=["t1", "t2", "mask"],
+        subject=subjects,
+        mod=VOLUMES,
     )
+
+
+def plugin_path_flags():
+    return " ".join(f"--plugin-path {shlex.quote(p)}" for p in PLUGIN_PATHS)
 
 
 def method_spec(method):
@@ -149,7 +169,7 @@ def qualitative_pairs(w):
 from mrbench.datasets import ixi as _ixi
 from mrbench.splits import read_splits
 
-IXI_CFG = config["datasets"].get("ixi", {})
+IXI_CFG = dataset_settings("ixi", config["datasets"].get("ixi"))
 IXI_RES = "resources/ixi"
 IXI_SPLIT = split_file_of("ixi", IXI_CFG)
 
@@ -164,10 +184,10 @@ def _ixi_md5(modality):
 
 
 def _ixi_preprocess_flags():
-    flags = [f"--registration {IXI_CFG.get('registration', 'rigid')}"]
-    if IXI_CFG.get("n4", False):
+    flags = [f"--registration {IXI_CFG['registration']}"]
+    if IXI_CFG["n4"]:
         flags.append("--n4")
-    if not IXI_CFG.get("skull_strip", True):
+    if not IXI_CFG["skull_strip"]:
         flags.append("--skull-stripped")
     if IXI_CFG.get("target_spacing"):
         flags.append(f"--target-spacing {IXI_CFG['target_spacing']}")
@@ -180,12 +200,3 @@ def ixi_subjects():
     if Path(IXI_SPLIT).exists():
         return sorted(read_splits(IXI_SPLIT)["subject"])
     return sorted(read_splits(checkpoints.ixi_split.get().output.split)["subject"])
-
-
-def ixi_subject_volumes(wildcards=None):
-    """{t1,t2,mask}.nii.gz of every selected IXI subject (input function for `slices`)."""
-    return expand(
-        f"{RESULTS}/data/ixi/subjects/{{subject}}/{{mod}}.nii.gz",
-        subject=ixi_subjects(),
-        mod=["t1", "t2", "mask"],
-    )
