@@ -138,6 +138,15 @@ def subjects_of(dataset: str, cfg: dict, plugin_paths: list[str] | None = None) 
     return dataset_kind_of(config, dataset).subjects(dataset, settings)
 
 
+def train_device_flags(config: dict, gpus: int) -> str:
+    """``mrbench train`` device options of a training job: ``--device auto`` where the job asks
+    for GPUs (else ``cpu``), and ``--allow-cpu`` where the config lets such a job fall back to
+    the CPU (``allow_cpu``; off for the paper setup)."""
+    if not gpus:
+        return "--device cpu"
+    return "--device auto --allow-cpu" if config.get("allow_cpu") else "--device auto"
+
+
 def resolved(config: dict) -> dict:
     """A deep copy of the config with every method entry resolved (for provenance files)."""
     out = copy.deepcopy(config)

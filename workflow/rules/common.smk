@@ -12,6 +12,7 @@ from mrbench.config import (
     job_environment,
     method_spec_dict,
     split_file_of,
+    train_device_flags,
 )
 from mrbench.datasets.kind import VOLUMES
 from mrbench.evaluate import report_targets

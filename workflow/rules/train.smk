@@ -36,8 +36,8 @@ rule train:
         launcher=lambda w: train_launcher(gpu_for(w.method)),
         out=lambda w: f"{RESULTS}/models/{w.dataset}/{w.method}/seed{w.seed}",
         store=lambda w: f"{RESULTS}/data/{w.dataset}/slices",
-        device=lambda w: "auto" if gpu_for(w.method) else "cpu",
+        device=lambda w: train_device_flags(config, gpu_for(w.method)),
     shell:
         "{params.launcher} train --spec {params.spec}"
         " --data {params.store} --out {params.out}"
-        " --seed {wildcards.seed} --device {params.device} --threads {threads} > {log} 2>&1"
+        " --seed {wildcards.seed} {params.device} --threads {threads} > {log} 2>&1"
