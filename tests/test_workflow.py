@@ -87,6 +87,17 @@ def test_every_output_is_readable_by_group_and_others(finished_run: Path) -> Non
     assert not private, f"not readable by group and others: {private[:10]}"
 
 
+def test_every_latex_table_compiles(finished_run: Path) -> None:
+    """Every .tex table of the run builds with pdflatex inside a minimal document."""
+    from mrbench import latex
+
+    if not latex.have_pdflatex():
+        pytest.skip("pdflatex is not installed")
+    tex = sorted((finished_run / "results" / "tables").glob("*.tex"))
+    assert len(tex) >= 5
+    latex.compile_tables(tex)
+
+
 def test_rerun_has_nothing_to_do(finished_run: Path) -> None:
     res = _snakemake(finished_run, "-n", "--cores", "2", "--configfile", "config/test.yaml")
     assert res.returncode == 0
