@@ -627,14 +627,17 @@ def significance_table(
             ("Median diff.", 1),
             ("W", 1),
             ("p", 1),
+            ("p (Holm)", 1),
             ("Verdict", 1),
         ]
     ]
     rows = []
     for r in sel.itertuples():
+        p_holm = getattr(r, "p_holm", math.nan)
+        significant = bool(getattr(r, "significant_holm", r.significant))
         if r.underpowered:
             verdict = "n too small"
-        elif r.significant:
+        elif significant:
             verdict = "significant"
         elif isinstance(r.p_value, float) and math.isnan(r.p_value):
             verdict = "not testable"
@@ -652,7 +655,8 @@ def significance_table(
                 Cell(fmt_num(r.median_difference)),
                 Cell(fmt_num(r.statistic, 1)),
                 Cell(fmt_num(r.p_value, 4)),
-                Cell(verdict, bool(r.significant)),
+                Cell(fmt_num(p_holm, 4)),
+                Cell(verdict, significant),
             ]
         )
     notes = [
@@ -661,6 +665,8 @@ def significance_table(
         "per-subject means (scipy.stats.wilcoxon).",
         "With n pairs the smallest possible p is 2/2^n: for n ≤ 5, p < 0.05 cannot be reached "
         "and the row says 'n too small'.",
+        "p (Holm): Holm-Bonferroni adjusted over the methods compared on the same dataset, task "
+        "and metric (statsmodels); the verdict uses it.",
     ]
     if sel.empty:
         notes.append(f"No tests: the reference method {reference} is not in the results.")
@@ -668,7 +674,7 @@ def significance_table(
         f"Significance of {reference} against the other methods.",
         header,
         rows,
-        "llll" + "c" * 7,
+        "llll" + "c" * 8,
         notes,
     )
 

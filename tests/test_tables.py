@@ -147,7 +147,7 @@ def test_wilcoxon_flags_small_n():
     assert (vs["p_value"] < 0.05).all() and vs["significant"].all()
     doc = tables.significance_table(small, "max01", ["psnr", "ssim"])
     assert all(r[-1].text == "n too small" for r in doc.rows)
-    _latex_ok(doc.latex(), 11)
+    _latex_ok(doc.latex(), 12)
 
 
 def test_seed_spread():
@@ -284,3 +284,25 @@ def test_styler_latex_has_groups_rules_and_bold():
     assert "a \\& b" in tex and "x\\_1" in tex and "50\\%" in tex
     assert tex.index("\\end{tabular}") < tex.index("note with") < tex.index("\\end{table}")
     _latex_ok(tex, 3)
+
+
+def test_holm_adjustment_next_to_raw_p():
+    """Holm: the k-th smallest of m p-values is multiplied by (m - k + 1), made monotone, capped
+    at 1; computed per dataset, direction, protocol and metric."""
+    tests = pd.DataFrame(
+        {
+            "dataset": ["ixi"] * 3 + ["brats2018"],
+            "direction": ["t1_to_t2"] * 4,
+            "protocol": ["max01"] * 4,
+            "metric": ["psnr"] * 4,
+            "p_value": [0.01, 0.04, 0.03, 0.04],
+            "underpowered": [False] * 4,
+        }
+    )
+    out = stats.holm_adjusted(tests)
+    assert out["p_holm"].tolist() == pytest.approx([0.03, 0.06, 0.06, 0.04])
+    assert out["significant_holm"].tolist() == [True, False, False, True]
+    big = stats.wilcoxon_table(_tidy(n_subjects=8))
+    assert (big["p_holm"] >= big["p_value"]).all()
+    doc = tables.significance_table(big, "max01", ["psnr", "ssim"])
+    assert doc.column_titles()[-2] == "p (Holm)"
