@@ -138,6 +138,23 @@ def subjects_of(dataset: str, cfg: dict, plugin_paths: list[str] | None = None) 
     return dataset_kind_of(config, dataset).subjects(dataset, settings)
 
 
+def method_display_names(config: dict) -> dict[str, str]:
+    """Name shown for each configured method in figures: the entry's ``label``, else the
+    plugin's display name (its ``label()``), with the config name added where several entries
+    share a plugin (ablation variants)."""
+    from methods import get_plugin
+
+    plugins = [entry["plugin"] for entry in config["methods"].values()]
+    names = {}
+    for method, entry in config["methods"].items():
+        if entry.get("label"):
+            names[method] = entry["label"]
+            continue
+        shown = get_plugin(entry["plugin"]).label()
+        names[method] = shown if plugins.count(entry["plugin"]) == 1 else f"{shown} ({method})"
+    return names
+
+
 def train_device_flags(config: dict, gpus: int) -> str:
     """``mrbench train`` device options of a training job: ``--device auto`` where the job asks
     for GPUs (else ``cpu``), and ``--allow-cpu`` where the config lets such a job fall back to

@@ -10,6 +10,7 @@ from mrbench.config import (
     check_config,
     dataset_kind_of,
     job_environment,
+    method_display_names,
     method_spec_dict,
     split_file_of,
     train_device_flags,
@@ -150,6 +151,12 @@ def figure_outputs(prefix, caption, category, labels):
         )
         for fmt in ("png", "pdf")
     }
+
+
+def method_label_flags():
+    """`--label METHOD=display name` of every method, for the figures."""
+    names = method_display_names(config)
+    return "--label " + " ".join(shlex.quote(f"{m}={names[m]}") for m in METHODS)
 
 
 def qualitative_predictions(w):

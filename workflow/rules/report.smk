@@ -187,9 +187,10 @@ rule figure_boxplot:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         protocol=EVAL["table_protocol"],
         metrics=f"{EVAL['table_psnr']} {EVAL['table_ssim']} mae",
+        labels=lambda w: method_label_flags(),
     shell:
         "python -m mrbench.cli report boxplot --tidy {input} --dataset {wildcards.dataset}"
-        " --protocol {params.protocol} --metrics {params.metrics}"
+        " --protocol {params.protocol} --metrics {params.metrics} {params.labels}"
         " --out {params.prefix} > {log} 2>&1"
 
 
@@ -215,9 +216,10 @@ rule figure_training_curves:
         runs=lambda w: " ".join(
             f"{m}={RESULTS}/models/{w.dataset}/{m}/seed{FIRST_SEED}" for m in METHODS
         ),
+        labels=lambda w: method_label_flags(),
     shell:
         "python -m mrbench.cli report curves --run {params.runs} --title {wildcards.dataset}"
-        " --out {params.prefix} > {log} 2>&1"
+        " {params.labels} --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_content_maps:
