@@ -36,8 +36,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DESCRIPTION = (
+    "mrbench: a reproducible benchmark for unsupervised MRI contrast translation "
+    "(T1w <-> T2w). The workflow (snakemake) runs these commands; each can also be run alone."
+)
+EPILOG = "Run 'mrbench COMMAND --help' for the options of a command."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mrbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mrbench", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"mrbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
