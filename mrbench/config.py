@@ -35,22 +35,31 @@ def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
     settings (trainer defaults < the plugin's ``training_defaults`` < config ``training`` <
     the method's own ``training`` overrides)."""
-    from methods import get_plugin
-
     entry = config["methods"][method]
-    cls = get_plugin(entry["plugin"])
+    plugins = plugin_facts(config)
+    if entry["plugin"] not in plugins:
+        raise ConfigError(f"config key methods.{method}.plugin: unknown plugin {entry['plugin']!r}")
+    facts = plugins[entry["plugin"]]
     training = dict(training_defaults())
-    training.update(getattr(cls, "training_defaults", {}) or {})
+    training.update(facts["training_defaults"])
     training.update(config.get("training", {}) or {})
     training.update(entry.get("training", {}) or {})
     return {
         "method": method,
         "plugin": entry["plugin"],
         "label": entry.get("label", method),
-        "params": {**cls.defaults, **(entry.get("params") or {})},
+        "params": {**facts["defaults"], **(entry.get("params") or {})},
         "training": training,
-        "trainable": bool(cls.trainable),
+        "trainable": bool(facts["trainable"]),
     }
+
+
+def plugin_facts(config: dict) -> dict[str, dict[str, Any]]:
+    """Defaults, training defaults, trainability and display name of every method plugin
+    (:mod:`mrbench.plugin_facts`: cached, so that parsing the workflow need not import torch)."""
+    from mrbench.plugin_facts import method_facts
+
+    return method_facts(config_plugin_paths(config))
 
 
 def check_config(config: dict) -> None:
@@ -59,9 +68,7 @@ def check_config(config: dict) -> None:
     The config's ``plugin_paths`` folders are imported first, so that their method and dataset
     plugins are known."""
     load_config_plugins(config)
-    from methods import registry
-
-    plugins = registry()
+    plugins = plugin_facts(config)
     known_training = training_defaults()
     if known_training:
         for key in config.get("training", {}) or {}:
@@ -75,12 +82,12 @@ def check_config(config: dict) -> None:
                 f"config key methods.{name}.plugin: unknown plugin {plugin!r}; "
                 f"known: {', '.join(sorted(plugins))}"
             )
-        cls = plugins[plugin]
+        defaults = plugins[plugin]["defaults"]
         for key in entry.get("params", {}) or {}:
-            if key not in cls.defaults:
+            if key not in defaults:
                 raise ConfigError(
                     f"config key methods.{name}.params.{key}: unknown parameter of plugin "
-                    f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"
+                    f"{plugin!r}; known: {', '.join(sorted(defaults)) or 'none'}"
                 )
         if known_training:
             for key in entry.get("training", {}) or {}:
@@ -142,15 +149,14 @@ def method_display_names(config: dict) -> dict[str, str]:
     """Name shown for each configured method in figures: the entry's ``label``, else the
     plugin's display name (its ``label()``), with the config name added where several entries
     share a plugin (ablation variants)."""
-    from methods import get_plugin
-
+    facts = plugin_facts(config)
     plugins = [entry["plugin"] for entry in config["methods"].values()]
     names = {}
     for method, entry in config["methods"].items():
         if entry.get("label"):
             names[method] = entry["label"]
             continue
-        shown = get_plugin(entry["plugin"]).label()
+        shown = facts[entry["plugin"]]["display_name"]
         names[method] = shown if plugins.count(entry["plugin"]) == 1 else f"{shown} ({method})"
     return names
 

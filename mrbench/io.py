@@ -7,9 +7,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
+
+if TYPE_CHECKING:  # nibabel is imported where a volume is read or written (fast CLI, workflow)
+    import nibabel as nib
 
 
 class InputError(RuntimeError):
@@ -22,6 +25,8 @@ def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:
     The data are read once here so that a truncated file fails now, naming the file, rather
     than deep inside a later computation.
     """
+    import nibabel as nib
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
@@ -46,6 +51,8 @@ def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:
 
 def save_volume(data: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
     """Write a float32 (or uint8 for masks) NIfTI atomically (temporary name, then rename)."""
+    import nibabel as nib
+
     path = Path(path)
     img = nib.Nifti1Image(np.asarray(data), affine)
     img.header.set_xyzt_units("mm")

@@ -23,10 +23,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from mrbench.io import InputError, save_volume
 from mrbench.slices import normalise_volume
@@ -73,6 +71,8 @@ def write_split_file(df: pd.DataFrame, path: str | Path) -> Path:
 
 def brain_mask_nonzero(*volumes: np.ndarray) -> np.ndarray:
     """Mask of skull-stripped data: voxels non-zero in every volume, largest component, filled."""
+    from scipy import ndimage
+
     mask = np.ones(volumes[0].shape, dtype=bool)
     for v in volumes:
         mask &= v != 0
@@ -92,6 +92,8 @@ def import_pair(
     names: tuple[str, str] = ("t1", "t2"),
 ) -> dict:
     """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair."""
+    import nibabel as nib
+
     if t1.shape != t2.shape:
         raise InputError(f"{names[1]}: shape {t2.shape} differs from {names[0]} {t1.shape}")
     img1 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t1, np.float32), affine))
