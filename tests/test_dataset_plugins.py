@@ -189,6 +189,7 @@ def test_toy_dataset_runs_the_tiny_workflow(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=1500,
+        umask=0o022,
     )
     assert res.returncode == 0, res.stderr[-4000:]
     subjects = work / "results" / "data" / "scans" / "subjects"
@@ -196,7 +197,30 @@ def test_toy_dataset_runs_the_tiny_workflow(tmp_path: Path) -> None:
     table1 = pd.read_csv(work / "results" / "tables" / "table1.csv")
     assert set(table1["method"]) >= {"identity", "intensity_map"}
     assert (table1["dataset"] == "scans").all()
+    import stat
+
+    readable = stat.S_IRGRP | stat.S_IROTH
+    files = [p for p in (work / "results").rglob("*") if p.is_file()]
+    assert files and all(p.stat().st_mode & readable == readable for p in files)
     for folder in ("mrbench", "workflow"):
         for path in (ROOT / folder).rglob("*.*"):
             if path.suffix in (".py", ".smk", ".yaml"):
                 assert "toyscan" not in path.read_text(), path
+
+
+def test_kind_from_an_installed_entry_point(tmp_path: Path, monkeypatch) -> None:
+    """An installed package registers a kind through the ``mrbench.datasets`` entry points."""
+    site = tmp_path / "site"
+    (site / "epscans-0.1.dist-info").mkdir(parents=True)
+    (site / "epscans-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: epscans\nVersion: 0.1\n"
+    )
+    (site / "epscans-0.1.dist-info" / "entry_points.txt").write_text(
+        "[mrbench.datasets]\nepscans = epscans_plugin:EpScans\n"
+    )
+    (site / "epscans_plugin.py").write_text(
+        TOY_PLUGIN.replace('"toyscan"', '"epscans"').replace("ToyScan", "EpScans")
+    )
+    monkeypatch.syspath_prepend(str(site))
+    kinds = dataset_kinds()
+    assert kinds["epscans"].display_name == "Toy scans"
