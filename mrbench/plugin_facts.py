@@ -73,11 +73,22 @@ def collect() -> dict[str, dict[str, Any]]:
     return facts
 
 
+_MEMO: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+
+
 def method_facts(plugin_paths: Iterable[str | Path] = ()) -> dict[str, dict[str, Any]]:
     """``{plugin: {defaults, training_defaults, trainable, display_name}}``, from the cache
     when the plugins have not changed since it was written. Values are as JSON gives them back
-    (tuples become lists), in the cache and out of it alike."""
-    plugin_paths = list(plugin_paths)
+    (tuples become lists), in the cache and out of it alike. Within one process the answer is
+    kept per ``plugin_paths`` (a workflow asks once per job) and shared, so callers must not
+    change it."""
+    key = tuple(str(p) for p in plugin_paths)
+    if key not in _MEMO:
+        _MEMO[key] = _read_or_collect(list(key))
+    return _MEMO[key]  # shared: callers copy what they change
+
+
+def _read_or_collect(plugin_paths: list[str]) -> dict[str, dict[str, Any]]:
     path = cache_dir() / f"method-plugins-{fingerprint(plugin_paths)}.json"
     try:
         return json.loads(path.read_text())

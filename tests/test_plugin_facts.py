@@ -39,6 +39,7 @@ def test_facts_equal_the_plugin_classes(tmp_path: Path, monkeypatch) -> None:
     from methods import registry
 
     monkeypatch.setenv("MRBENCH_CACHE_DIR", str(tmp_path))
+    plugin_facts._MEMO.clear()
     facts = plugin_facts.method_facts()
     assert set(facts) == set(registry())
     for name, cls in registry().items():
@@ -46,6 +47,7 @@ def test_facts_equal_the_plugin_classes(tmp_path: Path, monkeypatch) -> None:
         assert facts[name]["trainable"] == bool(cls.trainable)
         assert facts[name]["display_name"] == cls.label()
     assert len(list(tmp_path.glob("method-plugins-*.json"))) == 1
+    plugin_facts._MEMO.clear()
     assert plugin_facts.method_facts() == facts  # from the cache
 
 
