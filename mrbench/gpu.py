@@ -134,7 +134,7 @@ def acquire_device(
     if n == 0:
         if requested == "cuda":
             raise RuntimeError("--device cuda, but no GPU was found")
-        return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; training on the CPU)")
+        return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; running on the CPU)")
     folder = locks.private_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir())
     deadline = time.monotonic() + wait_s
     while True:

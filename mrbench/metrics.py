@@ -43,7 +43,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 #: unit of each metric (the ``_brain`` variants share the unit of their base metric)
 UNITS = {"psnr": "dB", "ssim": "%", "ssim_gauss": "%", "mae": "a.u."}
@@ -139,6 +138,8 @@ def psnr(target: np.ndarray, pred: np.ndarray, data_range: float) -> float:
     err = float(np.mean((target.astype(np.float64) - pred.astype(np.float64)) ** 2))
     if err == 0.0:
         return math.inf
+    from skimage.metrics import peak_signal_noise_ratio  # lazily: scipy.stats is slow to import
+
     return float(peak_signal_noise_ratio(target, pred, data_range=data_range))
 
 
@@ -156,6 +157,8 @@ def _ssim_kwargs(gauss: bool, shape: tuple[int, ...]) -> dict | None:
 
 def ssim(target: np.ndarray, pred: np.ndarray, data_range: float, *, gauss: bool = False) -> float:
     """SSIM in percent (scikit-image default window, or Wang et al. with ``gauss=True``)."""
+    from skimage.metrics import structural_similarity
+
     kw = _ssim_kwargs(gauss, target.shape)
     if kw is None:
         return math.nan
@@ -169,6 +172,8 @@ def ssim_masked(
     target: np.ndarray, pred: np.ndarray, mask: np.ndarray, data_range: float, *, gauss: bool
 ) -> float:
     """Mean of the SSIM map inside ``mask``, in percent."""
+    from skimage.metrics import structural_similarity
+
     kw = _ssim_kwargs(gauss, target.shape)
     if kw is None or not mask.any():
         return math.nan
