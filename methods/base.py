@@ -17,18 +17,16 @@ Conventions shared by all methods:
 from __future__ import annotations
 
 import abc
-import hashlib
-import importlib.util
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from mrbench import plugins as _plugins
 
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 
@@ -52,26 +50,9 @@ def register(name: str) -> Callable[[type[TranslationMethod]], type[TranslationM
 ENTRY_POINT_GROUP = "mrbench.methods"
 #: environment variable: folders (``os.pathsep``-separated) whose ``.py`` files are plugins; the
 #: workflow sets it from the config's ``plugin_paths`` so that every job sees the same plugins
-PLUGIN_PATH_ENV = "MRBENCH_PLUGIN_PATH"
+PLUGIN_PATH_ENV = _plugins.PLUGIN_PATH_ENV
 
-_LOADED_FILES: set[Path] = set()
 _ENTRY_POINTS_LOADED = False
-
-
-def _import_file(path: Path) -> None:
-    """Import one plugin file under a private module name (its decorators register it)."""
-    digest = hashlib.sha1(str(path.parent).encode()).hexdigest()[:10]
-    name = f"_mrbench_plugin_{digest}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path}: cannot be imported as a method plugin")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise ImportError(f"{path}: method plugin failed to import ({exc})") from exc
 
 
 def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -79,20 +60,15 @@ def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
     A user's own methods live outside this package: one file per method in a folder named in the
     config's ``plugin_paths`` (or in ``MRBENCH_PLUGIN_PATH``). Returns the names of the plugins
-    the files registered. A missing folder raises ``FileNotFoundError`` naming it.
+    the files registered. The files are imported by :func:`mrbench.plugins.load_plugin_folders`,
+    the importer dataset kinds use too, so a folder holding both kinds of plugin is imported once.
+    A missing folder or a file that fails to import raises :class:`mrbench.plugins.PluginError`
+    (an ``ImportError``) naming it.
     """
     import methods  # noqa: F401  (built-in plugins first: a clash then names the user's file)
 
     before = set(_REGISTRY)
-    for folder in paths:
-        folder = Path(folder).expanduser().resolve()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: method plugin folder not found")
-        for path in sorted(folder.glob("*.py")):
-            if path.name.startswith("_") or path in _LOADED_FILES:
-                continue
-            _LOADED_FILES.add(path)
-            _import_file(path)
+    _plugins.load_plugin_folders(paths, what="method plugin")
     return sorted(set(_REGISTRY) - before)
 
 
@@ -120,10 +96,6 @@ def _load_entry_points() -> None:
             register(ep.name)(obj)
 
 
-def _env_plugin_paths() -> list[str]:
-    return [p for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
-
-
 def registry() -> dict[str, type[TranslationMethod]]:
     """All registered plugins: the built-in ones (importing ``methods``), those of installed
     packages (entry-point group ``mrbench.methods``), those in the folders of
@@ -131,7 +103,7 @@ def registry() -> dict[str, type[TranslationMethod]]:
     import methods  # noqa: F401  (side effect: registers the built-in methods)
 
     _load_entry_points()
-    load_plugin_paths(_env_plugin_paths())
+    load_plugin_paths(_plugins.env_plugin_paths())
     return dict(_REGISTRY)
 
 

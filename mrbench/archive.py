@@ -4,9 +4,14 @@ Archives come from the internet or from users, so a member must never write outs
 folder. Every member is checked before its bytes are written: absolute paths, ``..`` components
 that escape the target, symbolic and hard links, device files and FIFOs are refused and the
 whole extraction fails with a one-line :class:`~mrbench.io.InputError` naming the archive and
-the member. Files are written by copying their bytes (never ``extractall``), without the modes
-or owners recorded in the archive, into a staging folder that is merged into the target only
-when the whole archive passed, so a refused archive leaves nothing behind.
+the member. Tar members are then extracted by :mod:`tarfile` itself under its ``"data"`` filter
+(PEP 706), which repeats the path and link checks and drops dangerous modes; zip members are
+copied byte by byte. Files get the mode the umask asks for (not the one recorded in the
+archive) and are written into a staging folder that is merged into the target only when the
+whole archive passed, so a refused archive leaves nothing behind.
+
+What the ``"data"`` filter alone would allow and this module refuses: links inside the target
+(an archive of volumes has no reason to hold any), and members that merely contain ``..``.
 
 ``include`` selects members (for example only ``*.nii.gz`` of the subjects in a split), so a
 multi-gigabyte archive is read once and only what is needed is written.
@@ -22,7 +27,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from mrbench.io import InputError
+from mrbench.io import InputError, current_umask
 
 MemberFilter = Callable[[str], bool]
 
@@ -59,7 +64,8 @@ def archive_kind(path: str | Path) -> str:
 
 
 def _tar_members(archive: Path) -> Iterator[tuple[str, str, Callable]]:
-    """Yield (name, kind, opener) for each member, streaming through the tar once."""
+    """Yield (name, kind, extractor) for each member, streaming through the tar once; the
+    extractor writes the member to a path through ``tarfile``'s ``"data"`` filter."""
     try:
         tf = tarfile.open(archive, mode="r:*")  # noqa: SIM115 (closed by the with below)
     except (tarfile.TarError, OSError) as exc:
@@ -75,9 +81,20 @@ def _tar_members(archive: Path) -> Iterator[tuple[str, str, Callable]]:
                     kind = "file"
                 else:
                     kind = "device"
-                yield m.name, kind, (lambda m=m: tf.extractfile(m))
+                yield m.name, kind, (lambda target, m=m: _extract_tar_member(tf, m, target))
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise InputError(f"{archive}: corrupt or truncated tar archive ({exc})") from None
+
+
+def _extract_tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    """Write one (checked, regular) member to ``target`` with the ``"data"`` filter."""
+    renamed = member.replace(name=target.name, deep=False)
+    tf.extract(renamed, target.parent, filter="data")
+
+
+def _copy_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    with zf.open(info) as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def _zip_members(archive: Path) -> Iterator[tuple[str, str, Callable]]:
@@ -96,7 +113,11 @@ def _zip_members(archive: Path) -> Iterator[tuple[str, str, Callable]]:
                 kind = "device"
             else:
                 kind = "file"
-            yield info.filename, kind, (lambda info=info: zf.open(info))
+            yield (
+                info.filename,
+                kind,
+                (lambda target, info=info: _copy_zip_member(zf, info, target)),
+            )
 
 
 def list_members(archive: str | Path) -> list[str]:
@@ -167,14 +188,11 @@ def safe_extract(
                 continue
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            src = opener()
             try:
-                with open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                opener(target)
             except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
                 raise InputError(f"{archive}: cannot extract {name!r} ({exc})") from None
-            finally:
-                src.close()
+            os.chmod(target, 0o666 & ~current_umask())
             written.append(rel)
         out_paths = []
         for rel in written:

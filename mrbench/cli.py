@@ -18,6 +18,10 @@ from mrbench import __version__
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("mrbench.phantom_cli", "make the synthetic phantom dataset (NIfTI per subject)"),
+    "dataset-subject": (
+        "mrbench.dataset_cli",
+        "acquire one subject of a dataset through its dataset plugin",
+    ),
     "slices": ("mrbench.slices_cli", "build the slice store and subject splits of a dataset"),
     "preprocess": ("mrbench.preprocess_cli", "skull-strip, register and normalise one subject"),
     "download": ("mrbench.download_cli", "download and verify a dataset file"),
@@ -32,8 +36,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DESCRIPTION = (
+    "mrbench: a reproducible benchmark for unsupervised MRI contrast translation "
+    "(T1w <-> T2w). The workflow (snakemake) runs these commands; each can also be run alone."
+)
+EPILOG = "Run 'mrbench COMMAND --help' for the options of a command."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mrbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mrbench", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"mrbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

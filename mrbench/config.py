@@ -1,24 +1,35 @@
 """Config checks and resolution used by the Snakefile (before any job runs).
 
-The JSON schema (``workflow/schemas/config.schema.yaml``) closes every fixed section; this module
-checks what the schema cannot know: method plugins and their parameters, trainer and evaluation
-keys, and split files. Every problem is reported with the key that caused it.
+The JSON schema (``workflow/schemas/config.schema.yaml``) closes every fixed section and holds
+every default (:mod:`mrbench.schema`); this module checks what the schema cannot know: method
+plugins and their parameters (with the plugin classes' own checks), trainer and evaluation keys,
+dataset kinds and split files. Every problem is reported with the key that caused it.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from mrbench.splits import make_splits, read_splits, write_splits
+from mrbench.datasets.kind import DatasetKind, get_dataset_kind, split_file_of
+from mrbench.plugins import PLUGIN_PATH_ENV, PluginError
+from mrbench.schema import dataset_settings, section_defaults
 
-#: datasets whose subject list is only known after importing the user's archive
-IMPORTED_DATASETS = {"brats2018", "msd_brats"}
+__all__ = [
+    "ConfigError",
+    "SAFE_NAME",
+    "check_config",
+    "dataset_kind_of",
+    "method_spec_dict",
+    "plugin_paths",
+    "split_file_of",
+    "subjects_of",
+]
+
 #: method and dataset names (as in the schema): they become paths and command-line arguments
 SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
@@ -27,20 +38,19 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the key."""
 
 
-def _defaults(module: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(getattr(importlib.import_module(module), name))
-    except (ImportError, AttributeError):
-        return None
-
-
 def training_defaults() -> dict[str, Any]:
-    return _defaults("mrbench.trainer", "TRAINING_DEFAULTS") or {}
+    """The trainer's defaults as the schema documents them (equal to
+    ``mrbench.trainer.TRAINING_DEFAULTS``, which a test checks)."""
+    return section_defaults("training")
 
 
 def plugin_paths(config: dict) -> list[str]:
     """The config's ``plugin_paths`` as absolute folders (relative ones: to the working
-    directory, where Snakemake runs); a missing folder raises :class:`ConfigError`."""
+    directory, where Snakemake runs); a missing folder raises :class:`ConfigError`.
+
+    The one reader of the key: method plugins (:func:`load_plugins`), dataset kinds
+    (:func:`dataset_kind_of`) and the jobs' environment (:func:`plugin_environment`) all use it.
+    """
     value = config.get("plugin_paths") or []
     if isinstance(value, str) or not isinstance(value, list):
         raise ConfigError("config key plugin_paths: expected a list of folders")
@@ -54,18 +64,22 @@ def plugin_paths(config: dict) -> list[str]:
 
 
 def load_plugins(config: dict) -> None:
-    """Register the method plugins of the config's ``plugin_paths`` folders (the built-in ones
-    and those of installed packages come with :func:`methods.base.registry`)."""
+    """Register the method and dataset plugins of the config's ``plugin_paths`` folders (the
+    built-in ones and those of installed packages come with the registries)."""
     from methods.base import load_plugin_paths
+    from mrbench.datasets.kind import dataset_kinds
 
-    load_plugin_paths(plugin_paths(config))
+    folders = plugin_paths(config)
+    try:
+        load_plugin_paths(folders)
+        dataset_kinds(folders)
+    except PluginError as exc:
+        raise ConfigError(f"config key plugin_paths: {exc}") from None
 
 
 def plugin_environment(config: dict) -> None:
     """Let every job import the config's plugin folders: they are added to
-    ``MRBENCH_PLUGIN_PATH``, which :func:`methods.base.registry` reads in each process."""
-    from methods.base import PLUGIN_PATH_ENV
-
+    ``MRBENCH_PLUGIN_PATH``, which the method and dataset registries read in each process."""
     paths = [*plugin_paths(config), *os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep)]
     os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
 
@@ -99,7 +113,11 @@ def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
 
 
 def check_config(config: dict) -> None:
-    """Raise :class:`ConfigError` naming the first bad key (schema checks come before this)."""
+    """Raise :class:`ConfigError` naming the first bad key (schema checks come before this).
+
+    The config's ``plugin_paths`` folders are imported first, so that their method and dataset
+    plugins are known. Method parameters are checked by the plugin classes themselves
+    (:meth:`methods.base.TranslationMethod.check_params`), so this imports the plugins (torch)."""
     from methods import registry
 
     load_plugins(config)
@@ -136,29 +154,36 @@ def check_config(config: dict) -> None:
                     f"config key methods.{name}.params.{key}: unknown parameter of plugin "
                     f"{plugin!r}; known: {', '.join(sorted(cls.defaults)) or 'none'}"
                 )
-        _check_method_params(name, cls, params, config)
+        written = {aliases.get(k, k): k for k in raw}  # errors name the key as written
+        _check_method_params(name, cls, params, config, written)
         if known_training:
             for key in entry.get("training", {}) or {}:
                 if key not in known_training:
                     raise ConfigError(f"config key methods.{name}.training.{key}: unknown")
             _check_training(name, cls, config, entry)
-    known_eval = _defaults("mrbench.evaluate", "EVALUATION_DEFAULTS")
-    if known_eval is not None:
-        for key in config.get("evaluation", {}) or {}:
-            if key not in known_eval:
-                raise ConfigError(
-                    f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
-                )
+    known_eval = section_defaults("evaluation")
+    for key in config.get("evaluation", {}) or {}:
+        if key not in known_eval:
+            raise ConfigError(
+                f"config key evaluation.{key}: unknown; known: {', '.join(sorted(known_eval))}"
+            )
+    for dataset in config.get("datasets") or {}:
+        dataset_kind_of(config, dataset)
 
 
-def _check_method_params(name: str, cls: type, params: dict, config: dict) -> None:
+def _check_method_params(
+    name: str, cls: type, params: dict, config: dict, written: dict[str, str] | None = None
+) -> None:
     """The plugin's own parameter checks (:meth:`methods.base.TranslationMethod.check_params`:
-    types, ranges, size constraints) for every configured dataset's image size."""
+    types, ranges, size constraints) for every configured dataset's image size. ``written``
+    maps a parameter's current name to the (old) name the config used, which errors name."""
     checked = getattr(cls, "check_params", None)
     if checked is None:
         return
     # types and ranges first (size-independent), then each dataset's image size
-    sizes = {ds: cfg.get("image_size") for ds, cfg in (config.get("datasets") or {}).items()}
+    sizes = {
+        ds: (cfg or {}).get("image_size") for ds, cfg in (config.get("datasets") or {}).items()
+    }
     seen: set[int] = set()
     for ds, size in sizes.items():
         if not isinstance(size, int) or isinstance(size, bool) or size in seen:
@@ -170,7 +195,8 @@ def _check_method_params(name: str, cls: type, params: dict, config: dict) -> No
             msg = str(exc)
             key = msg.split(":", 1)[0]
             if key in params and " " not in key:
-                raise ConfigError(f"config key methods.{name}.params.{msg}") from None
+                shown = (written or {}).get(key, key) + msg[len(key) :]
+                raise ConfigError(f"config key methods.{name}.params.{shown}") from None
             raise ConfigError(
                 f"config key methods.{name}: {msg} (image_size {size} of dataset {ds})"
             ) from None
@@ -206,43 +232,32 @@ def job_environment(basedir: str | Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
-def split_file_of(dataset: str, cfg: dict) -> str:
-    return cfg.get("split_file", f"config/splits/{dataset}.tsv")
+def dataset_kind_of(config: dict, dataset: str) -> DatasetKind:
+    """The plugin of a dataset entry (its ``kind``, default the dataset's name)."""
+    kind = (config["datasets"][dataset] or {}).get("kind", dataset)
+    try:
+        return get_dataset_kind(kind, plugin_paths(config))
+    except KeyError as exc:
+        raise ConfigError(f"config key datasets.{dataset}: {exc.args[0]}") from None
+    except PluginError as exc:
+        raise ConfigError(f"config key plugin_paths: {exc}") from None
 
 
-def subjects_of(dataset: str, cfg: dict) -> list[str] | None:
-    """Subjects of a dataset from its split file; ``None`` where the list comes from an import.
+def subjects_of(dataset: str, cfg: dict, plugin_paths: list[str] | None = None) -> list[str] | None:
+    """Subjects of a dataset as its kind lists them; ``None`` where the list is only known after
+    acquisition (an import, or a checkpoint). ``cfg`` is the dataset's config entry."""
+    settings = dataset_settings(dataset, cfg)
+    config = {"datasets": {dataset: settings}, "plugin_paths": plugin_paths or []}
+    return dataset_kind_of(config, dataset).subjects(dataset, settings)
 
-    The phantom's split file is made (deterministically) when it does not exist yet, so a new
-    phantom size needs no manual step; its subjects must match the configured number.
-    """
-    if dataset in IMPORTED_DATASETS:
-        return None
-    path = Path(split_file_of(dataset, cfg))
-    if dataset == "ixi" and not path.exists():
-        return None  # chosen from the downloaded archives by the ixi_split checkpoint
-    if dataset == "phantom":
-        from mrbench.phantom import subject_ids
 
-        ids = subject_ids(int(cfg.get("n_subjects", 12)))
-        if not path.exists():
-            df = make_splits(
-                ids,
-                float(cfg.get("test_fraction", 0.25)),
-                float(cfg.get("val_fraction", 0.1)),
-                int(cfg.get("split_seed", 0)),
-            )
-            write_splits(df, path)
-        df = read_splits(path)
-        if sorted(df["subject"]) != ids:
-            raise ConfigError(
-                f"config key datasets.phantom.n_subjects: {path} lists {len(df)} subjects, "
-                f"the config asks for {len(ids)}; delete the file or set split_file"
-            )
-        return ids
-    if not path.exists():
-        raise ConfigError(f"datasets.{dataset}.split_file: {path} not found")
-    return sorted(read_splits(path)["subject"])
+def train_device_flags(config: dict, gpus: int) -> list[str]:
+    """``mrbench train`` device options of a training job, as an argument list: ``--device
+    auto`` where the job asks for GPUs (else ``cpu``), and ``--allow-cpu`` where the config lets
+    such a job fall back to the CPU (``allow_cpu``; off for the paper setup)."""
+    if not gpus:
+        return ["--device", "cpu"]
+    return ["--device", "auto", "--allow-cpu"] if config.get("allow_cpu") else ["--device", "auto"]
 
 
 def resolved(config: dict) -> dict:

@@ -182,7 +182,9 @@ def plot_content_maps(
     r = float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
     cols = 2 + len(top)
-    fig, axes = plt.subplots(2, cols, figsize=(1.9 * cols, 4.1), squeeze=False)
+    fig, axes = plt.subplots(
+        2, cols, figsize=(2.1 * cols, 4.3), squeeze=False, layout="constrained"
+    )
     panels = [("input", item["t1"][0].numpy(), item["t2"][0].numpy(), "gray")]
     panels.append(("content PC1", pc_a, pc_b, "viridis"))
     panels += [(f"channel {k}", a[k], b[k], "viridis") for k in top]
@@ -193,9 +195,13 @@ def plot_content_maps(
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.imshow(np.rot90(img), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            im = ax.imshow(np.rot90(img), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
             if i == 0:
                 ax.set_title(title, fontsize=8)
+        # one colour scale per column (shared by T1w and T2w), shown under the column
+        bar = fig.colorbar(im, ax=axes[:, j], orientation="horizontal", fraction=0.05, pad=0.02)
+        bar.set_label("intensity" if j == 0 else "content value", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
         axes[0, 0].set_ylabel("T1w", fontsize=9)
         axes[1, 0].set_ylabel("T2w", fontsize=9)
     name = getattr(model, "model_info", {}).get("method", model.plugin_name)
@@ -204,7 +210,6 @@ def plot_content_maps(
         f"(Pearson r of T1w vs T2w content = {r:.3f})",
         fontsize=9,
     )
-    fig.tight_layout()
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")

@@ -3,8 +3,8 @@
 - The qualitative grid of the DisDiff paper's Fig. 2: source, every method's prediction and the
   target of one test slice, with absolute-error maps below on one shared colour scale, so that
   the methods' errors can be compared by eye.
-- Box plots of per-subject means per metric (a box per method and direction), which show the
-  spread that mean ± std hides.
+- Box plots of per-subject means: a grid of panels (directions x metrics, units on the axes),
+  a box per method, which show the spread that mean ± std hides.
 - Training curves: each method's losses and the validation PSNR of all methods over steps.
 """
 
@@ -111,6 +111,10 @@ def qualitative_grid(
     return save_figure(fig, out_prefix)
 
 
+def _label(method: str, labels: dict[str, str] | None) -> str:
+    return (labels or {}).get(method, method)
+
+
 def boxplots(
     per_subject: pd.DataFrame,
     out_prefix: str | Path,
@@ -120,11 +124,28 @@ def boxplots(
     order: list[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Per-subject means (seed-averaged) per metric: one box per method and direction.
+    """Write :func:`boxplot_figure` as PNG and PDF."""
+    return save_figure(
+        boxplot_figure(per_subject, protocol, metrics, title, order, labels), out_prefix
+    )
 
-    ``order``: method row order (others follow as found); ``labels``: names shown per method.
-    """
+
+def boxplot_figure(
+    per_subject: pd.DataFrame,
+    protocol: str,
+    metrics: list[str],
+    title: str = "",
+    order: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> plt.Figure:
+    """Per-subject means (seed-averaged): a grid of panels, one row per direction and one column
+    per metric (its unit on the axis), a box per method with the subjects as dots.
+
+    ``order``: method order (the roster's; others follow as found); ``labels`` maps config names
+    to the names shown (the plugins' display names)."""
     import seaborn as sns
+
+    from mrbench.metrics import unit_of
 
     sel = per_subject[(per_subject["protocol"] == protocol) & per_subject["metric"].isin(metrics)]
     sel = sel.replace([np.inf, -np.inf], np.nan).dropna(subset=["value"])
@@ -132,51 +153,65 @@ def boxplots(
     sel = sel.groupby(keys, sort=False)["value"].mean().reset_index()
     metrics = [m for m in metrics if m in set(sel["metric"])] or metrics[:1]
     order = ordered(list(sel["method"]), order or [])
-    labels = labels or {}
-    order = [labels.get(m, m) for m in order]
-    sel = sel.assign(
-        direction=sel["direction"].map(direction_label),
-        method=sel["method"].map(lambda m: labels.get(m, m)),
-    )
+    names = [_label(m, labels) for m in order]
+    directions = list(dict.fromkeys(sel["direction"])) or ["t1_to_t2"]
+    width = max(2.6, 0.42 * len(order) + 0.8)
     fig, axes = plt.subplots(
-        1, len(metrics), figsize=(max(4, 0.9 * len(order)) * len(metrics), 3.6), squeeze=False
+        len(directions),
+        len(metrics),
+        figsize=(width * len(metrics), 2.6 * len(directions) + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        data = sel[sel["metric"] == metric]
-        if data.empty:
-            ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
-        else:
-            sns.boxplot(
-                data=data, x="method", y="value", hue="direction", order=order, ax=ax, fliersize=0
-            )
-            sns.stripplot(
-                data=data,
-                x="method",
-                y="value",
-                hue="direction",
-                order=order,
-                dodge=True,
-                ax=ax,
-                size=3,
-                palette="dark:k",
-                legend=False,
-            )
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("")
-        ax.set_ylabel(metric)
-        ax.tick_params(axis="x", rotation=30)
+    for r, direction in enumerate(directions):
+        for c, metric in enumerate(metrics):
+            ax = axes[r, c]
+            data = sel[(sel["metric"] == metric) & (sel["direction"] == direction)]
+            if data.empty:
+                ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
+            else:
+                sns.boxplot(
+                    data=data, x="method", y="value", order=order, ax=ax, fliersize=0, width=0.6
+                )
+                sns.stripplot(
+                    data=data, x="method", y="value", order=order, ax=ax, size=2.5, color="k"
+                )
+            base = metric.removesuffix("_brain")
+            unit = unit_of(metric) if base in ("psnr", "ssim", "ssim_gauss", "mae") else ""
+            ax.set_ylabel(f"{metric} ({unit})" if unit else metric, fontsize=8)
+            ax.set_xlabel("")
+            ax.set_title(f"{direction_label(direction)}: {metric}", fontsize=8)
+            ax.set_xticks(range(len(order)))
+            ax.set_xticklabels(names if r == len(directions) - 1 else [], rotation=35, ha="right")
+            ax.tick_params(labelsize=7)
     fig.suptitle(title or f"Per-subject means ({protocol})", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out_prefix)
+    return fig
+
+
+#: fewer rows than this in a log cannot draw a curve
+MIN_LOG_ROWS = 2
 
 
 def training_curves(
-    runs: list[tuple[str, str | Path]], out_prefix: str | Path, title: str = ""
+    runs: list[tuple[str, str | Path]],
+    out_prefix: str | Path,
+    title: str = "",
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
+    """Write :func:`training_curves_figure` as PNG and PDF."""
+    return save_figure(training_curves_figure(runs, title, labels), out_prefix)
+
+
+def training_curves_figure(
+    runs: list[tuple[str, str | Path]],
+    title: str = "",
+    labels: dict[str, str] | None = None,
+) -> plt.Figure:
     """Losses of each trained method and the validation PSNR of all methods over steps.
 
     ``runs``: (method, run folder holding train_log.csv and val_log.csv). Methods without a
-    training log (nothing to train) appear in the validation panel only.
+    training log (nothing to train) appear in the validation panel only; a log with fewer than
+    two rows gives a panel that says "not enough log rows" instead of an empty one.
     """
     logs = []
     for method, run_dir in runs:
@@ -188,39 +223,59 @@ def training_curves(
     n = len(with_losses) + 1
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, layout="constrained"
+    )
     flat = axes.ravel()
     for ax, (method, tl) in zip(flat, with_losses, strict=False):
+        ax.set_title(f"{_label(method, labels)}: training losses", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        if len(tl) < MIN_LOG_ROWS:
+            _say(ax, f"not enough log rows ({len(tl)} in train_log.csv)")
+            continue
         for col in _loss_columns(tl):
             ax.plot(tl["step"], pd.to_numeric(tl[col], errors="coerce"), label=col, lw=1)
-        ax.set_title(f"{method}: training losses", fontsize=9)
-        ax.set_xlabel("step")
         ax.legend(fontsize=6, ncol=2)
     ax = flat[len(with_losses)]
     for i, (method, tl, vl) in enumerate(logs):
         if vl.empty or "psnr" not in vl:
             continue
         psnr = pd.to_numeric(vl["psnr"], errors="coerce")
+        name = _label(method, labels)
         if tl.empty:  # nothing to train: one validation of the fitted method
             ax.axhline(
-                float(psnr.iloc[-1]), ls="--", lw=1, color=f"C{i}", label=f"{method} (no training)"
+                float(psnr.iloc[-1]), ls="--", lw=1, color=f"C{i}", label=f"{name} (no training)"
             )
         else:
-            ax.plot(vl["step"], psnr, marker="o", ms=3, lw=1, color=f"C{i}", label=method)
+            ax.plot(vl["step"], psnr, marker="o", ms=3, lw=1, color=f"C{i}", label=name)
     ax.set_title("validation PSNR", fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel("PSNR (dB)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
+    else:
+        _say(ax, "not enough log rows (no val_log.csv with a PSNR)")
     for extra in flat[n:]:
         extra.axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out_prefix)
+    return fig
+
+
+def _say(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
 
 
 def _loss_columns(log: pd.DataFrame) -> list[str]:
     return [c for c in log.columns if c not in LOG_NON_LOSS and not c.startswith("lr_")]
 
 
-__all__ = ["boxplots", "dataset_label", "qualitative_grid", "save_figure", "training_curves"]
+__all__ = [
+    "boxplot_figure",
+    "boxplots",
+    "dataset_label",
+    "qualitative_grid",
+    "save_figure",
+    "training_curves",
+    "training_curves_figure",
+]

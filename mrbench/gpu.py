@@ -140,7 +140,7 @@ def acquire_device(
     if n == 0:
         if requested == "cuda":
             raise RuntimeError("--device cuda, but no GPU was found")
-        return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; training on the CPU)")
+        return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; running on the CPU)")
     folder = locks.private_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir())
     deadline = time.monotonic() + wait_s
     slots = max(1, int(env.get(SLOTS_ENV, "1") or 1))

@@ -7,9 +7,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
+
+if TYPE_CHECKING:  # nibabel is imported where a volume is read or written (fast CLI, workflow)
+    import nibabel as nib
 
 
 class InputError(RuntimeError):
@@ -22,6 +25,8 @@ def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:
     The data are read once here so that a truncated file fails now, naming the file, rather
     than deep inside a later computation.
     """
+    import nibabel as nib
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
@@ -46,12 +51,26 @@ def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:
 
 def save_volume(data: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
     """Write a float32 (or uint8 for masks) NIfTI atomically (temporary name, then rename)."""
+    import nibabel as nib
+
     path = Path(path)
     img = nib.Nifti1Image(np.asarray(data), affine)
     img.header.set_xyzt_units("mm")
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else by
+    setting and restoring it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -70,6 +89,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have
+        # given, so colleagues on a shared server can read the outputs (umask 022: 0644)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

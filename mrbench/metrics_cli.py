@@ -39,12 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     split = parser.add_argument_group("a translated test split (writes a CSV)")
     split.add_argument("--pred-dir", help="folder of <subject>.nii.gz written by mrbench translate")
     split.add_argument("--store", help="slice-store split the predictions were made from")
-    split.add_argument("--direction", choices=("t1_to_t2", "t2_to_t1"))
+    split.add_argument(
+        "--direction", choices=("t1_to_t2", "t2_to_t1"), help="translation direction"
+    )
     split.add_argument("--protocols", nargs="+", default=None, help="default: all protocols")
-    split.add_argument("--dataset", default="")
-    split.add_argument("--method", default="")
+    split.add_argument("--dataset", default="", help="dataset name written with the metrics")
+    split.add_argument("--method", default="", help="method name written with the metrics")
     split.add_argument("--label", default=None, help="method name shown in tables")
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--seed", type=int, default=0, help="seed written with the metrics")
     split.add_argument("--config-hash", default="", help="provenance: hash of the config")
     split.add_argument("--out", help="metrics CSV to write")
 

@@ -22,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="inputs are already skull-stripped: the mask is the non-zero T1",
     )
-    parser.add_argument("--registration", choices=("rigid", "affine"), default="rigid")
+    parser.add_argument(
+        "--registration",
+        choices=("rigid", "affine"),
+        default="rigid",
+        help="T2w to T1w registration (default rigid)",
+    )
     parser.add_argument("--n4", action="store_true", help="N4 bias-field correction")
     parser.add_argument(
         "--target-spacing", type=float, default=None, help="isotropic output spacing (mm)"

@@ -36,7 +36,7 @@ from mrbench.io import InputError, atomic_path
 def _table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tidy", required=True, help="tidy results table (results_tidy.csv.gz)")
     p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
-    p.add_argument("--protocol", default="max01")
+    p.add_argument("--protocol", default="max01", help="metric protocol (default max01)")
     p.add_argument("--psnr", default="psnr", help="metric shown as PSNR (e.g. psnr_brain)")
     p.add_argument("--ssim", default="ssim", help="metric shown as SSIM (e.g. ssim_gauss)")
     _roster_arg(p)
@@ -87,8 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "table1":
             p.add_argument("--note", action="append", default=[], help="an extra footnote")
         if name == "significance":
-            p.add_argument("--reference", default=None, help="default: the roster's reference")
-            p.add_argument("--alpha", type=float, default=0.05)
+            p.add_argument(
+                "--reference",
+                default=None,
+                help="method tested against every other one (default: the roster's reference)",
+            )
+            p.add_argument(
+                "--alpha", type=float, default=0.05, help="significance level (default 0.05)"
+            )
 
     p = sub.add_parser("recipes", help="training recipes as run, from each run's spec.json")
     p.add_argument("--model", nargs="+", required=True, help="results/models/.../model.pt files")
@@ -105,47 +111,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threshold", type=float, default=None, help="validation PSNR threshold")
     _roster_arg(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
 
     p = sub.add_parser("qualitative", help="Fig. 2-style grid of one test slice")
     p.add_argument("--store", required=True, help="test split of the slice store")
-    p.add_argument("--direction", required=True, choices=("t1_to_t2", "t2_to_t1"))
+    p.add_argument(
+        "--direction", required=True, choices=("t1_to_t2", "t2_to_t1"), help="translation shown"
+    )
     p.add_argument("--pred", nargs="+", required=True, help="LABEL=prediction folder")
-    p.add_argument("--subject", default=None)
-    p.add_argument("--slice", type=int, default=None)
-    p.add_argument("--title", default="")
-    p.add_argument("--out", required=True)
+    p.add_argument("--subject", default=None, help="test subject (default: the first)")
+    p.add_argument("--slice", type=int, default=None, help="slice index (default: the middle)")
+    p.add_argument("--title", default="", help="figure title (default: direction and slice)")
+    p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
 
     p = sub.add_parser("boxplot", help="per-subject box plots per metric")
-    p.add_argument("--tidy", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--protocol", default="max01")
-    p.add_argument("--metrics", nargs="+", default=["psnr", "ssim", "mae"])
+    p.add_argument("--tidy", required=True, help="tidy results table (results_tidy.csv.gz)")
+    p.add_argument("--dataset", required=True, help="dataset whose subjects are plotted")
+    p.add_argument("--protocol", default="max01", help="metric protocol (default max01)")
+    p.add_argument(
+        "--metrics", nargs="+", default=["psnr", "ssim", "mae"], help="one panel column each"
+    )
     _roster_arg(p)
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--label",
+        nargs="*",
+        default=[],
+        help="METHOD=display name (repeatable; over the roster's names)",
+    )
+    p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
 
     p = sub.add_parser("curves", help="training losses and validation PSNR per method")
     p.add_argument("--run", nargs="+", required=True, help="METHOD=run folder")
-    p.add_argument("--title", default="")
-    p.add_argument("--out", required=True)
+    p.add_argument("--label", nargs="*", default=[], help="METHOD=display name (repeatable)")
+    p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
 
     p = sub.add_parser("fidelity-split", help="FID/KID of one translated test split (JSON)")
-    p.add_argument("--pred-dir", required=True)
-    p.add_argument("--store", required=True)
-    p.add_argument("--direction", required=True, choices=("t1_to_t2", "t2_to_t1"))
-    p.add_argument("--feature-extractor", default="inception-v3-compat")
-    p.add_argument("--weights-path", default=None)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dataset", default="")
-    p.add_argument("--method", default="")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--pred-dir", required=True, help="folder of translated test volumes")
+    p.add_argument("--store", required=True, help="test split of the slice store")
+    p.add_argument(
+        "--direction", required=True, choices=("t1_to_t2", "t2_to_t1"), help="translation"
+    )
+    p.add_argument(
+        "--feature-extractor",
+        default="inception-v3-compat",
+        help="feature network (mrbench-randconv: offline, NOT comparable with published FID)",
+    )
+    p.add_argument("--weights-path", default=None, help="Inception weights file")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--dataset", default="", help="dataset name written with the result")
+    p.add_argument("--method", default="", help="method name written with the result")
+    p.add_argument("--seed", type=int, default=0, help="seed written with the result")
+    p.add_argument("--out", required=True, help="result file (.json)")
 
     p = sub.add_parser("fidelity", help="FID/KID table from fidelity-split results")
-    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--inputs", nargs="+", required=True, help="fidelity-split JSON files")
     _roster_arg(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
 
 
 def _summary(tidy_path: str) -> pd.DataFrame:
@@ -244,12 +267,13 @@ def run(args: argparse.Namespace) -> int:
         title = f"{tables.dataset_label(args.dataset)}: per-subject means ({args.protocol})"
         roster = _read_roster(args.roster)
         order = roster.order if roster else None
-        labels = roster.labels() if roster else None
+        labels = {**(roster.labels() if roster else {}), **dict(_pairs(args.label, "--label"))}
         boxplots(subject_means(tidy), args.out, args.protocol, args.metrics, title, order, labels)
     elif a == "curves":
         from mrbench.figures import training_curves
 
-        training_curves(_pairs(args.run, "--run"), args.out, args.title)
+        labels = dict(_pairs(args.label, "--label"))
+        training_curves(_pairs(args.run, "--run"), args.out, args.title, labels)
     elif a == "fidelity-split":
         from mrbench.fidelity import fidelity_of_split
 

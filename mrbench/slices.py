@@ -25,13 +25,15 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
 
 from mrbench.io import InputError, load_volume
+
+if TYPE_CHECKING:
+    import torch
 
 MODALITIES = ("t1", "t2")
 #: Tissue class labels written by preprocessing (``label.nii.gz``) and carried by the store.
@@ -224,8 +226,12 @@ def _write_split(
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-class SliceStore(Dataset):
+class SliceStore:
     """Read one split of the slice store lazily (memory-mapped).
+
+    A map-style dataset for ``torch.utils.data.DataLoader`` (``__len__``, ``__getitem__``);
+    torch is imported only when a slice is read, so that building the store and parsing the
+    workflow do not load it.
 
     ``store[i]`` returns the paired slice ``i``; :meth:`pair` returns T1 of slice ``i`` with T2
     of slice ``j`` (unpaired sampling). Images are ``(1, S, S)`` float tensors in ``[-1, 1]``.
@@ -302,12 +308,16 @@ class SliceStore(Dataset):
     def _image(self, mod: str, i: int) -> torch.Tensor:
         # scaled in place with numpy: a torch op here would start intra-op threads for every
         # slice, which made loading in the training process 5-50x slower (benchmarks/README.md)
+        import torch
+
         x = np.array(self.arrays[mod][i], dtype=np.float32)
         x *= 2
         x -= 1
         return torch.from_numpy(x)[None]
 
     def _mask(self, i: int) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(np.array(self.arrays["mask"][i], dtype=np.float32))[None]
 
     def _label(self, i: int) -> torch.Tensor:

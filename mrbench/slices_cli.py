@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mrbench.schema import dataset_default
 from mrbench.slices import SubjectVolumes, build_split
 from mrbench.splits import SPLITS, read_splits, subjects_in
 
@@ -16,8 +17,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", required=True, type=Path, help="TSV with columns subject, split")
     p.add_argument("--out", required=True, type=Path, help="writes OUT/{train,val,test}/")
     p.add_argument("--size", type=int, required=True, help="slice size in pixels (crop/pad)")
-    p.add_argument("--slices-per-subject", type=int, default=100)
-    p.add_argument("--split", choices=SPLITS, nargs="+", default=list(SPLITS))
+    p.add_argument(
+        "--slices-per-subject",
+        type=int,
+        default=dataset_default("phantom", "slices_per_subject"),
+        help="axial slices taken from each subject (default %(default)s)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        nargs="+",
+        default=list(SPLITS),
+        help="splits to build (default: all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

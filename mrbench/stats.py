@@ -140,9 +140,11 @@ SIGNIFICANCE_COLUMNS = [
     "median_difference",
     "statistic",
     "p_value",
+    "p_holm",
     "min_possible_p",
     "underpowered",
     "significant",
+    "significant_holm",
     "note",
 ]
 
@@ -194,4 +196,31 @@ def wilcoxon_table(tidy: pd.DataFrame, reference: str, alpha: float = 0.05) -> p
                     and row["p_value"] < alpha
                 )
                 rows.append(row)
-    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+    out = pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+    return holm_adjusted(out, alpha)
+
+
+def holm_adjusted(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Add Holm-Bonferroni adjusted p-values (``statsmodels``' ``multipletests``): one family
+    per dataset, direction, protocol and metric, i.e. the reference against every other method
+    on one column of Table 1. Rows without a p-value stay out of the family."""
+    from statsmodels.stats.multitest import multipletests
+
+    tests = tests.copy()
+    tests["p_holm"] = math.nan
+    tests["significant_holm"] = False
+    if tests.empty:
+        return tests
+    for _, grp in tests.groupby(["dataset", "direction", "protocol", "metric"], sort=False):
+        p = pd.to_numeric(grp["p_value"], errors="coerce")
+        finite = p[np.isfinite(p)]
+        if finite.empty:
+            continue
+        adjusted = multipletests(finite.to_numpy(), alpha=alpha, method="holm")[1]
+        tests.loc[finite.index, "p_holm"] = adjusted
+    tests["significant_holm"] = (
+        ~tests["underpowered"].astype(bool)
+        & np.isfinite(tests["p_holm"])
+        & (tests["p_holm"] < alpha)
+    )
+    return tests

@@ -110,43 +110,88 @@ class TableDoc:
         return "\n".join(lines) + "\n"
 
     def latex(self, label: str = "") -> str:
-        out = [
-            "% requires \\usepackage{booktabs} and \\usepackage{amssymb}",
-            "\\begin{table}[t]",
-            "\\centering",
-            f"\\caption{{{latex_escape(self.caption)}}}",
-        ]
-        if label:
-            out.append(f"\\label{{{label}}}")
-        out += [f"\\begin{{tabular}}{{{self.align}}}", "\\toprule"]
-        for i, level in enumerate(self.header):
-            cells, rules, col = [], [], 1
+        """LaTeX through pandas' ``Styler.to_latex``: booktabs rules, the header levels as
+        multi-index columns (``\\multicolumn`` with ``\\cmidrule`` under each group), the
+        bold cells through the Styler and every text escaped, unicode symbols included."""
+        body = self._styler().to_latex(
+            column_format=self.align,
+            hrules=True,
+            multicol_align="c",
+            caption=latex_escape(self.caption),
+            label=label or None,
+            position="t",
+            position_float="centering",
+            environment="table",
+        )
+        return "% requires \\usepackage{booktabs} and \\usepackage{amssymb}\n" + self._decorate(
+            body
+        )
+
+    def _frame(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The escaped cell texts under multi-index columns, and the bold mask."""
+        levels = []
+        for level in self.header:
+            titles: list[str] = []
             for text, span in level:
-                t = latex_escape(text)
-                cells.append(f"\\multicolumn{{{span}}}{{c}}{{{t}}}" if span > 1 else t)
-                if span > 1 and text and i < len(self.header) - 1:
-                    rules.append(f"\\cmidrule(lr){{{col}-{col + span - 1}}}")
-                col += span
-            out.append(" & ".join(cells) + " \\\\")
-            if rules:
-                out.append(" ".join(rules))
+                titles += [latex_escape(text)] * span
+            levels.append(titles)
+        columns = pd.MultiIndex.from_arrays(levels) if len(levels) > 1 else pd.Index(levels[0])
+        text = [[latex_escape(c.text) for c in row] for row in self.rows]
+        bold = [[c.bold and c.text != MISSING for c in row] for row in self.rows]
+        return (
+            pd.DataFrame(text, columns=columns, dtype=object),
+            pd.DataFrame(bold, columns=columns, dtype=bool),
+        )
+
+    def _styler(self) -> Any:
+        frame, bold = self._frame()
+        if frame.columns.is_unique:
+            styler = frame.style.apply(
+                lambda df: (
+                    bold.set_axis(df.index)
+                    .set_axis(df.columns, axis=1)
+                    .map(lambda b: "textbf:--rwrap;" if b else "")
+                ),
+                axis=None,
+            )
+        else:  # the Styler styles unique columns only: bold by wrapping the text instead
+            wrapped = frame.where(~bold.to_numpy(), "\\textbf{" + frame.astype(str) + "}")
+            styler = wrapped.style
+        return styler.hide(axis="index")
+
+    def _decorate(self, body: str) -> str:
+        """What the Styler does not draw: ``\\cmidrule`` under grouped header cells, rules
+        between row sections, and the notes under the tabular."""
+        lines = body.splitlines()
+        top = lines.index("\\toprule")
+        mid = lines.index("\\midrule")
+        header_lines = list(range(top + 1, mid))
+        out = lines[: top + 1]
+        for n, idx in enumerate(header_lines):
+            out.append(lines[idx])
+            if n < len(self.header) - 1:
+                rules, col = [], 1
+                for text, span in self.header[n]:
+                    if span > 1 and text:
+                        rules.append(f"\\cmidrule(lr){{{col}-{col + span - 1}}}")
+                    col += span
+                if rules:
+                    out.append(" ".join(rules))
         out.append("\\midrule")
-        for i, row in enumerate(self.rows):
-            if i in self.sections and i > 0:
-                out.append("\\midrule")
-            cells = [
-                f"\\textbf{{{latex_escape(c.text)}}}"
-                if c.bold and c.text != MISSING
-                else latex_escape(c.text)
-                for c in row
-            ]
-            out.append(" & ".join(cells) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}"]
-        if self.notes:
-            out.append("\\par\\smallskip{\\footnotesize")
-            out += [latex_escape(n) + "\\\\" for n in self.notes]
-            out.append("}")
-        out.append("\\end{table}")
+        row = 0
+        for line in lines[mid + 1 :]:
+            if line == "\\bottomrule":
+                out.append(line)
+                continue
+            if line.endswith("\\\\") and line != "\\bottomrule":
+                if row in self.sections and row > 0:
+                    out.append("\\midrule")
+                row += 1
+            if line == "\\end{table}" and self.notes:
+                out.append("\\par\\smallskip{\\footnotesize")
+                out += [latex_escape(n) + "\\\\" for n in self.notes]
+                out.append("}")
+            out.append(line)
         return "\n".join(out) + "\n"
 
 
@@ -169,11 +214,36 @@ _LATEX_SYMBOLS = {
     "×": "$\\times$",
     "–": "--",
     "≥": "$\\geq$",
+    "≤": "$\\leq$",
+    "↔": "$\\leftrightarrow$",
+    "←": "$\\leftarrow$",
+    "≈": "$\\approx$",
     "∞": "$\\infty$",
+    "—": "---",
+    "−": "$-$",
+    "…": "\\ldots{}",
+    "·": "$\\cdot$",
+    "°": "$^\\circ$",
+    "²": "$^2$",
+    "µ": "$\\mu$",
+    "μ": "$\\mu$",
+    "α": "$\\alpha$",
+    "σ": "$\\sigma$",
+    "Δ": "$\\Delta$",
+    "‰": "\\textperthousand{}",
+    "“": "``",
+    "”": "''",
+    "‘": "`",
+    "’": "'",
+    "\u00a0": "~",
 }
 
 
 def latex_escape(text: str) -> str:
+    """LaTeX for plain text: the special characters escaped and the symbols the tables use
+    (arrows, comparisons, ±, check marks, Greek letters, ...) as commands, so that pdflatex
+    compiles the result without unicode support; other non-ASCII letters (accented names) are
+    left to LaTeX's UTF-8 input."""
     out = []
     for ch in str(text):
         out.append(_LATEX_TEXT.get(ch) or _LATEX_SYMBOLS.get(ch) or ch)
@@ -616,14 +686,17 @@ def significance_table(
             ("Median diff.", 1),
             ("W", 1),
             ("p", 1),
+            ("p (Holm)", 1),
             ("Verdict", 1),
         ]
     ]
     rows = []
     for r in sel.itertuples():
+        p_holm = getattr(r, "p_holm", math.nan)
+        significant = bool(getattr(r, "significant_holm", r.significant))
         if r.underpowered:
             verdict = "n too small"
-        elif r.significant:
+        elif significant:
             verdict = "significant"
         elif isinstance(r.p_value, float) and math.isnan(r.p_value):
             verdict = "not testable"
@@ -641,7 +714,8 @@ def significance_table(
                 Cell(fmt_num(r.median_difference)),
                 Cell(fmt_num(r.statistic, 1)),
                 Cell(fmt_num(r.p_value, 4)),
-                Cell(verdict, bool(r.significant)),
+                Cell(fmt_num(p_holm, 4)),
+                Cell(verdict, significant),
             ]
         )
     notes = [
@@ -651,6 +725,8 @@ def significance_table(
         "per-subject means (scipy.stats.wilcoxon).",
         "With n pairs the smallest possible p is 2/2^n: for n ≤ 5, p < 0.05 cannot be reached "
         "and the row says 'n too small'.",
+        "p (Holm): Holm-Bonferroni adjusted over the methods compared on the same dataset, task "
+        "and metric (statsmodels); the verdict uses it.",
     ]
     if sel.empty:
         notes.append(f"No tests: the reference method {reference} is not in the results.")
@@ -660,7 +736,7 @@ def significance_table(
         f"Significance of {ref_label} against the other methods.",
         header,
         rows,
-        "llll" + "c" * 7,
+        "llll" + "c" * 8,
         notes,
     )
 

@@ -30,8 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", required=True, help="slice store folder with train/ and val/ splits"
     )
     parser.add_argument("--out", required=True, help="run folder (model.pt, logs, checkpoints)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: a free GPU, else the CPU if --allow-cpu (default auto)",
+    )
+    parser.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="with --device auto, train on the CPU when no GPU is found instead of stopping"
+        " (the config's allow_cpu)",
+    )
     parser.add_argument(
         "--max-steps", type=int, default=None, help="cap training.steps (quick runs and tests)"
     )
@@ -72,6 +83,17 @@ def load_spec(text: str) -> dict[str, Any]:
     return spec
 
 
+def cpu_fallback_refused(args: argparse.Namespace, device: str, spec: dict[str, Any]) -> bool:
+    """``--device auto`` fell back to the CPU for a trainable method without ``--allow-cpu``:
+    a run sized for GPUs would take weeks, which is never what was meant."""
+    return (
+        args.device == "auto"
+        and device == "cpu"
+        and not args.allow_cpu
+        and bool(spec.get("trainable", True))
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from mrbench import locks
 
@@ -98,6 +120,14 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
         slot = gpu.acquire_device(args.device, wait_s=args.gpu_wait)
     except RuntimeError as exc:
         print(f"mrbench train: error: {exc}", file=sys.stderr)
+        return 1
+    if cpu_fallback_refused(args, slot.device, spec):
+        print(
+            f"mrbench train: error: --device auto found no GPU ({slot.message}); a paper-size "
+            "run on the CPU is not started: set allow_cpu: true in the config (or pass "
+            "--allow-cpu or --device cpu)",
+            file=sys.stderr,
+        )
         return 1
 
     import torch

@@ -25,7 +25,9 @@ DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="model.pt written by mrbench train")
-    parser.add_argument("--direction", required=True, choices=DIRECTIONS)
+    parser.add_argument(
+        "--direction", required=True, choices=DIRECTIONS, help="translation direction"
+    )
     single = parser.add_argument_group("one volume")
     single.add_argument("--input", help="preprocessed source volume (NIfTI)")
     single.add_argument("--output", help="translated volume to write (NIfTI)")
@@ -40,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (a free GPU, locked for this job, else the CPU), cuda, cpu or cuda:N",
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="slices translated at once (default 8)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for stochastic samplers")
 
 

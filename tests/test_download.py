@@ -245,3 +245,26 @@ def test_not_an_archive(tmp_path: Path) -> None:
     f.write_bytes(b"not an archive at all" * 10)
     with pytest.raises(InputError, match="not a .zip or .tar"):
         safe_extract(f, tmp_path / "o")
+
+
+def test_tar_member_modes_are_not_taken_from_the_archive(tmp_path: Path) -> None:
+    """A setuid, world-writable member comes out as a plain file with the umask's mode, and the
+    bytes pass through tarfile's "data" filter unchanged."""
+    import os
+    import stat
+
+    archive = tmp_path / "modes.tar"
+    payload = b"volume bytes" * 100
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("case1/t1.nii.gz")
+        info.size = len(payload)
+        info.mode = 0o4777
+        info.uid, info.uname = 0, "root"
+        tf.addfile(info, io.BytesIO(payload))
+    old = os.umask(0o022)
+    try:
+        (out,) = safe_extract(archive, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert out.read_bytes() == payload
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644

@@ -58,3 +58,34 @@ def test_pyproject_ranges_admit_the_pins() -> None:
 def test_torch_pin_is_the_supported_build() -> None:
     pins = _constraints()
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_conda_env_survives_snakemakes_copy() -> None:
+    """Snakemake builds rule environments from a copy of the file under .snakemake/conda/, so the
+    file must not install anything by a path relative to itself; the rules get the checkout's
+    code through PYTHONPATH instead."""
+    from mrbench.config import job_environment
+
+    env = yaml.safe_load((ROOT / "envs" / "mrbench.yaml").read_text())
+    pip_deps = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    local = [d for d in pip_deps if d.startswith(("-e", ".", "/", "file:")) or "../" in d]
+    assert not local, f"envs/mrbench.yaml installs by a path: {local}"
+    import os
+
+    saved = os.environ.get("PYTHONPATH"), os.environ["PATH"]
+    try:
+        job_environment(ROOT)
+        assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    finally:
+        os.environ["PATH"] = saved[1]
+        if saved[0] is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved[0]
+
+
+def test_unused_packages_are_not_required() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {_norm(Requirement(r).name) for r in project["dependencies"]}
+    assert "xlrd" not in names
+    assert project["requires-python"] == ">=3.11,<3.14"

@@ -101,7 +101,6 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch):
 
     builtin = base.registry()
     monkeypatch.setattr(base, "_REGISTRY", dict(builtin))
-    monkeypatch.setattr(base, "_LOADED_FILES", set())
     monkeypatch.setattr(base, "_ENTRY_POINTS_LOADED", False)
     monkeypatch.delenv(base.PLUGIN_PATH_ENV, raising=False)
     return base

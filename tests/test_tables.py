@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mrbench import stats, tables
+from mrbench import latex, stats, tables
 from mrbench.cli import main
+from mrbench.tables import Cell, TableDoc, latex_escape
 
 METHODS = {"cyclegan": 20.0, "syndiff": 24.0, "disdiff": 26.0, "disdiff_no_dc": 23.0}
 
@@ -166,7 +169,7 @@ def test_wilcoxon_flags_small_n():
     assert (vs["p_value"] < 0.05).all() and vs["significant"].all()
     doc = tables.significance_table(small, "max01", ["psnr", "ssim"])
     assert all(r[-1].text == "n too small" for r in doc.rows)
-    _latex_ok(doc.latex(), 11)
+    _latex_ok(doc.latex(), 12)
 
 
 def test_seed_spread():
@@ -253,3 +256,74 @@ def test_evaluation_settings():
         evaluation_settings({"evaluation": {"protocols": ["max01", "psnr99"]}})
     with pytest.raises(ValueError, match="table_protocol"):
         evaluation_settings({"evaluation": {"protocols": ["syndiff"]}})
+
+
+def test_latex_escape_covers_the_symbols_of_the_captions():
+    """Unicode the tables use (arrows, comparisons) becomes LaTeX commands, not raw bytes."""
+    for text in ("T1 ↔ T2", "p ≤ 0.05", "mean ± std", "≈ 3 µs", "check ✓ × –"):
+        assert latex_escape(text).isascii(), text
+
+
+def _every_table_doc() -> list[TableDoc]:
+    summary = stats.summarise(_tidy())
+    docs = [tables.table1(summary)[0], tables.table2(summary)[0]]
+    docs.append(tables.paper_comparison(summary)[0])
+    tests = stats.wilcoxon_table(_tidy(n_subjects=8), "disdiff")
+    docs.append(tables.significance_table(tests, "max01", ["psnr", "ssim"]))
+    docs.append(
+        TableDoc(
+            "Symbols ↔ ≤ ≥ ± → ✓ × – ∞ and specials & % $ # _ { } ~ ^ \\",
+            [[("", 1), ("A ↔ B", 2)], [("Method", 1), ("x_1", 1), ("50%", 1)]],
+            [[Cell("a & b"), Cell("1 ± 2", bold=True), Cell("≤ 0.05")]],
+            "lcc",
+            notes=["note with ↔ and ≤"],
+        )
+    )
+    return docs
+
+
+@pytest.mark.skipif(not latex.have_pdflatex(), reason="pdflatex is not installed")
+def test_every_rendered_table_compiles_with_pdflatex(tmp_path):
+    for i, doc in enumerate(_every_table_doc()):
+        latex.compile_table(doc.latex(f"tab:t{i}"), name=f"table {i}")
+
+
+@pytest.mark.skipif(not latex.have_pdflatex(), reason="pdflatex is not installed")
+def test_a_broken_table_is_reported_with_its_name():
+    with pytest.raises(latex.LatexError, match=r"broken\.tex: does not compile \(! "):
+        tex = Path(tempfile.mkdtemp()) / "broken.tex"
+        tex.write_text("\\begin{tabular}{l}\\undefinedcommand\\end{tabular}")
+        latex.compile_table(tex)
+
+
+def test_styler_latex_has_groups_rules_and_bold():
+    doc = _every_table_doc()[-1]
+    tex = doc.latex("tab:sym")
+    assert "\\multicolumn{2}{c}{A $\\leftrightarrow$ B}" in tex
+    assert "\\cmidrule(lr){2-3}" in tex
+    assert "\\textbf{1 $\\pm$ 2}" in tex
+    assert "a \\& b" in tex and "x\\_1" in tex and "50\\%" in tex
+    assert tex.index("\\end{tabular}") < tex.index("note with") < tex.index("\\end{table}")
+    _latex_ok(tex, 3)
+
+
+def test_holm_adjustment_next_to_raw_p():
+    """Holm: the k-th smallest of m p-values is multiplied by (m - k + 1), made monotone, capped
+    at 1; computed per dataset, direction, protocol and metric."""
+    tests = pd.DataFrame(
+        {
+            "dataset": ["ixi"] * 3 + ["brats2018"],
+            "direction": ["t1_to_t2"] * 4,
+            "protocol": ["max01"] * 4,
+            "metric": ["psnr"] * 4,
+            "p_value": [0.01, 0.04, 0.03, 0.04],
+            "underpowered": [False] * 4,
+        }
+    )
+    out = stats.holm_adjusted(tests)
+    assert out["p_holm"].tolist() == pytest.approx([0.03, 0.06, 0.06, 0.04])
+    assert out["significant_holm"].tolist() == [True, False, False, True]
+    big = stats.wilcoxon_table(_tidy(n_subjects=8), "disdiff")
+    assert (big["p_holm"] >= big["p_value"]).all()
+    doc = tables.significance_table(big, "max01", ["psnr", "ssim"])
+    assert doc.column_titles()[-2] == "p (Holm)"

@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("snakemake")
+    # under the usual umask (022), as on a shared server
     return subprocess.run(
-        [str(exe), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+        [str(exe), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        umask=0o022,
     )
 
 
@@ -82,6 +88,31 @@ def test_predictions_are_nifti_on_the_subject_grid(finished_run: Path) -> None:
     img = nib.load(pred)
     assert img.shape == ref.shape
     assert (img.affine == ref.affine).all()
+
+
+def test_every_output_is_readable_by_group_and_others(finished_run: Path) -> None:
+    """Colleagues on a shared server can read every table, figure, prediction and model."""
+    import stat
+
+    files = [p for p in (finished_run / "results").rglob("*") if p.is_file()]
+    assert len(files) > 50
+    private = [
+        str(p.relative_to(finished_run))
+        for p in files
+        if (p.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH)) != (stat.S_IRGRP | stat.S_IROTH)
+    ]
+    assert not private, f"not readable by group and others: {private[:10]}"
+
+
+def test_every_latex_table_compiles(finished_run: Path) -> None:
+    """Every .tex table of the run builds with pdflatex inside a minimal document."""
+    from mrbench import latex
+
+    if not latex.have_pdflatex():
+        pytest.skip("pdflatex is not installed")
+    tex = sorted((finished_run / "results" / "tables").glob("*.tex"))
+    assert len(tex) >= 5
+    latex.compile_tables(tex)
 
 
 def test_rerun_has_nothing_to_do(finished_run: Path) -> None:

@@ -23,10 +23,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from mrbench.io import InputError, save_volume
 from mrbench.slices import normalise_volume
@@ -73,6 +71,8 @@ def write_split_file(df: pd.DataFrame, path: str | Path) -> Path:
 
 def brain_mask_nonzero(*volumes: np.ndarray) -> np.ndarray:
     """Mask of skull-stripped data: voxels non-zero in every volume, largest component, filled."""
+    from scipy import ndimage
+
     mask = np.ones(volumes[0].shape, dtype=bool)
     for v in volumes:
         mask &= v != 0
@@ -99,6 +99,8 @@ def import_pair(
     (:func:`mrbench.preprocess.segment_tissues`) and, where the archive has a tumour
     segmentation ``seg`` on the same grid, its non-zero voxels as class 4 (tumour).
     """
+    import nibabel as nib
+
     if t1.shape != t2.shape:
         raise InputError(f"{names[1]}: shape {t2.shape} differs from {names[0]} {t1.shape}")
     img1 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t1, np.float32), affine))
@@ -134,6 +136,8 @@ def _import_tissues(
     out_dir: Path,
 ) -> dict:
     """Tissue classes (and the tumour of ``seg``) of an imported pair -> ``label.nii.gz``."""
+    import nibabel as nib
+
     from mrbench.preprocess import segment_tissues, tissue_qc, tumour_labels
 
     labels, info = segment_tissues(t1n, mask, affine)

@@ -28,6 +28,7 @@ import numpy as np
 
 from mrbench.archive import safe_extract
 from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.datasets.kind import DatasetKind, register_dataset
 from mrbench.io import InputError, load_volume
 
 MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
@@ -145,3 +146,15 @@ def import_brats(
     df = fraction_split(ids, TEST_FRACTION, VAL_FRACTION)
     write_split_file(df, split_file)
     return {"n_cases": len(ids), "folder": str(folder), "table": table}
+
+
+@register_dataset("brats2018")
+class BraTS2018(DatasetKind):
+    """Imported at once by its own rule (``workflow/rules/brats.smk``), which writes the subjects
+    folder and the split file: the case list is only known from the data."""
+
+    display_name = "BraTS 2018"
+    acquisition = "import"
+
+    def subjects(self, dataset: str, settings: dict) -> list[str] | None:
+        return None

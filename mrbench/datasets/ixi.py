@@ -31,7 +31,9 @@ import pandas as pd
 
 from mrbench.archive import list_members, safe_extract
 from mrbench.datasets import interleaved_split, write_split_file
+from mrbench.datasets.kind import DatasetKind, register_dataset, split_file_of
 from mrbench.io import InputError, atomic_path
+from mrbench.schema import dataset_default
 
 NAME_RE = re.compile(r"^(?P<subject>IXI\d{3}-(?:Guys|HH|IOP)-\d{4})-(?P<mod>T1|T2|PD)\.nii\.gz$")
 URL_BASE = "http://biomedic.doc.ic.ac.uk/brain-development/downloads/IXI"
@@ -45,9 +47,26 @@ MD5 = {
 KNOWN_DEFECTIVE = {
     "IXI014-HH-1236": "T2 is a truncated acquisition (28 slices of about 5 mm)",
 }
-N_SUBJECTS = 80
-N_TEST = 20
-VAL_FRACTION = 0.1
+#: the paper's 80 subjects, 20 of them for testing (defaults of the config schema)
+N_SUBJECTS = dataset_default("ixi", "n_subjects")
+N_TEST = dataset_default("ixi", "n_test")
+VAL_FRACTION = dataset_default("ixi", "val_fraction")
+
+
+@register_dataset("ixi")
+class IXI(DatasetKind):
+    """Downloaded and preprocessed by the rules of ``workflow/rules/ixi.smk``; the subjects are
+    those of the split file, which the ``ixi_split`` checkpoint writes from the archives' file
+    lists when it is missing."""
+
+    display_name = "IXI"
+    acquisition = "rules"
+    split_checkpoint = "ixi_split"
+
+    def subjects(self, dataset: str, settings: dict) -> list[str] | None:
+        if not Path(split_file_of(dataset, settings)).exists():
+            return None  # chosen from the downloaded archives by the ixi_split checkpoint
+        return super().subjects(dataset, settings)
 
 
 def subjects_in_names(names: list[str], modality: str) -> dict[str, str]:
@@ -168,21 +187,28 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("split", help="select the subjects and write the split file")
-    p.add_argument("--t1-tar", required=True)
-    p.add_argument("--t2-tar", required=True)
-    p.add_argument("--out", default="config/splits/ixi.tsv")
+    p.add_argument("--t1-tar", required=True, help="IXI-T1.tar (only its file list is read)")
+    p.add_argument("--t2-tar", required=True, help="IXI-T2.tar (only its file list is read)")
+    p.add_argument("--out", default="config/splits/ixi.tsv", help="split file to write")
     p.add_argument("--excluded", default=None, help="TSV of excluded subjects and reasons")
-    p.add_argument("--n-subjects", type=int, default=N_SUBJECTS)
-    p.add_argument("--n-test", type=int, default=N_TEST)
-    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
+    p.add_argument(
+        "--n-subjects", type=int, default=N_SUBJECTS, help="subjects taken (default %(default)s)"
+    )
+    p.add_argument("--n-test", type=int, default=N_TEST, help="test subjects (default %(default)s)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=VAL_FRACTION,
+        help="share of the training subjects used for validation (default %(default)s)",
+    )
     e = sub.add_parser("extract", help="extract one subject's T1 and T2")
-    e.add_argument("--t1-tar", required=True)
-    e.add_argument("--t2-tar", required=True)
-    e.add_argument("--subject", required=True)
+    e.add_argument("--t1-tar", required=True, help="IXI-T1.tar")
+    e.add_argument("--t2-tar", required=True, help="IXI-T2.tar")
+    e.add_argument("--subject", required=True, help="subject id, e.g. IXI002-Guys-0828")
     e.add_argument("--out", required=True, help="folder for t1.nii.gz and t2.nii.gz")
     q = sub.add_parser("qc", help="table of the subjects' qc.json with flags")
-    q.add_argument("--out", required=True)
-    q.add_argument("qc_files", nargs="+")
+    q.add_argument("--out", required=True, help="QC table (TSV) to write")
+    q.add_argument("qc_files", nargs="+", help="qc.json of every subject")
 
 
 def run(args: argparse.Namespace) -> int:

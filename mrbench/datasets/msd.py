@@ -19,6 +19,7 @@ import numpy as np
 
 from mrbench.archive import safe_extract
 from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.datasets.kind import DatasetKind, register_dataset
 from mrbench.io import InputError, load_volume
 
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
@@ -101,9 +102,13 @@ def import_msd(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="Task01_BrainTumour.tar or its folder")
     parser.add_argument("--out", required=True, help="subjects folder")
-    parser.add_argument("--splits", default="config/splits/msd_brats.tsv")
-    parser.add_argument("--workdir", default="resources/msd_brats")
-    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--splits", default="config/splits/msd_brats.tsv", help="split file to write"
+    )
+    parser.add_argument(
+        "--workdir", default="resources/msd_brats", help="where the archive is extracted"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")
 
 
@@ -111,3 +116,15 @@ def run(args: argparse.Namespace) -> int:
     info = import_msd(args.source, args.out, args.splits, args.workdir, args.jobs, args.limit)
     print(f"imported {info['n_cases']} MSD cases from {info['folder']} into {args.out}")
     return 0
+
+
+@register_dataset("msd_brats")
+class MSDBrainTumour(DatasetKind):
+    """Imported at once by its own rule (``workflow/rules/msd.smk``), which writes the subjects
+    folder and the split file: the case list is only known from the data."""
+
+    display_name = "MSD brain tumour"
+    acquisition = "import"
+
+    def subjects(self, dataset: str, settings: dict) -> list[str] | None:
+        return None

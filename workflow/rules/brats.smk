@@ -3,7 +3,7 @@
 # Skull-stripping and registration are skipped (done by the organisers); orientation, mask and
 # normalisation are applied. Writes the subjects folder and config/splits/brats2018.tsv.
 
-BRATS_CFG = config["datasets"].get("brats2018", {})
+BRATS_CFG = dataset_settings("brats2018", config["datasets"].get("brats2018"))
 
 
 rule brats_import:

@@ -8,13 +8,17 @@ from pathlib import Path
 
 from mrbench.config import (
     check_config,
+    dataset_kind_of,
     job_environment,
     method_spec_dict,
     plugin_environment,
     split_file_of,
-    subjects_of,
+    train_device_flags,
 )
+from mrbench.datasets.kind import VOLUMES
 from mrbench.roster import roster_of
+from mrbench.schema import dataset_settings
+from mrbench.splits import read_splits
 
 check_config(config)
 
@@ -43,21 +47,32 @@ wildcard_constraints:
     subject=r"[A-Za-z0-9_\-]+",
 
 
+#: datasets whose kind acquires subject by subject through the generic `dataset_subject` rule
+SUBJECT_DATASETS = [
+    d for d in DATASETS if dataset_kind_of(config, d).acquisition == "subject"
+]
+
+
 def dataset_cfg(dataset):
-    return config["datasets"][dataset]
+    """The dataset's config entry over the schema defaults of its kind."""
+    return dataset_settings(dataset, config["datasets"][dataset])
 
 
 def subject_volumes(dataset):
-    """Preprocessed volumes of every subject of a dataset (from its split file); for imported
-    datasets (BraTS, MSD) the import rule's folder of subjects."""
-    if subjects_of(dataset, dataset_cfg(dataset)) is None:
-        if dataset == "ixi":
-            return ixi_subject_volumes()  # after the ixi_split checkpoint (ixi.smk)
+    """Volumes of every subject of a dataset, as its kind lists them: from the kind's subject
+    list, from its split checkpoint once that has run, or (kinds imported at once) the import
+    rule's folder of subjects."""
+    kind = dataset_kind_of(config, dataset)
+    subjects = kind.subjects(dataset, dataset_cfg(dataset))
+    if subjects is None and kind.split_checkpoint:
+        split = getattr(checkpoints, kind.split_checkpoint).get().output.split
+        subjects = sorted(read_splits(split)["subject"])
+    if subjects is None:
         return [f"{RESULTS}/data/{dataset}/subjects"]
     return expand(
         f"{RESULTS}/data/{dataset}/subjects/{{subject}}/{{mod}}.nii.gz",
-        subject=subjects_of(dataset, dataset_cfg(dataset)),
-        mod=["t1", "t2", "mask", "label"],
+        subject=subjects,
+        mod=VOLUMES,
     )
 
 
@@ -288,7 +303,7 @@ def curve_runs(w, input):
 from mrbench.datasets import ixi as _ixi
 from mrbench.splits import read_splits
 
-IXI_CFG = config["datasets"].get("ixi", {})
+IXI_CFG = dataset_settings("ixi", config["datasets"].get("ixi"))
 IXI_RES = "resources/ixi"
 IXI_SPLIT = split_file_of("ixi", IXI_CFG)
 
@@ -304,10 +319,10 @@ def _ixi_md5(modality):
 
 def _ixi_preprocess_flags():
     """Preprocessing options as an argument list (each quoted by `{params.flags:q}`)."""
-    flags = ["--registration", IXI_CFG.get("registration", "rigid")]
-    if IXI_CFG.get("n4", False):
+    flags = ["--registration", IXI_CFG["registration"]]
+    if IXI_CFG["n4"]:
         flags.append("--n4")
-    if not IXI_CFG.get("skull_strip", True):
+    if not IXI_CFG["skull_strip"]:
         flags.append("--skull-stripped")
     if IXI_CFG.get("target_spacing"):
         flags += ["--target-spacing", IXI_CFG["target_spacing"]]
@@ -320,12 +335,3 @@ def ixi_subjects():
     if Path(IXI_SPLIT).exists():
         return sorted(read_splits(IXI_SPLIT)["subject"])
     return sorted(read_splits(checkpoints.ixi_split.get().output.split)["subject"])
-
-
-def ixi_subject_volumes(wildcards=None):
-    """{t1,t2,mask}.nii.gz of every selected IXI subject (input function for `slices`)."""
-    return expand(
-        f"{RESULTS}/data/ixi/subjects/{{subject}}/{{mod}}.nii.gz",
-        subject=ixi_subjects(),
-        mod=["t1", "t2", "mask", "label"],
-    )

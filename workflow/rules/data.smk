@@ -1,32 +1,29 @@
-# Data: the phantom generator and the generic slice store. Real datasets: ixi.smk, brats.smk, msd.smk.
+# Data: subjects of datasets whose plugin acquires them one by one (the phantom, dataset plugins),
+# and the generic slice store. Kinds with their own rules: ixi.smk, brats.smk, msd.smk.
 
 
-rule phantom_subject:
+rule dataset_subject:
     output:
-        raw=expand(
-            "resources/phantom/{{subject}}_{mod}.nii.gz",
-            mod=["t1", "t2", "mask", "label"],
-        ),
         vols=expand(
-            f"{RESULTS}/data/phantom/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
-            mod=["t1", "t2", "mask", "label"],
+            f"{RESULTS}/data/{{{{dataset}}}}/subjects/{{{{subject}}}}/{{mod}}.nii.gz",
+            mod=VOLUMES,
         ),
     log:
-        f"{RESULTS}/logs/data/phantom/{{subject}}.log",
+        f"{RESULTS}/logs/data/{{dataset}}/{{subject}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/data/phantom/{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/data/{{dataset}}/{{subject}}.tsv"
+    wildcard_constraints:
+        # only kinds that acquire subject by subject; the others have their own rules
+        dataset="|".join(SUBJECT_DATASETS) or "(?!)",
     conda:
         CONDA_ENV
     params:
-        n=lambda w: dataset_cfg("phantom").get("n_subjects", 12),
-        seed=lambda w: dataset_cfg("phantom").get("seed", 0),
-        voxel=lambda w: dataset_cfg("phantom").get("voxel_size", 1.0),
-        noise=lambda w: dataset_cfg("phantom").get("noise", 0.02),
-        subjects=lambda w, output: Path(output.vols[0]).parent.parent,
+        settings=lambda w: json.dumps(dataset_cfg(w.dataset), sort_keys=True),
+        out=lambda w, output: Path(output.vols[0]).parent,
     shell:
-        "python -m mrbench.cli phantom --out resources/phantom --only {wildcards.subject:q}"
-        " --n-subjects {params.n:q} --seed {params.seed:q} --voxel-size {params.voxel:q}"
-        " --noise {params.noise:q} --subjects-dir {params.subjects:q} > {log:q} 2>&1"
+        "python -m mrbench.cli dataset-subject --dataset {wildcards.dataset:q}"
+        " --settings {params.settings:q} --subject {wildcards.subject:q} --out {params.out:q}"
+        " > {log:q} 2>&1"
 
 
 rule slices:
@@ -43,7 +40,7 @@ rule slices:
         CONDA_ENV
     params:
         size=lambda w: dataset_cfg(w.dataset)["image_size"],
-        n=lambda w: dataset_cfg(w.dataset).get("slices_per_subject", 100),
+        n=lambda w: dataset_cfg(w.dataset)["slices_per_subject"],
         subjects=lambda w: f"{RESULTS}/data/{w.dataset}/subjects",
         store=lambda w: f"{RESULTS}/data/{w.dataset}/slices",
     shell:

@@ -41,9 +41,9 @@ checkpoint ixi_split:
     conda:
         CONDA_ENV
     params:
-        n=IXI_CFG.get("n_subjects", _ixi.N_SUBJECTS),
-        n_test=IXI_CFG.get("n_test", _ixi.N_TEST),
-        val=IXI_CFG.get("val_fraction", _ixi.VAL_FRACTION),
+        n=IXI_CFG["n_subjects"],
+        n_test=IXI_CFG["n_test"],
+        val=IXI_CFG["val_fraction"],
     shell:
         "python -m mrbench.cli ixi split --t1-tar {input.t1:q} --t2-tar {input.t2:q} --out {output.split:q}"
         " --excluded {output.excluded:q} --n-subjects {params.n:q} --n-test {params.n_test:q}"

@@ -3,7 +3,7 @@
 
 from mrbench.datasets import msd as _msd
 
-MSD_CFG = config["datasets"].get("msd_brats", {})
+MSD_CFG = dataset_settings("msd_brats", config["datasets"].get("msd_brats"))
 
 
 localrules:

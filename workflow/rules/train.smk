@@ -36,8 +36,8 @@ rule train:
         launcher=lambda w: shlex.split(train_launcher(gpu_for(w.method))),
         out=lambda w, output: os.path.dirname(output[0]),
         store=lambda w, input: os.path.dirname(input.train),
-        device=lambda w: "auto" if gpu_for(w.method) else "cpu",
+        device=lambda w: train_device_flags(config, gpu_for(w.method)),
     shell:
         "{params.launcher:q} train --spec {params.spec:q}"
         " --data {params.store:q} --out {params.out:q}"
-        " --seed {wildcards.seed:q} --device {params.device:q} --threads {threads} > {log:q} 2>&1"
+        " --seed {wildcards.seed:q} {params.device:q} --threads {threads} > {log:q} 2>&1"
