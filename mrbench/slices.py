@@ -321,6 +321,8 @@ class SliceStore:
         return torch.from_numpy(np.array(self.arrays["mask"][i], dtype=np.float32))[None]
 
     def _label(self, i: int) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(np.array(self.arrays["label"][i], dtype=np.float32))[None]
 
     def pair(self, i: int, j: int) -> dict[str, torch.Tensor]:
