@@ -119,4 +119,8 @@ def lock_run_folder(folder: str | Path) -> int:
             f"{folder}: another trainer (pid {holder(path)}) is writing this run folder; "
             "stop it or choose another --out"
         )
+    # unlike the GPU locks (private folder), it lives among the results: readable as they are
+    from mrbench.io import current_umask
+
+    os.fchmod(fd, 0o666 & ~current_umask())
     return fd

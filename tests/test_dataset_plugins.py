@@ -87,6 +87,8 @@ def _toy_config(plugins: Path, source: Path, split: Path) -> dict:
     }
     cfg["plugin_paths"] = [str(plugins)]
     cfg["methods"] = {m: cfg["methods"][m] for m in ("identity", "intensity_map")}
+    for role in ("table1_methods", "ablation_methods", "method_order", "efficiency_pair"):
+        cfg["evaluation"].pop(role, None)  # roles name methods this config does not have
     cfg["evaluation"]["reference_method"] = "intensity_map"
     return cfg
 
