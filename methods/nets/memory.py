@@ -53,23 +53,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.nets.drit import LayerNorm
 from methods.nets.resnet import ResnetBlock
 
 DOMAINS = ("t1", "t2")
-
-
-class LayerNorm(nn.Module):
-    """Layer norm over (C, H, W) with a per-channel affine scale and shift (MUNIT/DRIT++)."""
-
-    def __init__(self, ch: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ch, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(ch, 1, 1))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape[1:]
-        return F.layer_norm(x, shape, self.weight.expand(shape), self.bias.expand(shape), self.eps)
 
 
 def _up_block(ch_in: int, ch_out: int) -> nn.Sequential:
