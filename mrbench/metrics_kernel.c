@@ -1,0 +1,343 @@
+/*
+ * PSNR / MAE sums and SSIM means of a batch of 2D slices or 3D volumes in one fused pass.
+ *
+ * The formulas are scikit-image's structural_similarity (filtered moments, the SSIM map, the mean
+ * over the map cropped by (win - 1) / 2, or the mean of the full map inside a mask) with
+ * scipy.ndimage's separable filters in mode "reflect" (half-sample symmetric borders). Computing
+ * them array by array in numpy costs about a hundred passes over each image; here every row is
+ * normalised, filtered along each axis, turned into SSIM values and summed while it is in cache.
+ * mrbench/metrics_kernel.py compiles this file and calls it (a thread per group of items or of
+ * output planes); mrbench/metrics.py holds the numpy version of the same arithmetic.
+ *
+ * Layout: items of shape (A, B, C), C-contiguous; a 2D slice is A = 1 with no filtering along A.
+ * Output per item (doubles, N_OUT of them), sums over the output planes [o0, o1) of this call:
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    O_SSE,    /* sum of squared differences of the normalised images */
+    O_SAE,    /* sum of absolute differences */
+    O_SSE_M,  /* the same inside the mask (mask mode 1) */
+    O_SAE_M,
+    O_N_M,    /* voxels inside the mask */
+    O_MAX_X,  /* maximum of the normalised target (its data range in the icon_mean protocol) */
+    O_CROP_U, /* sum of the uniform-window SSIM map over the cropped region */
+    O_MASK_U, /* sum of the uniform-window SSIM map inside the mask */
+    O_CROP_G, /* the same for the Gaussian window */
+    O_MASK_G,
+    N_OUT
+};
+
+/* scipy.ndimage mode "reflect": d c b a | a b c d | d c b a (valid for -n <= i < 2n) */
+static inline long refl(long i, long n) {
+    if (i < 0) return -i - 1;
+    if (i >= n) return 2 * n - 1 - i;
+    return i;
+}
+
+static inline long lmax(long a, long b) { return a > b ? a : b; }
+static inline long lmin(long a, long b) { return a < b ? a : b; }
+
+/* Sum of v[0..n) with eight partial sums (vectorises without reassociation flags). */
+static double sum_row(const double *restrict v, long n) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) s[k] += v[j + k];
+    double r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; j < n; j++) r += v[j];
+    return r;
+}
+
+/* v where m != 0, else +0.0 (a bit mask, not a branch: outside values, NaN included, drop out) */
+static inline double keep(double v, uint8_t m) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bits &= -(uint64_t)(m != 0);
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* Sum of v[j] where m[j] != 0. */
+static double sum_row_masked(const double *restrict v, const uint8_t *restrict m, long n) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) s[k] += keep(v[j + k], m[j + k]);
+    double r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; j < n; j++) r += keep(v[j], m[j]);
+    return r;
+}
+
+/*
+ * Normalise planes [q0, q1) of one item into X, Y (rows of C + 2 pc doubles, the pc columns on
+ * each side reflected) and add the error sums of planes [o0, o1) to acc. x = t / st (0 where
+ * st <= 0, as the numpy version), times the mask in mask mode 2.
+ */
+#define DEFINE_PREP(NAME, T)                                                                     \
+    static void NAME(const T *restrict t, const T *restrict p, const uint8_t *restrict m,     \
+                     long B, long C, long q0, long q1, long o0, long o1, long pc, double st,    \
+                     double sp, int mask_mode, double *restrict X, double *restrict Y,          \
+                     double *restrict d2, double *restrict d1, double *restrict acc) {          \
+        const long Cs = C + 2 * pc;                                                             \
+        for (long a = q0; a < q1; a++) {                                                        \
+            for (long b = 0; b < B; b++) {                                                      \
+                const size_t off = ((size_t)a * B + b) * C;                                     \
+                const T *restrict tr = t + off;                                                 \
+                const T *restrict pr = p + off;                                                 \
+                const uint8_t *restrict mr = m ? m + off : NULL;                                \
+                double *restrict xr = X + ((size_t)(a - q0) * B + b) * Cs + pc;                 \
+                double *restrict yr = Y + ((size_t)(a - q0) * B + b) * Cs + pc;                 \
+                if (st > 0) {                                                                   \
+                    for (long j = 0; j < C; j++) xr[j] = (double)tr[j] / st;                    \
+                } else {                                                                        \
+                    for (long j = 0; j < C; j++) xr[j] = 0.0;                                   \
+                }                                                                               \
+                if (sp > 0) {                                                                   \
+                    for (long j = 0; j < C; j++) yr[j] = (double)pr[j] / sp;                    \
+                } else {                                                                        \
+                    for (long j = 0; j < C; j++) yr[j] = 0.0;                                   \
+                }                                                                               \
+                if (mask_mode == 2 && mr) {                                                     \
+                    for (long j = 0; j < C; j++) {                                              \
+                        xr[j] *= (double)mr[j];                                                 \
+                        yr[j] *= (double)mr[j];                                                 \
+                    }                                                                           \
+                }                                                                               \
+                for (long k = 1; k <= pc; k++) {                                                \
+                    xr[-k] = xr[k - 1];                                                         \
+                    yr[-k] = yr[k - 1];                                                         \
+                    xr[C - 1 + k] = xr[C - k];                                                  \
+                    yr[C - 1 + k] = yr[C - k];                                                  \
+                }                                                                               \
+                if (a < o0 || a >= o1) continue;                                                \
+                double mx = acc[O_MAX_X];                                                       \
+                for (long j = 0; j < C; j++) {                                                  \
+                    const double d = xr[j] - yr[j];                                             \
+                    d2[j] = d * d;                                                              \
+                    d1[j] = d < 0 ? -d : d;                                                     \
+                    mx = xr[j] > mx ? xr[j] : mx;                                               \
+                }                                                                               \
+                acc[O_MAX_X] = mx;                                                              \
+                acc[O_SSE] += sum_row(d2, C);                                                   \
+                acc[O_SAE] += sum_row(d1, C);                                                   \
+                if (mask_mode == 1 && mr) {                                                     \
+                    long nm = 0;                                                                \
+                    for (long j = 0; j < C; j++) nm += mr[j] != 0;                              \
+                    acc[O_N_M] += (double)nm;                                                   \
+                    acc[O_SSE_M] += sum_row_masked(d2, mr, C);                                  \
+                    acc[O_SAE_M] += sum_row_masked(d1, mr, C);                                  \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_PREP(prep_f64, double)
+DEFINE_PREP(prep_f32, float)
+
+/* The five moments x, y, x^2, y^2, xy of one row. */
+static void moments(const double *restrict x, const double *restrict y, long n,
+                    double *restrict m0, double *restrict m1, double *restrict m2,
+                    double *restrict m3, double *restrict m4) {
+    for (long j = 0; j < n; j++) {
+        const double xv = x[j], yv = y[j];
+        m0[j] = xv;
+        m1[j] = yv;
+        m2[j] = xv * xv;
+        m3[j] = yv * yv;
+        m4[j] = xv * yv;
+    }
+}
+
+/*
+ * SSIM map of one item with the separable window w (L taps, radius R = L / 2) for output planes
+ * [o0, o1): full map (every voxel, reflected borders; needed for the in-mask mean) or only the
+ * cropped interior. Adds the cropped-region sum to *crop and the in-mask sum to *msum.
+ * X, Y: normalised planes [q0, ...) with pc >= R reflected columns on each side when full.
+ * L is a compile-time constant (one function per window) so that the tap loops unroll and the
+ * loops over a row vectorise with the sums kept in registers.
+ */
+static inline __attribute__((always_inline)) void ssim_map_body(
+    const double *X, const double *Y, long A, long B, long C, long pc, long q0, int dims3,
+    const double *w, long o0, long o1, int full, const uint8_t *m, double c1, double c2,
+    double cn, double *crop, double *msum, double *work, const int L) {
+    const long R = L / 2;
+    const long Cs = C + 2 * pc;
+    const long j0 = full ? 0 : R, j1 = full ? C : C - R, nj = j1 - j0;
+    const long ni = nj + 2 * R; /* padded columns j0 - R .. j1 + R */
+    const long r0 = full ? 0 : R, r1 = full ? B : B - R;
+    long a0 = o0, a1 = o1;
+    if (dims3 && !full) {
+        a0 = lmax(o0, R);
+        a1 = lmin(o1, A - R);
+    }
+    double wk[11];
+    for (int k = 0; k < L; k++) wk[k] = w[k];
+    double *am = work;              /* 5 x ni: moments of one row, filtered along A */
+    /* rows apart by a stride that is no multiple of 512 bytes: the L x 5 rows read together
+       must not fall into the same few cache sets */
+    const long ns = (nj + 63) / 64 * 64 + 8;
+    double *ring = am + 5 * ni;     /* L x 5 x ns: rows filtered along A and C */
+    double *s = ring + L * 5 * ns;  /* nj: SSIM of one output row */
+    double crop_sum = 0.0, mask_sum = 0.0;
+    const long col = pc + j0 - R; /* scratch offset of the first needed column */
+    for (long a = a0; a < a1; a++) {
+        const int crop_plane = !dims3 || (a >= R && a < A - R);
+        for (long bp = r0 - R; bp < r1 + R; bp++) {
+            const long rb = refl(bp, B);
+            double *restrict m0 = am, *restrict m1 = am + ni, *restrict m2 = am + 2 * ni;
+            double *restrict m3 = am + 3 * ni, *restrict m4 = am + 4 * ni;
+            if (dims3) {
+                const double *xp[11], *yp[11];
+                #pragma GCC unroll 11
+                for (int k = 0; k < L; k++) {
+                    const long pl = refl(a - R + k, A) - q0;
+                    xp[k] = X + ((size_t)pl * B + rb) * Cs + col;
+                    yp[k] = Y + ((size_t)pl * B + rb) * Cs + col;
+                }
+                #pragma GCC ivdep
+                for (long j = 0; j < ni; j++) {
+                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+                    #pragma GCC unroll 11
+                    for (int k = 0; k < L; k++) {
+                        const double xv = xp[k][j], yv = yp[k][j];
+                        s0 += wk[k] * xv;
+                        s1 += wk[k] * yv;
+                        s2 += wk[k] * (xv * xv);
+                        s3 += wk[k] * (yv * yv);
+                        s4 += wk[k] * (xv * yv);
+                    }
+                    m0[j] = s0;
+                    m1[j] = s1;
+                    m2[j] = s2;
+                    m3[j] = s3;
+                    m4[j] = s4;
+                }
+            } else {
+                moments(X + (size_t)rb * Cs + col, Y + (size_t)rb * Cs + col, ni, m0, m1, m2, m3,
+                        m4);
+            }
+            const long idx = bp - (r0 - R);
+            double *slot = ring + (idx % L) * 5 * ns;
+            for (int q = 0; q < 5; q++) {
+                const double *restrict in = am + q * ni;
+                double *restrict out = slot + q * ns;
+                for (long j = 0; j < nj; j++) {
+                    double acc = 0.0;
+                    #pragma GCC unroll 11
+                    for (int k = 0; k < L; k++) acc += wk[k] * in[j + k];
+                    out[j] = acc;
+                }
+            }
+            if (idx < L - 1) continue;
+            const long b = bp - R; /* output row: the ring holds rows b - R .. b + R */
+            const double *rows[11];
+            for (int k = 0; k < L; k++) rows[k] = ring + ((b - r0 + k) % L) * 5 * ns;
+            #pragma GCC ivdep
+            for (long j = 0; j < nj; j++) {
+                double ux = 0, uy = 0, uxx = 0, uyy = 0, uxy = 0;
+                #pragma GCC unroll 11
+                for (int k = 0; k < L; k++) {
+                    ux += wk[k] * rows[k][j];
+                    uy += wk[k] * rows[k][ns + j];
+                    uxx += wk[k] * rows[k][2 * ns + j];
+                    uyy += wk[k] * rows[k][3 * ns + j];
+                    uxy += wk[k] * rows[k][4 * ns + j];
+                }
+                const double vx = cn * (uxx - ux * ux);
+                const double vy = cn * (uyy - uy * uy);
+                const double vxy = cn * (uxy - ux * uy);
+                const double a1 = 2 * ux * uy + c1, a2 = 2 * vxy + c2;
+                const double b1 = ux * ux + uy * uy + c1, b2 = vx + vy + c2;
+                s[j] = (a1 * a2) / (b1 * b2);
+            }
+            if (crop_plane && b >= R && b < B - R) crop_sum += sum_row(s + (R - j0), C - 2 * R);
+            if (m) mask_sum += sum_row_masked(s, m + ((size_t)a * B + b) * C + j0, nj);
+        }
+    }
+    *crop += crop_sum;
+    *msum += mask_sum;
+}
+
+static void ssim_map7(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
+                      int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
+                      double c1, double c2, double cn, double *crop, double *msum, double *work) {
+    ssim_map_body(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
+                  7);
+}
+
+static void ssim_map11(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
+                       int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
+                       double c1, double c2, double cn, double *crop, double *msum, double *work) {
+    ssim_map_body(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
+                  11);
+}
+
+static void ssim_map(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
+                     int dims3, const double *w, long L, long o0, long o1, int full,
+                     const uint8_t *m, double c1, double c2, double cn, double *crop,
+                     double *msum, double *work) {
+    if (L == 7)
+        ssim_map7(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
+    else
+        ssim_map11(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
+}
+
+/*
+ * Metrics sums of n items of shape (A, B, C) (f32: float inputs, else double; m: uint8 mask or
+ * NULL), output planes [o0, o1) (2D: A = 1, o0 = 0, o1 = 1). st/sp: per-item divisors of target
+ * and prediction; mask_mode 0 none, 1 region (in-mask sums, needs full), 2 multiply; range:
+ * per-item data range or NULL for the maximum of the normalised target (whole items only);
+ * wu (Lu taps, covariance factor cn_u) and wg (Lg taps): the windows, NULL to skip that map.
+ * Windows of 7 or 11 taps. Returns 0, -1 when memory runs out, -2 for another window length.
+ */
+int mrb_metrics(const void *t, const void *p, const uint8_t *m, int f32, long n, long A, long B,
+                long C, int dims3, long o0, long o1, const double *st, const double *sp,
+                int mask_mode, const double *range, int full, const double *wu, long Lu,
+                double cn_u, const double *wg, long Lg, double *out) {
+    if ((wu && Lu != 7 && Lu != 11) || (wg && Lg != 7 && Lg != 11)) return -2;
+    const long ru = wu ? Lu / 2 : 0, rg = wg ? Lg / 2 : 0, rmax = lmax(ru, rg);
+    const long pc = full ? rmax : 0, Cs = C + 2 * pc, Lmax = lmax(wu ? Lu : 1, wg ? Lg : 1);
+    const long q0 = dims3 ? lmax(0, o0 - rmax) : 0, q1 = dims3 ? lmin(A, o1 + rmax) : 1;
+    const size_t plane = (size_t)B * Cs, nq = (size_t)(q1 - q0);
+    const size_t nwork = 5 * (size_t)(C + 2 * rmax) + (size_t)Lmax * 5 * (C + 72) + C;
+    double *X = malloc(nq * plane * sizeof(double));
+    double *Y = malloc(nq * plane * sizeof(double));
+    double *work = malloc((nwork + 2 * (size_t)C) * sizeof(double));
+    if (!X || !Y || !work) {
+        free(X);
+        free(Y);
+        free(work);
+        return -1;
+    }
+    double *d2 = work + nwork, *d1 = d2 + C;
+    const size_t item = (size_t)A * B * C;
+    for (long i = 0; i < n; i++) {
+        double *acc = out + i * N_OUT;
+        for (int k = 0; k < N_OUT; k++) acc[k] = 0.0;
+        acc[O_MAX_X] = -1.0 / 0.0;
+        const uint8_t *mi = m ? m + i * item : NULL;
+        if (f32)
+            prep_f32((const float *)t + i * item, (const float *)p + i * item, mi, B, C, q0, q1,
+                     o0, o1, pc, st[i], sp[i], mask_mode, X, Y, d2, d1, acc);
+        else
+            prep_f64((const double *)t + i * item, (const double *)p + i * item, mi, B, C, q0, q1,
+                     o0, o1, pc, st[i], sp[i], mask_mode, X, Y, d2, d1, acc);
+        const double R = range ? range[i] : acc[O_MAX_X];
+        const double c1 = (0.01 * R) * (0.01 * R), c2 = (0.03 * R) * (0.03 * R);
+        const uint8_t *mm = mask_mode == 1 ? mi : NULL;
+        if (wu)
+            ssim_map(X, Y, A, B, C, pc, q0, dims3, wu, Lu, o0, o1, full, mm, c1, c2, cn_u,
+                     acc + O_CROP_U, acc + O_MASK_U, work);
+        if (wg)
+            ssim_map(X, Y, A, B, C, pc, q0, dims3, wg, Lg, o0, o1, full, mm, c1, c2, 1.0,
+                     acc + O_CROP_G, acc + O_MASK_G, work);
+    }
+    free(X);
+    free(Y);
+    free(work);
+    return 0;
+}
