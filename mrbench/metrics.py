@@ -175,7 +175,8 @@ def _psnr_from_mse(err: np.ndarray, data_range: np.ndarray | float) -> np.ndarra
     r2 = np.broadcast_to(np.asarray(data_range, dtype=np.float64) ** 2, err.shape)
     out = np.where(np.isnan(err), math.nan, math.inf)
     nz = err > 0
-    out[nz] = 10.0 * np.log10(r2[nz] / err[nz])
+    with np.errstate(divide="ignore"):  # an infinite error gives -inf dB
+        out[nz] = 10.0 * np.log10(r2[nz] / err[nz])
     return out
 
 
@@ -472,6 +473,42 @@ def _compute_batch_kernel(
         ok = r > 0
         out = {k: np.where(ok, v, math.nan) for k, v in out.items()}
     return out
+
+
+def psnr_ssim_batch(
+    target: np.ndarray, pred: np.ndarray, data_range: float = 1.0, *, ssim: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """PSNR (dB; ``inf`` for equal images, NaN for NaN ones) and SSIM (a fraction, scikit-image's
+    default 7x7 window; None where it does not fit or ``ssim=False``) of every item of
+    (N, *spatial) batches as they are, without normalisation: the trainer's validation."""
+    t, p = np.asarray(target), np.asarray(pred)
+    if t.shape != p.shape:
+        raise ValueError(f"prediction shape {p.shape} differs from target shape {t.shape}")
+    if metrics_kernel.load() is None:
+        t, p = t.astype(np.float64, copy=False), p.astype(np.float64, copy=False)
+        smap = ssim_map_batch(t, p, data_range, gauss=False) if ssim else None
+        return psnr_batch(t, p, data_range), None if smap is None else _crop_mean(smap, False)
+    if t.dtype not in (np.float32, np.float64) or p.dtype != t.dtype:
+        t, p = t.astype(np.float64), p.astype(np.float64)
+    n, spatial = t.shape[0], t.shape[1:]
+    uniform = _kernel_windows(spatial, gauss=False)[0] if ssim else None
+    ones = np.ones(n)
+    s = metrics_kernel.run(
+        t,
+        p,
+        None,
+        dims3=t.ndim == 4,
+        st=ones,
+        sp=ones,
+        mask_mode=0,
+        data_range=ones * data_range,
+        uniform=uniform,
+        gauss=None,
+    )
+    ps = _psnr_from_mse(s["sse"] / math.prod(spatial), data_range)
+    pad = (_UNIFORM_WIN - 1) // 2
+    n_crop = math.prod(d - 2 * pad for d in spatial)
+    return ps, None if uniform is None else s["crop_uniform"] / n_crop
 
 
 def compute(
