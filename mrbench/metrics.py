@@ -327,7 +327,8 @@ def _check_batch(
             f"got a {pred.ndim}D array"
         )
     if mask is not None:
-        mask = np.asarray(mask) > 0
+        mask = np.asarray(mask)
+        mask = mask if mask.dtype == np.bool_ else mask > 0
         if mask.shape != target.shape:
             raise ValueError(f"mask shape {mask.shape} differs from target shape {target.shape}")
     return pred, target, mask

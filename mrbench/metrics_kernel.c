@@ -61,15 +61,25 @@ static inline double keep(double v, uint8_t m) {
     return v;
 }
 
-/* Sum of v[j] where m[j] != 0. */
-static double sum_row_masked(const double *restrict v, const uint8_t *restrict m, long n) {
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    long j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; k++) s[k] += keep(v[j + k], m[j + k]);
-    double r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; j < n; j++) r += keep(v[j], m[j]);
-    return r;
+/* Sum of v[j] where m[j] != 0 (tmp: n doubles of scratch). */
+static double sum_row_masked(const double *restrict v, const uint8_t *restrict m, long n,
+                             double *restrict tmp) {
+    for (long j = 0; j < n; j++) tmp[j] = keep(v[j], m[j]);
+    return sum_row(tmp, n);
+}
+
+/* Per-thread scratch, kept between calls (fresh pages for every call cost more than the work
+   on a volume); released when a call needs more. */
+static __thread double *tl_buf = NULL;
+static __thread size_t tl_cap = 0;
+
+static double *scratch(size_t n) {
+    if (n > tl_cap) {
+        free(tl_buf);
+        tl_buf = malloc(n * sizeof(double));
+        tl_cap = tl_buf ? n : 0;
+    }
+    return tl_buf;
 }
 
 /*
@@ -128,8 +138,8 @@ static double sum_row_masked(const double *restrict v, const uint8_t *restrict m
                     long nm = 0;                                                                \
                     for (long j = 0; j < C; j++) nm += mr[j] != 0;                              \
                     acc[O_N_M] += (double)nm;                                                   \
-                    acc[O_SSE_M] += sum_row_masked(d2, mr, C);                                  \
-                    acc[O_SAE_M] += sum_row_masked(d1, mr, C);                                  \
+                    acc[O_SSE_M] += sum_row_masked(d2, mr, C, d1 + C);                          \
+                    acc[O_SAE_M] += sum_row_masked(d1, mr, C, d1 + C);                          \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
@@ -152,110 +162,130 @@ static void moments(const double *restrict x, const double *restrict y, long n,
     }
 }
 
+/* output planes of a volume filtered along A together: each input plane read once per group */
+#define G3 4
+
 /*
  * SSIM map of one item with the separable window w (L taps, radius R = L / 2) for output planes
  * [o0, o1): full map (every voxel, reflected borders; needed for the in-mask mean) or only the
  * cropped interior. Adds the cropped-region sum to *crop and the in-mask sum to *msum.
- * X, Y: normalised planes [q0, ...) with pc >= R reflected columns on each side when full.
- * L is a compile-time constant (one function per window) so that the tap loops unroll and the
- * loops over a row vectorise with the sums kept in registers.
+ * X, Y: normalised planes [q0, q1) with pc >= R reflected columns on each side when full.
+ * Row by row: the five moments (filtered along A for volumes, G3 output planes at a time) are
+ * filtered along C into a ring of the last L rows, whose weighted sum (along B) gives the
+ * filtered moments and the SSIM values of one output row. L is a compile-time constant (one
+ * function per window) so that the tap loops unroll and the row loops vectorise with the sums
+ * kept in registers.
  */
 static inline __attribute__((always_inline)) void ssim_map_body(
-    const double *X, const double *Y, long A, long B, long C, long pc, long q0, int dims3,
-    const double *w, long o0, long o1, int full, const uint8_t *m, double c1, double c2,
-    double cn, double *crop, double *msum, double *work, const int L) {
+    const double *X, const double *Y, long A, long B, long C, long pc, long q0, long q1,
+    int dims3, const double *w, long o0, long o1, int full, const uint8_t *m, double c1,
+    double c2, double cn, double *crop, double *msum, double *work, const int L) {
     const long R = L / 2;
     const long Cs = C + 2 * pc;
     const long j0 = full ? 0 : R, j1 = full ? C : C - R, nj = j1 - j0;
     const long ni = nj + 2 * R; /* padded columns j0 - R .. j1 + R */
     const long r0 = full ? 0 : R, r1 = full ? B : B - R;
+    /* rows apart by a stride that is no multiple of 512 bytes: the L x 5 rows read together
+       must not fall into the same few cache sets */
+    const long ns = (nj + 63) / 64 * 64 + 8;
     long a0 = o0, a1 = o1;
     if (dims3 && !full) {
         a0 = lmax(o0, R);
         a1 = lmin(o1, A - R);
     }
+    const long G = dims3 ? G3 : 1;
     double wk[11];
     for (int k = 0; k < L; k++) wk[k] = w[k];
-    double *am = work;              /* 5 x ni: moments of one row, filtered along A */
-    /* rows apart by a stride that is no multiple of 512 bytes: the L x 5 rows read together
-       must not fall into the same few cache sets */
-    const long ns = (nj + 63) / 64 * 64 + 8;
-    double *ring = am + 5 * ni;     /* L x 5 x ns: rows filtered along A and C */
-    double *s = ring + L * 5 * ns;  /* nj: SSIM of one output row */
+    double *am = work;                 /* G3 x 5 x ni: moments of one row, filtered along A */
+    double *ring = am + G3 * 5 * ni;   /* G3 x L x 5 x ns: rows filtered along A and C */
+    double *s = ring + G3 * L * 5 * ns; /* 2 x ns: SSIM of one output row, its masked copy */
     double crop_sum = 0.0, mask_sum = 0.0;
     const long col = pc + j0 - R; /* scratch offset of the first needed column */
-    for (long a = a0; a < a1; a++) {
-        const int crop_plane = !dims3 || (a >= R && a < A - R);
+    for (long a = a0; a < a1; a += G) {
+        const long na = lmin(G, a1 - a);
         for (long bp = r0 - R; bp < r1 + R; bp++) {
             const long rb = refl(bp, B);
-            double *restrict m0 = am, *restrict m1 = am + ni, *restrict m2 = am + 2 * ni;
-            double *restrict m3 = am + 3 * ni, *restrict m4 = am + 4 * ni;
             if (dims3) {
-                const double *xp[11], *yp[11];
-                #pragma GCC unroll 11
-                for (int k = 0; k < L; k++) {
-                    const long pl = refl(a - R + k, A) - q0;
+                /* planes a - R .. a + G3 - 1 + R; those only the unused outputs of a short last
+                   group would read are clamped into the scratch */
+                const double *xp[G3 + 10], *yp[G3 + 10];
+                for (int k = 0; k < G3 + L - 1; k++) {
+                    const long pl = lmin(lmax(refl(a - R + k, A), q0), q1 - 1) - q0;
                     xp[k] = X + ((size_t)pl * B + rb) * Cs + col;
                     yp[k] = Y + ((size_t)pl * B + rb) * Cs + col;
                 }
                 #pragma GCC ivdep
                 for (long j = 0; j < ni; j++) {
-                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0;
-                    #pragma GCC unroll 11
-                    for (int k = 0; k < L; k++) {
+                    double acc[G3][5];
+                    #pragma GCC unroll 4
+                    for (int g = 0; g < G3; g++)
+                        for (int q = 0; q < 5; q++) acc[g][q] = 0.0;
+                    #pragma GCC unroll 16
+                    for (int k = 0; k < G3 + L - 1; k++) {
                         const double xv = xp[k][j], yv = yp[k][j];
-                        s0 += wk[k] * xv;
-                        s1 += wk[k] * yv;
-                        s2 += wk[k] * (xv * xv);
-                        s3 += wk[k] * (yv * yv);
-                        s4 += wk[k] * (xv * yv);
+                        const double xx = xv * xv, yy = yv * yv, xy = xv * yv;
+                        #pragma GCC unroll 4
+                        for (int g = 0; g < G3; g++) {
+                            const int t = k - g;
+                            if (t < 0 || t >= L) continue;
+                            acc[g][0] += wk[t] * xv;
+                            acc[g][1] += wk[t] * yv;
+                            acc[g][2] += wk[t] * xx;
+                            acc[g][3] += wk[t] * yy;
+                            acc[g][4] += wk[t] * xy;
+                        }
                     }
-                    m0[j] = s0;
-                    m1[j] = s1;
-                    m2[j] = s2;
-                    m3[j] = s3;
-                    m4[j] = s4;
+                    #pragma GCC unroll 4
+                    for (int g = 0; g < G3; g++)
+                        for (int q = 0; q < 5; q++) am[(g * 5 + q) * ni + j] = acc[g][q];
                 }
             } else {
-                moments(X + (size_t)rb * Cs + col, Y + (size_t)rb * Cs + col, ni, m0, m1, m2, m3,
-                        m4);
+                moments(X + (size_t)rb * Cs + col, Y + (size_t)rb * Cs + col, ni, am, am + ni,
+                        am + 2 * ni, am + 3 * ni, am + 4 * ni);
             }
             const long idx = bp - (r0 - R);
-            double *slot = ring + (idx % L) * 5 * ns;
-            for (int q = 0; q < 5; q++) {
-                const double *restrict in = am + q * ni;
-                double *restrict out = slot + q * ns;
-                for (long j = 0; j < nj; j++) {
-                    double acc = 0.0;
-                    #pragma GCC unroll 11
-                    for (int k = 0; k < L; k++) acc += wk[k] * in[j + k];
-                    out[j] = acc;
+            for (long g = 0; g < na; g++) {
+                double *slot = ring + (g * L + idx % L) * 5 * ns;
+                for (int q = 0; q < 5; q++) {
+                    const double *restrict in = am + (g * 5 + q) * ni;
+                    double *restrict out = slot + q * ns;
+                    for (long j = 0; j < nj; j++) {
+                        double acc = 0.0;
+                        #pragma GCC unroll 11
+                        for (int k = 0; k < L; k++) acc += wk[k] * in[j + k];
+                        out[j] = acc;
+                    }
                 }
             }
             if (idx < L - 1) continue;
             const long b = bp - R; /* output row: the ring holds rows b - R .. b + R */
-            const double *rows[11];
-            for (int k = 0; k < L; k++) rows[k] = ring + ((b - r0 + k) % L) * 5 * ns;
-            #pragma GCC ivdep
-            for (long j = 0; j < nj; j++) {
-                double ux = 0, uy = 0, uxx = 0, uyy = 0, uxy = 0;
-                #pragma GCC unroll 11
-                for (int k = 0; k < L; k++) {
-                    ux += wk[k] * rows[k][j];
-                    uy += wk[k] * rows[k][ns + j];
-                    uxx += wk[k] * rows[k][2 * ns + j];
-                    uyy += wk[k] * rows[k][3 * ns + j];
-                    uxy += wk[k] * rows[k][4 * ns + j];
+            for (long g = 0; g < na; g++) {
+                const long ag = a + g;
+                const double *rows[11];
+                for (int k = 0; k < L; k++) rows[k] = ring + (g * L + (b - r0 + k) % L) * 5 * ns;
+                #pragma GCC ivdep
+                for (long j = 0; j < nj; j++) {
+                    double ux = 0, uy = 0, uxx = 0, uyy = 0, uxy = 0;
+                    #pragma GCC unroll 11
+                    for (int k = 0; k < L; k++) {
+                        ux += wk[k] * rows[k][j];
+                        uy += wk[k] * rows[k][ns + j];
+                        uxx += wk[k] * rows[k][2 * ns + j];
+                        uyy += wk[k] * rows[k][3 * ns + j];
+                        uxy += wk[k] * rows[k][4 * ns + j];
+                    }
+                    const double vx = cn * (uxx - ux * ux);
+                    const double vy = cn * (uyy - uy * uy);
+                    const double vxy = cn * (uxy - ux * uy);
+                    const double a1 = 2 * ux * uy + c1, a2 = 2 * vxy + c2;
+                    const double b1 = ux * ux + uy * uy + c1, b2 = vx + vy + c2;
+                    s[j] = (a1 * a2) / (b1 * b2);
                 }
-                const double vx = cn * (uxx - ux * ux);
-                const double vy = cn * (uyy - uy * uy);
-                const double vxy = cn * (uxy - ux * uy);
-                const double a1 = 2 * ux * uy + c1, a2 = 2 * vxy + c2;
-                const double b1 = ux * ux + uy * uy + c1, b2 = vx + vy + c2;
-                s[j] = (a1 * a2) / (b1 * b2);
+                const int crop_plane = !dims3 || (ag >= R && ag < A - R);
+                if (crop_plane && b >= R && b < B - R)
+                    crop_sum += sum_row(s + (R - j0), C - 2 * R);
+                if (m) mask_sum += sum_row_masked(s, m + ((size_t)ag * B + b) * C + j0, nj, s + ns);
             }
-            if (crop_plane && b >= R && b < B - R) crop_sum += sum_row(s + (R - j0), C - 2 * R);
-            if (m) mask_sum += sum_row_masked(s, m + ((size_t)a * B + b) * C + j0, nj);
         }
     }
     *crop += crop_sum;
@@ -263,27 +293,27 @@ static inline __attribute__((always_inline)) void ssim_map_body(
 }
 
 static void ssim_map7(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
-                      int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
+                      long q1, int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
                       double c1, double c2, double cn, double *crop, double *msum, double *work) {
-    ssim_map_body(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
+    ssim_map_body(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
                   7);
 }
 
 static void ssim_map11(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
-                       int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
+                       long q1, int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
                        double c1, double c2, double cn, double *crop, double *msum, double *work) {
-    ssim_map_body(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
+    ssim_map_body(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
                   11);
 }
 
 static void ssim_map(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
-                     int dims3, const double *w, long L, long o0, long o1, int full,
+                     long q1, int dims3, const double *w, long L, long o0, long o1, int full,
                      const uint8_t *m, double c1, double c2, double cn, double *crop,
                      double *msum, double *work) {
     if (L == 7)
-        ssim_map7(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
+        ssim_map7(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
     else
-        ssim_map11(X, Y, A, B, C, pc, q0, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
+        ssim_map11(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
 }
 
 /*
@@ -303,17 +333,11 @@ int mrb_metrics(const void *t, const void *p, const uint8_t *m, int f32, long n,
     const long pc = full ? rmax : 0, Cs = C + 2 * pc, Lmax = lmax(wu ? Lu : 1, wg ? Lg : 1);
     const long q0 = dims3 ? lmax(0, o0 - rmax) : 0, q1 = dims3 ? lmin(A, o1 + rmax) : 1;
     const size_t plane = (size_t)B * Cs, nq = (size_t)(q1 - q0);
-    const size_t nwork = 5 * (size_t)(C + 2 * rmax) + (size_t)Lmax * 5 * (C + 72) + C;
-    double *X = malloc(nq * plane * sizeof(double));
-    double *Y = malloc(nq * plane * sizeof(double));
-    double *work = malloc((nwork + 2 * (size_t)C) * sizeof(double));
-    if (!X || !Y || !work) {
-        free(X);
-        free(Y);
-        free(work);
-        return -1;
-    }
-    double *d2 = work + nwork, *d1 = d2 + C;
+    const size_t nwork = (size_t)G3 * 5 * (C + 2 * rmax) + ((size_t)G3 * Lmax * 5 + 2) * (C + 72);
+    double *X = scratch(2 * nq * plane + nwork + 3 * (size_t)C);
+    if (!X) return -1;
+    double *Y = X + nq * plane, *work = Y + nq * plane;
+    double *d2 = work + nwork, *d1 = d2 + C; /* and C doubles after d1 */
     const size_t item = (size_t)A * B * C;
     for (long i = 0; i < n; i++) {
         double *acc = out + i * N_OUT;
@@ -330,14 +354,11 @@ int mrb_metrics(const void *t, const void *p, const uint8_t *m, int f32, long n,
         const double c1 = (0.01 * R) * (0.01 * R), c2 = (0.03 * R) * (0.03 * R);
         const uint8_t *mm = mask_mode == 1 ? mi : NULL;
         if (wu)
-            ssim_map(X, Y, A, B, C, pc, q0, dims3, wu, Lu, o0, o1, full, mm, c1, c2, cn_u,
+            ssim_map(X, Y, A, B, C, pc, q0, q1, dims3, wu, Lu, o0, o1, full, mm, c1, c2, cn_u,
                      acc + O_CROP_U, acc + O_MASK_U, work);
         if (wg)
-            ssim_map(X, Y, A, B, C, pc, q0, dims3, wg, Lg, o0, o1, full, mm, c1, c2, 1.0,
+            ssim_map(X, Y, A, B, C, pc, q0, q1, dims3, wg, Lg, o0, o1, full, mm, c1, c2, 1.0,
                      acc + O_CROP_G, acc + O_MASK_G, work);
     }
-    free(X);
-    free(Y);
-    free(work);
     return 0;
 }
