@@ -35,6 +35,11 @@ Metrics (scikit-image, called with the arguments written here):
 Masked variants (suffix ``_brain``) use only voxels inside the mask: PSNR and MAE from the squared
 and absolute errors inside the mask, SSIM as the mean of the full SSIM map
 (``structural_similarity(..., full=True)``) inside the mask.
+
+Batches are computed by the compiled kernel of :mod:`mrbench.metrics_kernel` (the same float64
+arithmetic, fused row by row), or by the numpy version here where no C compiler is available;
+:mod:`mrbench.metrics_reference` spells every protocol out with scikit-image slice by slice, and
+the tests hold both batched paths to it.
 """
 
 from __future__ import annotations
@@ -136,10 +141,10 @@ def higher_is_better(metric: str) -> bool:
 
 
 # ------------------------------------------------------------------ basic metrics
-# Every metric is computed on a *batch*: arrays of shape (N, *spatial) with one value per item,
-# in one pass of vectorised numpy/scipy code, so that a subject's slices (or many subjects) cost
-# a few array operations instead of a Python loop of scikit-image calls. The formulas are
-# scikit-image's, step by step (tests compare them on random inputs to 1e-6).
+# Every metric is computed on a *batch*: arrays of shape (N, *spatial) with one value per item.
+# The numpy version below (the fallback of the compiled kernel) costs a few array operations per
+# batch instead of a Python loop of scikit-image calls. The formulas are scikit-image's, step by
+# step (tests compare them on random inputs to 1e-6).
 
 #: SSIM constants and windows of scikit-image's ``structural_similarity``
 _K1, _K2 = 0.01, 0.03

@@ -148,17 +148,22 @@ static double *scratch(size_t n) {
 DEFINE_PREP(prep_f64, double)
 DEFINE_PREP(prep_f32, float)
 
-/* The five moments x, y, x^2, y^2, xy of one row. */
+/*
+ * The moments that SSIM filters: x, y, x^2 + y^2 and xy. scikit-image filters x^2 and y^2
+ * separately, but its formula only uses vx + vy, so one filtered image serves both (the
+ * filters are linear; the values differ by rounding only).
+ */
+#define NM 4
+
 static void moments(const double *restrict x, const double *restrict y, long n,
                     double *restrict m0, double *restrict m1, double *restrict m2,
-                    double *restrict m3, double *restrict m4) {
+                    double *restrict m3) {
     for (long j = 0; j < n; j++) {
         const double xv = x[j], yv = y[j];
         m0[j] = xv;
         m1[j] = yv;
-        m2[j] = xv * xv;
-        m3[j] = yv * yv;
-        m4[j] = xv * yv;
+        m2[j] = xv * xv + yv * yv;
+        m3[j] = xv * yv;
     }
 }
 
@@ -170,7 +175,7 @@ static void moments(const double *restrict x, const double *restrict y, long n,
  * [o0, o1): full map (every voxel, reflected borders; needed for the in-mask mean) or only the
  * cropped interior. Adds the cropped-region sum to *crop and the in-mask sum to *msum.
  * X, Y: normalised planes [q0, q1) with pc >= R reflected columns on each side when full.
- * Row by row: the five moments (filtered along A for volumes, G3 output planes at a time) are
+ * Row by row: the NM moments (filtered along A for volumes, G3 output planes at a time) are
  * filtered along C into a ring of the last L rows, whose weighted sum (along B) gives the
  * filtered moments and the SSIM values of one output row. L is a compile-time constant (one
  * function per window) so that the tap loops unroll and the row loops vectorise with the sums
@@ -185,7 +190,7 @@ static inline __attribute__((always_inline)) void ssim_map_body(
     const long j0 = full ? 0 : R, j1 = full ? C : C - R, nj = j1 - j0;
     const long ni = nj + 2 * R; /* padded columns j0 - R .. j1 + R */
     const long r0 = full ? 0 : R, r1 = full ? B : B - R;
-    /* rows apart by a stride that is no multiple of 512 bytes: the L x 5 rows read together
+    /* rows apart by a stride that is no multiple of 512 bytes: the L x NM rows read together
        must not fall into the same few cache sets */
     const long ns = (nj + 63) / 64 * 64 + 8;
     long a0 = o0, a1 = o1;
@@ -196,9 +201,9 @@ static inline __attribute__((always_inline)) void ssim_map_body(
     const long G = dims3 ? G3 : 1;
     double wk[11];
     for (int k = 0; k < L; k++) wk[k] = w[k];
-    double *am = work;                 /* G3 x 5 x ni: moments of one row, filtered along A */
-    double *ring = am + G3 * 5 * ni;   /* G3 x L x 5 x ns: rows filtered along A and C */
-    double *s = ring + G3 * L * 5 * ns; /* 2 x ns: SSIM of one output row, its masked copy */
+    double *am = work;                   /* G3 x NM x ni: moments of one row, filtered along A */
+    double *ring = am + G3 * NM * ni;    /* G3 x L x NM x ns: rows filtered along A and C */
+    double *s = ring + G3 * L * NM * ns; /* 2 x ns: SSIM of one output row, its masked copy */
     double crop_sum = 0.0, mask_sum = 0.0;
     const long col = pc + j0 - R; /* scratch offset of the first needed column */
     for (long a = a0; a < a1; a += G) {
@@ -216,38 +221,37 @@ static inline __attribute__((always_inline)) void ssim_map_body(
                 }
                 #pragma GCC ivdep
                 for (long j = 0; j < ni; j++) {
-                    double acc[G3][5];
+                    double acc[G3][NM];
                     #pragma GCC unroll 4
                     for (int g = 0; g < G3; g++)
-                        for (int q = 0; q < 5; q++) acc[g][q] = 0.0;
+                        for (int q = 0; q < NM; q++) acc[g][q] = 0.0;
                     #pragma GCC unroll 16
                     for (int k = 0; k < G3 + L - 1; k++) {
                         const double xv = xp[k][j], yv = yp[k][j];
-                        const double xx = xv * xv, yy = yv * yv, xy = xv * yv;
+                        const double ss = xv * xv + yv * yv, xy = xv * yv;
                         #pragma GCC unroll 4
                         for (int g = 0; g < G3; g++) {
                             const int t = k - g;
                             if (t < 0 || t >= L) continue;
                             acc[g][0] += wk[t] * xv;
                             acc[g][1] += wk[t] * yv;
-                            acc[g][2] += wk[t] * xx;
-                            acc[g][3] += wk[t] * yy;
-                            acc[g][4] += wk[t] * xy;
+                            acc[g][2] += wk[t] * ss;
+                            acc[g][3] += wk[t] * xy;
                         }
                     }
                     #pragma GCC unroll 4
                     for (int g = 0; g < G3; g++)
-                        for (int q = 0; q < 5; q++) am[(g * 5 + q) * ni + j] = acc[g][q];
+                        for (int q = 0; q < NM; q++) am[(g * NM + q) * ni + j] = acc[g][q];
                 }
             } else {
                 moments(X + (size_t)rb * Cs + col, Y + (size_t)rb * Cs + col, ni, am, am + ni,
-                        am + 2 * ni, am + 3 * ni, am + 4 * ni);
+                        am + 2 * ni, am + 3 * ni);
             }
             const long idx = bp - (r0 - R);
             for (long g = 0; g < na; g++) {
-                double *slot = ring + (g * L + idx % L) * 5 * ns;
-                for (int q = 0; q < 5; q++) {
-                    const double *restrict in = am + (g * 5 + q) * ni;
+                double *slot = ring + (g * L + idx % L) * NM * ns;
+                for (int q = 0; q < NM; q++) {
+                    const double *restrict in = am + (g * NM + q) * ni;
                     double *restrict out = slot + q * ns;
                     for (long j = 0; j < nj; j++) {
                         double acc = 0.0;
@@ -262,23 +266,22 @@ static inline __attribute__((always_inline)) void ssim_map_body(
             for (long g = 0; g < na; g++) {
                 const long ag = a + g;
                 const double *rows[11];
-                for (int k = 0; k < L; k++) rows[k] = ring + (g * L + (b - r0 + k) % L) * 5 * ns;
+                for (int k = 0; k < L; k++) rows[k] = ring + (g * L + (b - r0 + k) % L) * NM * ns;
                 #pragma GCC ivdep
                 for (long j = 0; j < nj; j++) {
-                    double ux = 0, uy = 0, uxx = 0, uyy = 0, uxy = 0;
+                    double ux = 0, uy = 0, uss = 0, uxy = 0;
                     #pragma GCC unroll 11
                     for (int k = 0; k < L; k++) {
                         ux += wk[k] * rows[k][j];
                         uy += wk[k] * rows[k][ns + j];
-                        uxx += wk[k] * rows[k][2 * ns + j];
-                        uyy += wk[k] * rows[k][3 * ns + j];
-                        uxy += wk[k] * rows[k][4 * ns + j];
+                        uss += wk[k] * rows[k][2 * ns + j];
+                        uxy += wk[k] * rows[k][3 * ns + j];
                     }
-                    const double vx = cn * (uxx - ux * ux);
-                    const double vy = cn * (uyy - uy * uy);
+                    const double uu = ux * ux + uy * uy;
+                    const double vsum = cn * (uss - uu); /* vx + vy */
                     const double vxy = cn * (uxy - ux * uy);
                     const double a1 = 2 * ux * uy + c1, a2 = 2 * vxy + c2;
-                    const double b1 = ux * ux + uy * uy + c1, b2 = vx + vy + c2;
+                    const double b1 = uu + c1, b2 = vsum + c2;
                     s[j] = (a1 * a2) / (b1 * b2);
                 }
                 const int crop_plane = !dims3 || (ag >= R && ag < A - R);
@@ -333,7 +336,7 @@ int mrb_metrics(const void *t, const void *p, const uint8_t *m, int f32, long n,
     const long pc = full ? rmax : 0, Cs = C + 2 * pc, Lmax = lmax(wu ? Lu : 1, wg ? Lg : 1);
     const long q0 = dims3 ? lmax(0, o0 - rmax) : 0, q1 = dims3 ? lmin(A, o1 + rmax) : 1;
     const size_t plane = (size_t)B * Cs, nq = (size_t)(q1 - q0);
-    const size_t nwork = (size_t)G3 * 5 * (C + 2 * rmax) + ((size_t)G3 * Lmax * 5 + 2) * (C + 72);
+    const size_t nwork = (size_t)G3 * NM * (C + 2 * rmax) + ((size_t)G3 * Lmax * NM + 2) * (C + 72);
     double *X = scratch(2 * nq * plane + nwork + 3 * (size_t)C);
     if (!X) return -1;
     double *Y = X + nq * plane, *work = Y + nq * plane;
