@@ -156,12 +156,9 @@ DEFINE_PREP(prep_f32, float)
 #define NM 4
 
 static void moments(const double *restrict x, const double *restrict y, long n,
-                    double *restrict m0, double *restrict m1, double *restrict m2,
-                    double *restrict m3) {
+                    double *restrict m2, double *restrict m3) {
     for (long j = 0; j < n; j++) {
         const double xv = x[j], yv = y[j];
-        m0[j] = xv;
-        m1[j] = yv;
         m2[j] = xv * xv + yv * yv;
         m3[j] = xv * yv;
     }
@@ -210,6 +207,7 @@ static inline __attribute__((always_inline)) void ssim_map_body(
         const long na = lmin(G, a1 - a);
         for (long bp = r0 - R; bp < r1 + R; bp++) {
             const long rb = refl(bp, B);
+            const double *cin[G3 * NM]; /* the moment rows to filter along C */
             if (dims3) {
                 /* planes a - R .. a + G3 - 1 + R; those only the unused outputs of a short last
                    group would read are clamped into the scratch */
@@ -243,15 +241,19 @@ static inline __attribute__((always_inline)) void ssim_map_body(
                     for (int g = 0; g < G3; g++)
                         for (int q = 0; q < NM; q++) am[(g * NM + q) * ni + j] = acc[g][q];
                 }
+                for (int q = 0; q < G3 * NM; q++) cin[q] = am + q * ni;
             } else {
-                moments(X + (size_t)rb * Cs + col, Y + (size_t)rb * Cs + col, ni, am, am + ni,
-                        am + 2 * ni, am + 3 * ni);
+                cin[0] = X + (size_t)rb * Cs + col;
+                cin[1] = Y + (size_t)rb * Cs + col;
+                cin[2] = am;
+                cin[3] = am + ni;
+                moments(cin[0], cin[1], ni, am, am + ni);
             }
             const long idx = bp - (r0 - R);
             for (long g = 0; g < na; g++) {
                 double *slot = ring + (g * L + idx % L) * NM * ns;
                 for (int q = 0; q < NM; q++) {
-                    const double *restrict in = am + (g * NM + q) * ni;
+                    const double *restrict in = cin[g * NM + q];
                     double *restrict out = slot + q * ns;
                     for (long j = 0; j < nj; j++) {
                         double acc = 0.0;
