@@ -121,7 +121,11 @@ def load() -> ctypes.CDLL | None:
             stacklevel=2,
         )
         return None
-    source = SOURCE.read_bytes()
+    try:
+        source = SOURCE.read_bytes()
+    except OSError as exc:
+        warnings.warn(f"mrbench.metrics: {exc}; metrics use numpy (slower)", stacklevel=2)
+        return None
     errors = []
     for flags in _FLAG_SETS:
         key = hashlib.sha256(

@@ -254,9 +254,18 @@ def path(request, monkeypatch):
 
     if request.param == "numpy":
         monkeypatch.setattr(metrics_kernel, "load", lambda: None)
-    elif metrics_kernel.load() is None:
-        pytest.skip("no C compiler: the compiled metrics kernel is unavailable")
+    else:
+        _require_kernel()
     return request.param
+
+
+def _require_kernel():
+    """Skip without a C compiler; with one, a kernel that does not build is a failure."""
+    from mrbench import metrics_kernel
+
+    if metrics_kernel._compiler() is None:
+        pytest.skip("no C compiler: the compiled metrics kernel is unavailable")
+    assert metrics_kernel.load() is not None, "metrics_kernel.c does not build"
 
 
 def _random_batch(rng, shape, scale, dtype):
@@ -316,8 +325,7 @@ def test_volume_layout_and_threads_do_not_change_values():
     output planes over threads give the contiguous single-thread values."""
     from mrbench import metrics_kernel
 
-    if metrics_kernel.load() is None:
-        pytest.skip("no C compiler: the compiled metrics kernel is unavailable")
+    _require_kernel()
     rng = np.random.default_rng(5)
     t, p, m = _random_batch(rng, (23, 30, 28), 1.0, np.float32)  # (D, H, W)
     view = [np.moveaxis(a, 0, -1) for a in (p, t, m)]
