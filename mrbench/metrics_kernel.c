@@ -165,7 +165,9 @@ static void moments(const double *restrict x, const double *restrict y, long n,
 }
 
 /* output planes of a volume filtered along A together: each input plane read once per group */
+#ifndef G3
 #define G3 4
+#endif
 
 /*
  * SSIM map of one item with the separable window w (L taps, radius R = L / 2) for output planes
