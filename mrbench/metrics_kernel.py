@@ -82,20 +82,44 @@ def _compiler() -> str | None:
     return None
 
 
+class CompileError(RuntimeError):
+    """The compiler rejected the kernel (or these flags)."""
+
+
 def _build(compiler: str, flags: list[str], out: Path) -> None:
-    """Compile to a temporary name in ``out``'s folder, then rename (atomic for other jobs)."""
+    """Compile to a temporary name in ``out``'s folder, then rename (atomic for other jobs).
+    OSError: the folder is not writable; CompileError: the compiler failed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
         cmd = [compiler, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise CompileError(f"{' '.join(cmd)}: {exc}") from None
         if proc.returncode != 0:
-            raise OSError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[:300]}")
+            raise CompileError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[:300]}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _built(compiler: str, flags: list[str], name: str) -> Path:
+    """The kernel built with ``flags`` in the cache folder, or in the temporary folder where
+    the cache folder is not writable (a read-only home)."""
+    path = _cache_dir() / name
+    if path.exists():
+        return path
+    try:
+        _build(compiler, flags, path)
+        return path
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"mrbench-kernels-{os.getuid()}" / name
+        if not path.exists():
+            _build(compiler, flags, path)
+        return path
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -131,17 +155,10 @@ def load() -> ctypes.CDLL | None:
         key = hashlib.sha256(
             b"\0".join([source, compiler.encode(), " ".join(flags).encode(), _cpu_tag().encode()])
         ).hexdigest()[:16]
-        path = _cache_dir() / f"metrics_kernel-{key}.so"
         try:
-            if not path.exists():
-                try:
-                    _build(compiler, flags, path)
-                except PermissionError:
-                    path = Path(tempfile.gettempdir()) / f"mrbench-{os.getuid()}" / path.name
-                    if not path.exists():
-                        _build(compiler, flags, path)
+            path = _built(compiler, flags, f"metrics_kernel-{key}.so")
             return _bind(ctypes.CDLL(str(path)))
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, CompileError) as exc:
             errors.append(str(exc))
     warnings.warn(
         f"mrbench.metrics: cannot build {SOURCE.name} ({errors[-1]}); metrics use numpy (slower)",

@@ -373,3 +373,24 @@ def test_kernel_can_be_switched_off(monkeypatch):
         assert res["psnr"] == pytest.approx(metrics.compute_batch_numpy("max01", p, t, m)["psnr"])
     finally:
         metrics_kernel.load.cache_clear()
+
+
+def test_kernel_that_does_not_build_falls_back_to_numpy(monkeypatch, tmp_path):
+    """A failing compiler costs speed, not results: one warning, then the numpy path."""
+    from mrbench import metrics_kernel
+
+    false = tmp_path / "cc-that-fails"
+    false.write_text("#!/bin/sh\necho 'no compiler here' >&2\nexit 1\n")
+    false.chmod(0o755)
+    metrics_kernel.load.cache_clear()
+    monkeypatch.setenv("CC", str(false))
+    monkeypatch.setenv("MRBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        with pytest.warns(UserWarning, match="no compiler here"):
+            assert metrics_kernel.load() is None
+        t, p, m = _random_batch(np.random.default_rng(4), (2, 12, 12), 1.0, np.float32)
+        assert metrics.compute_batch("max01", p, t, m)["ssim"] == pytest.approx(
+            metrics.compute_batch_numpy("max01", p, t, m)["ssim"]
+        )
+    finally:
+        metrics_kernel.load.cache_clear()
