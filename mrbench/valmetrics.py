@@ -41,24 +41,20 @@ def ssim(target: np.ndarray, pred: np.ndarray) -> float:
 
 def psnr_batch(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """:func:`psnr` of every item of (N, H, W) batches in one vectorised pass (NaN for a
-    prediction holding NaN or inf)."""
+    prediction holding NaN or inf: its mean squared error is NaN or inf)."""
     from mrbench.metrics import psnr_ssim_batch
 
     values = psnr_ssim_batch(target, pred, 1.0, ssim=False)[0]
-    return np.where(_finite(pred), np.minimum(PSNR_CAP, values), np.nan)
+    return np.where(np.isnan(values) | np.isneginf(values), np.nan, np.minimum(PSNR_CAP, values))
 
 
 def ssim_batch(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """:func:`ssim` of every item of (N, H, W) batches in one vectorised pass."""
+    """:func:`ssim` of every item of (N, H, W) batches in one vectorised pass (NaN or inf in a
+    prediction makes its SSIM map, hence its SSIM, NaN)."""
     from mrbench.metrics import psnr_ssim_batch
 
     values = psnr_ssim_batch(target, pred, 1.0)[1]
     if values is None:
         shape = np.shape(target)[1:]
         raise ValueError(f"ssim: images of {shape} px are smaller than the 7x7 window")
-    return np.where(_finite(pred), values, np.nan)
-
-
-def _finite(pred: np.ndarray) -> np.ndarray:
-    p = np.asarray(pred)
-    return np.isfinite(p).reshape(p.shape[0], -1).all(axis=1)
+    return values
