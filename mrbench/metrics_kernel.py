@@ -180,7 +180,8 @@ def default_threads() -> int:
 
 
 @functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """Worker threads, per process: a forked child has none of its parent's threads."""
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mrbench-metrics")
 
 
@@ -275,7 +276,7 @@ def run(
     if len(units) == 1 or threads == 1:
         codes = [call(k) for k in range(len(units))]
     else:
-        codes = list(_pool(threads).map(call, range(len(units))))
+        codes = list(_pool(threads, os.getpid()).map(call, range(len(units))))
     if any(c == -2 for c in codes):
         raise ValueError("metrics kernel: windows must have 7 or 11 taps")
     if any(codes):

@@ -394,3 +394,24 @@ def test_kernel_that_does_not_build_falls_back_to_numpy(monkeypatch, tmp_path):
         )
     finally:
         metrics_kernel.load.cache_clear()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_kernel_threads_work_in_a_forked_child():
+    """A process forked after the kernel's threads started (a multiprocessing pool) must not
+    wait for threads it does not have."""
+    import multiprocessing
+
+    _require_kernel()
+    t, p, m = _random_batch(np.random.default_rng(9), (4, 20, 20), 1.0, np.float32)
+    want = metrics.compute_batch("max01", p, t, m)["ssim"]  # starts the threads here
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_ssim_in_child, (p, t, m)).get(timeout=60)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def _ssim_in_child(p, t, m):
+    from mrbench import metrics_kernel
+
+    metrics_kernel.default_threads = lambda: 2
+    return metrics.compute_batch("max01", p, t, m)["ssim"]
