@@ -1,4 +1,4 @@
-"""Evaluation throughput: slices per second of ``mrbench.metrics.compute`` per protocol and size.
+"""Evaluation throughput: slices per second of every metric protocol, per implementation and size.
 
 Every test slice of every (dataset, method, seed, direction) is scored under each configured
 protocol, so this rate bounds the evaluation rules' time: slices / rate = seconds per metrics
@@ -6,21 +6,39 @@ job. The images are smooth brain-like blobs with noise (values in [0, 1], a brai
 about half of the slice); metric cost does not depend on the content. The 2D protocols score a
 subject's ``depth`` slices per call (``compute_batch``, as the evaluation does), ``volume3d`` one
 stack of ``depth`` slices per call, the trainer's validation a batch of ``depth`` slices; every
-rate is in slices/s. ``--code-root`` measures another checkout (an older one scores one slice per
-call through scikit-image) for before/after pairs.
+rate is in slices/s.
 
-    python benchmarks/metrics_throughput.py [--quick] [--sizes 32,128,256] [--code-root DIR]
+Implementations, measured interleaved (round robin, ``--repeats`` rounds; best and median):
+
+- ``kernel``: :func:`mrbench.metrics.compute_batch` with the compiled kernel (the default path);
+- ``numpy``: the same with the kernel switched off (the vectorised numpy/scipy path, which was
+  the evaluation's code before the kernel);
+- ``skimage``: :mod:`mrbench.metrics_reference`, one scikit-image call per metric and slice (the
+  specification; ``--no-reference`` skips it).
+
+``slices_per_cpu_s`` divides the slices by the process's CPU time (all threads): on a machine
+shared with other jobs it moves less than the wall-clock rate. Threads: ``OMP_NUM_THREADS``
+(default 2 here).
+
+    OMP_NUM_THREADS=2 python benchmarks/metrics_throughput.py [--quick] [--sizes 64,256]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from functools import partial
-from pathlib import Path
+import os
 
-import numpy as np
+os.environ.setdefault("OMP_NUM_THREADS", "2")  # before numpy starts its thread pools
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,77 +56,128 @@ def brain_like(size: int, depth: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return target, pred, np.broadcast_to(mask, target.shape).copy()
 
 
-def rate(fn, n_items: int, min_seconds: float) -> float:
-    fn()  # warm-up (scikit-image imports, caches)
-    done, t0 = 0, time.perf_counter()
+def rate(fn: Callable[[], object], n_items: int, min_seconds: float) -> tuple[float, float]:
+    """(items per wall second, items per CPU second) of repeated ``fn()`` calls."""
+    done, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         fn()
         done += n_items
         elapsed = time.perf_counter() - t0
         if elapsed >= min_seconds:
-            return done / elapsed
+            return done / elapsed, done / max(time.process_time() - c0, 1e-9)
 
 
-def _validation_metrics(valmetrics, target: np.ndarray, pred: np.ndarray) -> None:
-    if hasattr(valmetrics, "psnr_batch"):
-        valmetrics.psnr_batch(target, pred)
-        valmetrics.ssim_batch(target, pred)
-        return
+@contextlib.contextmanager
+def numpy_only() -> Iterator[None]:
+    """The kernel switched off: mrbench.metrics falls back to numpy/scipy."""
+    from mrbench import metrics_kernel
+
+    load = metrics_kernel.load
+    metrics_kernel.load = lambda: None
+    try:
+        yield
+    finally:
+        metrics_kernel.load = load
+
+
+def _validation(target: np.ndarray, pred: np.ndarray) -> None:
+    from mrbench import valmetrics
+
+    valmetrics.psnr_batch(target, pred)
+    valmetrics.ssim_batch(target, pred)
+
+
+def _validation_per_slice(target: np.ndarray, pred: np.ndarray) -> None:
+    from mrbench import valmetrics
+
     for t, p in zip(target, pred, strict=True):
         valmetrics.psnr(t, p)
         valmetrics.ssim(t, p)
 
 
-def _subject_2d(metrics, name: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> None:
-    if hasattr(metrics, "compute_batch"):
-        metrics.compute_batch(name, pred, target, mask)
-        return
-    for p, t, m in zip(pred, target, mask, strict=True):
-        metrics.compute(name, p, t, m)
+def cases(size: int, depth: int, reference: bool) -> list[tuple[str, str, Callable]]:
+    """(protocol, implementation, call) for every protocol at one image size."""
+    from mrbench import metrics_reference
+    from mrbench.metrics import PROTOCOLS, compute_batch
+
+    target, pred, mask = brain_like(size, depth, seed=size)
+    stacks = [a[None] for a in (pred, target, mask)]  # one (depth, size, size) volume
+    out = []
+    for name, proto in PROTOCOLS.items():
+        args = stacks if proto.dims == 3 else (pred, target, mask)
+        impls = {
+            "kernel": partial(compute_batch, name, *args),
+            "numpy": partial(_with_numpy, compute_batch, name, *args),
+        }
+        if reference:
+            impls["skimage"] = partial(metrics_reference.compute_batch, name, *args)
+        out += [(name, impl, fn) for impl, fn in impls.items()]
+    out.append(("validation (trainer)", "kernel", partial(_validation, target, pred)))
+    out.append(("validation (trainer)", "numpy", partial(_with_numpy, _validation, target, pred)))
+    if reference:
+        out.append(
+            ("validation (trainer)", "skimage", partial(_validation_per_slice, target, pred))
+        )
+    return out
+
+
+def _with_numpy(fn, *args) -> None:
+    with numpy_only():
+        fn(*args)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter timing per case")
-    parser.add_argument("--sizes", default="32,128,256", help="image sizes (px)")
-    parser.add_argument("--code-root", type=Path, default=None, help="measure another checkout")
+    parser.add_argument("--sizes", default="64,256", help="image sizes (px)")
+    parser.add_argument("--depth", type=int, default=16, help="slices per call")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per case")
+    parser.add_argument("--no-reference", action="store_true", help="skip the skimage path")
     parser.add_argument("--name", default="metrics_throughput", help="results/<name>.csv")
     args = parser.parse_args(argv)
-    if args.code_root is not None:
-        sys.path.insert(0, str(args.code_root.resolve()))
-        for mod in [m for m in sys.modules if m == "mrbench" or m.startswith("mrbench.")]:
-            del sys.modules[mod]
-    from mrbench import metrics, valmetrics
-    from mrbench.metrics import PROTOCOLS, compute
+    from mrbench import metrics_kernel
 
+    if metrics_kernel.load() is None:
+        print("the compiled metrics kernel is unavailable: 'kernel' rows measure numpy")
     min_s = 0.5 if args.quick else 2.0
-    depth = 16
     rows = []
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        target, pred, mask = brain_like(size, depth, seed=size)
-        stacks = [np.moveaxis(a, 0, -1) for a in (pred, target, mask)]
-        for name, proto in PROTOCOLS.items():
-            if proto.dims == 3:
-                r = rate(partial(compute, name, *stacks), depth, min_s)
-            else:
-                r = rate(partial(_subject_2d, metrics, name, pred, target, mask), depth, min_s)
+        todo = cases(size, args.depth, not args.no_reference)
+        for _, _, fn in todo:
+            fn()  # warm-up: imports, the kernel build, caches
+        walls: dict[int, list[float]] = {i: [] for i in range(len(todo))}
+        cpus: dict[int, list[float]] = {i: [] for i in range(len(todo))}
+        for _ in range(args.repeats):
+            for i, (_, impl, fn) in enumerate(todo):
+                slow = impl == "skimage" and size > 128
+                w, c = rate(fn, args.depth, min_s / 4 if slow else min_s)
+                walls[i].append(w)
+                cpus[i].append(c)
+        numpy_best = {
+            proto: max(walls[i]) for i, (proto, impl, _) in enumerate(todo) if impl == "numpy"
+        }
+        for i, (proto, impl, _) in enumerate(todo):
             rows.append(
-                {"image_size": size, "protocol": name, "slices_per_s": r, "ms_per_slice": 1e3 / r}
+                {
+                    "image_size": size,
+                    "protocol": proto,
+                    "implementation": impl,
+                    "threads": metrics_kernel.default_threads(),
+                    "slices_per_s_best": max(walls[i]),
+                    "slices_per_s_median": statistics.median(walls[i]),
+                    "slices_per_cpu_s": max(cpus[i]),
+                    "speedup_vs_numpy": max(walls[i]) / numpy_best[proto]
+                    if proto in numpy_best
+                    else float("nan"),
+                    "repeats": args.repeats,
+                }
             )
-        r = rate(partial(_validation_metrics, valmetrics, target, pred), depth, min_s)
-        rows.append(
-            {
-                "image_size": size,
-                "protocol": "validation (trainer)",
-                "slices_per_s": r,
-                "ms_per_slice": 1e3 / r,
-            }
-        )
     write_table(
         args.name,
         rows,
         "Evaluation metrics: slices per second per protocol (all metrics of a protocol per call)",
     )
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} (1 min)")
     return 0
 
 

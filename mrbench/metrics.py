@@ -35,14 +35,22 @@ Metrics (scikit-image, called with the arguments written here):
 Masked variants (suffix ``_brain``) use only voxels inside the mask: PSNR and MAE from the squared
 and absolute errors inside the mask, SSIM as the mean of the full SSIM map
 (``structural_similarity(..., full=True)``) inside the mask.
+
+Batches are computed by the compiled kernel of :mod:`mrbench.metrics_kernel` (the same float64
+arithmetic, fused row by row), or by the numpy version here where no C compiler is available;
+:mod:`mrbench.metrics_reference` spells every protocol out with scikit-image slice by slice, and
+the tests hold both batched paths to it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from mrbench import metrics_kernel
 
 #: unit of each metric (the ``_brain`` variants share the unit of their base metric)
 UNITS = {"psnr": "dB", "ssim": "%", "ssim_gauss": "%", "mae": "a.u."}
@@ -133,10 +141,10 @@ def higher_is_better(metric: str) -> bool:
 
 
 # ------------------------------------------------------------------ basic metrics
-# Every metric is computed on a *batch*: arrays of shape (N, *spatial) with one value per item,
-# in one pass of vectorised numpy/scipy code, so that a subject's slices (or many subjects) cost
-# a few array operations instead of a Python loop of scikit-image calls. The formulas are
-# scikit-image's, step by step (tests compare them on random inputs to 1e-6).
+# Every metric is computed on a *batch*: arrays of shape (N, *spatial) with one value per item.
+# The numpy version below (the fallback of the compiled kernel) costs a few array operations per
+# batch instead of a Python loop of scikit-image calls. The formulas are scikit-image's, step by
+# step (tests compare them on random inputs to 1e-6).
 
 #: SSIM constants and windows of scikit-image's ``structural_similarity``
 _K1, _K2 = 0.01, 0.03
@@ -163,10 +171,17 @@ def psnr(target: np.ndarray, pred: np.ndarray, data_range: float) -> float:
 def psnr_batch(target: np.ndarray, pred: np.ndarray, data_range: np.ndarray | float) -> np.ndarray:
     """PSNR in dB of every item of (N, *spatial) batches; ``inf`` where the images are equal."""
     err = np.mean((target - pred) ** 2, axis=_spatial_axes(target), dtype=np.float64)
+    return _psnr_from_mse(err, data_range)
+
+
+def _psnr_from_mse(err: np.ndarray, data_range: np.ndarray | float) -> np.ndarray:
+    """``10 log10(R^2 / mse)``; ``inf`` where the mean squared error is 0, NaN where it is NaN
+    (a prediction holding NaN must not score as a perfect one)."""
     r2 = np.broadcast_to(np.asarray(data_range, dtype=np.float64) ** 2, err.shape)
-    out = np.full(err.shape, math.inf)
+    out = np.where(np.isnan(err), math.nan, math.inf)
     nz = err > 0
-    out[nz] = 10.0 * np.log10(r2[nz] / err[nz])
+    with np.errstate(divide="ignore"):  # an infinite error gives -inf dB
+        out[nz] = 10.0 * np.log10(r2[nz] / err[nz])
     return out
 
 
@@ -304,18 +319,11 @@ def _reduce(x: np.ndarray, how: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- protocols
-def compute_batch(
-    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """All metrics of a batch of image pairs under ``protocol``, one value per item.
-
-    ``pred``/``target``/``mask`` have shape (N, H, W) for the 2D protocols (N slices) and
-    (N, H, W, D) for ``volume3d`` (N volumes); intensities as stored (``[0, 1]``). Item ``i``
-    gets exactly what :func:`compute` gives for ``pred[i]``, ``target[i]``, ``mask[i]``.
-    """
+def _check_batch(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     proto = get_protocol(protocol)
-    pred = np.asarray(pred, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
+    pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
     if pred.ndim != proto.dims + 1:
@@ -324,9 +332,38 @@ def compute_batch(
             f"got a {pred.ndim}D array"
         )
     if mask is not None:
-        mask = np.asarray(mask) > 0
+        mask = np.asarray(mask)
+        mask = mask if mask.dtype == np.bool_ else mask > 0
         if mask.shape != target.shape:
             raise ValueError(f"mask shape {mask.shape} differs from target shape {target.shape}")
+    return pred, target, mask
+
+
+def compute_batch(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """All metrics of a batch of image pairs under ``protocol``, one value per item.
+
+    ``pred``/``target``/``mask`` have shape (N, H, W) for the 2D protocols (N slices) and
+    (N, H, W, D) for ``volume3d`` (N volumes); intensities as stored (``[0, 1]``). Item ``i``
+    gets exactly what :func:`compute` gives for ``pred[i]``, ``target[i]``, ``mask[i]``.
+    Computed by the compiled kernel (:mod:`mrbench.metrics_kernel`) where it is available,
+    else by :func:`compute_batch_numpy`; both follow scikit-image to 1e-6.
+    """
+    pred, target, mask = _check_batch(protocol, pred, target, mask)
+    if metrics_kernel.load() is None:
+        return compute_batch_numpy(protocol, pred, target, mask)
+    return _compute_batch_kernel(protocol, pred, target, mask)
+
+
+def compute_batch_numpy(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`compute_batch` in numpy/scipy array operations (the fallback without a C
+    compiler, and the reference the kernel is tested against besides scikit-image)."""
+    pred, target, mask = _check_batch(protocol, pred, target, mask)
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
     if protocol in ("max01", "volume3d"):
         scale = _reduce(target, "max")
         return _all_metrics_batch(_safe_div(target, scale), _safe_div(pred, scale), 1.0, mask)
@@ -344,6 +381,140 @@ def compute_batch(
         p = _safe_div(pred, _reduce(pred, "max"))
         return _all_metrics_batch(t, p, 1.0, None)
     raise AssertionError(protocol)  # pragma: no cover
+
+
+@functools.cache
+def _gauss_taps() -> np.ndarray:
+    """scipy.ndimage's Gaussian kernel for sigma 1.5 truncated at 3.5 sigma (11 taps)."""
+    radius = _GAUSS_WIN // 2
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / (_GAUSS_SIGMA * _GAUSS_SIGMA) * x**2)
+    return phi / phi.sum()
+
+
+def _kernel_windows(
+    spatial: tuple[int, ...], uniform: bool = True, gauss: bool = True
+) -> tuple[tuple[np.ndarray, float] | None, np.ndarray | None]:
+    """The kernel's windows (None where the window does not fit, as in :func:`_ssim_kwargs`)."""
+    n_win = _UNIFORM_WIN ** len(spatial)
+    u = (np.full(_UNIFORM_WIN, 1.0 / _UNIFORM_WIN), n_win / (n_win - 1))
+    return (
+        u if uniform and _ssim_kwargs(False, spatial) is not None else None,
+        _gauss_taps() if gauss and _ssim_kwargs(True, spatial) is not None else None,
+    )
+
+
+def _contiguous_axes(*arrays: np.ndarray | None) -> list[np.ndarray | None]:
+    """The arrays with their spatial axes ordered by the first one's memory layout.
+
+    Every metric here is symmetric in the spatial axes (the same window, border and crop on
+    each), so a (N, H, W, D) stack made by ``np.moveaxis`` of a (D, H, W) array is scored in
+    its own layout without a transposed copy."""
+    ref = arrays[0]
+    assert ref is not None
+    order = sorted(range(1, ref.ndim), key=lambda ax: -ref.strides[ax])
+    return [None if a is None else a.transpose(0, *order) for a in arrays]
+
+
+def _compute_batch_kernel(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    if target.dtype not in (np.float32, np.float64) or pred.dtype != target.dtype:
+        pred, target = pred.astype(np.float64), target.astype(np.float64)
+    if target.ndim == 4:
+        target, pred, mask = _contiguous_axes(target, pred, mask)
+    n, spatial = target.shape[0], target.shape[1:]
+    axes = _spatial_axes(target)
+    data_range: np.ndarray | None = np.ones(n)
+    mask_mode = 0
+    if protocol in ("max01", "volume3d"):
+        st = sp = target.max(axis=axes).astype(np.float64)
+        mask_mode = 0 if mask is None else 1
+    elif protocol == "icon_mean":
+        st = target.mean(axis=axes, dtype=np.float64)
+        sp = pred.mean(axis=axes, dtype=np.float64)
+        mask_mode, data_range = (0 if mask is None else 2), None
+    elif protocol == "syndiff":
+        st = target.max(axis=axes).astype(np.float64)
+        sp = pred.max(axis=axes).astype(np.float64)
+        mask = None
+    else:  # pragma: no cover
+        raise AssertionError(protocol)
+    uniform, gauss = _kernel_windows(spatial)
+    s = metrics_kernel.run(
+        target,
+        pred,
+        mask if mask_mode else None,
+        dims3=target.ndim == 4,
+        st=st,
+        sp=sp,
+        mask_mode=mask_mode,
+        data_range=data_range,
+        uniform=uniform,
+        gauss=gauss,
+    )
+    r = s["max_x"] if data_range is None else data_range
+    n_vox = math.prod(spatial)
+    nan = np.full(n, math.nan)
+
+    def crop_mean(total: np.ndarray, win: int) -> np.ndarray:
+        pad = (win - 1) // 2
+        return total / math.prod(d - 2 * pad for d in spatial)
+
+    out = {
+        "psnr": _psnr_from_mse(s["sse"] / n_vox, r),
+        "ssim": nan if uniform is None else 100.0 * crop_mean(s["crop_uniform"], _UNIFORM_WIN),
+        "ssim_gauss": nan if gauss is None else 100.0 * crop_mean(s["crop_gauss"], _GAUSS_WIN),
+        "mae": s["sae"] / n_vox,
+    }
+    if mask_mode == 1:
+        n_m = s["n_mask"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inside = {k: np.where(n_m > 0, s[k] / n_m, math.nan) for k in s}
+        out["psnr_brain"] = _psnr_from_mse(inside["sse_mask"], r)
+        out["ssim_brain"] = nan if uniform is None else 100.0 * inside["mask_uniform"]
+        out["ssim_gauss_brain"] = nan if gauss is None else 100.0 * inside["mask_gauss"]
+        out["mae_brain"] = inside["sae_mask"]
+    if data_range is None:  # icon_mean: data range = maximum of the normalised target
+        ok = r > 0
+        out = {k: np.where(ok, v, math.nan) for k, v in out.items()}
+    return out
+
+
+def psnr_ssim_batch(
+    target: np.ndarray, pred: np.ndarray, data_range: float = 1.0, *, ssim: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """PSNR (dB; ``inf`` for equal images, NaN for NaN ones) and SSIM (a fraction, scikit-image's
+    default 7x7 window; None where it does not fit or ``ssim=False``) of every item of
+    (N, *spatial) batches as they are, without normalisation: the trainer's validation."""
+    t, p = np.asarray(target), np.asarray(pred)
+    if t.shape != p.shape:
+        raise ValueError(f"prediction shape {p.shape} differs from target shape {t.shape}")
+    if metrics_kernel.load() is None:
+        t, p = t.astype(np.float64, copy=False), p.astype(np.float64, copy=False)
+        smap = ssim_map_batch(t, p, data_range, gauss=False) if ssim else None
+        return psnr_batch(t, p, data_range), None if smap is None else _crop_mean(smap, False)
+    if t.dtype not in (np.float32, np.float64) or p.dtype != t.dtype:
+        t, p = t.astype(np.float64), p.astype(np.float64)
+    n, spatial = t.shape[0], t.shape[1:]
+    uniform = _kernel_windows(spatial, gauss=False)[0] if ssim else None
+    ones = np.ones(n)
+    s = metrics_kernel.run(
+        t,
+        p,
+        None,
+        dims3=t.ndim == 4,
+        st=ones,
+        sp=ones,
+        mask_mode=0,
+        data_range=ones * data_range,
+        uniform=uniform,
+        gauss=None,
+    )
+    ps = _psnr_from_mse(s["sse"] / math.prod(spatial), data_range)
+    pad = (_UNIFORM_WIN - 1) // 2
+    n_crop = math.prod(d - 2 * pad for d in spatial)
+    return ps, None if uniform is None else s["crop_uniform"] / n_crop
 
 
 def compute(

@@ -40,19 +40,21 @@ def ssim(target: np.ndarray, pred: np.ndarray) -> float:
 
 
 def psnr_batch(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """:func:`psnr` of every item of (N, H, W) batches in one vectorised pass."""
-    from mrbench.metrics import psnr_batch as _psnr
+    """:func:`psnr` of every item of (N, H, W) batches in one vectorised pass (NaN for a
+    prediction holding NaN or inf: its mean squared error is NaN or inf)."""
+    from mrbench.metrics import psnr_ssim_batch
 
-    t = np.asarray(target, dtype=np.float64)
-    return np.minimum(PSNR_CAP, _psnr(t, np.asarray(pred, dtype=np.float64), 1.0))
+    values = psnr_ssim_batch(target, pred, 1.0, ssim=False)[0]
+    return np.where(np.isnan(values) | np.isneginf(values), np.nan, np.minimum(PSNR_CAP, values))
 
 
 def ssim_batch(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """:func:`ssim` of every item of (N, H, W) batches in one vectorised pass."""
-    from mrbench.metrics import _crop_mean, ssim_map_batch
+    """:func:`ssim` of every item of (N, H, W) batches in one vectorised pass (NaN or inf in a
+    prediction makes its SSIM map, hence its SSIM, NaN)."""
+    from mrbench.metrics import psnr_ssim_batch
 
-    t = np.asarray(target, dtype=np.float64)
-    smap = ssim_map_batch(t, np.asarray(pred, dtype=np.float64), 1.0, gauss=False)
-    if smap is None:
-        raise ValueError(f"ssim: images of {t.shape[1:]} px are smaller than the 7x7 window")
-    return _crop_mean(smap, False)
+    values = psnr_ssim_batch(target, pred, 1.0)[1]
+    if values is None:
+        shape = np.shape(target)[1:]
+        raise ValueError(f"ssim: images of {shape} px are smaller than the 7x7 window")
+    return values

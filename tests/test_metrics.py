@@ -244,3 +244,174 @@ def test_compute_volume_rows_match_per_slice_compute():
     for z, k, v in rows:
         ref = metrics.compute("max01", p[..., z], t[..., z], t[..., z] > 0.3)[k]
         assert v == pytest.approx(ref, abs=1e-12, nan_ok=True)
+
+
+# ------------------------------------------------- batched paths against per-slice scikit-image
+@pytest.fixture(params=["kernel", "numpy"])
+def path(request, monkeypatch):
+    """Run a test once with the compiled kernel and once with the numpy fallback."""
+    from mrbench import metrics_kernel
+
+    if request.param == "numpy":
+        monkeypatch.setattr(metrics_kernel, "load", lambda: None)
+    else:
+        _require_kernel()
+    return request.param
+
+
+def _require_kernel():
+    """Skip without a C compiler; with one, a kernel that does not build is a failure."""
+    from mrbench import metrics_kernel
+
+    if metrics_kernel._compiler() is None:
+        pytest.skip("no C compiler: the compiled metrics kernel is unavailable")
+    assert metrics_kernel.load() is not None, "metrics_kernel.c does not build"
+
+
+def _random_batch(rng, shape, scale, dtype):
+    """Smooth-ish images with noise, a random mask per item; item 1 has an empty mask."""
+    t = rng.random(shape) * scale
+    p = np.clip(t + rng.normal(0, 0.1 * scale, shape), 0, None)
+    m = rng.random(shape) > 0.4
+    if shape[0] > 1:
+        m[1] = False
+    return t.astype(dtype), p.astype(dtype), m
+
+
+def _assert_equal_to_reference(res, ref, context):
+    assert list(res) == list(ref), context
+    for k in ref:
+        got, want = np.asarray(res[k]), np.asarray(ref[k])
+        assert np.array_equal(np.isnan(got), np.isnan(want)), (context, k, got, want)
+        assert np.array_equal(np.isinf(got), np.isinf(want)), (context, k, got, want)
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=1e-6, err_msg=f"{context} {k}")
+
+
+@pytest.mark.parametrize("protocol", ["max01", "icon_mean", "syndiff"])
+@pytest.mark.parametrize(
+    ("shape", "scale", "dtype"),
+    [
+        ((4, 24, 20), 1.0, np.float64),
+        ((3, 32, 47), 700.0, np.float32),  # stored intensities of another range
+        ((3, 9, 12), 0.02, np.float64),  # the Gaussian window does not fit: NaN
+        ((2, 256, 256), 1.0, np.float32),  # the benchmark's slice size
+    ],
+)
+def test_2d_protocols_equal_skimage_per_slice(path, protocol, shape, scale, dtype):
+    from mrbench import metrics_reference
+
+    t, p, m = _random_batch(np.random.default_rng(shape[1]), shape, scale, dtype)
+    ref = metrics_reference.compute_batch(protocol, p, t, m)
+    _assert_equal_to_reference(metrics.compute_batch(protocol, p, t, m), ref, (path, shape))
+    if protocol != "syndiff":  # without a mask: no _brain values, no mask multiplication
+        ref = metrics_reference.compute_batch(protocol, p, t)
+        _assert_equal_to_reference(metrics.compute_batch(protocol, p, t), ref, (path, "no mask"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "scale"), [((2, 16, 14, 12), 1.0), ((1, 40, 36, 13), 300.0), ((2, 12, 9, 8), 1.0)]
+)
+def test_volume3d_equals_skimage_per_volume(path, shape, scale):
+    from mrbench import metrics_reference
+
+    t, p, m = _random_batch(np.random.default_rng(shape[-1]), shape, scale, np.float64)
+    ref = metrics_reference.compute_batch("volume3d", p, t, m)
+    _assert_equal_to_reference(metrics.compute_batch("volume3d", p, t, m), ref, (path, shape))
+
+
+def test_volume_layout_and_threads_do_not_change_values():
+    """A (H, W, D) view of a (D, H, W) stack (as the evaluation passes it) and any split of the
+    output planes over threads give the contiguous single-thread values."""
+    from mrbench import metrics_kernel
+
+    _require_kernel()
+    rng = np.random.default_rng(5)
+    t, p, m = _random_batch(rng, (23, 30, 28), 1.0, np.float32)  # (D, H, W)
+    view = [np.moveaxis(a, 0, -1) for a in (p, t, m)]
+    one = metrics.compute("volume3d", *[np.ascontiguousarray(a) for a in view])
+    assert metrics.compute("volume3d", *view) == pytest.approx(one, abs=1e-12)
+    u, g = metrics._kernel_windows(t.shape)
+    kw = {"st": np.ones(1), "sp": np.ones(1), "mask_mode": 1, "data_range": np.ones(1)}
+    kw |= {"dims3": True, "uniform": u, "gauss": g}
+    sums = [metrics_kernel.run(t[None], p[None], m[None], threads=k, **kw) for k in (1, 2, 5)]
+    for other in sums[1:]:
+        for k, v in sums[0].items():
+            assert other[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+
+
+def test_validation_metrics_equal_skimage_and_score_nan_predictions_nan(path):
+    from mrbench import valmetrics
+
+    rng = np.random.default_rng(11)
+    t = rng.random((3, 40, 33)).astype(np.float32)
+    p = np.clip(t + rng.normal(0, 0.05, t.shape), 0, 1).astype(np.float32)
+    ps, ss = valmetrics.psnr_batch(t, p), valmetrics.ssim_batch(t, p)
+    for i in range(3):
+        t64, p64 = t[i].astype(np.float64), p[i].astype(np.float64)
+        assert ps[i] == pytest.approx(peak_signal_noise_ratio(t64, p64, data_range=1.0), abs=1e-6)
+        assert ss[i] == pytest.approx(structural_similarity(t64, p64, data_range=1.0), abs=1e-8)
+    bad = p.copy()
+    bad[1] = np.nan  # a diverged model: NaN, never the capped 100 dB of identical images
+    bad[2, 0, 0] = np.inf
+    ps, ss = valmetrics.psnr_batch(t, bad), valmetrics.ssim_batch(t, bad)
+    assert np.isfinite(ps[0]) and np.isnan(ps[1:]).all()
+    assert np.isfinite(ss[0]) and np.isnan(ss[1:]).all()
+    with pytest.raises(ValueError, match="7x7"):
+        valmetrics.ssim_batch(t[:, :6], p[:, :6])
+
+
+def test_kernel_can_be_switched_off(monkeypatch):
+    from mrbench import metrics_kernel
+
+    metrics_kernel.load.cache_clear()
+    monkeypatch.setenv("MRBENCH_METRICS_KERNEL", "numpy")
+    try:
+        assert metrics_kernel.load() is None
+        t, p, m = _random_batch(np.random.default_rng(2), (2, 16, 16), 1.0, np.float64)
+        res = metrics.compute_batch("max01", p, t, m)
+        assert res["psnr"] == pytest.approx(metrics.compute_batch_numpy("max01", p, t, m)["psnr"])
+    finally:
+        metrics_kernel.load.cache_clear()
+
+
+def test_kernel_that_does_not_build_falls_back_to_numpy(monkeypatch, tmp_path):
+    """A failing compiler costs speed, not results: one warning, then the numpy path."""
+    from mrbench import metrics_kernel
+
+    false = tmp_path / "cc-that-fails"
+    false.write_text("#!/bin/sh\necho 'no compiler here' >&2\nexit 1\n")
+    false.chmod(0o755)
+    metrics_kernel.load.cache_clear()
+    monkeypatch.setenv("CC", str(false))
+    monkeypatch.setenv("MRBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        with pytest.warns(UserWarning, match="no compiler here"):
+            assert metrics_kernel.load() is None
+        t, p, m = _random_batch(np.random.default_rng(4), (2, 12, 12), 1.0, np.float32)
+        assert metrics.compute_batch("max01", p, t, m)["ssim"] == pytest.approx(
+            metrics.compute_batch_numpy("max01", p, t, m)["ssim"]
+        )
+    finally:
+        metrics_kernel.load.cache_clear()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_kernel_threads_work_in_a_forked_child():
+    """A process forked after the kernel's threads started (a multiprocessing pool) must not
+    wait for threads it does not have."""
+    import multiprocessing
+
+    _require_kernel()
+    t, p, m = _random_batch(np.random.default_rng(9), (4, 20, 20), 1.0, np.float32)
+    want = metrics.compute_batch("max01", p, t, m)["ssim"]  # starts the threads here
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_ssim_in_child, (p, t, m)).get(timeout=60)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def _ssim_in_child(p, t, m):
+    from mrbench import metrics_kernel
+
+    metrics_kernel.default_threads = lambda: 2
+    return metrics.compute_batch("max01", p, t, m)["ssim"]
