@@ -59,7 +59,7 @@ def _int_key(training: Mapping[str, Any], key: str, default: int | None = None) 
 
 
 def _plugin(spec: Mapping[str, Any]) -> Any:
-    from methods.base import get_plugin
+    from mrbench_methods.base import get_plugin
 
     try:
         return get_plugin(str(spec.get("plugin")))

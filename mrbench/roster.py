@@ -3,7 +3,7 @@
 The library never recognises a method by its config name. What it needs to know comes from two
 places, resolved once here:
 
-- the plugin's traits (``methods.base.TranslationMethod``): display name, citation, family,
+- the plugin's traits (``mrbench_methods.base.TranslationMethod``): display name, citation, family,
   reconstruction flag, trainability, capabilities and the ablation components of a variant
   (from its *resolved* parameters);
 - the config: each method entry's ``label`` (overrides the display name) and ``paper_row`` (the
@@ -204,9 +204,9 @@ def roster_of(config: dict) -> Roster:
     component switched off; reference: the last row of Table 1 (where papers put the proposed
     method); efficiency pair: none (the threshold is then what every trained method reached).
     """
-    from methods.base import get_plugin
     from mrbench.config import load_plugins
     from mrbench.evaluate import evaluation_settings
+    from mrbench_methods.base import get_plugin
 
     load_plugins(config)
     ev = evaluation_settings(config)

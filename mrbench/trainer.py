@@ -1,6 +1,7 @@
 """The training harness shared by every method, so that methods differ only in the method.
 
-A method (see :mod:`methods.base`) owns its networks, optimisers and losses; this module owns the
+A method (see :mod:`mrbench_methods.base`) owns its networks, optimisers and losses; this module
+owns the
 rest: seeding and deterministic mode, sampling of the two modalities, the learning-rate schedule,
 EMA weights, validation and selection of the best weights, checkpoints and resume, mixed
 precision, logs and the final model file.
@@ -727,7 +728,7 @@ class Run:
 
 
 def _check_spec(spec: dict[str, Any]) -> type:
-    from methods import get_plugin
+    from mrbench_methods import get_plugin
 
     for key in ("method", "plugin"):
         if not isinstance(spec.get(key), str) or not spec[key]:

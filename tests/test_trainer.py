@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import get_plugin
 from mrbench import trainer
 from mrbench.checkpoint import load_checkpoint, load_model, read_model
 from mrbench.io import InputError
+from mrbench_methods import get_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CYCLEGAN = {
