@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mrbench.datasets.kind import DatasetKind, get_dataset_kind, split_file_of
+from mrbench.facts_cache import memoized
 from mrbench.plugins import PLUGIN_PATH_ENV, PluginError
 from mrbench.schema import dataset_settings, section_defaults
 
@@ -84,6 +85,7 @@ def plugin_environment(config: dict) -> None:
     os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
 
 
+@memoized("method_spec_dict")
 def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
     settings (trainer defaults < the plugin's ``training_defaults`` < the recipe the config's
@@ -112,13 +114,15 @@ def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     }
 
 
+@memoized("check_config")
 def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first bad key (schema checks come before this).
 
     The config's ``plugin_paths`` folders are imported first, so that their method and dataset
     plugins are known. Method parameters are checked by the plugin classes themselves
     (:meth:`mrbench_methods.base.TranslationMethod.check_params`), so this imports the plugins
-    (torch)."""
+    (torch); the workflow keeps the verdict for an unchanged config and code
+    (:mod:`mrbench.facts_cache`)."""
     from mrbench_methods import registry
 
     load_plugins(config)

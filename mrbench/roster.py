@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrbench.facts_cache import memoized
 from mrbench.io import InputError, atomic_path
 
 
@@ -194,6 +195,7 @@ def default_labels(entries: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
     }
 
 
+@memoized("roster_of", encode=lambda r: r.to_dict(), decode=lambda d: Roster.from_dict(d))
 def roster_of(config: dict) -> Roster:
     """The roster of a config: plugin traits of every method entry and the roles from the
     ``evaluation`` section (defaults below); a bad name raises ``ValueError`` naming the key.
