@@ -5,9 +5,9 @@ Two parts, trained jointly on unpaired T1 and T2 slices:
 - **Diffusive part.** For each target contrast, a few-step (``T = 4``) adversarial diffusion
   model (:mod:`mrbench_methods.nets.adversarial_diffusion`). Its generator, an NCSN++ U-Net with
   adaptive group norm (:mod:`mrbench_methods.nets.ncsnpp`), sees ``[x_{t+1}, y]`` (the noisy
-  target and an image of the *other* contrast), the timestep and a latent ``z``, and predicts ``x0``; the reverse step
-  draws ``x_t`` from ``q(x_t | x_{t+1}, x0_hat)``. A time-conditioned discriminator
-  (:mod:`mrbench_methods.nets.time_discriminator`) judges ``(x_t, x_{t+1})``.
+  target and an image of the *other* contrast), the timestep and a latent ``z``, and predicts
+  ``x0``; the reverse step draws ``x_t`` from ``q(x_t | x_{t+1}, x0_hat)``. A time-conditioned
+  discriminator (:mod:`mrbench_methods.nets.time_discriminator`) judges ``(x_t, x_{t+1})``.
 - **Non-diffusive part.** Two ResNet generators with 6 residual blocks (one per direction) and
   two 70x70 PatchGAN discriminators, as in CycleGAN but with the non-saturating loss. Their
   cross-contrast estimates are the source images ``y`` of the diffusive generators during
