@@ -55,8 +55,11 @@ class CheckoutMethodsFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Append the finder once, where this module sits in a checkout next to ``methods/``."""
+    """Append the finder once, where this module sits in a checkout next to ``methods/`` (the
+    folder beside ``pyproject.toml``, never a stray ``methods`` package of an environment)."""
     if not (METHODS_DIR / "__init__.py").is_file():
+        return
+    if not (METHODS_DIR.parent / "pyproject.toml").is_file():
         return
     if any(isinstance(f, CheckoutMethodsFinder) for f in sys.meta_path):
         return
