@@ -61,7 +61,7 @@ def loader_rate(store_dir: Path, batch: int, workers: int, n_batches: int) -> fl
 
 
 def train_step_seconds(size: int, batch: int, repeats: int) -> float:
-    from methods import get_plugin
+    from mrbench_methods import get_plugin
 
     cls = get_plugin("cyclegan")
     torch.manual_seed(0)

@@ -54,7 +54,7 @@ def step_rows(dry: bool, methods: list[str], batch: int) -> list[dict[str, Any]]
     import torch
 
     from benchmarks.train_throughput import measure, peak_tflops
-    from methods import registry
+    from mrbench_methods import registry
 
     device = torch.device("cpu" if dry else "cuda")
     plugins = {n: c for n, c in sorted(registry().items()) if c.trainable}

@@ -47,7 +47,8 @@ if __name__ == "__main__" and "--code-root" in sys.argv:
 else:
     sys.path.insert(0, str(ROOT))
 
-from methods import registry  # noqa: E402
+import mrbench  # noqa: E402, F401  (maps mrbench_methods to methods/ in a checkout)
+from mrbench_methods import registry  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "train_throughput.csv"
 PAPER_SIZE = 256
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak TFLOP/s")
     p.add_argument(
         "--code-root", type=Path, default=None,
-        help="import methods/ from this checkout instead (before/after comparisons)",
+        help="import mrbench and methods/ from this checkout instead (before/after comparisons)",
     )  # fmt: skip
     p.add_argument("--tag", default="", help="a label written in every row (e.g. before/after)")
     args = p.parse_args(argv)

@@ -1,5 +1,5 @@
 """Translation methods. Every module in this package is imported here, so a new method is one
-file: define a :class:`~methods.base.TranslationMethod` subclass, decorate it with
+file: define a :class:`~mrbench_methods.base.TranslationMethod` subclass, decorate it with
 ``@register("name")`` and add a config entry that names the plugin."""
 
 from __future__ import annotations
@@ -7,7 +7,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from methods.base import (
+if __name__ != "mrbench_methods":  # e.g. ``import methods`` with the checkout as working dir
+    raise ImportError(
+        f"the method plugins import as mrbench_methods, not {__name__} (mrbench.methods_alias)"
+    )
+
+from mrbench_methods.base import (  # noqa: E402
     DIRECTIONS,
     TranslationMethod,
     get_plugin,

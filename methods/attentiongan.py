@@ -1,7 +1,8 @@
 """AttentionGAN v2 (Tang et al., IJCNN 2019; TNNLS 2021) as its official code trains it.
 
 The official v2 code is CycleGAN's training code with another generator, so this plugin is
-:class:`~methods.cyclegan.CycleGAN` with the generator of :mod:`methods.nets.attention_resnet`:
+:class:`~mrbench_methods.cyclegan.CycleGAN` with the generator of
+:mod:`mrbench_methods.nets.attention_resnet`:
 a ResNet-9 encoder, a content decoder producing 9 candidate images and an attention decoder
 producing 10 softmax masks; the output is the mask-weighted sum of the candidates plus the
 input under the last mask. Everything else is CycleGAN's: two 70x70 PatchGANs with instance norm,
@@ -19,9 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from methods.base import register, split_direction
-from methods.cyclegan import CycleGAN
-from methods.nets.attention_resnet import AttentionResnetGenerator
+from mrbench_methods.base import register, split_direction
+from mrbench_methods.cyclegan import CycleGAN
+from mrbench_methods.nets.attention_resnet import AttentionResnetGenerator
 
 
 @register("attentiongan")

@@ -65,7 +65,7 @@ def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     A missing folder or a file that fails to import raises :class:`mrbench.plugins.PluginError`
     (an ``ImportError``) naming it.
     """
-    import methods  # noqa: F401  (built-in plugins first: a clash then names the user's file)
+    import mrbench_methods  # noqa: F401  (built-in plugins first: a clash then names the user's file)
 
     before = set(_REGISTRY)
     _plugins.load_plugin_folders(paths, what="method plugin")
@@ -100,7 +100,7 @@ def registry() -> dict[str, type[TranslationMethod]]:
     """All registered plugins: the built-in ones (importing ``methods``), those of installed
     packages (entry-point group ``mrbench.methods``), those in the folders of
     ``MRBENCH_PLUGIN_PATH`` and any loaded with :func:`load_plugin_paths`."""
-    import methods  # noqa: F401  (side effect: registers the built-in methods)
+    import mrbench_methods  # noqa: F401  (side effect: registers the built-in methods)
 
     _load_entry_points()
     load_plugin_paths(_plugins.env_plugin_paths())

@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets.init import init_weights
-from methods.nets.patchgan import PatchDiscriminator
-from methods.nets.resnet import ResnetGenerator
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.init import init_weights
+from mrbench_methods.nets.patchgan import PatchDiscriminator
+from mrbench_methods.nets.resnet import ResnetGenerator
 
 
 class ImagePool:

@@ -6,7 +6,8 @@ adversarial diffusion module, ref. [15]). Modality i is ``t1``, modality j is ``
 
 Parts
 -----
-- Disentanglement module (eqs. 6-9), :class:`methods.nets.drit.Disentangler`: content encoders
+- Disentanglement module (eqs. 6-9), :class:`mrbench_methods.nets.drit.Disentangler`: content
+  encoders
   E_c (spatial content maps), attribute encoders E_a (8-d codes), decoders G(z_c, z_a), per-modality
   image discriminators D^m and the content discriminator D_c (eq. 7).
 - Adversarial diffusion module (eqs. 2-5, 10-12): per-modality NCSN++ generators
@@ -131,9 +132,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets.adversarial_diffusion import AdversarialDiffusion
-from methods.nets.drit import (
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.adversarial_diffusion import AdversarialDiffusion
+from mrbench_methods.nets.drit import (
     INFERENCE_DEFAULTS,
     MODALITIES,
     NETWORK_DEFAULTS,
@@ -147,10 +148,10 @@ from methods.nets.drit import (
     check_image_size,
     kl_to_prior,
 )
-from methods.nets.init import init_weights
-from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
-from methods.nets.ncsnpp import NCSNpp
-from methods.nets.time_discriminator import TimeDiscriminator
+from mrbench_methods.nets.init import init_weights
+from mrbench_methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
+from mrbench_methods.nets.ncsnpp import NCSNpp
+from mrbench_methods.nets.time_discriminator import TimeDiscriminator
 
 
 def _item(value: torch.Tensor | float) -> float:
@@ -611,7 +612,7 @@ class DisDiff(AttributeMeans, TranslationMethod):
     # --------------------------------------------------------- attribute codes
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
         """Mean attribute code of each modality over the training slices (variants with the
-        disentanglement module; see :class:`methods.nets.drit.AttributeMeans`)."""
+        disentanglement module; see :class:`mrbench_methods.nets.drit.AttributeMeans`)."""
         if self.use_dis:
             super().prepare_inference(slices)
 

@@ -1,5 +1,5 @@
 """DRIT++ (Lee et al., ECCV 2018 / IJCV 2020) as its official code trains it (``--concat 1``,
-mode seeking on, ``--dis_scale 3``), networks from :mod:`methods.nets.drit`.
+mode seeking on, ``--dis_scale 3``), networks from :mod:`mrbench_methods.nets.drit`.
 
 Batch and the two kinds of fakes
 --------------------------------
@@ -34,7 +34,8 @@ Adam(0.5, 0.999), lr 1e-4, weight decay 1e-4 for every network (D_c: lr 4e-5); t
 over the second half of training comes from :attr:`DRIT.training_defaults`, as does batch 2.
 
 Test time: z_c of the source image (no noise) and, for the target modality, the mean attribute
-code of its training slices (:class:`methods.nets.drit.AttributeMeans`), or a code sampled from
+code of its training slices (:class:`mrbench_methods.nets.drit.AttributeMeans`), or a code sampled
+from
 the prior with ``attribute_mode: prior``; never the paired target image.
 """
 
@@ -46,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets import drit as nets
-from methods.nets.drit import MODALITIES, OTHER, bce_logits
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets import drit as nets
+from mrbench_methods.nets.drit import MODALITIES, OTHER, bce_logits
 
 
 def _params(modules: list[nn.Module]) -> list[nn.Parameter]:

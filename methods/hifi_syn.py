@@ -8,7 +8,8 @@ through this project's sources; what is public is the abstract: *hierarchical gr
 discrimination* on a disentangled backbone, with three levels:
 
 1. **pixel-level discrimination using a Brain Memory Bank**: here MGUIT's class-wise key-value
-   memory (:class:`methods.nets.memory.ClassMemory`) over brain tissue classes, with its per-pixel
+   memory (:class:`mrbench_methods.nets.memory.ClassMemory`) over brain tissue classes, with its
+   per-pixel
    read and its pixel-to-item losses (each pixel's content key must single out one memory item of
    its class: a per-pixel discrimination between items);
 2. **structure-level discrimination on each brain structure with a re-weighting strategy to focus
@@ -22,7 +23,8 @@ discrimination* on a disentangled backbone, with three levels:
    discriminators on whole images plus the content discriminator on the content maps (anatomy
    shared by both contrasts).
 
-The backbone, losses, update order and optimiser are MGUIT's (:mod:`methods.mguit`), which the
+The backbone, losses, update order and optimiser are MGUIT's (:mod:`mrbench_methods.mguit`), which
+the
 authors acknowledge and which their group's public MouseGAN++ code (DRIT++-based, reconstruction
 weight 10, Adam 1e-4, 1200 epochs) resembles. Every open choice is listed in
 ``docs/methods/hifi_syn.md`` and in :attr:`HiFiSyn.deviations`.
@@ -36,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import register
-from methods.mguit import MGUIT, _gauss_init
-from methods.nets.memory import DOMAINS
+from mrbench_methods.base import register
+from mrbench_methods.mguit import MGUIT, _gauss_init
+from mrbench_methods.nets.memory import DOMAINS
 
 
 class StructureDiscriminator(nn.Module):

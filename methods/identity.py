@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.base import TranslationMethod, register, split_direction
 
 
 @register("identity")

@@ -1,7 +1,8 @@
 """InstaFormer (Kim et al., CVPR 2022) without instance boxes, one model per direction.
 
 The official model translates one way, A -> B; T1w <-> T2w uses two independent models inside
-this plugin, ``G_t1_to_t2`` and ``G_t2_to_t1`` (networks in :mod:`methods.nets.instaformer`),
+this plugin, ``G_t1_to_t2`` and ``G_t2_to_t1`` (networks in
+:mod:`mrbench_methods.nets.instaformer`),
 each with its discriminator on the target domain (``D_t2``, ``D_t1``: anti-aliased PatchGAN with
 BatchNorm) and its PatchNCE projection heads (``F_t1_to_t2``, ``F_t2_to_t1``).
 
@@ -34,10 +35,10 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from methods.base import DIRECTIONS, TranslationMethod, register, split_direction
-from methods.nets.instaformer import InstaFormerGenerator
-from methods.nets.patchgan import PatchDiscriminator
-from methods.nets.patchnce import PatchSampleMLP, patch_nce_loss
+from mrbench_methods.base import DIRECTIONS, TranslationMethod, register, split_direction
+from mrbench_methods.nets.instaformer import InstaFormerGenerator
+from mrbench_methods.nets.patchgan import PatchDiscriminator
+from mrbench_methods.nets.patchnce import PatchSampleMLP, patch_nce_loss
 
 
 def _f(value: torch.Tensor) -> float:

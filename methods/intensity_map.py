@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-from methods.base import DIRECTIONS, TranslationMethod, register, split_direction
+from mrbench_methods.base import DIRECTIONS, TranslationMethod, register, split_direction
 
 
 @register("intensity_map")

@@ -1,13 +1,15 @@
 """MGUIT (Jeong et al., CVPR 2021): memory-guided unsupervised image-to-image translation.
 
 Follows the official code (``somijeong/MGUIT``, built on DRIT++); networks and the memory rules
-are described in :mod:`methods.nets.memory`. Domain A is T1, domain B is T2; the classes are the
+are described in :mod:`mrbench_methods.nets.memory`. Domain A is T1, domain B is T2; the classes
+are the
 tissue classes of the slice store's label maps (0 background, 1 CSF, 2 GM, 3 WM, 4 tumour).
 
 Parts (official size; every width is a parameter, the demo shrinks them through the same code):
 
-- content encoders E_c (DRIT++'s, :class:`methods.nets.drit.ContentEncoder` per domain plus one
-  shared :class:`~methods.nets.resnet.ResnetBlock`), output L2-normalised over channels: the
+- content encoders E_c (DRIT++'s, :class:`mrbench_methods.nets.drit.ContentEncoder` per domain plus
+  one
+  shared :class:`~mrbench_methods.nets.resnet.ResnetBlock`), output L2-normalised over channels: the
   memory keys, 256 x H/4 x W/4 (9.01 M parameters for both domains);
 - spatial style encoders E_s, one per domain: the memory values, 128 x H/4 x W/4 (1.49 M);
 - the generator (11.65 M; 22.1 M generator side in all);
@@ -52,9 +54,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets.drit import ContentEncoder
-from methods.nets.memory import (
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.drit import ContentEncoder
+from mrbench_methods.nets.memory import (
     DOMAINS,
     ClassMemory,
     ContentDiscriminator,
@@ -63,7 +65,7 @@ from methods.nets.memory import (
     StyleEncoder,
     class_masks,
 )
-from methods.nets.resnet import ResnetBlock
+from mrbench_methods.nets.resnet import ResnetBlock
 
 
 def _gauss_init(module: nn.Module, gain: float = 0.02) -> None:

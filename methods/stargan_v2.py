@@ -1,6 +1,7 @@
 """StarGAN-v2 (Choi et al., CVPR 2020) with two domains, T1w (0) and T2w (1).
 
-Networks (:mod:`methods.nets.stargan`): a generator ``G(x, s)`` whose AdaIN decoder is driven by
+Networks (:mod:`mrbench_methods.nets.stargan`): a generator ``G(x, s)`` whose AdaIN decoder is
+driven by
 a 64-d style ``s``; a mapping network ``F(z, y)`` from a 16-d latent to the style of domain
 ``y``; a style encoder ``E(x, y)``; a discriminator ``D(x, y)`` with one logit per domain. The
 AFHQ setting without the face-landmark high-pass skips (``w_hpf = 0``), one channel in and out.
@@ -42,9 +43,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets.losses import d_loss_fake, d_loss_real, g_loss_nonsaturating, r1_penalty
-from methods.nets.stargan import (
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.losses import d_loss_fake, d_loss_real, g_loss_nonsaturating, r1_penalty
+from mrbench_methods.nets.stargan import (
     Discriminator,
     Generator,
     MappingNetwork,

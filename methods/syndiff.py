@@ -3,11 +3,11 @@
 Two parts, trained jointly on unpaired T1 and T2 slices:
 
 - **Diffusive part.** For each target contrast, a few-step (``T = 4``) adversarial diffusion
-  model (:mod:`methods.nets.adversarial_diffusion`). Its generator, an NCSN++ U-Net with adaptive
-  group norm (:mod:`methods.nets.ncsnpp`), sees ``[x_{t+1}, y]`` (the noisy target and an image of
-  the *other* contrast), the timestep and a latent ``z``, and predicts ``x0``; the reverse step
-  draws ``x_t`` from ``q(x_t | x_{t+1}, x0_hat)``. A time-conditioned discriminator
-  (:mod:`methods.nets.time_discriminator`) judges ``(x_t, x_{t+1})``.
+  model (:mod:`mrbench_methods.nets.adversarial_diffusion`). Its generator, an NCSN++ U-Net with
+  adaptive group norm (:mod:`mrbench_methods.nets.ncsnpp`), sees ``[x_{t+1}, y]`` (the noisy
+  target and an image of the *other* contrast), the timestep and a latent ``z``, and predicts
+  ``x0``; the reverse step draws ``x_t`` from ``q(x_t | x_{t+1}, x0_hat)``. A time-conditioned
+  discriminator (:mod:`mrbench_methods.nets.time_discriminator`) judges ``(x_t, x_{t+1})``.
 - **Non-diffusive part.** Two ResNet generators with 6 residual blocks (one per direction) and
   two 70x70 PatchGAN discriminators, as in CycleGAN but with the non-saturating loss. Their
   cross-contrast estimates are the source images ``y`` of the diffusive generators during
@@ -43,14 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets.adversarial_diffusion import AdversarialDiffusion
-from methods.nets.init import init_weights
-from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
-from methods.nets.ncsnpp import NCSNpp
-from methods.nets.patchgan import PatchDiscriminator
-from methods.nets.resnet import ResnetGenerator
-from methods.nets.time_discriminator import TimeDiscriminator
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.adversarial_diffusion import AdversarialDiffusion
+from mrbench_methods.nets.init import init_weights
+from mrbench_methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
+from mrbench_methods.nets.ncsnpp import NCSNpp
+from mrbench_methods.nets.patchgan import PatchDiscriminator
+from mrbench_methods.nets.resnet import ResnetGenerator
+from mrbench_methods.nets.time_discriminator import TimeDiscriminator
 
 
 def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:

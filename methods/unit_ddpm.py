@@ -3,7 +3,8 @@ conditional denoising diffusion models and no adversarial loss.
 
 Model. One DDPM per modality. The reverse transitions are conditioned on the *noisy* image of the
 other modality at the same step: ``p_thetaA(x^A_{t-1} | x^A_t, x~^B_t)`` and
-``p_thetaB(x^B_{t-1} | x^B_t, x~^A_t)``; each denoiser is a DDPM U-Net (``methods.nets.ddpm_unet``)
+``p_thetaB(x^B_{t-1} | x^B_t, x~^A_t)``; each denoiser is a DDPM U-Net
+(``mrbench_methods.nets.ddpm_unet``)
 that takes ``[x_t, condition_t]`` as two channels and predicts the noise of its own channel. Two
 domain-translation networks ``g^A: B -> A`` and ``g^B: A -> B`` supply the missing partner of each
 unpaired image, so that every training image ``x_0^A`` forms a pseudo-pair ``(x_0^A, g^B(x_0^A))``
@@ -43,7 +44,8 @@ Choices the paper leaves open, made here (all are parameters in ``defaults``):
   respacing, ancestral DDPM steps on the respaced betas); ``sample_steps = timesteps`` is the
   paper's full chain. ``release_time`` is given in original steps (``t_r`` of ``1..T``; 0 never
   releases the source, ``T`` denoises both chains from the start); default 100 (= 0.1 T).
-- Translators: CycleGAN's ResNet generator (``methods.nets.resnet``, ngf 64, 9 residual blocks,
+- Translators: CycleGAN's ResNet generator (``mrbench_methods.nets.resnet``, ngf 64, 9 residual
+  blocks,
   instance norm, tanh), N(0, 0.02) initialisation.
 - Loss weights: ``lambda_dsm = 1``, ``lambda_cyc = 10`` (CycleGAN's cycle weight). The paper uses
   an unweighted squared error for the noise; here it is the per-pixel mean (DDPM's ``L_simple``).
@@ -64,11 +66,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
-from methods.nets.ddpm_unet import DDPMUNet
-from methods.nets.gaussian_diffusion import GaussianDiffusion
-from methods.nets.init import init_weights
-from methods.nets.resnet import ResnetGenerator
+from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.ddpm_unet import DDPMUNet
+from mrbench_methods.nets.gaussian_diffusion import GaussianDiffusion
+from mrbench_methods.nets.init import init_weights
+from mrbench_methods.nets.resnet import ResnetGenerator
 
 _DSM_MODES = ("target", "condition", "both")
 

@@ -172,11 +172,12 @@ def read_model(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Build the method stored in ``model.pt`` with its final weights, in eval mode on ``device``.
 
-    The returned :class:`~methods.base.TranslationMethod` carries the record without its weights
+    The returned :class:`~mrbench_methods.base.TranslationMethod` carries the record without its
+    weights
     as ``model_info`` (config name, plugin, params, image size, meta). Building the networks does
     not disturb the caller's random generators.
     """
-    from methods import get_plugin
+    from mrbench_methods import get_plugin
 
     record = read_model(path)
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mrbench.datasets.kind import DatasetKind, get_dataset_kind, split_file_of
+from mrbench.facts_cache import memoized
 from mrbench.plugins import PLUGIN_PATH_ENV, PluginError
 from mrbench.schema import dataset_settings, section_defaults
 
@@ -66,8 +67,8 @@ def plugin_paths(config: dict) -> list[str]:
 def load_plugins(config: dict) -> None:
     """Register the method and dataset plugins of the config's ``plugin_paths`` folders (the
     built-in ones and those of installed packages come with the registries)."""
-    from methods.base import load_plugin_paths
     from mrbench.datasets.kind import dataset_kinds
+    from mrbench_methods.base import load_plugin_paths
 
     folders = plugin_paths(config)
     try:
@@ -84,13 +85,14 @@ def plugin_environment(config: dict) -> None:
     os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
 
 
+@memoized("method_spec_dict")
 def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     """The resolved entry of one method: plugin, params (over the plugin's defaults) and training
     settings (trainer defaults < the plugin's ``training_defaults`` < the recipe the config's
     ``recipe`` key names (:mod:`mrbench.recipes`) < config ``training`` < the method's own
     ``training`` overrides)."""
-    from methods import get_plugin
     from mrbench.recipes import RecipeError, method_training
+    from mrbench_methods import get_plugin
 
     entry = config["methods"][method]
     cls = get_plugin(entry["plugin"])
@@ -112,13 +114,16 @@ def method_spec_dict(config: dict, method: str) -> dict[str, Any]:
     }
 
 
+@memoized("check_config")
 def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first bad key (schema checks come before this).
 
     The config's ``plugin_paths`` folders are imported first, so that their method and dataset
     plugins are known. Method parameters are checked by the plugin classes themselves
-    (:meth:`methods.base.TranslationMethod.check_params`), so this imports the plugins (torch)."""
-    from methods import registry
+    (:meth:`mrbench_methods.base.TranslationMethod.check_params`), so this imports the plugins
+    (torch); the workflow keeps the verdict for an unchanged config and code
+    (:mod:`mrbench.facts_cache`)."""
+    from mrbench_methods import registry
 
     load_plugins(config)
     plugins = registry()
@@ -174,7 +179,8 @@ def check_config(config: dict) -> None:
 def _check_method_params(
     name: str, cls: type, params: dict, config: dict, written: dict[str, str] | None = None
 ) -> None:
-    """The plugin's own parameter checks (:meth:`methods.base.TranslationMethod.check_params`:
+    """The plugin's own parameter checks
+    (:meth:`mrbench_methods.base.TranslationMethod.check_params`:
     types, ranges, size constraints) for every configured dataset's image size. ``written``
     maps a parameter's current name to the (old) name the config used, which errors name."""
     checked = getattr(cls, "check_params", None)

@@ -60,9 +60,18 @@ def load_plugin_folders(folders: Iterable[str | Path], what: str = "plugin") -> 
                 spec.loader.exec_module(module)
             except Exception as exc:
                 del sys.modules[name]
-                raise PluginError(f"{path}: {what} failed to import ({exc})") from exc
+                raise PluginError(f"{path}: {what} failed to import ({exc}){_hint(exc)}") from exc
             modules.append(module)
     return modules
+
+
+def _hint(exc: BaseException) -> str:
+    """A pointer to the import name of the method plugins for a plugin written against the old
+    one (``from methods.base import ...``)."""
+    old_name = isinstance(exc, ImportError) and (
+        exc.name == "methods" or "import as mrbench_methods" in str(exc)
+    )
+    return "; import the base class from mrbench_methods.base" if old_name else ""
 
 
 def load_entry_points(group: str) -> list[object]:

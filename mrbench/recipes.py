@@ -2,7 +2,7 @@
 (``equal_budget``), resolved into training settings, and the recipe table of a run.
 
 A plugin declares its recipes in the class attribute ``recipes`` (see
-:class:`methods.base.TranslationMethod`): ``{"official": {training keys}, "equal_budget":
+:class:`mrbench_methods.base.TranslationMethod`): ``{"official": {training keys}, "equal_budget":
 {training keys}}``. The config's top-level ``recipe`` key picks one for every method:
 
 - ``official``: the method's own published batch size, length (``epochs``), learning-rate
@@ -127,7 +127,7 @@ def optimizer_text(cls: type, params: dict[str, Any]) -> str:
 
 def recipe_row(spec: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     """One row of the recipe table from a run's ``spec.json``."""
-    from methods import get_plugin
+    from mrbench_methods import get_plugin
 
     cls = get_plugin(spec["plugin"])
     t = spec["training"]

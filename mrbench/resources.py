@@ -27,6 +27,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from mrbench.facts_cache import memoized
+
 #: cost used for a plugin whose ``seconds_per_image_256`` is unknown (None): assume a diffusion
 #: model (seconds of one training step per image at 256 px on one reference GPU)
 DEFAULT_SECONDS_PER_IMAGE_256 = 0.35
@@ -59,7 +61,7 @@ def _int_key(training: Mapping[str, Any], key: str, default: int | None = None) 
 
 
 def _plugin(spec: Mapping[str, Any]) -> Any:
-    from methods.base import get_plugin
+    from mrbench_methods.base import get_plugin
 
     try:
         return get_plugin(str(spec.get("plugin")))
@@ -74,6 +76,7 @@ def _trainable(spec: Mapping[str, Any]) -> bool:
     return bool(_plugin(spec).trainable)
 
 
+@memoized("plugin_seconds_per_image_256")
 def plugin_seconds_per_image_256(spec: Mapping[str, Any]) -> float:
     """The plugin's measured ``seconds_per_image_256``, or the cautious default if unknown."""
     cost = _plugin(spec).seconds_per_image_256

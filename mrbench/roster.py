@@ -3,7 +3,7 @@
 The library never recognises a method by its config name. What it needs to know comes from two
 places, resolved once here:
 
-- the plugin's traits (``methods.base.TranslationMethod``): display name, citation, family,
+- the plugin's traits (``mrbench_methods.base.TranslationMethod``): display name, citation, family,
   reconstruction flag, trainability, capabilities and the ablation components of a variant
   (from its *resolved* parameters);
 - the config: each method entry's ``label`` (overrides the display name) and ``paper_row`` (the
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrbench.facts_cache import memoized
 from mrbench.io import InputError, atomic_path
 
 
@@ -194,6 +195,7 @@ def default_labels(entries: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
     }
 
 
+@memoized("roster_of", encode=lambda r: r.to_dict(), decode=lambda d: Roster.from_dict(d))
 def roster_of(config: dict) -> Roster:
     """The roster of a config: plugin traits of every method entry and the roles from the
     ``evaluation`` section (defaults below); a bad name raises ``ValueError`` naming the key.
@@ -204,9 +206,9 @@ def roster_of(config: dict) -> Roster:
     component switched off; reference: the last row of Table 1 (where papers put the proposed
     method); efficiency pair: none (the threshold is then what every trained method reached).
     """
-    from methods.base import get_plugin
     from mrbench.config import load_plugins
     from mrbench.evaluate import evaluation_settings
+    from mrbench_methods.base import get_plugin
 
     load_plugins(config)
     ev = evaluation_settings(config)

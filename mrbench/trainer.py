@@ -1,6 +1,7 @@
 """The training harness shared by every method, so that methods differ only in the method.
 
-A method (see :mod:`methods.base`) owns its networks, optimisers and losses; this module owns the
+A method (see :mod:`mrbench_methods.base`) owns its networks, optimisers and losses; this module
+owns the
 rest: seeding and deterministic mode, sampling of the two modalities, the learning-rate schedule,
 EMA weights, validation and selection of the best weights, checkpoints and resume, mixed
 precision, logs and the final model file.
@@ -86,6 +87,7 @@ import os
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,7 +361,15 @@ def one_pass(
 
 # ---------------------------------------------------------------------- schedules
 class LRSchedule:
-    """One learning-rate rule for every parameter group of every optimiser (see module doc)."""
+    """One learning-rate rule for every parameter group of every optimiser (see module doc).
+
+    Each optimiser gets a :class:`torch.optim.lr_scheduler.LambdaLR` whose per-group factor is
+    the rule in closed form, a function of the step alone: :meth:`apply` sets the rate of any
+    step, so a resumed run needs no replay of the steps before it. The plateau rule's
+    bookkeeping (validations without a new best, the number of cuts) is kept here rather than
+    in ``ReduceLROnPlateau``, which multiplies the current rates in place and so cannot share
+    the closed-form factor the other rules use; its state is saved with the checkpoint.
+    """
 
     def __init__(
         self, optimizers: dict[str, torch.optim.Optimizer], training: dict[str, Any]
@@ -375,6 +385,16 @@ class LRSchedule:
         self.reductions = 0
         self.best = -math.inf
         self.bad = 0
+        self.schedulers = {
+            n: torch.optim.lr_scheduler.LambdaLR(
+                o, [self._factor_fn(base) for base in self.base[n]]
+            )
+            for n, o in optimizers.items()
+        }
+
+    def _factor_fn(self, base: float) -> Callable[[int], float]:
+        """The multiplier of the initial rate ``base`` at a step, for :class:`LambdaLR`."""
+        return lambda step: self.lr(base, step) / base if base else 1.0
 
     def lr(self, base: float, step: int) -> float:
         if self.kind == "constant":
@@ -394,9 +414,12 @@ class LRSchedule:
 
     def apply(self, step: int) -> None:
         """Set the learning rates for training step ``step`` (0-based)."""
-        for name, opt in self.optimizers.items():
-            for group, base in zip(opt.param_groups, self.base[name], strict=True):
-                group["lr"] = self.lr(base, step)
+        with warnings.catch_warnings():
+            # the rate of a step is set before its optimiser updates, by design (see above)
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            for scheduler in self.schedulers.values():
+                scheduler.last_epoch = step - 1
+                scheduler.step()  # advances to ``step`` and sets every group's rate
 
     def on_validation(self, metric: float) -> bool:
         """Plateau rule: record a validation metric (higher is better); True if lr was cut."""
@@ -425,34 +448,52 @@ class LRSchedule:
 
 
 # ---------------------------------------------------------------------------- EMA
+def _ema_avg_fn(decay: float) -> Callable[..., None]:
+    """``multi_avg_fn`` of :class:`AveragedModel`: torch's EMA (``get_ema_multi_avg_fn``) for
+    floating tensors; integer buffers (BatchNorm's step counter) are copied, not averaged."""
+    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: Any) -> None:
+        if averaged[0].is_floating_point():
+            ema(averaged, current, n)
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
+
+
 class EMA:
-    """Exponential moving averages of whole modules: parameters averaged, buffers copied."""
+    """Exponential moving averages of whole modules (parameters and buffers), each kept by a
+    :class:`torch.optim.swa_utils.AveragedModel`.
+
+    The average starts from the weights at construction and every :meth:`update` blends the
+    live weights in (``n_averaged`` starts at 1: ``AveragedModel`` would otherwise overwrite the
+    average with the first update's weights). Checkpoints hold each averaged module's
+    ``state_dict``, keyed like the live module's."""
 
     def __init__(self, modules: dict[str, nn.Module], decay: float) -> None:
         self.modules = modules
         self.decay = decay
-        self.shadow = {
-            name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+        self.averaged = {
+            name: torch.optim.swa_utils.AveragedModel(
+                m, multi_avg_fn=_ema_avg_fn(decay), use_buffers=True
+            )
             for name, m in modules.items()
         }
+        for avg in self.averaged.values():
+            avg.n_averaged.fill_(1)
 
     @torch.no_grad()
     def update(self) -> None:
         for name, m in self.modules.items():
-            shadow = self.shadow[name]
-            for k, v in m.state_dict().items():
-                if v.dtype.is_floating_point:
-                    shadow[k].lerp_(v.detach(), 1.0 - self.decay)
-                else:
-                    shadow[k].copy_(v)
+            self.averaged[name].update_parameters(m)
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
-        return self.shadow
+        return {name: avg.module.state_dict() for name, avg in self.averaged.items()}
 
     def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         for name, sd in state.items():
-            for k, v in sd.items():
-                self.shadow[name][k].copy_(v)
+            self.averaged[name].module.load_state_dict(sd)
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
@@ -462,7 +503,7 @@ class EMA:
             for name, m in self.modules.items()
         }
         for name, m in self.modules.items():
-            m.load_state_dict(self.shadow[name])
+            m.load_state_dict(self.averaged[name].module.state_dict())
         try:
             yield
         finally:
@@ -727,7 +768,7 @@ class Run:
 
 
 def _check_spec(spec: dict[str, Any]) -> type:
-    from methods import get_plugin
+    from mrbench_methods import get_plugin
 
     for key in ("method", "plugin"):
         if not isinstance(spec.get(key), str) or not spec[key]:

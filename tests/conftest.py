@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import mrbench  # noqa: F401  (maps mrbench_methods to methods/ in a plain checkout)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TESTDATA = SHARED / "testdata"
@@ -29,7 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the plugins of --plugin-path before the contract tests collect the registry."""
     folders = config.getoption("plugin_path")
     if folders:
-        from methods.base import load_plugin_paths
+        from mrbench_methods.base import load_plugin_paths
 
         load_plugin_paths(folders)
 
@@ -75,9 +77,9 @@ def demo_run(phantom_store: Path, tmp_path: Path):
 
     import yaml
 
-    from methods import get_plugin
     from mrbench.slices import SliceStore
     from mrbench.trainer import train, validate, validation_rows
+    from mrbench_methods import get_plugin
 
     every = ("steps", "val_every", "checkpoint_every", "log_every")
 

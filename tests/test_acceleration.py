@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import registry
-from methods.nets import ncsnpp
 from mrbench import acceleration, trainer
+from mrbench_methods import registry
+from mrbench_methods.nets import ncsnpp
 
 TRAINABLE = sorted(n for n, c in registry().items() if c.trainable)
 

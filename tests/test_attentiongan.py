@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from methods import get_plugin
-from methods.cyclegan import CycleGAN
-from methods.nets.attention_resnet import AttentionResnetGenerator
-from methods.nets.patchgan import PatchDiscriminator
-from methods.nets.resnet import ResnetBlock
+from mrbench_methods import get_plugin
+from mrbench_methods.cyclegan import CycleGAN
+from mrbench_methods.nets.attention_resnet import AttentionResnetGenerator
+from mrbench_methods.nets.patchgan import PatchDiscriminator
+from mrbench_methods.nets.resnet import ResnetBlock
 
 
 def _count(module: nn.Module) -> int:

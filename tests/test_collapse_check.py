@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from methods import get_plugin
 from mrbench import tables, trainer
 from mrbench.slices import SliceStore
+from mrbench_methods import get_plugin
 
 
 def test_identity_translators_show_in_validation(phantom_store: Path) -> None:

@@ -20,7 +20,7 @@ import math
 import pytest
 import torch
 
-from methods import DIRECTIONS, registry
+from mrbench_methods import DIRECTIONS, registry
 
 SIZE = 32
 PLUGINS = sorted(registry())

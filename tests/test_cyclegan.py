@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import get_plugin
-from methods.nets.patchgan import PatchDiscriminator, receptive_field
-from methods.nets.resnet import ResnetGenerator
 from mrbench import trainer
 from mrbench.checkpoint import load_model
 from mrbench.slices import SliceStore
+from mrbench_methods import get_plugin
+from mrbench_methods.nets.patchgan import PatchDiscriminator, receptive_field
+from mrbench_methods.nets.resnet import ResnetGenerator
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods import get_plugin
-from methods.nets.drit import ContentDiscriminator, Disentangler
+from mrbench_methods import get_plugin
+from mrbench_methods.nets.drit import ContentDiscriminator, Disentangler
 
 SIZE = 32
 

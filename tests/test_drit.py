@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods import get_plugin
-from methods.nets.drit import (
+from mrbench_methods import get_plugin
+from mrbench_methods.nets.drit import (
     AttributeEncoder,
     ContentDiscriminator,
     LayerNorm,

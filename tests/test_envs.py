@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -70,7 +75,6 @@ def test_conda_env_survives_snakemakes_copy() -> None:
     pip_deps = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     local = [d for d in pip_deps if d.startswith(("-e", ".", "/", "file:")) or "../" in d]
     assert not local, f"envs/mrbench.yaml installs by a path: {local}"
-    import os
 
     saved = os.environ.get("PYTHONPATH"), os.environ["PATH"]
     try:
@@ -89,3 +93,82 @@ def test_unused_packages_are_not_required() -> None:
     names = {_norm(Requirement(r).name) for r in project["dependencies"]}
     assert "xlrd" not in names
     assert project["requires-python"] == ">=3.11,<3.14"
+
+
+# ------------------------------------------------------------ the import name of the plugins
+def _run(code: str, cwd: Path, pythonpath: list[str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+_PROBE = """
+import importlib, json
+try:
+    import methods
+    generic = methods.__file__
+except ImportError:
+    generic = None
+import mrbench, mrbench_methods
+names = sorted(n for n, c in mrbench_methods.registry().items()
+               if c.__module__.startswith("mrbench_methods."))
+print(json.dumps({"generic": generic, "mrbench": mrbench.__file__,
+                  "plugins": mrbench_methods.__file__, "names": names}))
+"""
+
+
+def _other_paths() -> list[str]:
+    """``PYTHONPATH`` without the checkout (it may hold the dependencies)."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return [p for p in paths if p and Path(p).resolve() != ROOT]
+
+
+def _builtin_plugins() -> list[str]:
+    """One registered name per ``@register`` in the checkout's plugin files (not the nets)."""
+    names = []
+    for path in sorted((ROOT / "methods").glob("*.py")):
+        names += re.findall(r'^@register\("([^"]+)"\)', path.read_text(), flags=re.M)
+    return sorted(names)
+
+
+def test_pyproject_installs_every_package_folder_under_its_import_name() -> None:
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setup["package-dir"]["mrbench_methods"] == "methods"
+    folders = set()
+    for top in ("mrbench", "methods"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT).parts
+            folders.add(".".join(("mrbench_methods", *parts[1:]) if top == "methods" else parts))
+    assert set(setup["packages"]) == folders
+    assert "methods" not in {p.split(".")[0] for p in setup["packages"]}
+
+
+def test_checkout_on_pythonpath_imports_the_plugins_as_mrbench_methods(tmp_path: Path) -> None:
+    """Workflow jobs (also ``--sdm conda`` ones, whose environment lacks the project) run the
+    checkout's code through PYTHONPATH: importing mrbench maps mrbench_methods to methods/."""
+    out = _run(_PROBE, tmp_path, [str(ROOT), *_other_paths()])
+    assert out.returncode == 0, out.stderr[-2000:]
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts["generic"] is None  # the checkout's methods/ refuses its folder name
+    assert Path(facts["plugins"]) == ROOT / "methods" / "__init__.py"
+    assert facts["names"] == _builtin_plugins()
+
+
+def test_installed_project_has_no_generic_methods_package(tmp_path: Path) -> None:
+    """In an environment with the project installed (editable or not), ``import methods`` fails
+    while the registry loads every plugin, with the checkout off the path and cwd elsewhere."""
+    pythonpath = _other_paths()
+    where = _run("import mrbench; print(mrbench.__file__)", tmp_path, pythonpath)
+    if where.returncode != 0:
+        pytest.skip("the project is not installed in this environment")
+    installed = Path(where.stdout.strip().splitlines()[-1]).resolve()
+    if ROOT not in installed.parents and "site-packages" not in installed.parts:
+        pytest.skip(f"this environment has another checkout installed ({installed})")
+    out = _run(_PROBE, tmp_path, pythonpath)
+    assert out.returncode == 0, out.stderr[-2000:]
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts["generic"] is None, f"import methods found {facts['generic']}"
+    assert facts["names"] == _builtin_plugins()

@@ -104,9 +104,9 @@ def test_diverged_training_fails_and_exports_nothing(
 def test_nan_stop_names_logged_step_and_keeps_last_finite_checkpoint(
     phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from methods import get_plugin
     from mrbench.checkpoint import load_checkpoint
     from mrbench.cli import main
+    from mrbench_methods import get_plugin
 
     cls = get_plugin("cyclegan")
     original = cls.train_step
@@ -140,8 +140,8 @@ def test_checkpoint_never_holds_non_finite_weights(
     phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """Weights turn NaN while the losses stay finite: the next checkpoint refuses to save them."""
-    from methods import get_plugin
     from mrbench.cli import main
+    from mrbench_methods import get_plugin
 
     cls = get_plugin("cyclegan")
     original = cls.train_step
@@ -169,8 +169,8 @@ def test_checkpoint_never_holds_non_finite_weights(
 
 
 def _tiny_model(tmp_path: Path, poison: bool) -> Path:
-    from methods import get_plugin
     from mrbench.checkpoint import model_record, save_model
+    from mrbench_methods import get_plugin
 
     cls = get_plugin("cyclegan")
     method = cls(TINY_CYCLEGAN["params"], image_size=16)
@@ -209,8 +209,8 @@ def test_translate_refuses_non_finite_weights(tmp_path: Path) -> None:
 def test_translate_never_writes_non_finite_prediction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from methods import get_plugin
     from mrbench.translate import translate_file
+    from mrbench_methods import get_plugin
 
     model = _tiny_model(tmp_path, poison=False)
     cls = get_plugin("cyclegan")
@@ -770,7 +770,7 @@ def test_training_keys_checked_in_schema_and_config(key: str, value) -> None:
 def test_new_plugins_get_parameter_checks_for_free() -> None:
     from typing import ClassVar
 
-    from methods.base import TranslationMethod
+    from mrbench_methods.base import TranslationMethod
 
     class Plugin(TranslationMethod):
         plugin_name = "probe"

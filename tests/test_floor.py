@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from methods import get_plugin
 from mrbench.slices import SliceStore
+from mrbench_methods import get_plugin
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from memory_runs import run_demo
 
-from methods import get_plugin
-from methods.hifi_syn import HiFiSyn, hard_structure_weights
+from mrbench_methods import get_plugin
+from mrbench_methods.hifi_syn import HiFiSyn, hard_structure_weights
 
 
 def test_traits_mark_a_reconstruction_with_labels() -> None:

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from methods import get_plugin
-from methods.nets.adain import token_adain
-from methods.nets.antialias import BlurDownsample, BlurUpsample, binomial_kernel
-from methods.nets.instaformer import InstaFormerGenerator, sinusoidal_positions
-from methods.nets.patchgan import PatchDiscriminator
-from methods.nets.patchnce import PatchSampleMLP, patch_nce_loss
 from mrbench import trainer
 from mrbench.checkpoint import load_model
 from mrbench.slices import SliceStore
 from mrbench.translate import translate_store
+from mrbench_methods import get_plugin
+from mrbench_methods.nets.adain import token_adain
+from mrbench_methods.nets.antialias import BlurDownsample, BlurUpsample, binomial_kernel
+from mrbench_methods.nets.instaformer import InstaFormerGenerator, sinusoidal_positions
+from mrbench_methods.nets.patchgan import PatchDiscriminator
+from mrbench_methods.nets.patchnce import PatchSampleMLP, patch_nce_loss
 
 #: 16 px phantom run: content 4x4, 2x2 tokens; small widths, official losses
 RUN_PARAMS = {"ngf": 8, "mlp_hidden": 32, "embed_dim": 64, "embed_down": 1, "depth": 2,

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from memory_runs import ROOT, run_demo
 
-from methods.mguit import MGUIT
-from methods.nets.memory import ClassMemory, class_masks
 from mrbench.checkpoint import load_checkpoint, read_model
+from mrbench_methods.mguit import MGUIT
+from mrbench_methods.nets.memory import ClassMemory, class_masks
 
 #: REFERENCES section 3b: official MGUIT networks, 1-channel images
 OFFICIAL_M = {"enc_c": 9.01, "enc_s": 1.49, "gen": 11.65}

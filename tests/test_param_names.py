@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 
-from methods import get_plugin
-from methods.base import RenamedParameterWarning
 from mrbench.config import ConfigError, check_config, method_spec_dict
+from mrbench_methods import get_plugin
+from mrbench_methods.base import RenamedParameterWarning
 
 SHARED = {"unet_ch", "unet_mult", "unet_res_blocks", "unet_attn", "nz", "z_emb_dim", "n_mlp"}
 SHARED |= {"tdis_ch", "tdis_t_emb", "tdis_down", "r1_gamma", "r1_every", "num_steps"}

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.base import TranslationMethod, register, split_direction
 
 
 class ToyMethod(TranslationMethod):
@@ -97,7 +97,7 @@ def write_installed_dist(site: Path, name: str = "toy_ep") -> Path:
 @pytest.fixture
 def fresh_registry(monkeypatch: pytest.MonkeyPatch):
     """The registry as the built-in plugins leave it, restored after the test."""
-    from methods import base
+    from mrbench_methods import base
 
     builtin = base.registry()
     monkeypatch.setattr(base, "_REGISTRY", dict(builtin))
@@ -138,6 +138,11 @@ def test_plugin_folders_fail_clearly(tmp_path, fresh_registry) -> None:
     (bad / "broken.py").write_text("import no_such_module_anywhere\n")
     with pytest.raises(ImportError, match="broken.py: method plugin failed to import"):
         fresh_registry.load_plugin_paths([bad])
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "old_name.py").write_text("from methods.base import TranslationMethod\n")
+    with pytest.raises(ImportError, match="old_name.py: .*from mrbench_methods.base"):
+        fresh_registry.load_plugin_paths([old])
     clash = tmp_path / "clash"
     write_folder_plugin(clash, "cyclegan")
     with pytest.raises(ImportError, match="registered twice"):
@@ -273,8 +278,8 @@ def test_roles_from_the_config_and_clear_errors() -> None:
 
 
 def test_resources_read_the_plugin_traits() -> None:
-    from methods.base import get_plugin
     from mrbench import resources as R
+    from mrbench_methods.base import get_plugin
 
     spec = {"plugin": "syndiff", "training": {"steps": 6000, "batch_size": 1}}
     cost = get_plugin("syndiff").seconds_per_image_256
@@ -376,9 +381,9 @@ def test_out_of_tree_methods_in_every_table_and_the_report(toy_run) -> None:
 
 def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None:
     """The figure goes to every method offering content maps, and only with the module on."""
-    from methods.base import get_plugin
     from mrbench.content_maps import offers_content_maps
     from mrbench.io import InputError
+    from mrbench_methods.base import get_plugin
 
     cls = get_plugin("disdiff")
     assert "content_maps" in cls.capabilities_for({})

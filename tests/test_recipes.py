@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from methods import get_plugin
 from mrbench import recipes, trainer
 from mrbench.augment import Augment, augmenter
 from mrbench.config import ConfigError, method_spec_dict
+from mrbench_methods import get_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 #: IXI in the paper: 60 training subjects, 90 % of them for training, 100 slices each
@@ -182,7 +182,7 @@ def test_table1_note_names_the_selection_rule() -> None:
 
 def test_every_plugin_recipe_resolves() -> None:
     """Recipes a plugin declares name known trainer keys and resolve for both recipe names."""
-    from methods import registry
+    from mrbench_methods import registry
 
     for name, cls in registry().items():
         assert set(cls.recipes) <= set(recipes.RECIPES), name

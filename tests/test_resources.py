@@ -22,7 +22,7 @@ def test_runtime_grows_with_steps_image_size_and_batch() -> None:
 
 def test_runtime_formula_and_diffusion_costs_more_than_gan() -> None:
     s = spec("cyclegan", steps=60_000, batch_size=1)
-    from methods.base import get_plugin
+    from mrbench_methods.base import get_plugin
 
     cost = get_plugin("cyclegan").seconds_per_image_256
     expected = (60_000 * cost / 60 + R.OVERHEAD_MINUTES) * R.SAFETY

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from methods import get_plugin
-from methods.nets.adain import AdaIN
-from methods.nets.stargan import Generator, n_down_generator, n_down_trunk
 from mrbench import trainer
 from mrbench.checkpoint import load_model
 from mrbench.slices import SliceStore
 from mrbench.translate import translate_store
+from mrbench_methods import get_plugin
+from mrbench_methods.nets.adain import AdaIN
+from mrbench_methods.nets.stargan import Generator, n_down_generator, n_down_trunk
 
 #: 16 px phantom run (tests/conftest.py): small widths, official losses and update order
 RUN_PARAMS = {"dim": 8, "max_dim": 32, "style_dim": 16, "latent_dim": 8, "mapping_hidden": 32,

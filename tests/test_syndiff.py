@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import get_plugin
-from methods.nets.adversarial_diffusion import AdversarialDiffusion
-from methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
-from methods.nets.ncsnpp import NCSNpp
-from methods.nets.time_discriminator import TimeDiscriminator, minibatch_stddev
+from mrbench_methods import get_plugin
+from mrbench_methods.nets.adversarial_diffusion import AdversarialDiffusion
+from mrbench_methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
+from mrbench_methods.nets.ncsnpp import NCSNpp
+from mrbench_methods.nets.time_discriminator import TimeDiscriminator, minibatch_stddev
 
 PUBLISHED_BETAS = [0.47826, 0.84921, 0.95642, 0.98740]
 

@@ -53,7 +53,7 @@ def test_paper_job_without_gpu_stops_before_training(phantom_store: Path, tmp_pa
 def test_paper_job_runs_on_the_cpu_when_the_config_allows_it(
     phantom_store: Path, tmp_path: Path
 ) -> None:
-    from methods import get_plugin
+    from mrbench_methods import get_plugin
 
     cfg = {**_paper_config(), "allow_cpu": True}
     spec = method_spec_dict(cfg, "cyclegan")

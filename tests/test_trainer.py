@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import get_plugin
 from mrbench import trainer
 from mrbench.checkpoint import load_checkpoint, load_model, read_model
 from mrbench.io import InputError
+from mrbench_methods import get_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CYCLEGAN = {
@@ -232,6 +232,36 @@ def test_ema_tracks_and_applies_average() -> None:
     with ema.applied():
         assert net.weight.item() == pytest.approx(0.75)
     assert net.weight.item() == 1.0
+
+
+def test_ema_averages_float_buffers_and_copies_counters() -> None:
+    """BatchNorm statistics are averaged like weights; its integer step counter is copied."""
+    net = torch.nn.BatchNorm1d(2)
+    ema = trainer.EMA({"bn": net}, decay=0.9)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    net(torch.tensor([[1.0, 3.0], [3.0, 5.0]]))  # running mean 0.1 * (2, 4), one batch
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    ema.update()
+    avg = ema.state_dict()["bn"]
+    now = net.state_dict()
+    for key in ("weight", "bias", "running_mean", "running_var"):
+        assert torch.allclose(avg[key], 0.9 * start[key] + 0.1 * now[key]), key
+    assert avg["num_batches_tracked"].item() == 1
+    again = trainer.EMA({"bn": torch.nn.BatchNorm1d(2)}, decay=0.9)
+    again.load_state_dict(ema.state_dict())
+    assert all(torch.equal(again.state_dict()["bn"][k], v) for k, v in avg.items())
+
+
+def test_schedules_run_through_torch_lambda_lr() -> None:
+    s = _sched("linear", lr_decay_start=0.5)
+    lrs = _lrs(s)
+    (scheduler,) = s.schedulers.values()
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+    assert scheduler.get_last_lr() == [lrs[-1]] and scheduler.last_epoch == 99
+    s.apply(10)  # any step, also backwards (a resumed run starts mid-schedule)
+    assert s.current()["G"] == 1.0
 
 
 def test_non_trainable_method_is_fitted(phantom_store: Path, tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import get_plugin
-from methods.nets.ddpm_unet import DDPMUNet
-from methods.nets.gaussian_diffusion import GaussianDiffusion, space_timesteps
-from methods.unit_ddpm import UnitDDPM
+from mrbench_methods.base import get_plugin
+from mrbench_methods.nets.ddpm_unet import DDPMUNet
+from mrbench_methods.nets.gaussian_diffusion import GaussianDiffusion, space_timesteps
+from mrbench_methods.unit_ddpm import UnitDDPM
 
 T = 1000
 #: a 16 px phantom run that takes about 25 s of one CPU core

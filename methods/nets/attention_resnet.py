@@ -1,7 +1,7 @@
 """AttentionGAN v2's generator (Tang et al., TNNLS 2021; official ``ResnetGenerator_our``).
 
 A ResNet encoder (the CycleGAN stem and ``n_blocks`` residual blocks at 4 ``ngf`` channels, as
-in :mod:`methods.nets.resnet`) feeds two decoders with the CycleGAN upsampling layout:
+in :mod:`mrbench_methods.nets.resnet`) feeds two decoders with the CycleGAN upsampling layout:
 
 - content decoder: two transposed convs (2 ``ngf`` -> ``ngf``), reflect-padded 7x7 conv to
   ``n_candidates`` x ``out_ch`` channels, tanh: ``n_candidates`` (9) candidate images;
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.nets.resnet import ResnetBlock, encoder_layers, upsampling_layers
+from mrbench_methods.nets.resnet import ResnetBlock, encoder_layers, upsampling_layers
 
 
 class AttentionResnetGenerator(nn.Module):

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.nets.resnet import ResnetBlock
+from mrbench_methods.nets.resnet import ResnetBlock
 
 MODALITIES = ("t1", "t2")
 OTHER = {"t1": "t2", "t2": "t1"}
@@ -467,7 +467,8 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
 
 # ------------------------------------------------------------ inference attribute
 class AttributeMeans:
-    """Mixin for a :class:`~methods.base.TranslationMethod` with a ``disentangler``: the attribute
+    """Mixin for a :class:`~mrbench_methods.base.TranslationMethod` with a ``disentangler``: the
+    attribute
     code of a target modality at test time, never taken from the paired target image.
 
     Default: the mean attribute code (posterior mean) of the modality's training slices,

@@ -1,4 +1,4 @@
-"""One weight initialisation for every network built from ``methods.nets``.
+"""One weight initialisation for every network built from ``mrbench_methods.nets``.
 
 The CycleGAN reference code initialises convolution and linear weights from N(0, 0.02) and
 biases to zero (normalisation scales from N(1, 0.02)); SynDiff's non-diffusive generator inherits

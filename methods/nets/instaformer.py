@@ -14,7 +14,7 @@ One generator translates one way (A -> B). Its parts, with the official sizes as
   ``(H / 4 / 2^embed_down)^2`` tokens (64 at 256 px); sinusoidal positions are added
   (:func:`sinusoidal_positions`).
 - :class:`AdaINTransformer`: 6 pre-norm blocks whose norms are AdaIN over tokens
-  (:class:`methods.nets.adain.TokenAdaIN`), 4 heads of width 256, GELU MLP of width 4096.
+  (:class:`mrbench_methods.nets.adain.TokenAdaIN`), 4 heads of width 256, GELU MLP of width 4096.
 - :class:`Decoder`: tokens back to a map by a ``2^embed_down``-sided transposed conv of the same
   stride (8x8 stride 8), then per upsampling a blur upsample, 3x3 conv halving the width,
   InstanceNorm, ReLU; reflect pad 3, 7x7 conv to one channel, tanh.
@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.nets.adain import TokenAdaIN
-from methods.nets.antialias import BlurDownsample, BlurUpsample
+from mrbench_methods.nets.adain import TokenAdaIN
+from mrbench_methods.nets.antialias import BlurDownsample, BlurUpsample
 
 
 def _encoder_layers(in_ch: int, ngf: int, n_down: int) -> tuple[list[nn.Module], list[int], int]:

@@ -1,7 +1,8 @@
 """Networks and the class-wise key-value memory of MGUIT (Jeong et al., CVPR 2021).
 
 MGUIT is built on the DRIT++ code: its content encoder is DRIT++'s (imported from
-:mod:`methods.nets.drit`), followed by an L2 normalisation over channels so that every content
+:mod:`mrbench_methods.nets.drit`), followed by an L2 normalisation over channels so that every
+content
 pixel is a unit vector, the *key* with which it addresses the memory. What differs from DRIT++
 lives here:
 
@@ -53,8 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.nets.drit import LayerNorm
-from methods.nets.resnet import ResnetBlock
+from mrbench_methods.nets.drit import LayerNorm
+from mrbench_methods.nets.resnet import ResnetBlock
 
 DOMAINS = ("t1", "t2")
 

@@ -10,7 +10,7 @@ images this has 2,762,689 parameters (the published 2.76 M). The output is a map
 CUT and InstaFormer use the same network with two options: ``norm="batch"`` (BatchNorm with
 affine parameters, so the normalised convolutions drop their biases) and ``antialias=True``
 (each stride-2 convolution becomes a stride-1 convolution followed by a blur-pooling
-downsample, :class:`methods.nets.antialias.BlurDownsample`). With both and ``ndf=64`` on
+downsample, :class:`mrbench_methods.nets.antialias.BlurDownsample`). With both and ``ndf=64`` on
 one-channel images it has 2,763,585 parameters.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.nets.antialias import BlurDownsample
+from mrbench_methods.nets.antialias import BlurDownsample
 
 
 def receptive_field(n_layers: int) -> int:

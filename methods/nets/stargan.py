@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.nets.adain import AdaIN
+from mrbench_methods.nets.adain import AdaIN
 
 SQRT2 = math.sqrt(2.0)
 

@@ -27,7 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.nets.ncsnpp import conv2d, dense, fir_downsample_2d, fir_kernel_2d, timestep_embedding
+from mrbench_methods.nets.ncsnpp import (
+    conv2d,
+    dense,
+    fir_downsample_2d,
+    fir_kernel_2d,
+    timestep_embedding,
+)
 
 
 class DownConvBlock(nn.Module):

@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from mrbench import facts_cache
 from mrbench.config import (
     check_config,
     dataset_kind_of,
@@ -20,6 +21,9 @@ from mrbench.roster import roster_of
 from mrbench.schema import dataset_settings
 from mrbench.splits import read_splits
 
+# The plugins' answers (config checks, resolved entries, roster) come from a cache keyed by the
+# code's digest when nothing changed: reading the workflow then needs no torch (mrbench.facts_cache).
+facts_cache.enable(".snakemake/mrbench", config)
 check_config(config)
 
 # Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.job_environment); every
