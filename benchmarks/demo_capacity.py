@@ -3,7 +3,8 @@
 A diagnostic for the demo's sizes: the generator of one method (default: CycleGAN's ResNet
 generator at its ``config/demo.yaml`` parameters) is trained with *paired* L1 supervision on a
 phantom slice store for a fixed number of steps, and its validation PSNR (the trainer's
-validation protocol; every prediction multiplied by the brain mask, as the references) is printed next to three references computed on the same store:
+validation protocol; every prediction multiplied by the brain mask) is printed next to three
+references computed on the same store:
 
 - ``identity``: the source image itself;
 - ``affine``: the best affine map ``a * T1w + b`` inside the brain, fitted on the training set;
