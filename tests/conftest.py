@@ -1,8 +1,14 @@
-"""Shared fixtures: a tiny phantom slice store and the path of the real test cases."""
+"""Shared fixtures: a tiny phantom slice store, the tiny workflow run and the path of the real
+test cases."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -120,3 +126,52 @@ def demo_phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         vols = [SubjectVolumes.in_dir(s, base / "subjects" / s) for s in subjects]
         build_split(vols, base / "slices" / split, size=32, slices_per_subject=16)
     return base / "slices"
+
+
+class TinyRun(NamedTuple):
+    """A finished run of the whole workflow: its working directory and the environment that
+    reruns it (the entry-point plugin's site folder on PYTHONPATH)."""
+
+    work: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The whole DAG once, on ``config/test.yaml`` plus three methods the library never names:
+    ``mine`` (a folder plugin of ``plugin_paths``), ``theirs`` (an installed distribution's entry
+    point) and ``without_content_critic`` (a renamed DisDiff variant). One run serves the
+    workflow tests and the out-of-tree plugin tests; in the copy, ``config/test.yaml`` is this
+    config, so reruns and reports use the same command line as on the shipped one."""
+    import yaml
+    from toy_plugins import write_folder_plugin, write_installed_dist
+
+    outside = tmp_path_factory.mktemp("user")  # outside the repository
+    folder = outside / "my_methods"
+    write_folder_plugin(folder)
+    site = write_installed_dist(outside / "site")
+    work = tmp_path_factory.mktemp("workflow")
+    for item in ("Snakefile", "workflow", "config", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg["methods"]["without_content_critic"] = dict(cfg["methods"]["disdiff_no_dc"])
+    cfg["methods"]["mine"] = {"plugin": "toy_folder"}
+    cfg["methods"]["theirs"] = {"plugin": "toy_ep"}
+    cfg["plugin_paths"] = [str(folder)]
+    cfg["evaluation"].update(reference_method="mine", efficiency_pair=["mine", "theirs"])
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+    env.pop("MRBENCH_PLUGIN_PATH", None)
+    res = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "--cores", "2"]
+        + ["--configfile", "config/test.yaml"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        umask=0o022,  # the usual umask, as on a shared server
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    return TinyRun(work, env)

@@ -15,83 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from toy_plugins import write_folder_plugin, write_installed_dist
 
 ROOT = Path(__file__).resolve().parents[1]
-
-#: a complete (if simple) unpaired method: per direction a learned gain and offset, trained to
-#: match the target modality's intensity mean and spread; it never sees a paired target
-TOY_METHOD = '''
-"""A toy method written by a test, outside the repository."""
-
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
-
-from mrbench_methods.base import TranslationMethod, register, split_direction
-
-
-class ToyMethod(TranslationMethod):
-    display_name = "{display}"
-    citation = "{citation}"
-    family = "toy"
-    seconds_per_image_256 = 0.01
-    defaults: ClassVar[dict[str, Any]] = {{"lr": 0.05}}
-    tiny_params: ClassVar[dict[str, Any]] = {{}}
-
-    def __init__(self, params=None, image_size=64):
-        super().__init__(params, image_size)
-        self.affine = nn.Linear(2, 2)
-        self.opt = torch.optim.Adam(self.parameters(), lr=self.params["lr"])
-
-    def _map(self, x, k):
-        return torch.tanh(self.affine.weight[k, k] * x + self.affine.bias[k])
-
-    def optimizers(self):
-        return {{"affine": self.opt}}
-
-    def train_step(self, batch, step):
-        loss = 0.0
-        for k, (src, dst) in enumerate((("t1", "t2"), ("t2", "t1"))):
-            out = self._map(batch[src], k)
-            loss = loss + (out.mean() - batch[dst].mean()) ** 2
-            loss = loss + (out.std() - batch[dst].std()) ** 2
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        return {{"moments": float(loss.detach())}}
-
-    @torch.no_grad()
-    def translate(self, x, direction):
-        src, _ = split_direction(direction)
-        return self._map(x.to(self.device), 0 if src == "t1" else 1).clamp(-1, 1)
-'''
-
-
-def write_folder_plugin(folder: Path, name: str = "toy_folder") -> Path:
-    """One file in ``folder`` registering the toy under ``name`` with the decorator."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = TOY_METHOD.format(display="Toy folder method", citation="Folder et al., 2026")
-    path = folder / f"{name}.py"
-    path.write_text(text + f'\n\nregister("{name}")(ToyMethod)\n')
-    return path
-
-
-def write_installed_dist(site: Path, name: str = "toy_ep") -> Path:
-    """A simulated installed distribution in ``site``: a package whose class is offered through
-    the ``mrbench.methods`` entry point ``name`` (registered under it, no decorator)."""
-    pkg = site / "mrbench_toy_pkg"
-    pkg.mkdir(parents=True, exist_ok=True)
-    (pkg / "__init__.py").write_text("")
-    text = TOY_METHOD.format(display="Toy entry-point method", citation="Entry et al., 2026")
-    (pkg / "method.py").write_text(text)
-    info = site / "mrbench_toy-0.1.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mrbench-toy\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        f"[mrbench.methods]\n{name} = mrbench_toy_pkg.method:ToyMethod\n"
-    )
-    return site
 
 
 @pytest.fixture
@@ -299,45 +225,13 @@ def _snakemake(workdir: Path, env: dict, *args: str) -> subprocess.CompletedProc
     )
 
 
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """The tiny workflow with a folder plugin, an entry-point plugin and a renamed variant."""
-    import shutil
-
-    import yaml
-
-    outside = tmp_path_factory.mktemp("user")  # outside the repository
-    folder = outside / "my_methods"
-    write_folder_plugin(folder)
-    site = write_installed_dist(outside / "site")
-    work = tmp_path_factory.mktemp("workflow")
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    keep = {m: cfg["methods"][m] for m in ("identity", "cyclegan", "disdiff")}
-    no_dc = {**cfg["methods"]["disdiff_no_dc"]}
-    keep["without_content_critic"] = no_dc
-    keep["mine"] = {"plugin": "toy_folder"}
-    keep["theirs"] = {"plugin": "toy_ep"}
-    cfg["methods"] = keep
-    cfg["plugin_paths"] = [str(folder)]
-    cfg["evaluation"].update(
-        fid={"enabled": False}, reference_method="mine", efficiency_pair=["mine", "theirs"]
-    )
-    (work / "config" / "toy.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
-    env.pop("MRBENCH_PLUGIN_PATH", None)
-    res = _snakemake(work, env, "--cores", "2", "--configfile", "config/toy.yaml")
-    assert res.returncode == 0, res.stderr[-4000:]
-    return work, env
-
-
-def test_out_of_tree_methods_in_every_table_and_the_report(toy_run) -> None:
-    work, env = toy_run
+def test_out_of_tree_methods_in_every_table_and_the_report(tiny_run) -> None:
+    """The tiny run (tests/conftest.py) holds a folder plugin ``mine``, an entry-point plugin
+    ``theirs`` and ``without_content_critic``, a renamed DisDiff variant."""
+    work, env = tiny_run
     tables = work / "results" / "tables"
     table1 = pd.read_csv(tables / "table1.csv")
-    assert {"mine", "theirs", "identity", "cyclegan", "disdiff"} == set(table1["method"])
+    assert {"mine", "theirs", "identity", "cyclegan", "disdiff"} <= set(table1["method"])
     assert {"Toy folder method", "Toy entry-point method"} <= set(table1["label"])
     md = (tables / "table1.md").read_text()
     assert "Toy folder method" in md and "Folder et al., 2026" in md
@@ -349,16 +243,16 @@ def test_out_of_tree_methods_in_every_table_and_the_report(toy_run) -> None:
     assert "Toy entry-point method" in (tables / "efficiency.md").read_text()
     # the renamed variant: Table 2 with its checkmarks, not Table 1
     t2 = pd.read_csv(tables / "table2_ablation.csv")
-    assert list(dict.fromkeys(t2["method"])) == ["without_content_critic", "disdiff"]
+    assert {"without_content_critic", "disdiff"} <= set(t2["method"])
     row = t2[t2["method"] == "without_content_critic"].iloc[0]
     assert row["Disentangled"] and row["Diffusion"] and not row["D_c"]
     assert "without_content_critic" not in set(table1["method"])
     figures = {p.name for p in (work / "results" / "figures").iterdir()}
     assert {"content_maps_phantom_disdiff.png"} <= figures
     assert "content_maps_phantom_without_content_critic.png" in figures
-    res = _snakemake(work, env, "--configfile", "config/toy.yaml", "--report", "report.html")
+    res = _snakemake(work, env, "--configfile", "config/test.yaml", "--report", "toy_report.html")
     assert res.returncode == 0, res.stderr[-4000:]
-    html = (work / "report.html").read_text()
+    html = (work / "toy_report.html").read_text()
     assert "methods.md" in html and "table1.md" in html
     import base64
     import re
