@@ -144,6 +144,11 @@ def test_training_keys_are_validated() -> None:
     assert trainer.resolve_training(cls, {})["optimizer_impl"] == "fused"
     with pytest.raises(Exception, match="optimizer_impl"):
         trainer.resolve_training(cls, {"optimizer_impl": "fast"})
+    assert trainer.resolve_training(cls, {})["memory_format"] == "channels_last"
+    t = trainer.resolve_training(cls, {"memory_format": "contiguous"})
+    assert t["memory_format"] == "contiguous"
+    with pytest.raises(Exception, match="memory_format"):
+        trainer.resolve_training(cls, {"memory_format": "nhwc"})
 
 
 def test_disdiff_shared_decoder_block_gives_the_plain_decode() -> None:
