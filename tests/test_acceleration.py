@@ -277,3 +277,32 @@ def test_channels_last_aligns_loaded_optimizer_states() -> None:
     torch.testing.assert_close(nets[1].weight, nets[0].weight, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="memory_format"):
         acceleration.use_memory_format(holder, "nhwc")
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_channels_last_instance_norm_equals_instance_norm(affine: bool) -> None:
+    """The group-norm form of instance norm on channels-last inputs gives torch's instance
+    norm (outputs and gradients), and keeps the layout."""
+    torch.manual_seed(0)
+    ref = torch.nn.InstanceNorm2d(6, affine=affine)
+    if affine:
+        torch.nn.init.normal_(ref.weight)
+        torch.nn.init.normal_(ref.bias)
+    net = torch.nn.Sequential(copy.deepcopy(ref))
+    assert acceleration.use_memory_format(net, "channels_last") == 0  # nothing 4-D to reorder
+    norm = net[0]
+    assert isinstance(norm, acceleration.ChannelsLastInstanceNorm2d)
+    x = torch.randn(3, 6, 9, 7, dtype=torch.float64) * 3 + 1
+    xs = [x.clone().requires_grad_(), x.contiguous(memory_format=torch.channels_last)]
+    xs[1].requires_grad_()
+    ref, norm = ref.double(), norm.double()
+    out_ref, out = ref(xs[0]), norm(xs[1])
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(out_ref)
+    params = list(ref.parameters())
+    g_ref = torch.autograd.grad((out_ref * w).sum(), [xs[0], *params])
+    g = torch.autograd.grad((out * w).sum(), [xs[1], *norm.parameters()])
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(norm(x), ref(x))  # contiguous input: the plain path
