@@ -21,7 +21,8 @@ counted) and the achieved FLOP/s as a fraction of the device's peak (``--peak-tf
 table :data:`PEAK_TFLOPS` for known GPUs), so that costs compare across machines.
 
 The step runs as the trainer runs it: ``--optimizer-impl`` (default ``fused``, the trainer's
-default) and ``--amp`` (bfloat16 autocast). ``--code-root`` imports the method plugins from
+default), ``--memory-format`` (default ``channels_last``, the trainer's default) and ``--amp``
+(bfloat16 autocast). ``--code-root`` imports the method plugins from
 another checkout (e.g. an older commit) so that before/after pairs run under one script.
 """
 
@@ -91,6 +92,16 @@ def _fast_optimizers(model: torch.nn.Module, impl: str) -> None:
     use_optimizer_impl(model.optimizers(), impl)
 
 
+def _memory_format(model: torch.nn.Module, name: str) -> str:
+    """The trainer's ``memory_format``; an older checkout without it stays contiguous."""
+    try:
+        from mrbench.acceleration import use_memory_format
+    except ImportError:
+        return "contiguous"
+    use_memory_format(model, name)
+    return name
+
+
 def _demo_config() -> tuple[dict[str, dict[str, Any]], int, int]:
     """Demo params per plugin, the demo image size and batch size (from config/demo.yaml)."""
     path = ROOT / "config" / "demo.yaml"
@@ -132,6 +143,7 @@ def measure(
     *,
     amp: bool = False,
     optimizer_impl: str = "fused",
+    memory_format: str = "channels_last",
     count_flops: bool = True,
     peak: float | None = None,
 ) -> dict[str, Any]:
@@ -142,6 +154,7 @@ def measure(
     model = cls(params, image_size=size).to(device)
     model.train()
     _fast_optimizers(model, optimizer_impl)
+    layout = _memory_format(model, memory_format)
     data = _batch(batch, size, device)
     cast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -181,6 +194,7 @@ def measure(
         "peak_mem_mb": round(peak_mb, 1),
         "timed_steps": steps,
         "precision": "bf16" if amp else "fp32",
+        "memory_format": layout,
     }
 
 
@@ -204,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--optimizer-impl", default="fused", choices=("fused", "foreach", "default"),
         help="Adam implementation (the trainer's optimizer_impl; default fused)",
+    )  # fmt: skip
+    p.add_argument(
+        "--memory-format", default="channels_last", choices=("channels_last", "contiguous"),
+        help="layout of the weights (the trainer's memory_format; default channels_last)",
     )  # fmt: skip
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP-counting step")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak TFLOP/s")
@@ -244,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {"tag": args.tag, "size": size}
             row |= measure(
                 name, params, px, batch, steps, device, amp=args.amp,
-                optimizer_impl=args.optimizer_impl, count_flops=not args.no_flops,
+                optimizer_impl=args.optimizer_impl, memory_format=args.memory_format,
+                count_flops=not args.no_flops,
                 peak=peak_tflops(device, precision, args.peak_tflops),
             )  # fmt: skip
             row["device"] = str(device)

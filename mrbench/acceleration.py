@@ -18,6 +18,15 @@ know about them:
     torch.compile backend: every network the method holds is compiled in place
     (:func:`compile_networks`; parameter names and checkpoints do not change). Networks called
     through other methods than ``forward`` (e.g. DisDiff's encoders) run uncompiled.
+``memory_format``
+    ``channels_last`` (default) or ``contiguous``: the layout of every 4-D weight of the method
+    (:func:`use_memory_format`). oneDNN's convolutions then run on NHWC tensors and hand
+    NHWC activations on, so the step never reorders between layouts; on a CPU a 256 px step
+    of SynDiff, DisDiff or CycleGAN is faster this way. The values are the same, only the
+    order in memory differs (outputs equal to float rounding; checkpoints load either way).
+    Instance norms then normalise channels-last inputs as a group norm with one channel per
+    group (:class:`ChannelsLastInstanceNorm2d`): torch's instance norm would copy them to the
+    contiguous layout and back around every call.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ import contextlib
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 OPTIMIZER_IMPLS = ("fused", "foreach", "default")
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -95,3 +106,65 @@ def compile_networks(method: nn.Module, setting: Any) -> int:
     for net in nets:
         net.compile(**kw)
     return len(nets)
+
+
+def _align_states(opt: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor its parameter's layout (fused Adam walks param,
+    grad and moments as flat arrays, so a moment in another layout would be misread)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
+class ChannelsLastInstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` that keeps a channels-last input channels-last.
+
+    Instance norm without running statistics is group norm with one channel per group (same
+    statistics, same biased variance, same ``eps``, same per-channel affine), and torch's group
+    norm has a channels-last kernel. Other inputs take the plain path. No state of its own:
+    ``use_memory_format`` swaps the class of existing modules, their state dicts are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.dim() == 4
+            and not self.track_running_stats
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous()
+        ):
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+
+def use_memory_format(method: nn.Module, name: str) -> int:
+    """Store every 4-D parameter and buffer of ``method`` in the layout ``name``, in place.
+
+    Parameters keep their identity (optimisers and EMA copies made before still point at
+    them); instance norms become :class:`ChannelsLastInstanceNorm2d` for ``channels_last``.
+    The optimisers ``method.optimizers()`` lists get their states aligned now and after
+    every ``load_state_dict`` (a checkpoint written in the other layout). Returns how many
+    tensors were converted.
+    """
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format: expected one of {tuple(MEMORY_FORMATS)}, got {name!r}")
+    fmt = MEMORY_FORMATS[name]
+    n = 0
+    with torch.no_grad():
+        for t in [*method.parameters(), *method.buffers()]:
+            if t.dim() == 4 and not t.is_contiguous(memory_format=fmt):
+                t.data = t.data.contiguous(memory_format=fmt)
+                n += 1
+    if fmt is torch.channels_last:
+        for m in method.modules():
+            if type(m) is nn.InstanceNorm2d and not m.track_running_stats:
+                m.__class__ = ChannelsLastInstanceNorm2d
+    optimizers = getattr(method, "optimizers", None)
+    for opt in optimizers().values() if callable(optimizers) else ():
+        _align_states(opt)
+        if not getattr(opt, "_mrbench_layout_hook", False):
+            opt.register_load_state_dict_post_hook(_align_states)
+            opt._mrbench_layout_hook = True
+    return n

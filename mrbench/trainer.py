@@ -45,10 +45,11 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 ``ema_decay``
     keep an exponential moving average with this decay of the modules the method lists in
     :meth:`ema_modules`, validate and export with it; ``None`` switches it off.
-``amp``, ``optimizer_impl``, ``compile``
+``amp``, ``optimizer_impl``, ``memory_format``, ``compile``
     speed switches that keep every method's function (:mod:`mrbench.acceleration`): bfloat16
     autocast around the training step and translation (CPU and CUDA); the Adam implementation
-    (``fused`` by default); ``torch.compile`` of the method's networks (off by default).
+    (``fused`` by default); the weights' layout (``channels_last`` by default);
+    ``torch.compile`` of the method's networks (off by default).
 ``deterministic``
     deterministic algorithms (``torch.use_deterministic_algorithms(warn_only=True)``, no cuDNN
     autotuning). On the CPU a resumed run then ends with weights bitwise identical to an
@@ -134,6 +135,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "ema_decay": None,
     "amp": False,
     "optimizer_impl": "fused",
+    "memory_format": "channels_last",
     "compile": False,
     "deterministic": True,
     "num_workers": 0,
@@ -250,6 +252,8 @@ def resolve_training(
     impls = acceleration.OPTIMIZER_IMPLS
     _check(t["optimizer_impl"] in impls, "optimizer_impl", t["optimizer_impl"], "|".join(impls))
     _check(isinstance(t["compile"], bool | str), "compile", t["compile"], "a bool or a backend")
+    formats = acceleration.MEMORY_FORMATS
+    _check(t["memory_format"] in formats, "memory_format", t["memory_format"], "|".join(formats))
     if getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
     if train_slices is not None:
@@ -828,6 +832,7 @@ def prepare_run(
         raise InputError(f"spec params: {exc}") from None
     method.to(device)
     method.train()
+    acceleration.use_memory_format(method, training["memory_format"])
     dist.prepare(method)
     acceleration.use_optimizer_impl(method.optimizers(), training["optimizer_impl"])
     acceleration.compile_networks(method, training["compile"])

@@ -144,6 +144,11 @@ def test_training_keys_are_validated() -> None:
     assert trainer.resolve_training(cls, {})["optimizer_impl"] == "fused"
     with pytest.raises(Exception, match="optimizer_impl"):
         trainer.resolve_training(cls, {"optimizer_impl": "fast"})
+    assert trainer.resolve_training(cls, {})["memory_format"] == "channels_last"
+    t = trainer.resolve_training(cls, {"memory_format": "contiguous"})
+    assert t["memory_format"] == "contiguous"
+    with pytest.raises(Exception, match="memory_format"):
+        trainer.resolve_training(cls, {"memory_format": "nhwc"})
 
 
 def test_disdiff_shared_decoder_block_gives_the_plain_decode() -> None:
@@ -196,3 +201,108 @@ def test_ncsnpp_shrinking_condition_runs_under_bf16_autocast() -> None:
     with acceleration.autocast(torch.device("cpu"), True):
         out = net(x, t, z, cond=cond)
     assert out.shape == (2, 1, 16, 16) and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("name", ["syndiff", "disdiff", "cyclegan"])
+def test_channels_last_step_equals_contiguous(name: str) -> None:
+    """One training step in the channels-last layout gives the contiguous step's losses and
+    updated weights (float rounding), and the weights stay channels-last through it."""
+    cls = registry()[name]
+    torch.manual_seed(0)
+    ref = cls(dict(cls.tiny_params), image_size=16)
+    fast = copy.deepcopy(ref)
+    for m in (ref, fast):
+        m.train()
+        acceleration.use_optimizer_impl(m.optimizers(), "fused")
+        # Adam's first update is lr * g / (|g| + eps): for a convolution bias followed by an
+        # instance norm g is pure rounding noise, which eps 1e-8 would blow up to +-lr; a
+        # larger eps compares the updates where the gradients carry information
+        for opt in m.optimizers().values():
+            for group in opt.param_groups:
+                group["eps"] = 1e-3
+    assert acceleration.use_memory_format(fast, "channels_last") > 0
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 16, 16, generator=g) * 2 - 1
+    batch = {
+        "t1": x,
+        "t2": -x.flip(-1),
+        "mask_t1": torch.ones_like(x),
+        "mask_t2": torch.ones_like(x),
+    }
+    state = torch.get_rng_state()
+    losses_ref = ref.train_step(batch, 0)
+    torch.set_rng_state(state)
+    losses_fast = fast.train_step(batch, 0)
+    assert losses_fast.keys() == losses_ref.keys()
+    for k, v in losses_ref.items():
+        assert losses_fast[k] == pytest.approx(v, rel=1e-4, abs=1e-5), k
+    named = dict(fast.named_parameters())
+    for k, p in ref.named_parameters():
+        torch.testing.assert_close(named[k], p, rtol=1e-4, atol=1e-5, msg=k)
+        if p.dim() == 4:
+            assert named[k].is_contiguous(memory_format=torch.channels_last), k
+    with torch.no_grad():
+        ref.eval()
+        fast.eval()
+        torch.manual_seed(2)
+        out_ref = ref.translate(x, "t1_to_t2")
+        torch.manual_seed(2)
+        out_fast = fast.translate(x, "t1_to_t2")
+    torch.testing.assert_close(out_fast, out_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_aligns_loaded_optimizer_states() -> None:
+    """A fused Adam state written in the contiguous layout is reordered on load: otherwise the
+    fused kernel would pair the moments with the wrong weights."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Conv2d(3, 4, 3), None]
+    nets[1] = copy.deepcopy(nets[0])
+    opts = [torch.optim.Adam(n.parameters(), lr=0.1, fused=True) for n in nets]
+    x = torch.randn(2, 3, 8, 8)
+    for n, o in zip(nets, opts, strict=True):
+        n(x).pow(2).mean().backward()
+        o.step()
+        o.zero_grad()
+    saved = opts[1].state_dict()
+    holder = torch.nn.Module()
+    holder.net = nets[1]
+    holder.optimizers = lambda: {"o": opts[1]}
+    assert acceleration.use_memory_format(holder, "channels_last") == 1
+    opts[1].load_state_dict(saved)
+    moment = opts[1].state[nets[1].weight]["exp_avg"]
+    assert moment.is_contiguous(memory_format=torch.channels_last)
+    for n, o in zip(nets, opts, strict=True):
+        n(x).pow(2).mean().backward()
+        o.step()
+    torch.testing.assert_close(nets[1].weight, nets[0].weight, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="memory_format"):
+        acceleration.use_memory_format(holder, "nhwc")
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_channels_last_instance_norm_equals_instance_norm(affine: bool) -> None:
+    """The group-norm form of instance norm on channels-last inputs gives torch's instance
+    norm (outputs and gradients), and keeps the layout."""
+    torch.manual_seed(0)
+    ref = torch.nn.InstanceNorm2d(6, affine=affine)
+    if affine:
+        torch.nn.init.normal_(ref.weight)
+        torch.nn.init.normal_(ref.bias)
+    net = torch.nn.Sequential(copy.deepcopy(ref))
+    assert acceleration.use_memory_format(net, "channels_last") == 0  # nothing 4-D to reorder
+    norm = net[0]
+    assert isinstance(norm, acceleration.ChannelsLastInstanceNorm2d)
+    x = torch.randn(3, 6, 9, 7, dtype=torch.float64) * 3 + 1
+    xs = [x.clone().requires_grad_(), x.contiguous(memory_format=torch.channels_last)]
+    xs[1].requires_grad_()
+    ref, norm = ref.double(), norm.double()
+    out_ref, out = ref(xs[0]), norm(xs[1])
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(out_ref)
+    params = list(ref.parameters())
+    g_ref = torch.autograd.grad((out_ref * w).sum(), [xs[0], *params])
+    g = torch.autograd.grad((out * w).sum(), [xs[1], *norm.parameters()])
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(norm(x), ref(x))  # contiguous input: the plain path

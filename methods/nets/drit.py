@@ -258,7 +258,9 @@ class Disentangler(nn.Module):
         h = self.enc_share(self.enc_content[modality](x))
         add = self.training if noise is None else noise
         if add and self.content_noise > 0:
-            h = h + torch.randn_like(h) * self.content_noise
+            # drawn in the contiguous order, so a channels-last map gets the same noise
+            noise_map = torch.randn_like(h, memory_format=torch.contiguous_format)
+            h = h + noise_map * self.content_noise
         return h
 
     def attribute(

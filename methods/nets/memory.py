@@ -142,7 +142,8 @@ class MemoryGenerator(nn.Module):
     def forward(self, content: torch.Tensor, style: torch.Tensor, domain: str) -> torch.Tensor:
         h = content
         if self.training and self.noise > 0:
-            h = h + torch.randn_like(h) * self.noise
+            # drawn in the contiguous order, so a channels-last map gets the same noise
+            h = h + torch.randn_like(h, memory_format=torch.contiguous_format) * self.noise
         h = self.share(h)
         h = self.res(torch.cat([h, style], 1))
         h = self.up1(torch.cat([h, style], 1))
