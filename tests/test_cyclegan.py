@@ -64,7 +64,7 @@ def test_learns_phantom_contrast_beyond_identity(phantom_store: Path, tmp_path: 
         "method": "cyclegan",
         "plugin": "cyclegan",
         "params": params,
-        "training": {"steps": 150, "batch_size": 2, "val_every": 25, "checkpoint_every": 150},
+        "training": {"steps": 250, "batch_size": 2, "val_every": 25, "checkpoint_every": 250},
     }
     path = trainer.train(spec, phantom_store, tmp_path / "run", seed=0, log=lambda m: None)
     model = load_model(path)
