@@ -729,14 +729,21 @@ def segment_tissues(
     box_aff[:3, 3] = nib.affines.apply_affine(affine, lo)
     img = to_ants(t1[box].astype(np.float32), box_aff)
     msk = to_ants(mask[box].astype(np.float32), box_aff)
-    seg = ants.atropos(
-        a=img,
-        x=msk,
-        i="kmeans[3]",
-        m=f"[{mrf},1x1x1]",
-        c=f"[{int(iterations)},0]",
-        verbose=0,
-    )
+    # antspyx writes the class probability images to tempfile's folder and never deletes them:
+    # point that folder at one of ours for the call (the images are read into memory)
+    with tempfile.TemporaryDirectory(prefix="mrbench-atropos-") as scratch:
+        before, tempfile.tempdir = tempfile.tempdir, scratch
+        try:
+            seg = ants.atropos(
+                a=img,
+                x=msk,
+                i="kmeans[3]",
+                m=f"[{mrf},1x1x1]",
+                c=f"[{int(iterations)},0]",
+                verbose=0,
+            )
+        finally:
+            tempfile.tempdir = before
     raw = np.zeros(t1.shape, np.int64)
     raw[box] = seg["segmentation"].numpy()
     raw[~mask.astype(bool)] = 0

@@ -155,3 +155,22 @@ def test_preprocessing_writes_labels_qc_volumes_and_figure_row(tmp_path: Path) -
         )
         is None
     )
+
+
+def test_atropos_leaves_no_files_in_the_temporary_folder(tmp_path: Path, monkeypatch) -> None:
+    """antspyx writes Atropos's class probability images to the temporary folder and never
+    deletes them (hundreds of files after an IXI run): the segmentation cleans up after itself."""
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    z, y, x = np.mgrid[:16, :16, :16]
+    r = np.sqrt((x - 7.5) ** 2 + (y - 7.5) ** 2 + (z - 7.5) ** 2)
+    mask = r < 7
+    rng = np.random.default_rng(0)
+    t1 = np.where(r < 2.5, 0.2, np.where(r < 5, 1.0, 0.6)) * mask + 0.02 * rng.random(r.shape)
+    labels, _ = segment_tissues(t1.astype(np.float32), mask, np.eye(4))
+    assert set(np.unique(labels[mask])) == {1, 2, 3}
+    assert sorted(p.name for p in tmp.iterdir()) == []
+    assert tempfile.tempdir == str(tmp)  # the caller's setting is back
