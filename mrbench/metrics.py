@@ -352,7 +352,7 @@ def compute_batch(
     """
     pred, target, mask = _check_batch(protocol, pred, target, mask)
     if metrics_kernel.load() is None:
-        return compute_batch_numpy(protocol, pred, target, mask)
+        return _compute_batch_numpy(protocol, pred, target, mask)
     return _compute_batch_kernel(protocol, pred, target, mask)
 
 
@@ -361,7 +361,12 @@ def compute_batch_numpy(
 ) -> dict[str, np.ndarray]:
     """:func:`compute_batch` in numpy/scipy array operations (the fallback without a C
     compiler, and the reference the kernel is tested against besides scikit-image)."""
-    pred, target, mask = _check_batch(protocol, pred, target, mask)
+    return _compute_batch_numpy(protocol, *_check_batch(protocol, pred, target, mask))
+
+
+def _compute_batch_numpy(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None
+) -> dict[str, np.ndarray]:
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if protocol in ("max01", "volume3d"):
@@ -402,6 +407,13 @@ def _kernel_windows(
         u if uniform and _ssim_kwargs(False, spatial) is not None else None,
         _gauss_taps() if gauss and _ssim_kwargs(True, spatial) is not None else None,
     )
+
+
+def _n_crop(spatial: tuple[int, ...], win: int) -> int:
+    """Voxels that scikit-image averages its SSIM map over: the border of ``(win - 1) // 2``
+    cropped on every side (the kernel returns the sum over them)."""
+    pad = (win - 1) // 2
+    return math.prod(d - 2 * pad for d in spatial)
 
 
 def _contiguous_axes(*arrays: np.ndarray | None) -> list[np.ndarray | None]:
@@ -455,16 +467,13 @@ def _compute_batch_kernel(
     )
     r = s["max_x"] if data_range is None else data_range
     n_vox = math.prod(spatial)
+    n_uniform, n_gauss = _n_crop(spatial, _UNIFORM_WIN), _n_crop(spatial, _GAUSS_WIN)
     nan = np.full(n, math.nan)
-
-    def crop_mean(total: np.ndarray, win: int) -> np.ndarray:
-        pad = (win - 1) // 2
-        return total / math.prod(d - 2 * pad for d in spatial)
 
     out = {
         "psnr": _psnr_from_mse(s["sse"] / n_vox, r),
-        "ssim": nan if uniform is None else 100.0 * crop_mean(s["crop_uniform"], _UNIFORM_WIN),
-        "ssim_gauss": nan if gauss is None else 100.0 * crop_mean(s["crop_gauss"], _GAUSS_WIN),
+        "ssim": nan if uniform is None else 100.0 * s["crop_uniform"] / n_uniform,
+        "ssim_gauss": nan if gauss is None else 100.0 * s["crop_gauss"] / n_gauss,
         "mae": s["sae"] / n_vox,
     }
     if mask_mode == 1:
@@ -512,9 +521,7 @@ def psnr_ssim_batch(
         gauss=None,
     )
     ps = _psnr_from_mse(s["sse"] / math.prod(spatial), data_range)
-    pad = (_UNIFORM_WIN - 1) // 2
-    n_crop = math.prod(d - 2 * pad for d in spatial)
-    return ps, None if uniform is None else s["crop_uniform"] / n_crop
+    return ps, None if uniform is None else s["crop_uniform"] / _n_crop(spatial, _UNIFORM_WIN)
 
 
 def compute(
