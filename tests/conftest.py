@@ -128,6 +128,14 @@ def demo_phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "slices"
 
 
+def copy_workflow(work: Path) -> Path:
+    """The workflow files of the repository in ``work`` (a fresh working directory)."""
+    for item in ("Snakefile", "workflow", "config", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    return work
+
+
 class TinyRun(NamedTuple):
     """A finished run of the whole workflow: its working directory and the environment that
     reruns it (the entry-point plugin's site folder on PYTHONPATH)."""
@@ -151,9 +159,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     write_folder_plugin(folder)
     site = write_installed_dist(outside / "site")
     work = tmp_path_factory.mktemp("workflow")
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    copy_workflow(work)
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     cfg["methods"]["without_content_critic"] = dict(cfg["methods"]["disdiff_no_dc"])
     cfg["methods"]["mine"] = {"plugin": "toy_folder"}

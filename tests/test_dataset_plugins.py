@@ -4,7 +4,6 @@ the config schema only; a new kind is one module plus a config entry."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_workflow
 
 from mrbench.config import ConfigError, check_config, subjects_of
 from mrbench.datasets.kind import dataset_kinds, get_dataset_kind
@@ -190,9 +190,7 @@ def test_toy_dataset_runs_the_tiny_workflow(tmp_path: Path) -> None:
     plugins, source, split = _write_toy(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    copy_workflow(work)
     cfg = _toy_config(plugins, source, split)
     (work / "config" / "toy.yaml").write_text(yaml.safe_dump(cfg))
     exe = Path(sys.executable).with_name("snakemake")

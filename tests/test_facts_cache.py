@@ -5,13 +5,13 @@ configs still refused, warnings kept, and a dry run that imports no torch once w
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_workflow
 
 from mrbench import facts_cache
 from mrbench.config import ConfigError, check_config, method_spec_dict
@@ -87,9 +87,7 @@ def test_off_switch(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_warm_dry_run_imports_no_torch(tmp_path: Path) -> None:
     """Reading the workflow a second time (unchanged config and code) imports no torch: the
     interpreter's import log (PYTHONPROFILEIMPORTTIME) of the dry run has no torch in it."""
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    copy_workflow(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONPROFILEIMPORTTIME": "1"}
     env.pop(facts_cache.ENV, None)
     exe = Path(sys.executable).with_name("snakemake")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import copy_workflow
 
 from mrbench.io import InputError
 
@@ -386,14 +387,11 @@ def test_method_names_are_restricted(name: str) -> None:
 def test_config_paths_reach_the_shell_as_one_argument(tmp_path: Path) -> None:
     """A dry run prints every command: a split file named with shell syntax stays one argument."""
     import shlex
-    import shutil
     import subprocess
 
     import yaml
 
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    copy_workflow(tmp_path)
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     evil = "config/splits/p;touch INJECTED;$(touch INJECTED2).tsv"
     cfg["datasets"]["phantom"]["split_file"] = evil

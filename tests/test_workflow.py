@@ -6,13 +6,13 @@ the rules, the config schema and the command line fit together.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,14 +37,6 @@ def _test_config() -> dict:
     import yaml
 
     return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-
-
-def copy_workflow(work: Path) -> Path:
-    """The workflow files of the repository in ``work`` (a fresh working directory)."""
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    return work
 
 
 def final_outputs(workdir: Path, configfile: str, env: dict | None = None) -> list[str]:
