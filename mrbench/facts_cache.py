@@ -26,7 +26,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -48,18 +47,14 @@ class _Cache:
             self.entries = {}
 
     def store(self, key: str, entry: Any) -> None:
+        from mrbench.io import atomic_path
+
         self.entries[key] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # readable like the rest of the working directory
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.entries, f, sort_keys=True)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(self.entries, sort_keys=True))
         except OSError:  # a read-only working directory: answers are recomputed next time
-            Path(tmp).unlink(missing_ok=True)
+            pass
 
 
 _CACHE: _Cache | None = None
