@@ -1,10 +1,9 @@
 """The training harness shared by every method, so that methods differ only in the method.
 
 A method (see :mod:`mrbench_methods.base`) owns its networks, optimisers and losses; this module
-owns the
-rest: seeding and deterministic mode, sampling of the two modalities, the learning-rate schedule,
-EMA weights, validation and selection of the best weights, checkpoints and resume, mixed
-precision, logs and the final model file.
+owns the rest: seeding and deterministic mode, sampling of the two modalities, the
+learning-rate schedule, EMA weights, validation and selection of the best weights, checkpoints and
+resume, mixed precision, logs and the final model file.
 
 The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 
