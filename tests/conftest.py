@@ -42,6 +42,15 @@ def pytest_configure(config: pytest.Config) -> None:
         load_plugin_paths(folders)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of the shared tiny workflow run come first. Under pytest-xdist they all live in
+    tests/test_workflow.py, which ``--dist loadfile`` gives to one worker, so the run happens
+    once; first, so that the longest file starts at once instead of finishing last."""
+    shared = [item for item in items if "tiny_run" in getattr(item, "fixturenames", ())]
+    rest = [item for item in items if "tiny_run" not in getattr(item, "fixturenames", ())]
+    items[:] = shared + rest
+
+
 def require_testdata(*parts: str) -> Path:
     """Path inside ../shared/testdata, or skip the test with the reason."""
     path = TESTDATA.joinpath(*parts)

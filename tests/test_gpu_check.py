@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,11 @@ def test_gpu_check_dry_mode_writes_every_check(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=480,
+        # the script calls `python` and `snakemake`: this environment's, as when activated
+        env={
+            **os.environ,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        },
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     with out.open() as f:

@@ -181,3 +181,54 @@ def test_recipes_table_agrees_with_each_spec_json(finished_run: Path) -> None:
         line = next(x for x in md.splitlines() if f"| {row.label} |" in x)
         assert f"| {row.steps:,} |" in line and row.selection in line
     assert "Exported checkpoint" in (results / "tables" / "table1.md").read_text()
+
+
+def test_out_of_tree_methods_in_every_table_and_the_report(tiny_run) -> None:
+    """Out-of-tree methods are methods like the built-in ones (tests/test_plugins.py tests the
+    loading). The tiny run (tests/conftest.py) holds a folder plugin ``mine``, an entry-point plugin
+    ``theirs`` and ``without_content_critic``, a renamed DisDiff variant."""
+    work, env = tiny_run
+    tables = work / "results" / "tables"
+    table1 = pd.read_csv(tables / "table1.csv")
+    assert {"mine", "theirs", "identity", "cyclegan", "disdiff"} <= set(table1["method"])
+    assert {"Toy folder method", "Toy entry-point method"} <= set(table1["label"])
+    md = (tables / "table1.md").read_text()
+    assert "Toy folder method" in md and "Folder et al., 2026" in md
+    sig = pd.read_csv(tables / "significance.csv")
+    assert set(sig["reference"]) == {"mine"} and "theirs" in set(sig["method"])
+    assert "Toy folder method" in (tables / "significance.md").read_text()
+    eff = pd.read_csv(tables / "efficiency.csv")
+    assert {"mine", "theirs"} <= set(eff["method"])
+    assert "Toy entry-point method" in (tables / "efficiency.md").read_text()
+    # the renamed variant: Table 2 with its checkmarks, not Table 1
+    t2 = pd.read_csv(tables / "table2_ablation.csv")
+    assert {"without_content_critic", "disdiff"} <= set(t2["method"])
+    row = t2[t2["method"] == "without_content_critic"].iloc[0]
+    assert row["Disentangled"] and row["Diffusion"] and not row["D_c"]
+    assert "without_content_critic" not in set(table1["method"])
+    figures = {p.name for p in (work / "results" / "figures").iterdir()}
+    assert {"content_maps_phantom_disdiff.png"} <= figures
+    assert "content_maps_phantom_without_content_critic.png" in figures
+    res = _snakemake(
+        work, "--configfile", "config/test.yaml", "--report", "toy_report.html", env=env
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    html = (work / "toy_report.html").read_text()
+    assert "methods.md" in html and "table1.md" in html
+    import base64
+    import re
+
+    texts = [html]
+    for chunk in re.findall(r"base64,([A-Za-z0-9+/=]+)", html):
+        try:
+            texts.append(base64.b64decode(chunk).decode("utf-8", errors="ignore"))
+        except ValueError:
+            continue
+    found = "\n".join(texts)
+    assert "Toy folder method" in found and "Toy entry-point method" in found
+    # and the library never names them
+    for part in ("mrbench", "workflow"):
+        for path in (ROOT / part).rglob("*"):
+            if path.is_file() and path.suffix in {".py", ".smk", ".yaml", ".rst", ".csv"}:
+                text = path.read_text(errors="ignore")
+                assert "toy_folder" not in text and "toy_ep" not in text, path
