@@ -3,9 +3,11 @@
 Three checks, each a group of rows in ``benchmarks/results/gpu_check.csv``:
 
 1. ``step``: a paper-size (256 px) training step of every registered trainable method (read from
-   the plugin registry, so new methods are included without editing this file), in float32 and
-   in bfloat16 autocast: s/step, images/s, FLOPs/step, peak memory, achieved TFLOP/s and its
-   fraction of the device's *bfloat16* peak (``train_throughput.PEAK_TFLOPS``).
+   the plugin registry, so new methods are included without editing this file), in float32, in
+   bfloat16 autocast, and in bfloat16 with channels-last weights (the trainer's
+   ``memory_format``, whose default the figures should settle on GPUs): s/step, images/s,
+   FLOPs/step, peak memory, achieved TFLOP/s and its fraction of the device's *bfloat16* peak
+   (``train_throughput.PEAK_TFLOPS``).
 2. ``concurrent``: two tiny training jobs started together through ``mrbench train`` with
    ``--device auto``, i.e. through the GPU lock files (:mod:`mrbench.gpu`); with one GPU the
    device is shared by two slots (``MRBENCH_GPU_SLOTS=2``), with two or more each job locks its
@@ -50,7 +52,9 @@ DRY_TRAINING = {"steps": 2, "batch_size": 2, "val_every": 2, "checkpoint_every":
 
 
 def step_rows(dry: bool, methods: list[str], batch: int) -> list[dict[str, Any]]:
-    """Check 1: a training step of every method in fp32 and bf16."""
+    """Check 1: a training step of every method in fp32 and bf16 (the trainer's default
+    contiguous layout), and bf16 with channels-last weights, the layout that tensor cores favour
+    (the trainer's ``memory_format``; slower on the CPU, see benchmarks/README.md)."""
     import torch
 
     from benchmarks.train_throughput import measure, peak_tflops
@@ -63,15 +67,19 @@ def step_rows(dry: bool, methods: list[str], batch: int) -> list[dict[str, Any]]
     bf16_peak = peak_tflops(device, "bf16", None)
     rows = []
     for name, cls in plugins.items():
-        for amp in (False, True):
+        for amp, layout in ((False, "contiguous"), (True, "contiguous"), (True, "channels_last")):
             row: dict[str, Any] = {"check": "step", "method": name}
             try:
                 params, size, steps = (dict(cls.tiny_params), 32, 1) if dry else ({}, 256, 5)
-                r = measure(name, params, size, batch, steps, device, amp=amp, peak=bf16_peak)
+                r = measure(
+                    name, params, size, batch, steps, device,
+                    amp=amp, memory_format=layout, peak=bf16_peak,
+                )  # fmt: skip
                 row |= {k: r[k] for k in r if k not in ("method", "timed_steps")}
                 row["ok"] = True
             except Exception as exc:  # one failing method must not hide the others
-                row |= {"precision": "bf16" if amp else "fp32", "ok": False}
+                row |= {"precision": "bf16" if amp else "fp32", "memory_format": layout}
+                row["ok"] = False
                 row["detail"] = f"{type(exc).__name__}: {exc}"[:300]
                 traceback.print_exc()
             if device.type == "cuda":

@@ -5,7 +5,7 @@
 # Rows go to benchmarks/results/train_before_after/<method>-<round>-<version>.csv; the first
 # round also counts FLOPs. "before": the checkout's plugins with torch's default Adam (as its
 # trainer ran them); "after": this checkout with the trainer's defaults (fused Adam,
-# channels-last weights).
+# contiguous weights).
 set -euo pipefail
 before=${1:?usage: train_before_after.sh BEFORE_CHECKOUT [methods] [rounds]}
 methods=${2:-cyclegan,syndiff,disdiff}

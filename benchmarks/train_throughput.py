@@ -21,7 +21,7 @@ counted) and the achieved FLOP/s as a fraction of the device's peak (``--peak-tf
 table :data:`PEAK_TFLOPS` for known GPUs), so that costs compare across machines.
 
 The step runs as the trainer runs it: ``--optimizer-impl`` (default ``fused``, the trainer's
-default), ``--memory-format`` (default ``channels_last``, the trainer's default) and ``--amp``
+default), ``--memory-format`` (default ``contiguous``, the trainer's default) and ``--amp``
 (bfloat16 autocast). ``--code-root`` imports the method plugins from
 another checkout (e.g. an older commit) so that before/after pairs run under one script.
 """
@@ -143,7 +143,7 @@ def measure(
     *,
     amp: bool = False,
     optimizer_impl: str = "fused",
-    memory_format: str = "channels_last",
+    memory_format: str = "contiguous",
     count_flops: bool = True,
     peak: float | None = None,
 ) -> dict[str, Any]:
@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         help="Adam implementation (the trainer's optimizer_impl; default fused)",
     )  # fmt: skip
     p.add_argument(
-        "--memory-format", default="channels_last", choices=("channels_last", "contiguous"),
-        help="layout of the weights (the trainer's memory_format; default channels_last)",
+        "--memory-format", default="contiguous", choices=("contiguous", "channels_last"),
+        help="layout of the weights (the trainer's memory_format; default contiguous)",
     )  # fmt: skip
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP-counting step")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak TFLOP/s")

@@ -19,11 +19,14 @@ know about them:
     (:func:`compile_networks`; parameter names and checkpoints do not change). Networks called
     through other methods than ``forward`` (e.g. DisDiff's encoders) run uncompiled.
 ``memory_format``
-    ``channels_last`` (default) or ``contiguous``: the layout of every 4-D weight of the method
-    (:func:`use_memory_format`). oneDNN's convolutions then run on NHWC tensors and hand
-    NHWC activations on, so the step never reorders between layouts; on a CPU a 256 px step
-    of SynDiff, DisDiff or CycleGAN is faster this way. The values are the same, only the
-    order in memory differs (outputs equal to float rounding; checkpoints load either way).
+    ``contiguous`` (default) or ``channels_last``: the layout of every 4-D weight of the method
+    (:func:`use_memory_format`). With ``channels_last`` the convolutions run on NHWC tensors
+    and hand NHWC activations on, so the step never reorders between layouts. On an idle
+    2-core AMD EPYC it made 256 px steps slower (CycleGAN 1.14x, SynDiff 1.10x the contiguous
+    step's time; benchmarks/README.md), hence off by default; on GPUs with tensor cores under
+    ``amp`` NHWC is the usual choice (measure with benchmarks/gpu_check.sh). The values are the
+    same, only the order in memory differs (outputs equal to float rounding; checkpoints load
+    either way).
     Instance norms then normalise channels-last inputs as a group norm with one channel per
     group (:class:`ChannelsLastInstanceNorm2d`): torch's instance norm would copy them to the
     contiguous layout and back around every call.

@@ -47,7 +47,7 @@ The ``training`` section of a spec (keys of :data:`TRAINING_DEFAULTS`):
 ``amp``, ``optimizer_impl``, ``memory_format``, ``compile``
     speed switches that keep every method's function (:mod:`mrbench.acceleration`): bfloat16
     autocast around the training step and translation (CPU and CUDA); the Adam implementation
-    (``fused`` by default); the weights' layout (``channels_last`` by default);
+    (``fused`` by default); the weights' layout (``contiguous`` by default);
     ``torch.compile`` of the method's networks (off by default).
 ``deterministic``
     deterministic algorithms (``torch.use_deterministic_algorithms(warn_only=True)``, no cuDNN
@@ -134,7 +134,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "ema_decay": None,
     "amp": False,
     "optimizer_impl": "fused",
-    "memory_format": "channels_last",
+    "memory_format": "contiguous",
     "compile": False,
     "deterministic": True,
     "num_workers": 0,

@@ -144,9 +144,9 @@ def test_training_keys_are_validated() -> None:
     assert trainer.resolve_training(cls, {})["optimizer_impl"] == "fused"
     with pytest.raises(Exception, match="optimizer_impl"):
         trainer.resolve_training(cls, {"optimizer_impl": "fast"})
-    assert trainer.resolve_training(cls, {})["memory_format"] == "channels_last"
-    t = trainer.resolve_training(cls, {"memory_format": "contiguous"})
-    assert t["memory_format"] == "contiguous"
+    assert trainer.resolve_training(cls, {})["memory_format"] == "contiguous"
+    t = trainer.resolve_training(cls, {"memory_format": "channels_last"})
+    assert t["memory_format"] == "channels_last"
     with pytest.raises(Exception, match="memory_format"):
         trainer.resolve_training(cls, {"memory_format": "nhwc"})
 

@@ -29,8 +29,9 @@ def test_gpu_check_dry_mode_writes_every_check(tmp_path: Path) -> None:
     with out.open() as f:
         rows = list(csv.DictReader(f))
     checks = [r["check"] for r in rows]
-    assert checks == ["step", "step", "concurrent", "concurrent", "workflow"]
-    assert {r["precision"] for r in rows if r["check"] == "step"} == {"fp32", "bf16"}
+    assert checks == ["step"] * 3 + ["concurrent", "concurrent", "workflow"]
+    steps = [(r["precision"], r["memory_format"]) for r in rows if r["check"] == "step"]
+    assert steps == [("fp32", "contiguous"), ("bf16", "contiguous"), ("bf16", "channels_last")]
     assert all(float(r["gflop_per_step"]) > 0 for r in rows if r["check"] == "step")
     assert all(r["ok"] == "True" for r in rows)
     assert {r["overlapped"] for r in rows if r["check"] == "concurrent"} == {"True"}
