@@ -201,6 +201,10 @@ def test_roles_from_the_config_and_clear_errors() -> None:
         roster_of({"methods": methods, "evaluation": {"ablation_methods": ["nope"]}})
     with pytest.raises(ValueError, match="evaluation.reference_method"):
         roster_of({"methods": methods, "evaluation": {"reference_method": "nope"}})
+    # the efficiency table compares exactly two methods (a one-element pair used to pass)
+    for pair in (["disdiff"], ["disdiff", "cyclegan", "identity"], ["disdiff", "disdiff"]):
+        with pytest.raises(ValueError, match="evaluation.efficiency_pair: expected two"):
+            roster_of({"methods": methods, "evaluation": {"efficiency_pair": pair}})
 
 
 def test_resources_read_the_plugin_traits() -> None:

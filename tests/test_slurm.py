@@ -122,6 +122,8 @@ def _slurm_subset(work: Path, configfile: str) -> str:
     for role in ("table1_methods", "ablation_methods", "method_order", "efficiency_pair"):
         if isinstance(ev.get(role), list):
             ev[role] = [m for m in ev[role] if m in cfg["methods"]]
+    if len(ev.get("efficiency_pair") or []) != 2:
+        ev.pop("efficiency_pair", None)  # a pair needs both of its methods
     if ev.get("reference_method") not in cfg["methods"]:
         ev.pop("reference_method", None)
     out = work / "config" / "slurm.yaml"
