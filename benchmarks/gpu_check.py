@@ -78,8 +78,11 @@ def step_rows(dry: bool, methods: list[str], batch: int) -> list[dict[str, Any]]
                 row |= {k: r[k] for k in r if k not in ("method", "timed_steps")}
                 row["ok"] = True
             except Exception as exc:  # one failing method must not hide the others
-                row |= {"precision": "bf16" if amp else "fp32", "memory_format": layout}
-                row["ok"] = False
+                row |= {
+                    "precision": "bf16" if amp else "fp32",
+                    "memory_format": layout,
+                    "ok": False,
+                }
                 row["detail"] = f"{type(exc).__name__}: {exc}"[:300]
                 traceback.print_exc()
             if device.type == "cuda":

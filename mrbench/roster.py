@@ -268,12 +268,10 @@ def roster_of(config: dict) -> Roster:
         )
     if reference is None and table1:
         reference = table1[-1]
-    pair = _names(ev, "efficiency_pair", known) or []
-    if ev.get("efficiency_pair") is not None and (
-        len(pair) != 2 or len(ev["efficiency_pair"]) != 2
-    ):
+    pair = _names(ev, "efficiency_pair", known)
+    if pair is not None and (len(pair) != 2 or len(ev["efficiency_pair"]) != 2):
         raise ValueError(
             "config key evaluation.efficiency_pair: expected two different methods, got "
             f"{list(ev['efficiency_pair'])!r} (null: compare every trained method)"
         )
-    return Roster(entries, order, table1, ablation, reference, pair)
+    return Roster(entries, order, table1, ablation, reference, pair or [])

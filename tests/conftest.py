@@ -46,9 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The tests of the shared tiny workflow run come first. Under pytest-xdist they all live in
     tests/test_workflow.py, which ``--dist loadfile`` gives to one worker, so the run happens
     once; first, so that the longest file starts at once instead of finishing last."""
-    shared = [item for item in items if "tiny_run" in getattr(item, "fixturenames", ())]
-    rest = [item for item in items if "tiny_run" not in getattr(item, "fixturenames", ())]
-    items[:] = shared + rest
+    items.sort(key=lambda item: "tiny_run" not in getattr(item, "fixturenames", ()))  # stable
 
 
 def require_testdata(*parts: str) -> Path:
