@@ -8,7 +8,8 @@ compares it with how many batches per second training consumes:
 * measured here: one CycleGAN ``train_step`` (the fastest trainable method per image) with the
   demo's small networks at the same size and batch (a paper-size step on a CPU is slower still,
   so this is the stricter comparison);
-* reference GPU: the per-image step cost :mod:`mrbench.resources` assumes for one datacentre GPU.
+* reference GPU: the per-image step cost :mod:`mrbench.config.resources` assumes for one datacentre
+GPU.
 
 ``headroom`` = loader batches/s divided by consumed batches/s; above 1 the loader keeps up, and it
 must stay well above 1 so that training never waits for data.
@@ -38,7 +39,7 @@ def loader_rate(store_dir: Path, batch: int, workers: int, n_batches: int) -> fl
     from torch.utils.data import DataLoader
 
     from mrbench.slices import SliceStore
-    from mrbench.trainer import PairSampler, _BatchIndices, _collate, _PairDataset
+    from mrbench.training.loop import PairSampler, _BatchIndices, _collate, _PairDataset
 
     store = SliceStore(store_dir)
     sampler = PairSampler(len(store), batch, paired=False, seed=0)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer batches and repeats")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from mrbench.resources import plugin_seconds_per_image_256
+    from mrbench.config.resources import plugin_seconds_per_image_256
 
     cases = [(32, 4), (256, 4)]  # (image size, batch): demo and paper sizes
     n_batches = 50 if args.quick else 300

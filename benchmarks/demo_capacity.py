@@ -40,7 +40,7 @@ from _common import ROOT, write_table  # noqa: E402
 def phantom_store(folder: Path, size: int, voxel_size: float, n_subjects: int) -> Path:
     """A phantom slice store (train/val) at ``size`` px from subjects at ``voxel_size`` mm."""
     from mrbench.datasets.phantom import prepare_subject
-    from mrbench.phantom import PhantomSettings, subject_ids, write_phantom
+    from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
     from mrbench.slices import SubjectVolumes, build_split
 
     ids = subject_ids(n_subjects)
@@ -56,7 +56,7 @@ def phantom_store(folder: Path, size: int, voxel_size: float, n_subjects: int) -
 
 def _psnr(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean over slices of the max01 PSNR (both divided by the target slice maximum)."""
-    from mrbench.valmetrics import psnr_batch
+    from mrbench.training.valmetrics import psnr_batch
 
     return float(np.nanmean(psnr_batch(target.astype(np.float64), pred.astype(np.float64))))
 

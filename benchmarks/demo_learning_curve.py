@@ -38,7 +38,7 @@ VALIDATIONS = 6
 
 def curve(method: str, steps: int, store: Path, out: Path) -> list[dict]:
     """Train ``method`` at its demo parameters for ``steps`` steps; its validation rows."""
-    from mrbench.trainer import train
+    from mrbench.training.loop import train
 
     entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"][method]
     every = max(1, steps // VALIDATIONS)

@@ -9,7 +9,8 @@ Three checks, each a group of rows in ``benchmarks/results/gpu_check.csv``:
    FLOPs/step, peak memory, achieved TFLOP/s and its fraction of the device's *bfloat16* peak
    (``train_throughput.PEAK_TFLOPS``).
 2. ``concurrent``: two tiny training jobs started together through ``mrbench train`` with
-   ``--device auto``, i.e. through the GPU lock files (:mod:`mrbench.gpu`); with one GPU the
+   ``--device auto``, i.e. through the GPU lock files (:mod:`mrbench.training.gpu`); with one GPU
+   the
    device is shared by two slots (``MRBENCH_GPU_SLOTS=2``), with two or more each job locks its
    own. Rows give each job's device line, its wall time and whether the two overlapped.
 3. ``workflow``: the tiny workflow (``config/test.yaml``) end to end with
@@ -103,7 +104,7 @@ def _tiny_data(folder: Path) -> Path:
 
 def concurrent_rows(dry: bool, work: Path) -> list[dict[str, Any]]:
     """Check 2: two training jobs at once through the GPU lock files."""
-    from mrbench.gpu import COUNT_ENV, LOCK_DIR_ENV, SLOTS_ENV, count_gpus
+    from mrbench.training.gpu import COUNT_ENV, LOCK_DIR_ENV, SLOTS_ENV, count_gpus
 
     data = _tiny_data(work / "data")
     env = {**os.environ, "PYTHONPATH": str(ROOT), LOCK_DIR_ENV: str(work / "locks")}

@@ -10,10 +10,11 @@ rate is in slices/s.
 
 Implementations, measured interleaved (round robin, ``--repeats`` rounds; best and median):
 
-- ``kernel``: :func:`mrbench.metrics.compute_batch` with the compiled kernel (the default path);
+- ``kernel``: :func:`mrbench.evaluation.metrics.compute_batch` with the compiled kernel (the
+default path);
 - ``numpy``: the same with the kernel switched off (the vectorised numpy/scipy path, which was
   the evaluation's code before the kernel);
-- ``skimage``: :mod:`mrbench.metrics_reference`, one scikit-image call per metric and slice (the
+- ``skimage``: :mod:`mrbench.evaluation.reference`, one scikit-image call per metric and slice (the
   specification; ``--no-reference`` skips it).
 
 ``slices_per_cpu_s`` divides the slices by the process's CPU time (all threads): on a machine
@@ -69,8 +70,8 @@ def rate(fn: Callable[[], object], n_items: int, min_seconds: float) -> tuple[fl
 
 @contextlib.contextmanager
 def numpy_only() -> Iterator[None]:
-    """The kernel switched off: mrbench.metrics falls back to numpy/scipy."""
-    from mrbench import metrics_kernel
+    """The kernel switched off: mrbench.evaluation.metrics falls back to numpy/scipy."""
+    from mrbench.evaluation import kernel as metrics_kernel
 
     load = metrics_kernel.load
     metrics_kernel.load = lambda: None
@@ -81,14 +82,14 @@ def numpy_only() -> Iterator[None]:
 
 
 def _validation(target: np.ndarray, pred: np.ndarray) -> None:
-    from mrbench import valmetrics
+    from mrbench.training import valmetrics
 
     valmetrics.psnr_batch(target, pred)
     valmetrics.ssim_batch(target, pred)
 
 
 def _validation_per_slice(target: np.ndarray, pred: np.ndarray) -> None:
-    from mrbench import valmetrics
+    from mrbench.training import valmetrics
 
     for t, p in zip(target, pred, strict=True):
         valmetrics.psnr(t, p)
@@ -97,8 +98,8 @@ def _validation_per_slice(target: np.ndarray, pred: np.ndarray) -> None:
 
 def cases(size: int, depth: int, reference: bool) -> list[tuple[str, str, Callable]]:
     """(protocol, implementation, call) for every protocol at one image size."""
-    from mrbench import metrics_reference
-    from mrbench.metrics import PROTOCOLS, compute_batch
+    from mrbench.evaluation import reference as metrics_reference
+    from mrbench.evaluation.metrics import PROTOCOLS, compute_batch
 
     target, pred, mask = brain_like(size, depth, seed=size)
     stacks = [a[None] for a in (pred, target, mask)]  # one (depth, size, size) volume
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reference", action="store_true", help="skip the skimage path")
     parser.add_argument("--name", default="metrics_throughput", help="results/<name>.csv")
     args = parser.parse_args(argv)
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     if metrics_kernel.load() is None:
         print("the compiled metrics kernel is unavailable: 'kernel' rows measure numpy")

@@ -86,7 +86,7 @@ def step_flops(model: torch.nn.Module, data: dict[str, torch.Tensor], step: int)
 
 def _fast_optimizers(model: torch.nn.Module, impl: str) -> None:
     try:
-        from mrbench.acceleration import use_optimizer_impl
+        from mrbench.training.acceleration import use_optimizer_impl
     except ImportError:  # an older checkout (--code-root) without the switch
         return
     use_optimizer_impl(model.optimizers(), impl)
@@ -95,7 +95,7 @@ def _fast_optimizers(model: torch.nn.Module, impl: str) -> None:
 def _memory_format(model: torch.nn.Module, name: str) -> str:
     """The trainer's ``memory_format``; an older checkout without it stays contiguous."""
     try:
-        from mrbench.acceleration import use_memory_format
+        from mrbench.training.acceleration import use_memory_format
     except ImportError:
         return "contiguous"
     use_memory_format(model, name)

@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mrbench import plugins as _plugins
-
-DIRECTIONS = ("t1_to_t2", "t2_to_t1")
+from mrbench.config import plugins as _plugins
+from mrbench.domain import DIRECTIONS
 
 _REGISTRY: dict[str, type[TranslationMethod]] = {}
 
@@ -60,9 +59,11 @@ def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
     A user's own methods live outside this package: one file per method in a folder named in the
     config's ``plugin_paths`` (or in ``MRBENCH_PLUGIN_PATH``). Returns the names of the plugins
-    the files registered. The files are imported by :func:`mrbench.plugins.load_plugin_folders`,
+    the files registered. The files are imported by
+    :func:`mrbench.config.plugins.load_plugin_folders`,
     the importer dataset kinds use too, so a folder holding both kinds of plugin is imported once.
-    A missing folder or a file that fails to import raises :class:`mrbench.plugins.PluginError`
+    A missing folder or a file that fails to import raises
+    :class:`mrbench.config.plugins.PluginError`
     (an ``ImportError``) naming it.
     """
     import mrbench_methods  # noqa: F401  (built-in plugins first: a clash then names the user's file)
@@ -202,8 +203,9 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: Optimiser family for the recipe table, e.g. ``"Adam"`` (its learning rates and betas are
     #: read from the resolved parameters whose names start with ``lr`` or ``beta``).
     optimizer: ClassVar[str] = ""
-    #: Named training recipes (sections of trainer keys, :mod:`mrbench.trainer`), picked for
-    #: every method at once by the config's top-level ``recipe`` key (:mod:`mrbench.recipes`):
+    #: Named training recipes (sections of trainer keys, :mod:`mrbench.training.loop`), picked for
+    #: every method at once by the config's top-level ``recipe`` key
+    #: (:mod:`mrbench.config.recipes`):
     #:
     #: - ``"official"``: the published recipe, written as the paper or official code states it:
     #:   ``batch_size``, ``epochs`` (converted to steps from the training split at run time),
@@ -211,7 +213,8 @@ class TranslationMethod(nn.Module, abc.ABC):
     #:   of 200"), ``ema_decay``, ``augment`` (``"resize_crop_flip"`` only if the official
     #:   recipe augments) and ``select`` (``"last"`` or ``"best"``, the official choice);
     #: - ``"equal_budget"``: the same without ``batch_size``/``epochs``/``steps`` (every method
-    #:   gets :data:`mrbench.recipes.EQUAL_BUDGET`); omitted, it is ``official`` less those keys.
+    #:   gets :data:`mrbench.config.recipes.EQUAL_BUDGET`); omitted, it is ``official`` less those
+    #: keys.
     #:
     #: Anything the benchmark cannot follow goes into :attr:`deviations`. Example::
     #:

@@ -11,12 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mrbench.errors import InputError
+
 if TYPE_CHECKING:  # nibabel is imported where a volume is read or written (fast CLI, workflow)
     import nibabel as nib
-
-
-class InputError(RuntimeError):
-    """Bad input data: the message names the file and the problem, in one line."""
 
 
 def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:

@@ -7,7 +7,7 @@ environment that installs the project). Three ways of running the code must all 
 - an installed project: setuptools installs the folder as the package ``mrbench_methods``
   (pyproject's ``package-dir``); an editable install maps the name to the folder itself;
 - a plain checkout on ``PYTHONPATH`` (the tests, and every workflow job, which runs
-  ``python -m mrbench.cli`` of the checkout; :func:`mrbench.config.job_environment`);
+  ``python -m mrbench.cli`` of the checkout; :func:`mrbench.config.resolve.job_environment`);
 - ``--sdm conda`` jobs, whose environment (``envs/mrbench.yaml``) holds only the dependencies
   and finds the checkout through ``PYTHONPATH`` as above.
 

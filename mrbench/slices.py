@@ -30,14 +30,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mrbench.domain import MODALITIES, TISSUE_CLASSES
 from mrbench.io import InputError, load_volume
 
 if TYPE_CHECKING:
     import torch
 
-MODALITIES = ("t1", "t2")
-#: Tissue class labels written by preprocessing (``label.nii.gz``) and carried by the store.
-TISSUE_CLASSES = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "tumour"}
 NORMALISATION_RULE = (
     "per volume: divide by the 99.5th percentile of the intensities inside the brain mask, "
     "clip to [0, 1], set voxels outside the mask to 0"

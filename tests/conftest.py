@@ -64,10 +64,10 @@ def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Returns the folder holding ``train/``, ``val/`` and ``test/``; subject volumes are in
     ``<folder>/../subjects``.
     """
-    from mrbench.phantom import PhantomSettings, subject_ids, write_phantom
-    from mrbench.phantom_cli import prepare_subject
+    from mrbench.cli.phantom import prepare_subject
+    from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
+    from mrbench.datasets.splits import make_splits, subjects_in
     from mrbench.slices import SubjectVolumes, build_split
-    from mrbench.splits import make_splits, subjects_in
 
     base = tmp_path_factory.mktemp("phantom")
     ids = subject_ids(6)
@@ -91,7 +91,7 @@ def demo_run(phantom_store: Path, tmp_path: Path):
     import yaml
 
     from mrbench.slices import SliceStore
-    from mrbench.trainer import train, validate, validation_rows
+    from mrbench.training.loop import train, validate, validation_rows
     from mrbench_methods import get_plugin
 
     every = ("steps", "val_every", "checkpoint_every", "log_every")
@@ -120,8 +120,8 @@ def demo_run(phantom_store: Path, tmp_path: Path):
 def demo_phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo-sized phantom slice store with tissue labels: 8 subjects at 5.5 mm (the demo's
     voxel size), 32 px, 16 slices each; 6 train, 1 val, 1 test subjects."""
-    from mrbench.phantom import PhantomSettings, subject_ids, write_phantom
-    from mrbench.phantom_cli import prepare_subject
+    from mrbench.cli.phantom import prepare_subject
+    from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
     from mrbench.slices import SubjectVolumes, build_split
 
     base = tmp_path_factory.mktemp("demo_phantom")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from mrbench import trainer
+from mrbench.training import loop as trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mrbench import acceleration, trainer
+from mrbench.training import acceleration
+from mrbench.training import loop as trainer
 from mrbench_methods import registry
 from mrbench_methods.nets import ncsnpp
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from mrbench.cli import COMMANDS, build_parser
-from mrbench.gpu import acquire_device
+from mrbench.training.gpu import acquire_device
 
 RST = ("``", ":func:", ":mod:", ":class:", ":data:")
 

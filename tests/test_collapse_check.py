@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mrbench import tables, trainer
+from mrbench.reporting import tables
 from mrbench.slices import SliceStore
+from mrbench.training import loop as trainer
 from mrbench_methods import get_plugin
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from mrbench.config import ConfigError, check_config, method_spec_dict
+from mrbench.config.resolve import ConfigError, check_config, method_spec_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -118,8 +118,8 @@ def test_snakemake_stops_before_any_job_on_unknown_key(workdir: Path) -> None:
 
 def test_missing_or_corrupt_input_volume_names_the_file(tmp_path: Path) -> None:
     """The slice job on a bad subject folder: one line naming the file, no traceback, no output."""
-    from mrbench.phantom import PhantomSettings, write_phantom
-    from mrbench.phantom_cli import prepare_subject
+    from mrbench.cli.phantom import prepare_subject
+    from mrbench.datasets.phantom_volumes import PhantomSettings, write_phantom
 
     write_phantom(tmp_path / "raw", 1, 0, PhantomSettings(voxel_size=8.0))
     subj = tmp_path / "subjects" / "phantom001"

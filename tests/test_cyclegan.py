@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mrbench import trainer
 from mrbench.checkpoint import load_model
 from mrbench.slices import SliceStore
+from mrbench.training import loop as trainer
 from mrbench_methods import get_plugin
 from mrbench_methods.nets.patchgan import PatchDiscriminator, receptive_field
 from mrbench_methods.nets.resnet import ResnetGenerator

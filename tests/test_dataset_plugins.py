@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import copy_workflow
 
-from mrbench.config import ConfigError, check_config, subjects_of
+from mrbench.config.resolve import ConfigError, check_config, subjects_of
+from mrbench.config.schema import dataset_default, dataset_settings, section_defaults
 from mrbench.datasets.kind import dataset_kinds, get_dataset_kind
-from mrbench.schema import dataset_default, dataset_settings, section_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,8 @@ def test_defaults_come_from_the_schema_only() -> None:
     """The command line offers the schema's defaults, and the rules read filled-in settings."""
     import argparse
 
-    from mrbench import phantom_cli, slices_cli
+    from mrbench.cli import phantom as phantom_cli
+    from mrbench.cli import slices as slices_cli
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     common = schema["$defs"]["dataset_common"]["properties"]
@@ -153,8 +154,8 @@ def test_defaults_come_from_the_schema_only() -> None:
 
 
 def test_schema_documents_the_trainer_and_evaluation_defaults() -> None:
-    from mrbench.evaluate import EVALUATION_DEFAULTS
-    from mrbench.trainer import TRAINING_DEFAULTS
+    from mrbench.evaluation.scoring import EVALUATION_DEFAULTS
+    from mrbench.training.loop import TRAINING_DEFAULTS
 
     assert section_defaults("training") == TRAINING_DEFAULTS
     assert section_defaults("evaluation") == EVALUATION_DEFAULTS

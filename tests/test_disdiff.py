@@ -156,7 +156,7 @@ def test_variant_translation_paths_use_their_modules(monkeypatch: pytest.MonkeyP
 
 def test_trainer_applies_the_papers_plateau_schedule() -> None:
     """Section 3.2: lr x0.1 after 2 validations without improvement, unless the config says else."""
-    from mrbench.trainer import resolve_training
+    from mrbench.training.loop import resolve_training
 
     training = resolve_training(disdiff_cls(), {})
     assert (training["lr_schedule"], training["lr_patience"], training["lr_factor"]) == (
@@ -209,7 +209,7 @@ def test_inference_attribute_is_the_training_mean_and_lives_in_the_state() -> No
 
 # ------------------------------------------------------------------ short training
 def _train(store_dir: Path, out: Path, variant: str, params: dict, steps: int) -> dict:
-    from mrbench.trainer import train
+    from mrbench.training.loop import train
 
     cls = disdiff_cls()
     spec = {
@@ -235,7 +235,7 @@ def _train(store_dir: Path, out: Path, variant: str, params: dict, steps: int) -
 def test_short_training_beats_identity(phantom_store: Path, tmp_path: Path) -> None:
     """40 steps of the full model through the shared trainer (16 px phantom slices)."""
     from mrbench.slices import SliceStore
-    from mrbench.trainer import validate, validation_rows
+    from mrbench.training.loop import validate, validation_rows
 
     store = SliceStore(phantom_store / "val")
     rows = validation_rows(store, 64)
@@ -259,7 +259,7 @@ def test_short_training_beats_identity(phantom_store: Path, tmp_path: Path) -> N
 def _check_content_maps_figure(model_file: Path, store_dir: Path, tmp_path: Path) -> None:
     """Fig. 3 from a trained model, through the function and the command line."""
     from mrbench.cli import main
-    from mrbench.content_maps import plot_content_maps
+    from mrbench.evaluation.content_maps import plot_content_maps
 
     out = tmp_path / "fig3.png"
     stats = plot_content_maps(model_file, store_dir, out)
@@ -319,7 +319,7 @@ def test_content_discriminator_makes_content_maps_modality_invariant() -> None:
     (``use_diffusion: false``: D_c acts on the encoders only, and the diffusion module would not
     fit the time budget), no training noise on the content (``content_noise: 0``) and lr 1e-3,
     150 steps of batch 4 on 32 px slices with anatomy (:func:`anatomy_slices`). On 32 held-out
-    paired slices, :mod:`mrbench.content_maps` measures
+    paired slices, :mod:`mrbench.evaluation.content_maps` measures
 
     - the modality gap (distance of the modality means over the within-modality spread) and
     - the paired distance ratio (T1w vs T2w map of the same slice over different slices).
@@ -336,7 +336,7 @@ def test_content_discriminator_makes_content_maps_modality_invariant() -> None:
     decodable trace, so the probe cannot tell the runs apart. Its accuracies are printed, not
     asserted.
     """
-    from mrbench.content_maps import invariance_report
+    from mrbench.evaluation.content_maps import invariance_report
 
     train_data = anatomy_slices(64, SIZE, 100)
     held_out = anatomy_slices(32, SIZE, 200)

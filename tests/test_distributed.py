@@ -11,8 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from mrbench.distributed import SINGLE, DistContext, ShardedPairSampler, from_env
 from mrbench.io import InputError
+from mrbench.training.distributed import SINGLE, DistContext, ShardedPairSampler, from_env
 
 
 class ToyGAN(nn.Module):

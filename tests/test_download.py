@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrbench.archive import list_members, safe_extract
-from mrbench.download import download, md5sum
+from mrbench.datasets.archive import list_members, safe_extract
+from mrbench.datasets.download import download, md5sum
 from mrbench.io import InputError
 
 

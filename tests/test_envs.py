@@ -69,7 +69,7 @@ def test_conda_env_survives_snakemakes_copy() -> None:
     """Snakemake builds rule environments from a copy of the file under .snakemake/conda/, so the
     file must not install anything by a path relative to itself; the rules get the checkout's
     code through PYTHONPATH instead."""
-    from mrbench.config import job_environment
+    from mrbench.config.resolve import job_environment
 
     env = yaml.safe_load((ROOT / "envs" / "mrbench.yaml").read_text())
     pip_deps = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

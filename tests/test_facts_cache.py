@@ -1,5 +1,5 @@
 """The cache of the plugins' answers that lets the workflow be read without torch
-(mrbench.facts_cache): same answers as computed ones, fresh ones after a code change, bad
+(mrbench.config.facts_cache): same answers as computed ones, fresh ones after a code change, bad
 configs still refused, warnings kept, and a dry run that imports no torch once warm."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 import yaml
 from conftest import copy_workflow
 
-from mrbench import facts_cache
-from mrbench.config import ConfigError, check_config, method_spec_dict
-from mrbench.roster import roster_of
+from mrbench.config import facts_cache
+from mrbench.config.resolve import ConfigError, check_config, method_spec_dict
+from mrbench.config.roster import roster_of
 
 ROOT = Path(__file__).resolve().parents[1]
 

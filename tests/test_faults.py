@@ -74,7 +74,7 @@ def _finite_state(path: Path) -> bool:
 
 # ------------------------------------------------------------------ 1. diverged model
 def test_valmetrics_refuse_to_score_nan() -> None:
-    from mrbench import valmetrics
+    from mrbench.training import valmetrics
 
     target = np.zeros((8, 8))
     assert math.isnan(valmetrics.psnr(target, np.full((8, 8), np.nan)))
@@ -199,7 +199,7 @@ def _volume(tmp_path: Path, name: str = "in.nii.gz") -> Path:
 
 
 def test_translate_refuses_non_finite_weights(tmp_path: Path) -> None:
-    from mrbench.translate import translate_file
+    from mrbench.inference.translate import translate_file
 
     model = _tiny_model(tmp_path, poison=True)
     with pytest.raises(InputError, match=r"nan\.pt.*non-finite"):
@@ -210,7 +210,7 @@ def test_translate_refuses_non_finite_weights(tmp_path: Path) -> None:
 def test_translate_never_writes_non_finite_prediction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mrbench.translate import translate_file
+    from mrbench.inference.translate import translate_file
     from mrbench_methods import get_plugin
 
     model = _tiny_model(tmp_path, poison=False)
@@ -306,7 +306,7 @@ def test_metrics_reorient_flipped_prediction(tmp_path: Path, capsys) -> None:
 def test_split_metrics_compare_prediction_grid(phantom_store: Path, tmp_path: Path) -> None:
     import nibabel as nib
 
-    from mrbench.evaluate import evaluate_predictions
+    from mrbench.evaluation.scoring import evaluate_predictions
     from mrbench.slices import SliceStore
 
     store = SliceStore(phantom_store / "test")
@@ -374,7 +374,7 @@ def test_method_names_are_restricted(name: str) -> None:
     import yaml
     from snakemake.utils import validate
 
-    from mrbench.config import ConfigError, check_config
+    from mrbench.config.resolve import ConfigError, check_config
 
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     cfg["methods"] = {name: {"plugin": "identity"}}
@@ -422,7 +422,7 @@ def test_config_paths_reach_the_shell_as_one_argument(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ 4. GPU lock files
 def test_planted_lock_symlink_never_truncates_its_target(tmp_path: Path) -> None:
-    from mrbench import gpu
+    from mrbench.training import gpu
 
     locks = tmp_path / "locks"
     locks.mkdir(mode=0o700)
@@ -437,7 +437,7 @@ def test_planted_lock_symlink_never_truncates_its_target(tmp_path: Path) -> None
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant a file owned by another user")
 def test_foreign_lock_file_is_refused_not_truncated(tmp_path: Path) -> None:
-    from mrbench import gpu
+    from mrbench.training import gpu
 
     locks = tmp_path / "locks"
     locks.mkdir(mode=0o700)
@@ -450,7 +450,7 @@ def test_foreign_lock_file_is_refused_not_truncated(tmp_path: Path) -> None:
 
 
 def test_lock_folder_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mrbench import gpu
+    from mrbench.training import gpu
 
     folder = tmp_path / "new" / "locks"
     monkeypatch.setenv(gpu.LOCK_DIR_ENV, str(folder))
@@ -472,7 +472,7 @@ def test_lock_folder_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant a folder of another user")
 def test_lock_folder_planted_by_another_user_is_refused(tmp_path: Path) -> None:
-    from mrbench import gpu
+    from mrbench.training import gpu
 
     planted = tmp_path / "locks"
     planted.mkdir(mode=0o777)
@@ -564,7 +564,7 @@ class _CutServer:
 
 
 def test_download_without_size_or_md5_is_not_accepted(tmp_path: Path) -> None:
-    from mrbench.download import download
+    from mrbench.datasets.download import download
 
     payload = bytes(range(256)) * 400
     out = tmp_path / "data.tar"
@@ -585,7 +585,7 @@ def test_download_without_size_or_md5_is_not_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["xyz", "0" * 31, "g" * 32, "--"])
 def test_malformed_md5_is_refused_before_touching_anything(tmp_path: Path, bad: str) -> None:
-    from mrbench.download import download
+    from mrbench.datasets.download import download
 
     out = tmp_path / "good.tar"
     out.write_bytes(b"a good earlier download")
@@ -595,7 +595,7 @@ def test_malformed_md5_is_refused_before_touching_anything(tmp_path: Path, bad: 
 
 
 def test_partial_file_message_only_when_one_exists(tmp_path: Path) -> None:
-    from mrbench.download import download
+    from mrbench.datasets.download import download
 
     out = tmp_path / "f.tar"
     with pytest.raises(InputError) as info:
@@ -647,7 +647,7 @@ def _tar(path: Path, members: list[tuple[str, bytes | None]]) -> Path:
     ],
 )
 def test_tar_with_file_and_folder_of_one_name(tmp_path: Path, members) -> None:
-    from mrbench.archive import safe_extract
+    from mrbench.datasets.archive import safe_extract
 
     archive = _tar(tmp_path / "x.tar", members)
     with pytest.raises(InputError, match=r"x\.tar.*'data/a'.*file and a folder"):
@@ -727,7 +727,7 @@ def _test_config() -> dict:
     ],
 )
 def test_method_params_checked_when_config_is_read(method, key, value, pattern) -> None:
-    from mrbench.config import ConfigError, check_config
+    from mrbench.config.resolve import ConfigError, check_config
 
     cfg = _test_config()
     cfg["methods"][method]["params"][key] = value
@@ -736,7 +736,7 @@ def test_method_params_checked_when_config_is_read(method, key, value, pattern) 
 
 
 def test_size_constraint_checked_for_the_configured_image_size() -> None:
-    from mrbench.config import ConfigError, check_config
+    from mrbench.config.resolve import ConfigError, check_config
 
     cfg = _test_config()
     cfg["methods"] = {"cyclegan": cfg["methods"]["cyclegan"]}
@@ -751,7 +751,7 @@ def test_size_constraint_checked_for_the_configured_image_size() -> None:
 def test_training_keys_checked_in_schema_and_config(key: str, value) -> None:
     from snakemake.utils import validate
 
-    from mrbench.config import ConfigError, check_config
+    from mrbench.config.resolve import ConfigError, check_config
 
     cfg = _test_config()
     cfg["training"][key] = value
@@ -800,7 +800,7 @@ def _qc(volume: float, nmi: tuple[float, float], ncc: tuple[float, float]) -> di
 
 def test_qc_flags_implausible_volume_and_idle_registration(tmp_path: Path, capsys) -> None:
     from mrbench.datasets.ixi import qc_table
-    from mrbench.preprocess import BRAIN_VOLUME_ML, qc_flags
+    from mrbench.preprocessing.pipeline import BRAIN_VOLUME_ML, qc_flags
 
     assert BRAIN_VOLUME_ML == (900.0, 2000.0)
     assert qc_flags(_qc(1400, (1.10, 1.25), (0.20, 0.45))) == []
@@ -836,7 +836,7 @@ def _thick_axial(path: Path, inplane: float = 0.9, thickness: float = 5.5):
     import nibabel as nib
     from scipy import ndimage
 
-    from mrbench.preprocess import canonical, to_ants
+    from mrbench.preprocessing.pipeline import canonical, to_ants
 
     data, aff = canonical(nib.load(str(path)))
     fine = ants.resample_image(
@@ -850,7 +850,7 @@ def _thick_axial(path: Path, inplane: float = 0.9, thickness: float = 5.5):
 def _on_grid(mask: np.ndarray, affine: np.ndarray, target) -> np.ndarray:
     import ants
 
-    from mrbench.preprocess import to_ants
+    from mrbench.preprocessing.pipeline import to_ants
 
     img = to_ants(mask.astype(np.float32), affine)
     return ants.resample_image_to_target(img, target, interp_type="linear").numpy() > 0.5
@@ -859,7 +859,7 @@ def _on_grid(mask: np.ndarray, affine: np.ndarray, target) -> np.ndarray:
 def _strip_and_score(
     name: str, thick, ref: np.ndarray, tmp_path: Path
 ) -> tuple[float, float, np.ndarray]:
-    from mrbench.preprocess import PreprocessParams, from_ants, qc_figure, skull_strip
+    from mrbench.preprocessing.pipeline import PreprocessParams, from_ants, qc_figure, skull_strip
 
     arr, aff = from_ants(thick)
     work = tmp_path / f"work_{name}"
@@ -891,7 +891,7 @@ def test_thick_slice_ixi_skull_strip(tmp_path: Path) -> None:
     """IXI T1 at 5.5 mm axial slices against its shipped brain mask."""
     import nibabel as nib
 
-    from mrbench.preprocess import canonical
+    from mrbench.preprocessing.pipeline import canonical
 
     thick = _thick_axial(IXI_T1)
     m, maff = canonical(nib.load(str(IXI_MASK)))
@@ -909,7 +909,7 @@ def test_thick_slice_skull_on_skull_strip(tmp_path: Path) -> None:
     in tests/test_preprocess.py), brought to the thick grid."""
     import nibabel as nib
 
-    from mrbench.preprocess import PreprocessParams, canonical, skull_strip
+    from mrbench.preprocessing.pipeline import PreprocessParams, canonical, skull_strip
 
     data, aff = canonical(nib.load(str(SKULL_T1)))
     work = tmp_path / "iso"

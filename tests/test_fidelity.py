@@ -13,7 +13,7 @@ from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from mrbench.fidelity import RANDCONV, SliceImages, compute_fidelity
+from mrbench.evaluation.fidelity import RANDCONV, SliceImages, compute_fidelity
 from mrbench.io import InputError
 
 TINY = "test-tiny-features"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrbench.figures import boxplot_figure, training_curves, training_curves_figure
+from mrbench.reporting.figures import boxplot_figure, training_curves, training_curves_figure
 
 METHODS = ["identity", "cyclegan", "syndiff", "unit_ddpm", "disdiff", "disdiff_no_dc"]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from mrbench import gpu
+from mrbench.training import gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 
 HOLDER = """
 import os, sys, time
-from mrbench.gpu import acquire_device
+from mrbench.training.gpu import acquire_device
 try:
     slot = acquire_device("auto", lock_dir=sys.argv[1], n_devices=2)
 except RuntimeError as exc:

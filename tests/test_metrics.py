@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from mrbench import metrics, stats
 from mrbench.cli import main
+from mrbench.evaluation import metrics, stats
 
 RNG = np.random.default_rng(0)
 GAUSS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
@@ -193,7 +193,7 @@ def test_batched_metrics_equal_skimage_per_item_on_random_inputs():
     protocol and metric, masks included (an empty mask gives NaN as before)."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from mrbench import valmetrics
+    from mrbench.training import valmetrics
 
     rng = np.random.default_rng(7)
     t = rng.random((5, 24, 20))
@@ -250,7 +250,7 @@ def test_compute_volume_rows_match_per_slice_compute():
 @pytest.fixture(params=["kernel", "numpy"])
 def path(request, monkeypatch):
     """Run a test once with the compiled kernel and once with the numpy fallback."""
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     if request.param == "numpy":
         monkeypatch.setattr(metrics_kernel, "load", lambda: None)
@@ -261,7 +261,7 @@ def path(request, monkeypatch):
 
 def _require_kernel():
     """Skip without a C compiler; with one, a kernel that does not build is a failure."""
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     if metrics_kernel._compiler() is None:
         pytest.skip("no C compiler: the compiled metrics kernel is unavailable")
@@ -299,7 +299,7 @@ def _assert_equal_to_reference(res, ref, context):
     ],
 )
 def test_2d_protocols_equal_skimage_per_slice(path, protocol, shape, scale, dtype):
-    from mrbench import metrics_reference
+    from mrbench.evaluation import reference as metrics_reference
 
     t, p, m = _random_batch(np.random.default_rng(shape[1]), shape, scale, dtype)
     ref = metrics_reference.compute_batch(protocol, p, t, m)
@@ -313,7 +313,7 @@ def test_2d_protocols_equal_skimage_per_slice(path, protocol, shape, scale, dtyp
     ("shape", "scale"), [((2, 16, 14, 12), 1.0), ((1, 40, 36, 13), 300.0), ((2, 12, 9, 8), 1.0)]
 )
 def test_volume3d_equals_skimage_per_volume(path, shape, scale):
-    from mrbench import metrics_reference
+    from mrbench.evaluation import reference as metrics_reference
 
     t, p, m = _random_batch(np.random.default_rng(shape[-1]), shape, scale, np.float64)
     ref = metrics_reference.compute_batch("volume3d", p, t, m)
@@ -323,7 +323,7 @@ def test_volume3d_equals_skimage_per_volume(path, shape, scale):
 def test_volume_layout_and_threads_do_not_change_values():
     """A (H, W, D) view of a (D, H, W) stack (as the evaluation passes it) and any split of the
     output planes over threads give the contiguous single-thread values."""
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     _require_kernel()
     rng = np.random.default_rng(5)
@@ -341,7 +341,7 @@ def test_volume_layout_and_threads_do_not_change_values():
 
 
 def test_validation_metrics_equal_skimage_and_score_nan_predictions_nan(path):
-    from mrbench import valmetrics
+    from mrbench.training import valmetrics
 
     rng = np.random.default_rng(11)
     t = rng.random((3, 40, 33)).astype(np.float32)
@@ -362,7 +362,7 @@ def test_validation_metrics_equal_skimage_and_score_nan_predictions_nan(path):
 
 
 def test_kernel_can_be_switched_off(monkeypatch):
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     metrics_kernel.load.cache_clear()
     monkeypatch.setenv("MRBENCH_METRICS_KERNEL", "numpy")
@@ -377,7 +377,7 @@ def test_kernel_can_be_switched_off(monkeypatch):
 
 def test_kernel_that_does_not_build_falls_back_to_numpy(monkeypatch, tmp_path):
     """A failing compiler costs speed, not results: one warning, then the numpy path."""
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     false = tmp_path / "cc-that-fails"
     false.write_text("#!/bin/sh\necho 'no compiler here' >&2\nexit 1\n")
@@ -411,7 +411,7 @@ def test_kernel_threads_work_in_a_forked_child():
 
 
 def _ssim_in_child(p, t, m):
-    from mrbench import metrics_kernel
+    from mrbench.evaluation import kernel as metrics_kernel
 
     metrics_kernel.default_threads = lambda: 2
     return metrics.compute_batch("max01", p, t, m)["ssim"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mrbench import tables
+from mrbench.reporting import tables
 
 
 def test_table2_rows_copied_from_table1_are_noted() -> None:
@@ -23,7 +23,7 @@ def test_table2_rows_copied_from_table1_are_noted() -> None:
 
 
 def _roster(entries: dict[str, dict]):
-    from mrbench.roster import roster_of
+    from mrbench.config.roster import roster_of
 
     return roster_of({"methods": entries})
 

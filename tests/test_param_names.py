@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from mrbench.config import ConfigError, check_config, method_spec_dict
+from mrbench.config.resolve import ConfigError, check_config, method_spec_dict
 from mrbench_methods import get_plugin
 from mrbench_methods.base import RenamedParameterWarning
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrbench.phantom import PhantomSettings, _template, make_subject
+from mrbench.datasets.phantom_volumes import PhantomSettings, _template, make_subject
 
 SETTINGS = PhantomSettings(voxel_size=6.0)
 
@@ -56,7 +56,7 @@ def test_contrast_ordering(subj0: dict) -> None:
 
 def test_signal_equation_ordering_from_tissue_maps() -> None:
     """Independent of any thresholds: pure-tissue signals from the spin-echo equation."""
-    from mrbench.phantom import SEQUENCES, TISSUES
+    from mrbench.datasets.phantom_volumes import SEQUENCES, TISSUES
 
     def s(t: str, seq: str) -> float:
         p, q = TISSUES[t], SEQUENCES[seq]

@@ -34,8 +34,8 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch):
 
 # ---------------------------------------------------------------------- loading
 def test_plugin_folder_of_the_config_registers_its_methods(tmp_path, fresh_registry) -> None:
-    from mrbench.config import check_config, load_plugins
-    from mrbench.roster import roster_of
+    from mrbench.config.resolve import check_config, load_plugins
+    from mrbench.config.roster import roster_of
 
     folder = tmp_path / "my_methods"
     write_folder_plugin(folder)
@@ -55,7 +55,7 @@ def test_plugin_folder_of_the_config_registers_its_methods(tmp_path, fresh_regis
 
 
 def test_plugin_folders_fail_clearly(tmp_path, fresh_registry) -> None:
-    from mrbench.config import ConfigError, check_config
+    from mrbench.config.resolve import ConfigError, check_config
 
     with pytest.raises(ConfigError, match="plugin_paths: folder .*nowhere not found"):
         check_config({"plugin_paths": [str(tmp_path / "nowhere")], "methods": {}})
@@ -106,7 +106,7 @@ def test_contract_tests_pick_up_out_of_tree_plugins(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- roster and tables
 def _summary(methods: dict[str, float]):
-    from mrbench import stats
+    from mrbench.evaluation import stats
 
     rng = np.random.default_rng(0)
     rows = [
@@ -131,8 +131,8 @@ def _summary(methods: dict[str, float]):
 
 def test_renamed_variant_keeps_its_ablation_row_and_checkmarks() -> None:
     """No name is special: a variant called anything gets Table 2's row from its parameters."""
-    from mrbench import tables
-    from mrbench.roster import roster_of
+    from mrbench.config.roster import roster_of
+    from mrbench.reporting import tables
 
     config = {
         "methods": {
@@ -175,7 +175,7 @@ def test_renamed_variant_keeps_its_ablation_row_and_checkmarks() -> None:
 
 
 def test_roles_from_the_config_and_clear_errors() -> None:
-    from mrbench.roster import Roster, roster_of
+    from mrbench.config.roster import Roster, roster_of
 
     methods = {
         "identity": {"plugin": "identity"},
@@ -208,7 +208,7 @@ def test_roles_from_the_config_and_clear_errors() -> None:
 
 
 def test_resources_read_the_plugin_traits() -> None:
-    from mrbench import resources as R
+    from mrbench.config import resources as R
     from mrbench_methods.base import get_plugin
 
     spec = {"plugin": "syndiff", "training": {"steps": 6000, "batch_size": 1}}
@@ -223,7 +223,7 @@ def test_resources_read_the_plugin_traits() -> None:
 
 def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None:
     """The figure goes to every method offering content maps, and only with the module on."""
-    from mrbench.content_maps import offers_content_maps
+    from mrbench.evaluation.content_maps import offers_content_maps
     from mrbench.io import InputError
     from mrbench_methods.base import get_plugin
 
@@ -236,7 +236,7 @@ def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None
     assert offers_content_maps(with_dis) and not offers_content_maps(without)
     ident = get_plugin("identity")()
     assert not offers_content_maps(ident)
-    from mrbench.content_maps import content_maps_of
+    from mrbench.evaluation.content_maps import content_maps_of
 
     x = -torch.ones(1, 1, 16, 16)
     a, b = content_maps_of(with_dis, x, x)
@@ -247,7 +247,7 @@ def test_content_maps_follow_the_capability_of_the_resolved_parameters() -> None
 
 def test_table_roles_stay_out_of_the_metrics_config_hash() -> None:
     """Reordering rows or choosing another reference must not re-score every model."""
-    from mrbench.evaluate import config_hash
+    from mrbench.evaluation.scoring import config_hash
 
     config = {
         "datasets": {"phantom": {"image_size": 16}},

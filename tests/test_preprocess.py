@@ -155,7 +155,13 @@ def _shell(mask: np.ndarray, r: int) -> np.ndarray:
 @pytest.mark.slow
 def test_thick_slice_scan(tmp_path: Path, skull_out) -> None:
     """A 5 mm axial clinical-like T1 (resampled from the skull-on scan) gets a sane mask."""
-    from mrbench.preprocess import PreprocessParams, canonical, from_ants, skull_strip, to_ants
+    from mrbench.preprocessing.pipeline import (
+        PreprocessParams,
+        canonical,
+        from_ants,
+        skull_strip,
+        to_ants,
+    )
 
     ants = pytest.importorskip("ants")
     data, aff = canonical(nib.load(str(SK_T1)))

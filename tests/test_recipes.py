@@ -13,9 +13,10 @@ import pytest
 import torch
 import yaml
 
-from mrbench import recipes, trainer
-from mrbench.augment import Augment, augmenter
-from mrbench.config import ConfigError, method_spec_dict
+from mrbench.config import recipes
+from mrbench.config.resolve import ConfigError, method_spec_dict
+from mrbench.training import loop as trainer
+from mrbench.training.augment import Augment, augmenter
 from mrbench_methods import get_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

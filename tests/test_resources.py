@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mrbench import resources as R
+from mrbench.config import resources as R
 
 
 def spec(plugin: str = "disdiff", **training: object) -> dict:

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from mrbench.datasets.splits import make_splits, read_splits, write_splits
 from mrbench.io import InputError
 from mrbench.slices import SliceStore, crop_pad, select_slices, uncrop
-from mrbench.splits import make_splits, read_splits, write_splits
 
 
 def test_splits_deterministic_and_disjoint(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Run as users run it (``snakemake --profile profiles/slurm``, so profiles/default is loaded as the
 workflow profile too) on the tiny test config with the GPU resource on and a data-parallel
 training section: every trainable method's training job must ask SLURM for
-``training.gpus_per_job`` GPUs in one task, with the runtime and memory of mrbench.resources, and
+``training.gpus_per_job`` GPUs in one task, with the runtime and memory of
+mrbench.config.resources, and
 launch torchrun with one process per GPU.
 """
 
@@ -19,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mrbench import resources
-from mrbench.config import method_spec_dict
+from mrbench.config import resources
+from mrbench.config.resolve import method_spec_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 GPUS = 2

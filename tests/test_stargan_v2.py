@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mrbench import trainer
 from mrbench.checkpoint import load_model
+from mrbench.inference.translate import translate_store
 from mrbench.slices import SliceStore
-from mrbench.translate import translate_store
+from mrbench.training import loop as trainer
 from mrbench_methods import get_plugin
 from mrbench_methods.nets.adain import AdaIN
 from mrbench_methods.nets.stargan import Generator, n_down_generator, n_down_trunk

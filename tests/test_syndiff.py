@@ -271,7 +271,7 @@ def test_short_training_beats_identity_and_the_untrained_model(
     phantom_store: Path, tmp_path: Path
 ) -> None:
     from mrbench.slices import SliceStore
-    from mrbench.trainer import train, validate, validation_rows
+    from mrbench.training.loop import train, validate, validation_rows
 
     cls = syndiff_cls()
     store = SliceStore(phantom_store / "val")

@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrbench import latex, stats, tables
 from mrbench.cli import main
-from mrbench.tables import Cell, TableDoc, latex_escape
+from mrbench.evaluation import stats
+from mrbench.reporting import latex, tables
+from mrbench.reporting.tables import Cell, TableDoc, latex_escape
 
 METHODS = {"cyclegan": 20.0, "syndiff": 24.0, "disdiff": 26.0, "disdiff_no_dc": 23.0}
 
 
 def _roster():
     """The roster of a config with these methods (labels as in the synthetic tidy table)."""
-    from mrbench.roster import roster_of
+    from mrbench.config.roster import roster_of
 
     no_dc = {"use_content_discriminator": False}
     no_diff = {"use_diffusion": False, "use_content_discriminator": False}
@@ -239,7 +240,7 @@ def test_report_cli_writes_tables(tmp_path):
 
 def test_evaluation_settings():
     """(The final outputs of a config: tests/test_workflow.py, from the workflow itself.)"""
-    from mrbench.evaluate import EVALUATION_DEFAULTS, evaluation_settings
+    from mrbench.evaluation.scoring import EVALUATION_DEFAULTS, evaluation_settings
 
     config = {
         "datasets": {"phantom": {}},

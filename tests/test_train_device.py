@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from mrbench.config import method_spec_dict, train_device_flags
+from mrbench.config.resolve import method_spec_dict, train_device_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def test_paper_job_without_gpu_stops_before_training(phantom_store: Path, tmp_pa
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "found no GPU" in lines[0] and "allow_cpu" in lines[0]
-    # nothing but the run folder's lock file (mrbench.locks.lock_run_folder)
+    # nothing but the run folder's lock file (mrbench.training.locks.lock_run_folder)
     assert not out.exists() or [p.name for p in out.iterdir()] in ([], [".train.lock"])
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mrbench import trainer
 from mrbench.checkpoint import load_checkpoint, load_model, read_model
 from mrbench.io import InputError
+from mrbench.training import loop as trainer
 from mrbench_methods import get_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mrbench import trainer
 from mrbench.checkpoint import read_model
 from mrbench.io import InputError
+from mrbench.training import loop as trainer
 
 SPEC = {
     "method": "cyc",

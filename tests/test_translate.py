@@ -164,7 +164,7 @@ def test_translate_store_writes_subject_volumes_and_timing(tmp_path):
 def test_metrics_of_a_translated_split(tmp_path):
     import pandas as pd
 
-    from mrbench.stats import summarise
+    from mrbench.evaluation.stats import summarise
 
     store = _store(tmp_path)
     ckpt = _identity_model(tmp_path / "model.pt")

@@ -232,9 +232,9 @@ def test_sampling_is_deterministic_given_a_seed() -> None:
 def test_short_run_beats_the_identity_floor(phantom_store, tmp_path) -> None:
     """A short tiny run on the phantom (T2 is roughly an inverted T1) must beat the identity
     floor on validation PSNR, with the model file the shared trainer writes."""
-    from mrbench import trainer
     from mrbench.checkpoint import load_model
     from mrbench.slices import SliceStore
+    from mrbench.training import loop as trainer
 
     val = SliceStore(phantom_store / "val")
     rows = trainer.validation_rows(val, 64)

@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrbench.domain import MODALITIES
 from mrbench_methods.nets.resnet import ResnetBlock
 
-MODALITIES = ("t1", "t2")
 OTHER = {"t1": "t2", "t2": "t1"}
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mrbench.datasets.splits import write_splits
 from mrbench.io import InputError, save_volume
 from mrbench.slices import normalise_volume
-from mrbench.splits import write_splits
 
 
 def _evenly_spaced(n: int, k: int) -> list[int]:
@@ -96,7 +96,7 @@ def import_pair(
     """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair.
 
     With ``tissues`` also ``label.nii.gz``: CSF/GM/WM classes of the T1w
-    (:func:`mrbench.preprocess.segment_tissues`) and, where the archive has a tumour
+    (:func:`mrbench.preprocessing.pipeline.segment_tissues`) and, where the archive has a tumour
     segmentation ``seg`` on the same grid, its non-zero voxels as class 4 (tumour).
     """
     import nibabel as nib
@@ -138,7 +138,7 @@ def _import_tissues(
     """Tissue classes (and the tumour of ``seg``) of an imported pair -> ``label.nii.gz``."""
     import nibabel as nib
 
-    from mrbench.preprocess import segment_tissues, tissue_qc, tumour_labels
+    from mrbench.preprocessing.pipeline import segment_tissues, tissue_qc, tumour_labels
 
     labels, info = segment_tissues(t1n, mask, affine)
     if seg is not None:

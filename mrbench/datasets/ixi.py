@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrbench.archive import list_members, safe_extract
+from mrbench.config.schema import dataset_default
 from mrbench.datasets import interleaved_split, write_split_file
+from mrbench.datasets.archive import list_members, safe_extract
 from mrbench.datasets.kind import DatasetKind, register_dataset, split_file_of
 from mrbench.io import InputError, atomic_path
-from mrbench.schema import dataset_default
 
 NAME_RE = re.compile(r"^(?P<subject>IXI\d{3}-(?:Guys|HH|IOP)-\d{4})-(?P<mod>T1|T2|PD)\.nii\.gz$")
 URL_BASE = "http://biomedic.doc.ic.ac.uk/brain-development/downloads/IXI"
@@ -145,12 +145,12 @@ def extract_subject(
 def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
     """One row per subject from the ``qc.json`` files, with a ``flag`` naming any problem.
 
-    Flags (:func:`mrbench.preprocess.qc_flags`): brain volume outside the adult range, a
+    Flags (:func:`mrbench.preprocessing.pipeline.qc_flags`): brain volume outside the adult range, a
     registration that barely moved the similarity, T2 field of view covering less than 90% of the
     brain. Tissue class volumes (``csf_ml``, ``gm_ml``, ``wm_ml``) are listed where preprocessing
     wrote them. Flagged subjects are printed (the log).
     """
-    from mrbench.preprocess import qc_flags
+    from mrbench.preprocessing.pipeline import qc_flags
 
     rows = []
     for f in qc_files:

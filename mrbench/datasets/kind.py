@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mrbench.plugins import env_plugin_paths, load_entry_points, load_plugin_folders
+from mrbench.config.plugins import env_plugin_paths, load_entry_points, load_plugin_folders
+from mrbench.errors import ConfigError
 
 #: modules of the built-in kinds (imported when the registry is first asked)
 BUILTIN_MODULES = (
@@ -49,7 +50,8 @@ BUILTIN_MODULES = (
 ENTRY_POINT_GROUP = "mrbench.datasets"
 ACQUISITIONS = ("subject", "rules", "import")
 #: volumes of every subject; ``label`` (tissue classes: 1 CSF, 2 GM, 3 WM, 4 lesion/tumour) is
-#: made from the T1w by :func:`mrbench.preprocess.segment_tissues` where a kind writes none
+#: made from the T1w by :func:`mrbench.preprocessing.pipeline.segment_tissues` where a kind writes
+#: none
 VOLUMES = ("t1", "t2", "mask", "label")
 
 _KINDS: dict[str, type[DatasetKind]] = {}
@@ -71,8 +73,7 @@ class DatasetKind:
 
         Default: the subjects of the dataset's split file, which must exist.
         """
-        from mrbench.config import ConfigError
-        from mrbench.splits import read_splits
+        from mrbench.datasets.splits import read_splits
 
         path = Path(split_file_of(dataset, settings))
         if not path.exists():

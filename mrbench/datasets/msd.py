@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mrbench.archive import safe_extract
 from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import DatasetKind, register_dataset
 from mrbench.io import InputError, load_volume
 

@@ -1,4 +1,5 @@
-"""The ``phantom`` dataset kind: synthetic subjects (:mod:`mrbench.phantom`) made per subject.
+"""The ``phantom`` dataset kind: synthetic subjects (:mod:`mrbench.datasets.phantom_volumes`) made
+per subject.
 
 Its split file is made (deterministically, from the configured fractions and seed) when it does
 not exist yet, so a new phantom size needs no manual step; an existing file must list exactly
@@ -42,9 +43,9 @@ class Phantom(DatasetKind):
     acquisition = "subject"
 
     def subjects(self, dataset: str, settings: dict[str, Any]) -> list[str]:
-        from mrbench.config import ConfigError
-        from mrbench.phantom import subject_ids
-        from mrbench.splits import make_splits, read_splits, write_splits
+        from mrbench.config.resolve import ConfigError
+        from mrbench.datasets.phantom_volumes import subject_ids
+        from mrbench.datasets.splits import make_splits, read_splits, write_splits
 
         ids = subject_ids(int(settings["n_subjects"]))
         path = Path(split_file_of(dataset, settings))
@@ -65,7 +66,7 @@ class Phantom(DatasetKind):
         return ids
 
     def acquire(self, subject: str, settings: dict[str, Any], out_dir: Path) -> None:
-        from mrbench.phantom import PhantomSettings, subject_ids, write_phantom
+        from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
 
         n = int(settings["n_subjects"])
         if subject not in subject_ids(n):

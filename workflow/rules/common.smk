@@ -6,8 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from mrbench import facts_cache
-from mrbench.config import (
+from mrbench.config import facts_cache
+from mrbench.config.resolve import (
     check_config,
     dataset_kind_of,
     job_environment,
@@ -17,21 +17,21 @@ from mrbench.config import (
     train_device_flags,
 )
 from mrbench.datasets.kind import VOLUMES
-from mrbench.roster import roster_of
-from mrbench.schema import dataset_settings
-from mrbench.splits import read_splits
+from mrbench.config.roster import roster_of
+from mrbench.config.schema import dataset_settings
+from mrbench.datasets.splits import read_splits
 
 # The plugins' answers (config checks, resolved entries, roster) come from a cache keyed by the
-# code's digest when nothing changed: reading the workflow then needs no torch (mrbench.facts_cache).
+# code's digest when nothing changed: reading the workflow then needs no torch (mrbench.config.facts_cache).
 facts_cache.enable(".snakemake/mrbench", config)
 check_config(config)
 
-# Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.job_environment); every
-# job imports the method plugins of the config's plugin_paths (mrbench.config.plugin_environment).
+# Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.resolve.job_environment); every
+# job imports the method plugins of the config's plugin_paths (mrbench.config.resolve.plugin_environment).
 job_environment(workflow.basedir)
 plugin_environment(config)
 CONDA_ENV = "../../envs/mrbench.yaml"
-# The methods as tables and figures see them: names, citations, roles (mrbench.roster).
+# The methods as tables and figures see them: names, citations, roles (mrbench.config.roster).
 ROSTER = roster_of(config)
 
 RESULTS = "results"
@@ -201,14 +201,14 @@ def efficiency_runs():
 
 
 # ---- used by evaluate.smk
-from mrbench.evaluate import config_hash, evaluation_settings
+from mrbench.evaluation.scoring import config_hash, evaluation_settings
 
 EVAL = evaluation_settings(config)
 
 
 # ---- used by train.smk
-from mrbench.config import method_spec_dict
-from mrbench.resources import train_launcher, train_mem_mb, train_runtime_minutes
+from mrbench.config.resolve import method_spec_dict
+from mrbench.config.resources import train_launcher, train_mem_mb, train_runtime_minutes
 
 
 def _train_spec(method, input=None):
@@ -222,7 +222,7 @@ def _train_spec(method, input=None):
         and spec["training"].get("epochs")
     ):
         from mrbench.slices import SliceStore
-        from mrbench.trainer import steps_for_epochs
+        from mrbench.training.loop import steps_for_epochs
 
         n = len(SliceStore(store))
         t = spec["training"]
@@ -235,7 +235,7 @@ def _train_store_mb(input):
 
 
 # ---- used by report.smk
-from mrbench.recipes import selection_note
+from mrbench.config.recipes import selection_note
 
 # argument lists: every value is quoted on its own by the rules' `{params.x:q}`
 TABLE_ARGS = [
@@ -305,7 +305,7 @@ def curve_runs(w, input):
 
 # ---- used by ixi.smk
 from mrbench.datasets import ixi as _ixi
-from mrbench.splits import read_splits
+from mrbench.datasets.splits import read_splits
 
 IXI_CFG = dataset_settings("ixi", config["datasets"].get("ixi"))
 IXI_RES = "resources/ixi"

@@ -1,0 +1,152 @@
+"""``mrbench metrics``: metrics of predictions under named protocols.
+
+Two forms::
+
+    mrbench metrics --pred P.nii.gz --target T.nii.gz [--mask M.nii.gz] --protocol max01
+    mrbench metrics --pred-dir results/predictions/ixi/disdiff/seed0/t1_to_t2 \
+        --store results/data/ixi/slices/test --direction t1_to_t2 \
+        --dataset ixi --method disdiff --seed 0 --out results/metrics/ixi/disdiff/seed0/t1_to_t2.csv
+
+The first checks one result by hand, or scores predictions made outside the benchmark under
+exactly the protocol of the benchmark's tables, and prints JSON. The second writes the metrics
+file of one test split (one row per subject x slice x metric x protocol, with provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+
+from mrbench.domain import DIRECTIONS
+from mrbench.evaluation.grids import onto_grid
+from mrbench.evaluation.metrics import PROTOCOLS, compute_volume, get_protocol, unit_of
+from mrbench.io import InputError, load_volume
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    one = parser.add_argument_group("one volume (prints JSON)")
+    one.add_argument("--pred", help="predicted volume (NIfTI)")
+    one.add_argument("--target", help="target volume (NIfTI)")
+    one.add_argument(
+        "--mask", help="brain mask (NIfTI); prediction and mask must be on the target's grid"
+    )
+    one.add_argument(
+        "--protocol", default="max01", choices=sorted(PROTOCOLS), help="metric protocol"
+    )
+    one.add_argument("--per-slice", action="store_true", help="also list every slice's value")
+    split = parser.add_argument_group("a translated test split (writes a CSV)")
+    split.add_argument("--pred-dir", help="folder of <subject>.nii.gz written by mrbench translate")
+    split.add_argument("--store", help="slice-store split the predictions were made from")
+    split.add_argument("--direction", choices=DIRECTIONS, help="translation direction")
+    split.add_argument("--protocols", nargs="+", default=None, help="default: all protocols")
+    split.add_argument("--dataset", default="", help="dataset name written with the metrics")
+    split.add_argument("--method", default="", help="method name written with the metrics")
+    split.add_argument("--label", default=None, help="method name shown in tables")
+    split.add_argument("--seed", type=int, default=0, help="seed written with the metrics")
+    split.add_argument("--config-hash", default="", help="provenance: hash of the config")
+    split.add_argument("--out", help="metrics CSV to write")
+
+
+def _json_value(v: float) -> float | str:
+    # JSON has no infinity or NaN: spell them out
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if math.isnan(v):
+        return "nan"
+    return v
+
+
+def summarise(rows: list[tuple[int, str, float]]) -> dict[str, dict]:
+    """Mean over slices of each metric, finite values only, with the counts excluded."""
+    out: dict[str, dict] = {}
+    for metric in dict.fromkeys(r[1] for r in rows):
+        vals = np.array([r[2] for r in rows if r[1] == metric], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        mean = (
+            float(finite.mean())
+            if finite.size
+            else (math.inf if np.isinf(vals).any() else math.nan)
+        )
+        out[metric] = {
+            "mean": _json_value(mean),
+            "unit": unit_of(metric),
+            "n": int(vals.size),
+            "n_infinite": int(np.isinf(vals).sum()),
+            "n_nan": int(np.isnan(vals).sum()),
+        }
+    return out
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from mrbench.evaluation.scoring import evaluate_predictions, write_csv
+
+    if not (args.store and args.direction and args.out):
+        raise InputError("--pred-dir needs --store, --direction and --out")
+    protocols = args.protocols or list(PROTOCOLS)
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise InputError(
+            f"--protocols: unknown protocol {unknown[0]!r}; known: {', '.join(PROTOCOLS)}"
+        )
+    df = evaluate_predictions(
+        args.pred_dir,
+        args.store,
+        args.direction,
+        protocols,
+        dataset=args.dataset,
+        method=args.method,
+        seed=args.seed,
+        label=args.label,
+        config_hash=args.config_hash,
+    )
+    write_csv(df, args.out)
+    print(f"{args.out}: {len(df)} rows")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pred_dir:
+        return run_split(args)
+    if not (args.pred and args.target):
+        raise InputError("give --pred and --target (one volume) or --pred-dir (a test split)")
+    proto = get_protocol(args.protocol)
+    pred_img = load_volume(args.pred)
+    target_img = load_volume(args.target)
+    target = np.asarray(target_img.dataobj, dtype=np.float64)
+    # shapes and affines compared (tolerance: mrbench.evaluation.grids.AFFINE_TOL_MM), reoriented
+    # if needed
+    pred = onto_grid(
+        np.asarray(pred_img.dataobj, dtype=np.float64),
+        pred_img.affine,
+        target.shape,
+        target_img.affine,
+        args.pred,
+        args.target,
+    )
+    mask = None
+    if args.mask:
+        mask_img = load_volume(args.mask)
+        mask = onto_grid(
+            np.asarray(mask_img.dataobj) > 0,
+            mask_img.affine,
+            target.shape,
+            target_img.affine,
+            args.mask,
+            args.target,
+        )
+    rows = compute_volume(args.protocol, pred, target, mask)
+    result = {
+        **proto.as_dict(),
+        "description": proto.description,
+        "pred": str(args.pred),
+        "target": str(args.target),
+        "mask_file": str(args.mask) if args.mask else None,
+        "metrics": summarise(rows),
+    }
+    if args.per_slice:
+        result["slices"] = [{"slice": z, "metric": k, "value": _json_value(v)} for z, k, v in rows]
+    print(json.dumps(result, indent=1))
+    return 0

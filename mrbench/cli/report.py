@@ -1,0 +1,301 @@
+"""``mrbench report``: the tidy results table, tables and figures, one subcommand each.
+
+The workflow's report rules call these; each can be rerun by hand on existing results::
+
+    mrbench report tidy --inputs results/metrics/*/*/*/*.csv \\
+        --out results/tables/results_tidy.csv.gz
+    mrbench report table1 --tidy results/tables/results_tidy.csv.gz --out results/tables/table1 \\
+        --roster results/tables/methods.json
+    mrbench report table2 | compare | significance  (same arguments)
+    mrbench report efficiency --run ixi 0 results/models/ixi/<method>/seed0/model.pt \\
+        results/predictions/ixi/<method>/seed0/t1_to_t2 ... --roster ... --out ...
+    mrbench report qualitative --store results/data/ixi/slices/test --direction t1_to_t2 \\
+        --pred LABEL=results/predictions/ixi/<method>/seed0/t1_to_t2 ... --out ...
+    mrbench report boxplot --tidy ... --dataset ixi --out results/figures/boxplot_ixi
+    mrbench report curves --run <method>=results/models/ixi/<method>/seed0 ... --out ...
+    mrbench report fidelity-split --pred-dir ... --store ... --direction ... --out x.json
+    mrbench report fidelity --inputs results/fidelity/*/*/*/*.json --out results/tables/fidelity
+
+``--out`` is a prefix: tables get .csv, .md and .tex, figures .png and .pdf. ``--roster`` is the
+run's ``methods.json`` (written by ``mrbench report methods``, see :mod:`mrbench.config.roster`):
+which
+methods form which table, their order, names and citations; without it every method found is a
+Table 1 row under its config name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mrbench.domain import DIRECTIONS
+from mrbench.io import InputError, atomic_path
+
+
+def _table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tidy", required=True, help="tidy results table (results_tidy.csv.gz)")
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
+    p.add_argument("--protocol", default="max01", help="metric protocol (default max01)")
+    p.add_argument("--psnr", default="psnr", help="metric shown as PSNR (e.g. psnr_brain)")
+    p.add_argument("--ssim", default="ssim", help="metric shown as SSIM (e.g. ssim_gauss)")
+    _roster_arg(p)
+
+
+def _roster_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--roster", default=None, help="the run's methods.json (mrbench.config.roster)")
+
+
+def _read_roster(path: str | None):
+    from mrbench.config.roster import read_roster
+
+    return read_roster(path) if path else None
+
+
+def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
+    out = []
+    for v in values or []:
+        if "=" not in v:
+            raise InputError(f"{flag} {v!r}: expected NAME=PATH")
+        name, path = v.split("=", 1)
+        out.append((name, path))
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("tidy", help="concatenate metrics files into the tidy results table")
+    p.add_argument("--inputs", nargs="+", required=True, help="metrics CSV files")
+    p.add_argument("--out", required=True, help="tidy table (.csv or .csv.gz)")
+    p.add_argument("--summary", help="also write mean/std per group (summary.csv)")
+
+    p = sub.add_parser("methods", help="the run's roster (methods.json) and its methods table")
+    p.add_argument(
+        "--roster-json", required=True, help="the roster as JSON (mrbench.config.roster)"
+    )
+    p.add_argument("--json", required=True, help="where to write methods.json")
+    p.add_argument("--out", required=True, help="output prefix of the methods table")
+
+    for name, help_text in (
+        ("table1", "Table 1: methods x datasets x directions, PSNR/SSIM"),
+        ("table2", "Table 2: ablation of the roster's ablation variants"),
+        ("compare", "reproduced vs reported numbers of the DisDiff paper (via paper_row)"),
+        ("significance", "Wilcoxon tests of the reference method against the others"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        _table_args(p)
+        if name == "table1":
+            p.add_argument("--note", action="append", default=[], help="an extra footnote")
+        if name == "significance":
+            p.add_argument(
+                "--reference",
+                default=None,
+                help="method tested against every other one (default: the roster's reference)",
+            )
+            p.add_argument(
+                "--alpha", type=float, default=0.05, help="significance level (default 0.05)"
+            )
+
+    p = sub.add_parser("recipes", help="training recipes as run, from each run's spec.json")
+    p.add_argument("--model", nargs="+", required=True, help="results/models/.../model.pt files")
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md and .tex are written)")
+
+    p = sub.add_parser("efficiency", help="parameters, throughput, time to threshold, inference")
+    p.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="ITEM",
+        help="one training run: DATASET SEED MODEL.pt [PREDICTION_FOLDER ...] (repeatable)",
+    )
+    p.add_argument("--threshold", type=float, default=None, help="validation PSNR threshold")
+    _roster_arg(p)
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
+
+    p = sub.add_parser("qualitative", help="Fig. 2-style grid of one test slice")
+    p.add_argument("--store", required=True, help="test split of the slice store")
+    p.add_argument("--direction", required=True, choices=DIRECTIONS, help="translation shown")
+    p.add_argument("--pred", nargs="+", required=True, help="LABEL=prediction folder")
+    p.add_argument("--subject", default=None, help="test subject (default: the first)")
+    p.add_argument("--slice", type=int, default=None, help="slice index (default: the middle)")
+    p.add_argument("--title", default="", help="figure title (default: direction and slice)")
+    p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
+
+    p = sub.add_parser("boxplot", help="per-subject box plots per metric")
+    p.add_argument("--tidy", required=True, help="tidy results table (results_tidy.csv.gz)")
+    p.add_argument("--dataset", required=True, help="dataset whose subjects are plotted")
+    p.add_argument("--protocol", default="max01", help="metric protocol (default max01)")
+    p.add_argument(
+        "--metrics", nargs="+", default=["psnr", "ssim", "mae"], help="one panel column each"
+    )
+    _roster_arg(p)
+    p.add_argument(
+        "--label",
+        nargs="*",
+        default=[],
+        help="METHOD=display name (repeatable; over the roster's names)",
+    )
+    p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
+
+    p = sub.add_parser("curves", help="training losses and validation PSNR per method")
+    p.add_argument("--run", nargs="+", required=True, help="METHOD=run folder")
+    p.add_argument("--label", nargs="*", default=[], help="METHOD=display name (repeatable)")
+    p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
+
+    p = sub.add_parser("fidelity-split", help="FID/KID of one translated test split (JSON)")
+    p.add_argument("--pred-dir", required=True, help="folder of translated test volumes")
+    p.add_argument("--store", required=True, help="test split of the slice store")
+    p.add_argument("--direction", required=True, choices=DIRECTIONS, help="translation")
+    p.add_argument(
+        "--feature-extractor",
+        default="inception-v3-compat",
+        help="feature network (mrbench-randconv: offline, NOT comparable with published FID)",
+    )
+    p.add_argument("--weights-path", default=None, help="Inception weights file")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--dataset", default="", help="dataset name written with the result")
+    p.add_argument("--method", default="", help="method name written with the result")
+    p.add_argument("--seed", type=int, default=0, help="seed written with the result")
+    p.add_argument("--out", required=True, help="result file (.json)")
+
+    p = sub.add_parser("fidelity", help="FID/KID table from fidelity-split results")
+    p.add_argument("--inputs", nargs="+", required=True, help="fidelity-split JSON files")
+    _roster_arg(p)
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
+
+
+def _summary(tidy_path: str) -> pd.DataFrame:
+    from mrbench.evaluation.scoring import read_tidy
+    from mrbench.evaluation.stats import summarise
+
+    return summarise(read_tidy(tidy_path))
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrbench.evaluation.scoring import read_tidy, write_csv
+    from mrbench.reporting import tables
+
+    a = args.action
+    if a == "tidy":
+        df = read_tidy(args.inputs)
+        write_csv(df, args.out)
+        if args.summary:
+            from mrbench.evaluation.stats import summarise
+
+            write_csv(summarise(df), args.summary)
+        print(f"{args.out}: {len(df)} rows from {len(args.inputs)} files")
+    elif a == "methods":
+        from mrbench.config.roster import Roster
+
+        try:
+            roster = Roster.from_dict(json.loads(args.roster_json))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"--roster-json: not a method roster ({exc})") from None
+        doc, df = tables.methods_table(roster)
+        tables.write_table(doc, df, args.out)
+        roster.write(args.json)
+    elif a == "table1":
+        roster = _read_roster(args.roster)
+        doc, df = tables.table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
+        doc.notes += args.note
+        tables.write_table(doc, df, args.out)
+    elif a == "recipes":
+        from mrbench.config.recipes import recipe_table
+
+        doc, df = recipe_table([Path(m).parent / "spec.json" for m in args.model])
+        tables.write_table(doc, df, args.out)
+    elif a == "table2":
+        roster = _read_roster(args.roster)
+        doc, df = tables.table2(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
+        tables.write_table(doc, df, args.out)
+    elif a == "compare":
+        doc, df = tables.paper_comparison(
+            _summary(args.tidy), _read_roster(args.roster), args.protocol, args.psnr, args.ssim
+        )
+        tables.write_table(doc, df, args.out)
+    elif a == "significance":
+        from mrbench.evaluation.stats import wilcoxon_table
+
+        roster = _read_roster(args.roster)
+        reference = args.reference or (roster.reference if roster else None)
+        if not reference:
+            raise InputError("significance: no reference method (--reference or a roster's)")
+        tests = wilcoxon_table(read_tidy(args.tidy), reference, args.alpha)
+        doc = tables.significance_table(
+            tests, args.protocol, [args.psnr, args.ssim], reference, roster
+        )
+        tables.write_table(doc, tests, args.out)
+    elif a == "efficiency":
+        facts = []
+        for item in args.run:
+            if len(item) < 3:
+                raise InputError(f"--run {' '.join(item)}: expected DATASET SEED MODEL [PRED ...]")
+            dataset, seed, model, *preds = item
+            try:
+                seed_value = int(seed)
+            except ValueError:
+                msg = f"--run {' '.join(item)}: seed {seed!r} is not an integer"
+                raise InputError(msg) from None
+            facts.append(tables.run_facts(model, preds, dataset=dataset, seed=seed_value))
+        doc, df = tables.efficiency(facts, args.threshold, roster=_read_roster(args.roster))
+        tables.write_table(doc, df, args.out)
+    elif a == "qualitative":
+        from mrbench.reporting.figures import qualitative_grid
+
+        qualitative_grid(
+            args.store,
+            args.direction,
+            _pairs(args.pred, "--pred"),
+            args.out,
+            subject=args.subject,
+            slice_index=args.slice,
+            title=args.title,
+        )
+    elif a == "boxplot":
+        from mrbench.evaluation.stats import subject_means
+        from mrbench.reporting.figures import boxplots
+
+        tidy = read_tidy(args.tidy)
+        tidy = tidy[tidy["dataset"] == args.dataset]
+        title = f"{tables.dataset_label(args.dataset)}: per-subject means ({args.protocol})"
+        roster = _read_roster(args.roster)
+        order = roster.order if roster else None
+        labels = {**(roster.labels() if roster else {}), **dict(_pairs(args.label, "--label"))}
+        boxplots(subject_means(tidy), args.out, args.protocol, args.metrics, title, order, labels)
+    elif a == "curves":
+        from mrbench.reporting.figures import training_curves
+
+        labels = dict(_pairs(args.label, "--label"))
+        training_curves(_pairs(args.run, "--run"), args.out, args.title, labels)
+    elif a == "fidelity-split":
+        from mrbench.evaluation.fidelity import fidelity_of_split
+
+        settings = {
+            "feature_extractor": args.feature_extractor,
+            "weights_path": args.weights_path,
+            "kid_subset_size": args.kid_subset_size,
+        }
+        res = fidelity_of_split(args.pred_dir, args.store, args.direction, settings, args.device)
+        res.update(
+            dataset=args.dataset, method=args.method, seed=args.seed, direction=args.direction
+        )
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(res, indent=1))
+        print(json.dumps(res))
+    elif a == "fidelity":
+        rows = []
+        for path in args.inputs:
+            p = Path(path)
+            if not p.exists():
+                raise InputError(f"{p}: fidelity result not found")
+            rows.append(json.loads(p.read_text()))
+        df = pd.DataFrame(rows)
+        tables.write_table(tables.fidelity_table(df, _read_roster(args.roster)), df, args.out)
+    return 0
