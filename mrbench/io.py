@@ -15,6 +15,7 @@ from mrbench.errors import InputError
 
 if TYPE_CHECKING:  # nibabel is imported where a volume is read or written (fast CLI, workflow)
     import nibabel as nib
+    import pandas as pd
 
 
 def load_volume(path: str | Path, *, ndim: int = 3) -> nib.Nifti1Image:
@@ -94,3 +95,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a CSV atomically (gzip-compressed where the name ends in ``.gz``); ``inf`` is
+    written as ``inf`` and read back as a float by pandas."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
+    return path

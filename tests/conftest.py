@@ -188,3 +188,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     )
     assert res.returncode == 0, res.stderr[-4000:]
     return TinyRun(work, env)
+
+
+def release_gpu_locks() -> None:
+    """Release every GPU lock this test process holds (a job's exit does this in the workflow)."""
+    from mrbench.training import gpu, locks
+
+    while gpu._held:
+        locks.release(gpu._held.pop())

@@ -153,12 +153,32 @@ def test_defaults_come_from_the_schema_only() -> None:
         assert literal not in rules
 
 
-def test_schema_documents_the_trainer_and_evaluation_defaults() -> None:
-    from mrbench.evaluation.scoring import EVALUATION_DEFAULTS
-    from mrbench.training.loop import TRAINING_DEFAULTS
+def test_trainer_and_evaluation_defaults_are_read_from_the_schema(tmp_path: Path) -> None:
+    """The defaults are derived from the schema, not kept beside it: a schema whose x-defaults
+    change gives the library other defaults (a fresh interpreter reads the edited copy)."""
 
-    assert section_defaults("training") == TRAINING_DEFAULTS
-    assert section_defaults("evaluation") == EVALUATION_DEFAULTS
+    from mrbench.config.schema import SCHEMA_PATH
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["$defs"]["training"]["properties"]["log_every"]["x-default"] = 7
+    schema["$defs"]["evaluation"]["properties"]["alpha"]["x-default"] = 0.01
+    edited = tmp_path / "schema.yaml"
+    edited.write_text(yaml.safe_dump(schema))
+    code = (
+        "import json, pathlib, sys\n"
+        "from mrbench.config import schema\n"
+        "schema.SCHEMA_PATH = pathlib.Path(sys.argv[1])\n"
+        "from mrbench.config.evaluation import EVALUATION_DEFAULTS as E\n"
+        "from mrbench.training.settings import TRAINING_DEFAULTS as T\n"
+        "print(json.dumps([T['log_every'], E['alpha'], sorted(T), sorted(E)]))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(edited)], capture_output=True, text=True, check=True
+    )
+    log_every, alpha, t_keys, e_keys = json.loads(res.stdout)
+    assert (log_every, alpha) == (7, 0.01)
+    assert t_keys == sorted(section_defaults("training"))
+    assert e_keys == sorted(section_defaults("evaluation"))
 
 
 def test_toy_kind_acquires_a_subject(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def test_variant_translation_paths_use_their_modules(monkeypatch: pytest.MonkeyP
 
 def test_trainer_applies_the_papers_plateau_schedule() -> None:
     """Section 3.2: lr x0.1 after 2 validations without improvement, unless the config says else."""
-    from mrbench.training.loop import resolve_training
+    from mrbench.training.settings import resolve_training
 
     training = resolve_training(disdiff_cls(), {})
     assert (training["lr_schedule"], training["lr_patience"], training["lr_factor"]) == (

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import copy_workflow
+from conftest import copy_workflow, release_gpu_locks
 
 from mrbench.io import InputError
 
@@ -432,7 +432,7 @@ def test_planted_lock_symlink_never_truncates_its_target(tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match=r"gpu0\.lock"):
         gpu.acquire_device("auto", lock_dir=locks, n_devices=1, env={})
     assert victim.read_text() == "precious\n"
-    gpu.release_all()
+    release_gpu_locks()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant a file owned by another user")
@@ -458,11 +458,11 @@ def test_lock_folder_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert slot.device == "cuda"
     assert (folder.stat().st_mode & 0o777) == 0o700
     assert (slot.lock_path.stat().st_mode & 0o077) == 0
-    gpu.release_all()
+    release_gpu_locks()
     # an existing folder open to others is made private; a link in its place is refused
     folder.chmod(0o777)
     gpu.acquire_device("auto", n_devices=1, env={})
-    gpu.release_all()
+    release_gpu_locks()
     assert (folder.stat().st_mode & 0o777) == 0o700
     link = tmp_path / "link"
     link.symlink_to(folder)

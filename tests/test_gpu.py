@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import release_gpu_locks
 
 from mrbench.training import gpu
 
@@ -79,10 +80,10 @@ def test_waits_for_a_device_to_come_free(tmp_path: Path) -> None:
     assert slot.index == 0 and env["CUDA_VISIBLE_DEVICES"] == "0"
     with pytest.raises(RuntimeError, match="held by other jobs"):
         gpu.acquire_device("auto", lock_dir=tmp_path, n_devices=1, wait_s=0.2, env={})
-    gpu.release_all()
+    release_gpu_locks()
     again = gpu.acquire_device("auto", lock_dir=tmp_path, n_devices=1, env={})
     assert again.index == 0
-    gpu.release_all()
+    release_gpu_locks()
 
 
 def test_scheduler_choice_is_respected(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from mrbench.config import recipes
 from mrbench.config.resolve import ConfigError, method_spec_dict
+from mrbench.reporting import recipes_table
 from mrbench.training import loop as trainer
 from mrbench.training.augment import Augment, augmenter
 from mrbench_methods import get_plugin
@@ -30,7 +31,7 @@ def _config(name: str) -> dict:
 
 def _resolve(config: dict, method: str, n: int = IXI_TRAIN_SLICES) -> dict:
     cls = get_plugin(config["methods"][method]["plugin"])
-    return recipes.resolve_for_split(cls, config, method, n)
+    return trainer.resolve_training(cls, recipes.method_training(cls, config, method), n)
 
 
 def test_paper_config_resolves_the_published_recipes_on_ixi() -> None:
@@ -47,7 +48,7 @@ def test_paper_config_resolves_the_published_recipes_on_ixi() -> None:
     dis = _resolve(config, "disdiff")
     assert dis["batch_size"] == 4 and dis["lr_schedule"] == "plateau"
     assert dis["val_every"] == 5 * IXI_TRAIN_SLICES // 4  # every 5 epochs
-    assert recipes.lr_schedule_text(cyc) == "linear decay to 0 from epoch 100"
+    assert recipes_table.lr_schedule_text(cyc) == "linear decay to 0 from epoch 100"
 
 
 def test_equal_budget_gives_every_method_the_same_images() -> None:
@@ -154,7 +155,7 @@ def test_recipe_table_rows_agree_with_spec_json(phantom_store: Path, tmp_path: P
         spec["training"].update(epochs=1, batch_size=2) if spec["trainable"] else None
         trainer.train(spec, phantom_store, tmp_path / method, seed=0, log=lambda m: None)
         specs.append(tmp_path / method / "spec.json")
-    doc, df = recipes.recipe_table(specs)
+    doc, df = recipes_table.recipe_table(specs)
     md = doc.markdown()
     cyc = json.loads(specs[0].read_text())
     row = df.set_index("method").loc["cyclegan"]
@@ -172,7 +173,7 @@ def test_recipe_table_rows_agree_with_spec_json(phantom_store: Path, tmp_path: P
 
 
 def test_table1_note_names_the_selection_rule() -> None:
-    note = recipes.selection_note(_config("config.yaml"))
+    note = recipes_table.selection_note(_config("config.yaml"))
     assert note.startswith("Exported checkpoint")
     last = note.split("last step: ")[1].split(";")[0]
     best = note.split("best paired-validation PSNR: ")[1]

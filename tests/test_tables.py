@@ -7,13 +7,14 @@ import re
 import tempfile
 from pathlib import Path
 
+import latex_compile as latex
 import numpy as np
 import pandas as pd
 import pytest
 
 from mrbench.cli import main
 from mrbench.evaluation import stats
-from mrbench.reporting import latex, tables
+from mrbench.reporting import tables
 from mrbench.reporting.tables import Cell, TableDoc, latex_escape
 
 METHODS = {"cyclegan": 20.0, "syndiff": 24.0, "disdiff": 26.0, "disdiff_no_dc": 23.0}
@@ -240,7 +241,7 @@ def test_report_cli_writes_tables(tmp_path):
 
 def test_evaluation_settings():
     """(The final outputs of a config: tests/test_workflow.py, from the workflow itself.)"""
-    from mrbench.evaluation.scoring import EVALUATION_DEFAULTS, evaluation_settings
+    from mrbench.config.evaluation import EVALUATION_DEFAULTS, evaluation_settings
 
     config = {
         "datasets": {"phantom": {}},

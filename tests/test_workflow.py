@@ -109,7 +109,7 @@ def test_every_output_is_readable_by_group_and_others(finished_run: Path) -> Non
 
 def test_every_latex_table_compiles(finished_run: Path) -> None:
     """Every .tex table of the run builds with pdflatex inside a minimal document."""
-    from mrbench.reporting import latex
+    import latex_compile as latex
 
     if not latex.have_pdflatex():
         pytest.skip("pdflatex is not installed")

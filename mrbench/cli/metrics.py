@@ -81,7 +81,8 @@ def summarise(rows: list[tuple[int, str, float]]) -> dict[str, dict]:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from mrbench.evaluation.scoring import evaluate_predictions, write_csv
+    from mrbench.evaluation.scoring import evaluate_predictions
+    from mrbench.io import write_csv
 
     if not (args.store and args.direction and args.out):
         raise InputError("--pred-dir needs --store, --direction and --out")

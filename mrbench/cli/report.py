@@ -179,7 +179,8 @@ def _summary(tidy_path: str) -> pd.DataFrame:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrbench.evaluation.scoring import read_tidy, write_csv
+    from mrbench.evaluation.scoring import read_tidy
+    from mrbench.io import write_csv
     from mrbench.reporting import tables
 
     a = args.action
@@ -207,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         doc.notes += args.note
         tables.write_table(doc, df, args.out)
     elif a == "recipes":
-        from mrbench.config.recipes import recipe_table
+        from mrbench.reporting.recipes_table import recipe_table
 
         doc, df = recipe_table([Path(m).parent / "spec.json" for m in args.model])
         tables.write_table(doc, df, args.out)

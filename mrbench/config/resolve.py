@@ -209,7 +209,7 @@ def _check_training(name: str, cls: type, config: dict, entry: dict) -> None:
     """Every training value of a method (global section and its own overrides), checked with
     the trainer's own rules so that a bad value stops the workflow before any job."""
     from mrbench.io import InputError
-    from mrbench.training.loop import resolve_training
+    from mrbench.training.settings import resolve_training
 
     own = entry.get("training", {}) or {}
     merged = {**(config.get("training", {}) or {}), **own}

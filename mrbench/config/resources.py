@@ -101,17 +101,6 @@ def train_gpus(spec: Mapping[str, Any], config: Mapping[str, Any] | None = None)
     return gpus
 
 
-def train_cpus(spec: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> int:
-    """CPU cores of a training job: the loader workers plus the main process, per GPU."""
-    workers = _int_key(_training(spec), "num_workers", 2)
-    return (workers + 1) * max(1, train_gpus(spec, config))
-
-
-def train_cpus_per_gpu(spec: Mapping[str, Any]) -> int:
-    """``cpus_per_gpu`` for the SLURM executor: loader workers + 1 (the training process)."""
-    return _int_key(_training(spec), "num_workers", 2) + 1
-
-
 def seconds_per_image(spec: Mapping[str, Any], image_size: int, gpus: int = 1) -> float:
     """Estimated seconds of one training step per image for ``spec`` at ``image_size`` px."""
     if image_size <= 0:

@@ -206,8 +206,8 @@ def roster_of(config: dict) -> Roster:
     component switched off; reference: the last row of Table 1 (where papers put the proposed
     method); efficiency pair: none (the threshold is then what every trained method reached).
     """
+    from mrbench.config.evaluation import evaluation_settings
     from mrbench.config.resolve import load_plugins
-    from mrbench.evaluation.scoring import evaluation_settings
     from mrbench_methods.base import get_plugin
 
     load_plugins(config)

@@ -91,7 +91,3 @@ def section_defaults(section: str) -> dict[str, Any]:
         return out
 
     return collect(load_schema()["$defs"][section])
-
-
-def top_level_default(key: str) -> Any:
-    return copy.deepcopy(load_schema()["properties"][key]["default"])

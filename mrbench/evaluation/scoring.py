@@ -15,7 +15,6 @@ and brain masks the model was tested on.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -27,95 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: the ``evaluation`` section of the config, with its defaults (the Snakefile checks keys
-#: against this dict)
-EVALUATION_DEFAULTS: dict[str, Any] = {
-    # metric protocols written to the metrics files (see mrbench.evaluation.metrics)
-    "protocols": ["max01", "icon_mean", "syndiff", "volume3d"],
-    # protocol and metric names shown in Table 1, Table 2 and the paper comparison
-    "table_protocol": "max01",
-    "table_psnr": "psnr",
-    "table_ssim": "ssim",
-    # the methods' roles (config names; see mrbench.config.roster for the defaults when null):
-    # Table 1 rows, ablation (Table 2) rows, row order of every method table, the method tested
-    # against every other one for significance, and the pair whose convergence is compared
-    "table1_methods": None,
-    "ablation_methods": None,
-    "method_order": None,
-    "reference_method": None,
-    "efficiency_pair": None,
-    # significance level
-    "alpha": 0.05,
-    # FID / KID with torch-fidelity on the test slices; feature_extractor "inception-v3-compat"
-    # (the usual FID network; weights from weights_path or the torch hub cache) or
-    # "mrbench-randconv" (an offline random-feature extractor whose numbers are NOT FID/KID as
-    # published, labelled as such in the tables)
-    "fid": {
-        "enabled": True,
-        "feature_extractor": "inception-v3-compat",
-        "weights_path": None,
-        "kid_subset_size": 1000,
-    },
-    # efficiency table: the validation PSNR whose first crossing is timed (null: the highest PSNR
-    # both methods of efficiency_pair reached - the paper's convergence comparison - or, without
-    # a pair, every trained method)
-    "threshold_psnr": None,
-    # qualitative figure: subject (null: first test subject) and slice (null: the middle one)
-    "qualitative": {"subject": None, "slice": None},
-    # translation of the test sets
-    "batch_size": 8,
-    "device": "auto",
-}
-
-#: evaluation keys that only arrange the tables (which methods, in which order, against whom):
-#: they shape no number of a metrics file, so they stay out of its config hash
-TABLE_ROLE_KEYS = (
-    "table1_methods",
-    "ablation_methods",
-    "method_order",
-    "reference_method",
-    "efficiency_pair",
-)
+from mrbench.config.evaluation import TABLE_ROLE_KEYS, evaluation_settings
 
 #: provenance: the packages whose versions are recorded with every number
 PROVENANCE_PACKAGES = ("numpy", "scikit-image", "scipy", "torch", "nibabel", "torch-fidelity")
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def evaluation_settings(config: dict) -> dict[str, Any]:
-    """The config's ``evaluation`` section over :data:`EVALUATION_DEFAULTS` (nested dicts
-    merged); unknown keys or protocols raise ``ValueError`` naming the key."""
-    out = copy.deepcopy(EVALUATION_DEFAULTS)
-    for key, value in (config.get("evaluation") or {}).items():
-        if key not in EVALUATION_DEFAULTS:
-            raise ValueError(
-                f"config key evaluation.{key}: unknown; known: {', '.join(EVALUATION_DEFAULTS)}"
-            )
-        if isinstance(out[key], dict) and isinstance(value, dict):
-            unknown = sorted(set(value) - set(out[key]))
-            if unknown:
-                raise ValueError(
-                    f"config key evaluation.{key}.{unknown[0]}: unknown; "
-                    f"known: {', '.join(out[key])}"
-                )
-            out[key].update(value)
-        else:
-            out[key] = value
-    from mrbench.evaluation.metrics import PROTOCOLS
-
-    for proto in out["protocols"]:
-        if proto not in PROTOCOLS:
-            raise ValueError(
-                f"config key evaluation.protocols: unknown protocol {proto!r}; "
-                f"known: {', '.join(PROTOCOLS)}"
-            )
-    if out["table_protocol"] not in out["protocols"]:
-        raise ValueError(
-            f"config key evaluation.table_protocol: {out['table_protocol']!r} is not among "
-            "evaluation.protocols"
-        )
-    return out
 
 
 # ------------------------------------------------------------------ provenance
@@ -306,17 +222,6 @@ def evaluate_predictions(
         columns=TIDY_COLUMNS,
     )
     return df
-
-
-def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a CSV atomically (gzip-compressed where the name ends in ``.gz``); ``inf`` is
-    written as ``inf`` and read back as a float by pandas."""
-    from mrbench.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
-    return path
 
 
 def read_tidy(paths: list[str | Path] | str | Path) -> pd.DataFrame:

@@ -35,8 +35,7 @@ import pandas as pd
 
 from mrbench.config.roster import Roster
 from mrbench.evaluation.metrics import PROTOCOLS, higher_is_better
-from mrbench.evaluation.scoring import write_csv
-from mrbench.io import atomic_path
+from mrbench.io import atomic_path, write_csv
 
 DATASET_LABELS = {
     "phantom": "Phantom",

@@ -168,9 +168,3 @@ def acquire_device(
                 "run fewer jobs at once (snakemake --resources gpu=N)"
             )
         time.sleep(min(2.0, max(0.05, deadline - time.monotonic())))
-
-
-def release_all() -> None:
-    """Release every device lock this process holds (normally the process exit does this)."""
-    while _held:
-        locks.release(_held.pop())

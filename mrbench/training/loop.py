@@ -116,154 +116,19 @@ from mrbench.finite import first_non_finite, module_non_finite
 from mrbench.io import InputError, atomic_path
 from mrbench.slices import SliceStore
 from mrbench.training import acceleration, valmetrics
-from mrbench.training.augment import AUGMENTATIONS, Augment, augmenter
+from mrbench.training.augment import Augment, augmenter
 from mrbench.training.distributed import SINGLE, DistContext
-
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "steps": 10000,
-    "epochs": None,
-    "batch_size": 1,
-    "val_every": 1000,
-    "val_every_epochs": None,
-    "checkpoint_every": 1000,
-    "log_every": 10,
-    "val_max_slices": 64,
-    "val_batch_size": 8,
-    "select": "best",
-    "lr_schedule": "constant",
-    "lr_patience": 2,
-    "lr_factor": 0.1,
-    "lr_decay_start": 0.5,
-    "lr_min": 0.0,
-    "ema_decay": None,
-    "amp": False,
-    "optimizer_impl": "fused",
-    "memory_format": "contiguous",
-    "compile": False,
-    "deterministic": True,
-    "num_workers": 0,
-    "pairing": "unpaired",
-    "gpus_per_job": 1,
-    "augment": "none",
-    "augment_resize": 286 / 256,
-}
-LR_SCHEDULES = ("constant", "plateau", "linear", "cosine")
-#: training keys that may change between a run and its resumption
-RESUME_FREE_KEYS = ("num_workers", "log_every", "val_batch_size", "gpus_per_job", "compile")
+from mrbench.training.settings import (
+    RESUME_FREE_KEYS,
+    TRAINING_DEFAULTS,
+    merge_training,
+    resolve_training,
+    steps_for_epochs,
+)
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a loss became NaN); the message names the step and the loss."""
-
-
-# ------------------------------------------------------------------ configuration
-def _check(cond: bool, key: str, value: Any, expected: str) -> None:
-    if not cond:
-        raise InputError(f"training.{key}: {value!r} is invalid; expected {expected}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def merge_training(*layers: dict[str, Any] | None) -> dict[str, Any]:
-    """Overlay training sections, lowest precedence first. A layer that sets ``steps`` without
-    ``epochs`` states the length in steps: it clears an ``epochs`` of a lower layer."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        layer = layer or {}
-        if "steps" in layer and "epochs" not in layer:
-            out["epochs"] = None
-        out.update(layer)
-    return out
-
-
-def steps_for_epochs(epochs: int, train_slices: int, batch_size: int) -> int:
-    """Steps of ``epochs`` passes over ``train_slices`` slices (an incomplete last batch of an
-    epoch is dropped, as :class:`PairSampler` does)."""
-    return int(epochs) * (int(train_slices) // int(batch_size))
-
-
-def resolve_training(
-    method_cls: type, training: dict[str, Any] | None, train_slices: int | None = None
-) -> dict[str, Any]:
-    """Merge defaults, the method's suggestions and ``training``; validate every value. With
-    ``train_slices`` (the training split's size), ``epochs`` becomes ``steps``."""
-    suggested = dict(getattr(method_cls, "training_defaults", {}) or {})
-    for source, section in (("method training_defaults", suggested), ("training", training or {})):
-        unknown = sorted(set(section) - set(TRAINING_DEFAULTS))
-        if unknown:
-            raise InputError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(TRAINING_DEFAULTS))}"
-            )
-    t = merge_training(TRAINING_DEFAULTS, suggested, training)
-    epochs, val_epochs = t["epochs"], t["val_every_epochs"]
-    _check(epochs is None or (_is_int(epochs) and epochs >= 1), "epochs", epochs, "null or >= 1")
-    _check(
-        val_epochs is None or (_is_int(val_epochs) and val_epochs >= 1),
-        "val_every_epochs",
-        val_epochs,
-        "null or >= 1",
-    )
-    _check(t["augment"] in AUGMENTATIONS, "augment", t["augment"], "|".join(AUGMENTATIONS))
-    _check(
-        isinstance(t["augment_resize"], int | float) and t["augment_resize"] >= 1,
-        "augment_resize",
-        t["augment_resize"],
-        "a number >= 1",
-    )
-    for key in ("steps", "num_workers"):
-        _check(_is_int(t[key]) and t[key] >= 0, key, t[key], "an integer >= 0")
-    for key in (
-        "batch_size",
-        "val_every",
-        "checkpoint_every",
-        "log_every",
-        "val_max_slices",
-        "val_batch_size",
-        "lr_patience",
-        "gpus_per_job",
-    ):
-        _check(_is_int(t[key]) and t[key] >= 1, key, t[key], "an integer >= 1")
-    _check(t["lr_schedule"] in LR_SCHEDULES, "lr_schedule", t["lr_schedule"], str(LR_SCHEDULES))
-    _check(t["pairing"] in ("unpaired", "paired"), "pairing", t["pairing"], "unpaired|paired")
-    _check(t["select"] in ("best", "last"), "select", t["select"], "best|last")
-    _check(
-        isinstance(t["lr_factor"], int | float) and 0 < t["lr_factor"] <= 1,
-        "lr_factor",
-        t["lr_factor"],
-        "a number in (0, 1]",
-    )
-    _check(
-        isinstance(t["lr_decay_start"], int | float) and 0 <= t["lr_decay_start"] <= 1,
-        "lr_decay_start",
-        t["lr_decay_start"],
-        "a fraction in [0, 1]",
-    )
-    _check(isinstance(t["lr_min"], int | float) and t["lr_min"] >= 0, "lr_min", t["lr_min"], ">= 0")
-    ema = t["ema_decay"]
-    _check(
-        ema is None or (isinstance(ema, int | float) and 0 < ema < 1),
-        "ema_decay",
-        ema,
-        "null or a number in (0, 1)",
-    )
-    for key in ("amp", "deterministic"):
-        _check(isinstance(t[key], bool), key, t[key], "true or false")
-    impls = acceleration.OPTIMIZER_IMPLS
-    _check(t["optimizer_impl"] in impls, "optimizer_impl", t["optimizer_impl"], "|".join(impls))
-    _check(isinstance(t["compile"], bool | str), "compile", t["compile"], "a bool or a backend")
-    formats = acceleration.MEMORY_FORMATS
-    _check(t["memory_format"] in formats, "memory_format", t["memory_format"], "|".join(formats))
-    if getattr(method_cls, "needs_pairs", False):
-        t["pairing"] = "paired"
-    if train_slices is not None:
-        if epochs is not None:
-            t["steps"] = steps_for_epochs(epochs, train_slices, t["batch_size"])
-        if val_epochs is not None:
-            t["val_every"] = max(1, steps_for_epochs(val_epochs, train_slices, t["batch_size"]))
-    return t
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:

@@ -88,10 +88,7 @@ def method_spec(method):
 
 def gpu_for(method):
     """Training rules ask for a GPU only for trainable methods and where configured."""
-    if not config.get("gpu_resource", True):
-        return 0
-    spec = method_spec_dict(config, method)
-    return int(spec["training"].get("gpus_per_job", 1)) if spec["trainable"] else 0
+    return train_gpus(method_spec_dict(config, method), config)
 
 
 # ---- the results layout: every result path, defined here once (rules and the library get paths)
@@ -201,14 +198,20 @@ def efficiency_runs():
 
 
 # ---- used by evaluate.smk
-from mrbench.evaluation.scoring import config_hash, evaluation_settings
+from mrbench.config.evaluation import evaluation_settings
+from mrbench.evaluation.scoring import config_hash
 
 EVAL = evaluation_settings(config)
 
 
 # ---- used by train.smk
 from mrbench.config.resolve import method_spec_dict
-from mrbench.config.resources import train_launcher, train_mem_mb, train_runtime_minutes
+from mrbench.config.resources import (
+    train_gpus,
+    train_launcher,
+    train_mem_mb,
+    train_runtime_minutes,
+)
 
 
 def _train_spec(method, input=None):
@@ -222,7 +225,7 @@ def _train_spec(method, input=None):
         and spec["training"].get("epochs")
     ):
         from mrbench.slices import SliceStore
-        from mrbench.training.loop import steps_for_epochs
+        from mrbench.training.settings import steps_for_epochs
 
         n = len(SliceStore(store))
         t = spec["training"]
@@ -235,7 +238,7 @@ def _train_store_mb(input):
 
 
 # ---- used by report.smk
-from mrbench.config.recipes import selection_note
+from mrbench.reporting.recipes_table import selection_note
 
 # argument lists: every value is quoted on its own by the rules' `{params.x:q}`
 TABLE_ARGS = [
