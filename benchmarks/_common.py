@@ -80,18 +80,26 @@ def write_table(name: str, rows: Sequence[dict[str, Any]], title: str) -> Path:
     print("  ".join(c.rjust(widths[c]) for c in cols))
     for r in rows:
         print("  ".join(fmt(r.get(c, "")).rjust(widths[c]) for c in cols))
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.csv"
-    m = machine()
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, [*m, *cols])
-        w.writeheader()
-        for r in rows:
-            w.writerow({**m, **{c: fmt(r.get(c, "")) for c in cols}})
-    os.replace(tmp, path)
+    formatted = [{c: fmt(r.get(c, "")) for c in cols} for r in rows]
+    write_csv(path, machine(), formatted, cols)
     print(f"\nwrote {path.relative_to(ROOT)}")
     return path
+
+
+def write_csv(
+    path: Path, machine: dict[str, Any], rows: Sequence[dict[str, Any]], cols: Sequence[str]
+) -> None:
+    """Write ``rows`` (columns ``cols``) to ``path`` as CSV with the ``machine`` columns first in
+    every row; atomically (a temporary file beside it, then renamed), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, [*machine, *cols])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**machine, **r})
+    os.replace(tmp, path)
 
 
 def synthetic_store(folder: Path, n: int, size: int, seed: int = 0) -> Path:

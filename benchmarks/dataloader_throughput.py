@@ -39,15 +39,15 @@ def loader_rate(store_dir: Path, batch: int, workers: int, n_batches: int) -> fl
     from torch.utils.data import DataLoader
 
     from mrbench.slices import SliceStore
-    from mrbench.training.loop import PairSampler, _BatchIndices, _collate, _PairDataset
+    from mrbench.training.sampling import BatchIndices, PairDataset, PairSampler, collate
 
     store = SliceStore(store_dir)
     sampler = PairSampler(len(store), batch, paired=False, seed=0)
     loader = DataLoader(
-        _PairDataset(store),
-        batch_sampler=_BatchIndices(sampler, 0),
+        PairDataset(store),
+        batch_sampler=BatchIndices(sampler, 0),
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         persistent_workers=workers > 0,
     )
     it = iter(loader)

@@ -26,7 +26,6 @@ CPU, and ``snakemake -n`` (plan only) for the workflow. A test runs it.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -202,20 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             rows += concurrent_rows(args.dry, work)
         if "workflow" not in skip:
             rows += workflow_rows(args.dry, work)
-    from benchmarks._common import machine
+    from benchmarks._common import machine, write_csv
 
     m = machine() | {"dry": args.dry, "total_seconds": round(time.time() - t0, 1)}
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
-    with tmp_out.open("w", newline="") as f:
-        w = csv.DictWriter(f, [*m, *cols])
-        w.writeheader()
-        for r in rows:
-            w.writerow(m | r)
-    os.replace(tmp_out, args.out)
+    write_csv(args.out, m, rows, cols)
     failed = [r for r in rows if not r.get("ok")]
     print(f"wrote {args.out}: {len(rows)} rows, {len(failed)} failed, {m['total_seconds']} s")
     return 1 if failed else 0

@@ -29,9 +29,7 @@ another checkout (e.g. an older commit) so that before/after pairs run under one
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import platform
 import resource
 import sys
@@ -47,6 +45,11 @@ if __name__ == "__main__" and "--code-root" in sys.argv:
     sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--code-root") + 1]).resolve()))
 else:
     sys.path.insert(0, str(ROOT))
+
+# _common from this script's folder, also when --code-root puts an older checkout first
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_csv  # noqa: E402
 
 import mrbench  # noqa: E402, F401  (maps mrbench_methods to methods/ in a checkout)
 from mrbench_methods import registry  # noqa: E402
@@ -283,14 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join(f"{c:>12}" for c in cols))
     for r in rows:
         print("  ".join(f"{r[c]!s:>12}" for c in cols))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, [*machine, *cols])
-        w.writeheader()
-        for r in rows:
-            w.writerow({**machine, **r})
-    os.replace(tmp, args.out)
+    write_csv(args.out, machine, rows, cols)
     print(f"wrote {args.out}")
     return 0
 

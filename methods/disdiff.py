@@ -152,6 +152,11 @@ from mrbench_methods.nets.init import init_weights
 from mrbench_methods.nets.losses import R1Penalty, d_loss_fake, d_loss_real, g_loss_nonsaturating
 from mrbench_methods.nets.ncsnpp import NCSNpp
 from mrbench_methods.nets.time_discriminator import TimeDiscriminator
+from mrbench_methods.syndiff import (
+    DIFFUSION_DEFAULTS,
+    LATENT_DEFAULTS,
+    TIME_DISCRIMINATOR_DEFAULTS,
+)
 
 
 def _item(value: torch.Tensor | float) -> float:
@@ -201,20 +206,10 @@ class DisDiff(AttributeMeans, TranslationMethod):
         **NETWORK_DEFAULTS,
         "attr_vae": True,  # attribute encoder outputs mean and log-variance (+ KL term)
         # --- adversarial diffusion module (SynDiff sizes and schedule)
-        "num_steps": 4,
-        "beta_min": 0.1,
-        "beta_max": 20.0,
-        "unet_ch": 64,
-        "unet_mult": [1, 1, 2, 2, 4, 4],
-        "unet_res_blocks": 2,
-        "unet_attn": [16],
-        "nz": 100,
-        "z_emb_dim": 256,
-        "n_mlp": 3,
+        **DIFFUSION_DEFAULTS,
+        **LATENT_DEFAULTS,
         "cond_levels": None,  # U-Net levels that receive the content map (None: all)
-        "tdis_ch": 64,
-        "tdis_t_emb": 256,
-        "tdis_down": 6,
+        **TIME_DISCRIMINATOR_DEFAULTS,
         "r1_gamma": 1.0,  # eta of eq. 5
         "r1_every": 10,  # lazy regularisation interval
         # --- loss weights (DRIT++ for the disentanglement terms)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from mrbench_methods.base import DIRECTIONS, TranslationMethod, register, split_direction
+from mrbench_methods.nets.adain import STYLE_MEAN_DEFAULTS, mean_style_codes
 from mrbench_methods.nets.instaformer import InstaFormerGenerator
 from mrbench_methods.nets.patchgan import PatchDiscriminator
 from mrbench_methods.nets.patchnce import PatchSampleMLP, patch_nce_loss
@@ -91,9 +92,7 @@ class InstaFormer(TranslationMethod):
         "lr": 2e-4,
         "beta1": 0.5,
         "beta2": 0.999,
-        "style_mode": "mean",  # test-time style: "mean" (training-set mean code) or "prior"
-        "style_running_momentum": 0.01,
-        "style_mean_max_slices": 4000,
+        **STYLE_MEAN_DEFAULTS,
     }
     tiny_params: ClassVar[dict[str, Any]] = {
         "ngf": 4,
@@ -257,21 +256,14 @@ class InstaFormer(TranslationMethod):
     @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
         """Mean style code of each direction's target modality over the training slices."""
-        was_training = self.training
-        self.eval()
-        sums = torch.zeros_like(self.style_mean)
-        n = 0
-        for batch in slices:
-            for i, d in enumerate(DIRECTIONS):
+
+        def codes(batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
+            for d in DIRECTIONS:
                 _, dst = split_direction(d)
-                sums[i] += self.generator(d).style(batch[dst].to(self.device)).sum(0)
-            n += batch["t1"].shape[0]
-            if n >= int(self.params["style_mean_max_slices"]):
-                break
-        if n == 0:
-            raise ValueError("method 'instaformer': prepare_inference got no training slices")
-        self.style_mean.copy_(sums / n)
-        self.train(was_training)
+                yield self.generator(d).style(batch[dst].to(self.device))
+
+        max_slices = int(self.params["style_mean_max_slices"])
+        mean_style_codes(self, slices, codes, self.style_mean, max_slices, self.plugin_name)
 
     def target_style(self, direction: str, batch_size: int) -> torch.Tensor:
         """The style code used at test time (never computed from the target image)."""

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.nets.adain import STYLE_MEAN_DEFAULTS, mean_style_codes
 from mrbench_methods.nets.losses import d_loss_fake, d_loss_real, g_loss_nonsaturating, r1_penalty
 from mrbench_methods.nets.stargan import (
     Discriminator,
@@ -100,9 +101,7 @@ class StarGANv2(TranslationMethod):
         "beta2": 0.99,
         "weight_decay": 1e-4,
         "target": "random",  # target domain per source: "random" (official) or "other"
-        "style_mode": "mean",  # test-time style: "mean" (training-set mean code) or "prior"
-        "style_running_momentum": 0.01,
-        "style_mean_max_slices": 4000,
+        **STYLE_MEAN_DEFAULTS,
     }
     tiny_params: ClassVar[dict[str, Any]] = {
         "dim": 8,
@@ -306,22 +305,15 @@ class StarGANv2(TranslationMethod):
     @torch.no_grad()
     def prepare_inference(self, slices: Iterator[dict[str, torch.Tensor]]) -> None:
         """Mean style code ``E(x, y)`` of each modality over the training slices."""
-        was_training = self.training
-        self.eval()
-        sums = torch.zeros_like(self.style_mean)
-        n = 0
-        for batch in slices:
+
+        def codes(batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
             for d, m in enumerate(DOMAINS):
                 x = batch[m].to(self.device)
                 y = torch.full((x.shape[0],), d, dtype=torch.long, device=x.device)
-                sums[d] += self.style_encoder(x, y).sum(0)
-            n += batch["t1"].shape[0]
-            if n >= int(self.params["style_mean_max_slices"]):
-                break
-        if n == 0:
-            raise ValueError("method 'stargan_v2': prepare_inference got no training slices")
-        self.style_mean.copy_(sums / n)
-        self.train(was_training)
+                yield self.style_encoder(x, y)
+
+        max_slices = int(self.params["style_mean_max_slices"])
+        mean_style_codes(self, slices, codes, self.style_mean, max_slices, self.plugin_name)
 
     def target_style(self, modality: str, batch_size: int) -> torch.Tensor:
         """The style code of the target modality used at test time (never from the target)."""

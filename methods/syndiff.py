@@ -52,6 +52,22 @@ from mrbench_methods.nets.patchgan import PatchDiscriminator
 from mrbench_methods.nets.resnet import ResnetGenerator
 from mrbench_methods.nets.time_discriminator import TimeDiscriminator
 
+#: SynDiff's diffusion process (``T = 4`` steps) and the size of its diffusive generators' NCSN++;
+#: DisDiff's adversarial diffusion module takes these from here, as the two constants below
+DIFFUSION_DEFAULTS: dict[str, Any] = {
+    "num_steps": 4,
+    "beta_min": 0.1,
+    "beta_max": 20.0,
+    "unet_ch": 64,
+    "unet_mult": [1, 1, 2, 2, 4, 4],
+    "unet_res_blocks": 2,
+    "unet_attn": [16],
+}
+#: the latent code ``z`` of the diffusive generators
+LATENT_DEFAULTS: dict[str, Any] = {"nz": 100, "z_emb_dim": 256, "n_mlp": 3}
+#: the diffusive (time-conditioned) discriminators
+TIME_DISCRIMINATOR_DEFAULTS: dict[str, Any] = {"tdis_ch": 64, "tdis_t_emb": 256, "tdis_down": 6}
+
 
 def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
     for net in nets:
@@ -65,24 +81,13 @@ class SynDiff(TranslationMethod):
     family = "diffusion"
     seconds_per_image_256 = 0.30
     defaults: ClassVar[dict[str, Any]] = {
-        # diffusion process
-        "num_steps": 4,
-        "beta_min": 0.1,
-        "beta_max": 20.0,
-        # diffusive generators (NCSN++ with adaptive group norm)
-        "unet_ch": 64,
-        "unet_mult": [1, 1, 2, 2, 4, 4],
-        "unet_res_blocks": 2,
-        "unet_attn": [16],
+        # diffusion process and diffusive generators (NCSN++ with adaptive group norm)
+        **DIFFUSION_DEFAULTS,
         "unet_dropout": 0.0,
         "fir_kernel": [1, 3, 3, 1],
-        "nz": 100,
-        "z_emb_dim": 256,
-        "n_mlp": 3,
+        **LATENT_DEFAULTS,
         # diffusive (time-conditioned) discriminators
-        "tdis_ch": 64,
-        "tdis_t_emb": 256,
-        "tdis_down": 6,
+        **TIME_DISCRIMINATOR_DEFAULTS,
         # non-diffusive part: ResNet generators and PatchGAN discriminators
         "ngf_cycle": 64,
         "n_blocks_cycle": 6,

@@ -13,3 +13,7 @@ class InputError(RuntimeError):
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a loss became NaN); the message names the step and the loss."""

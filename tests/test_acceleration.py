@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import seeded, tiny_training
 
-from mrbench.training import acceleration
-from mrbench.training import loop as trainer
+from mrbench.training import acceleration, loop
+from mrbench.training.settings import resolve_training
 from mrbench_methods import registry
 from mrbench_methods.nets import ncsnpp
 
@@ -116,20 +117,9 @@ def test_bf16_autocast_trains_every_method_on_cpu(
     """``amp: true`` trains a tiny model through the trainer on the CPU without NaN (the
     trainer stops on a non-finite loss) and validates to finite scores."""
     cls = registry()[name]
-    spec = {
-        "method": name,
-        "plugin": name,
-        "params": dict(cls.tiny_params),
-        "training": {
-            "steps": 2,
-            "batch_size": 2,
-            "val_every": 2,
-            "checkpoint_every": 2,
-            "val_max_slices": 4,
-            "amp": True,
-        },
-    }
-    trainer.train(spec, phantom_store, tmp_path / name, seed=0, log=lambda m: None)
+    training = tiny_training(2, 2, amp=True)
+    spec = {"method": name, "plugin": name, "params": dict(cls.tiny_params), "training": training}
+    loop.train(spec, phantom_store, tmp_path / name, seed=0, log=lambda m: None)
     with (tmp_path / name / "val_log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert rows and math.isfinite(float(rows[-1]["psnr"]))
@@ -140,16 +130,16 @@ def test_bf16_autocast_trains_every_method_on_cpu(
 
 def test_training_keys_are_validated() -> None:
     cls = registry()["cyclegan"]
-    t = trainer.resolve_training(cls, {"optimizer_impl": "foreach", "compile": "aot_eager"})
+    t = resolve_training(cls, {"optimizer_impl": "foreach", "compile": "aot_eager"})
     assert t["optimizer_impl"] == "foreach" and t["compile"] == "aot_eager"
-    assert trainer.resolve_training(cls, {})["optimizer_impl"] == "fused"
+    assert resolve_training(cls, {})["optimizer_impl"] == "fused"
     with pytest.raises(Exception, match="optimizer_impl"):
-        trainer.resolve_training(cls, {"optimizer_impl": "fast"})
-    assert trainer.resolve_training(cls, {})["memory_format"] == "contiguous"
-    t = trainer.resolve_training(cls, {"memory_format": "channels_last"})
+        resolve_training(cls, {"optimizer_impl": "fast"})
+    assert resolve_training(cls, {})["memory_format"] == "contiguous"
+    t = resolve_training(cls, {"memory_format": "channels_last"})
     assert t["memory_format"] == "channels_last"
     with pytest.raises(Exception, match="memory_format"):
-        trainer.resolve_training(cls, {"memory_format": "nhwc"})
+        resolve_training(cls, {"memory_format": "nhwc"})
 
 
 def test_disdiff_shared_decoder_block_gives_the_plain_decode() -> None:
@@ -224,12 +214,8 @@ def test_channels_last_step_equals_contiguous(name: str) -> None:
     assert acceleration.use_memory_format(fast, "channels_last") > 0
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 1, 16, 16, generator=g) * 2 - 1
-    batch = {
-        "t1": x,
-        "t2": -x.flip(-1),
-        "mask_t1": torch.ones_like(x),
-        "mask_t2": torch.ones_like(x),
-    }
+    batch = {"t1": x, "t2": -x.flip(-1), "mask_t1": torch.ones_like(x)}
+    batch["mask_t2"] = torch.ones_like(x)
     state = torch.get_rng_state()
     losses_ref = ref.train_step(batch, 0)
     torch.set_rng_state(state)
@@ -245,10 +231,7 @@ def test_channels_last_step_equals_contiguous(name: str) -> None:
     with torch.no_grad():
         ref.eval()
         fast.eval()
-        torch.manual_seed(2)
-        out_ref = ref.translate(x, "t1_to_t2")
-        torch.manual_seed(2)
-        out_fast = fast.translate(x, "t1_to_t2")
+        out_ref, out_fast = (seeded(2, m.translate, x, "t1_to_t2") for m in (ref, fast))
     torch.testing.assert_close(out_fast, out_ref, rtol=1e-4, atol=1e-5)
 
 

@@ -7,7 +7,7 @@ shared test data are absent.
 
 from __future__ import annotations
 
-import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import qc_record, write_tar
 
 from mrbench.cli import main
 from mrbench.datasets import interleaved_split
@@ -50,20 +51,8 @@ def test_brats_import_reaches_slice_store(tmp_path: Path) -> None:
     src = _arrange(tmp_path / "src", CASES)
     out = tmp_path / "results" / "data" / "brats2018" / "subjects"
     split_file = tmp_path / "splits" / "brats2018.tsv"
-    rc = main(
-        [
-            "import-brats",
-            "--source",
-            str(src),
-            "--out",
-            str(out),
-            "--splits",
-            str(split_file),
-            "--workdir",
-            str(tmp_path / "work"),
-        ]
-    )
-    assert rc == 0
+    args = ["--source", str(src), "--out", str(out), "--splits", str(split_file)]
+    assert main(["import-brats", *args, "--workdir", str(tmp_path / "work")]) == 0
     df = pd.read_csv(split_file, sep="\t")
     assert sorted(df["subject"]) == sorted(CASES)
     assert set(df["split"]) == {"train", "val", "test"}
@@ -129,18 +118,8 @@ def test_brats_archive_and_missing_files_reported_at_once(tmp_path: Path, capsys
     assert info["n_cases"] == 3
     assert sorted(p.name for p in (tmp_path / "subjects").iterdir() if p.is_dir()) == sorted(CASES)
     # a missing-file archive fails through the CLI with one line
-    rc = main(
-        [
-            "import-brats",
-            "--source",
-            str(src),
-            "--out",
-            str(tmp_path / "o2"),
-            "--splits",
-            str(tmp_path / "c.tsv"),
-        ]
-    )
-    assert rc == 1
+    args = ["--source", str(src), "--out", str(tmp_path / "o2"), "--splits"]
+    assert main(["import-brats", *args, str(tmp_path / "c.tsv")]) == 1
     err_line = capsys.readouterr().err.strip()
     assert err_line.count("\n") == 0 and "lack required files" in err_line
     assert not (tmp_path / "o2").exists() and not (tmp_path / "c.tsv").exists()
@@ -158,13 +137,7 @@ def test_split_rules_are_deterministic_and_balanced() -> None:
 
 
 def _ixi_tar(path: Path, subjects: list[str], mod: str) -> Path:
-    with tarfile.open(path, "w") as tf:
-        for s in subjects:
-            data = b"\x1f\x8b" + s.encode()
-            info = tarfile.TarInfo(f"{s}-{mod}.nii.gz")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return path
+    return write_tar(path, [(f"{s}-{mod}.nii.gz", b"\x1f\x8b" + s.encode()) for s in subjects])
 
 
 def test_ixi_subject_rule(tmp_path: Path, capsys) -> None:
@@ -234,30 +207,11 @@ def test_msd_import(tmp_path: Path) -> None:
 
 
 def test_ixi_qc_table_flags_failed_subjects(tmp_path: Path, capsys) -> None:
-    import json
-
     from mrbench.datasets.ixi import qc_table
 
     def qc(name: str, nmi: tuple, gncc: tuple, vol: float, cover: float) -> Path:
         path = tmp_path / f"{name}.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "subject": name,
-                    "brain_volume_ml": vol,
-                    "mask_volume_ml": vol * cover,
-                    "t2_fov_brain_fraction": cover,
-                    "seconds": 30.0,
-                    "similarity": {
-                        "region": "brain",
-                        "nmi_header": nmi[0],
-                        "nmi_registered": nmi[1],
-                        "gradient_ncc_header": gncc[0],
-                        "gradient_ncc_registered": gncc[1],
-                    },
-                }
-            )
-        )
+        path.write_text(json.dumps(qc_record(name, vol, nmi, gncc, cover)))
         return path
 
     files = [

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_workflow, mrbench_cli, snakemake
 from snakemake.utils import validate
 
 from mrbench.config.resolve import ConfigError, check_config, method_spec_dict
@@ -90,27 +88,14 @@ def test_unknown_training_key_is_named() -> None:
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
     """A copy of the workflow (not of results) to run snakemake in."""
-    for item in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / item)
-        else:
-            shutil.copy(src, tmp_path / item)
-    return tmp_path
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("snakemake")
-    return subprocess.run(
-        [str(exe), "--cores", "1", *args], cwd=workdir, capture_output=True, text=True, timeout=300
-    )
+    return copy_workflow(tmp_path)
 
 
 def test_snakemake_stops_before_any_job_on_unknown_key(workdir: Path) -> None:
     cfg = _load("config/test.yaml")
     cfg["methods"]["identity"]["colour"] = "blue"
     (workdir / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    res = _snakemake(workdir, "-n", "--configfile", "bad.yaml")
+    res = snakemake(workdir, "--cores", "1", "-n", "--configfile", "bad.yaml")
     assert res.returncode != 0
     assert "colour" in res.stdout + res.stderr
     assert not (workdir / "results" / "data").exists()
@@ -125,17 +110,17 @@ def test_missing_or_corrupt_input_volume_names_the_file(tmp_path: Path) -> None:
     subj = tmp_path / "subjects" / "phantom001"
     prepare_subject(tmp_path / "raw", "phantom001", subj)
     (tmp_path / "splits.tsv").write_text("subject\tsplit\nphantom001\ttrain\n")
-    cmd = [sys.executable, "-m", "mrbench.cli", "slices", "--subjects-dir", str(subj.parent)]
+    cmd = ["slices", "--subjects-dir", str(subj.parent)]
     cmd += ["--splits", str(tmp_path / "splits.tsv"), "--out", str(tmp_path / "slices")]
     cmd += ["--split", "train", "--size", "16", "--slices-per-subject", "4"]
 
     (subj / "t2.nii.gz").write_bytes(b"not a nifti")
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = mrbench_cli(*cmd, cwd=Path.cwd())
     assert res.returncode == 1
     assert "phantom001/t2.nii.gz: cannot read NIfTI volume" in res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "slices" / "train").exists()
 
     (subj / "t2.nii.gz").unlink()
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = mrbench_cli(*cmd, cwd=Path.cwd())
     assert res.returncode == 1 and "phantom001/t2.nii.gz: file not found" in res.stderr

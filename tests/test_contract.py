@@ -19,6 +19,7 @@ import math
 
 import pytest
 import torch
+from conftest import brain_batch, seeded
 
 from mrbench_methods import DIRECTIONS, registry
 
@@ -29,18 +30,7 @@ PLUGINS = sorted(registry())
 def _batch(seed: int, b: int = 2, labels: bool = False) -> dict[str, torch.Tensor]:
     """Smooth, brain-like random images in [-1, 1] with a disc mask, T2 a function of T1;
     with ``labels``, tissue classes (0 outside the mask, 1-3 by tissue value)."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(b, 1, 4, 4, generator=g)
-    tissue = torch.nn.functional.interpolate(coarse, size=SIZE, mode="bilinear")
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, SIZE), torch.linspace(-1, 1, SIZE), indexing="ij")
-    mask = ((xx**2 + yy**2) < 0.7).float().expand(b, 1, SIZE, SIZE)
-    t1 = tissue * mask * 2 - 1
-    t2 = (1 - tissue) ** 2 * mask * 2 - 1
-    out = {"t1": t1, "t2": t2, "mask_t1": mask.clone(), "mask_t2": mask.clone()}
-    if labels:
-        lab = (1 + (tissue * 3).clamp(max=2.999).floor()) * mask
-        out["label_t1"], out["label_t2"] = lab.clone(), lab.clone()
-    return out
+    return brain_batch(seed, b, SIZE, labels=labels)
 
 
 def _labels(name: str) -> bool:
@@ -86,8 +76,7 @@ def test_translate_shape_and_range(name: str) -> None:
     model.eval()
     for direction in DIRECTIONS:
         src = batch[direction.split("_to_")[0]]
-        torch.manual_seed(3)
-        out = model.translate(src, direction)
+        out = seeded(3, model.translate, src, direction)
         assert out.shape == src.shape, f"{name} {direction}: shape {tuple(out.shape)}"
         assert out.is_floating_point()
         assert torch.isfinite(out).all(), f"{name} {direction}: non-finite output"
@@ -113,17 +102,11 @@ def test_full_state_round_trip_is_exact(name: str) -> None:
     x = _batch(5, labels=_labels(name))
     for direction in DIRECTIONS:
         src = x[direction.split("_to_")[0]]
-        torch.manual_seed(7)
-        a = model.translate(src, direction)
-        torch.manual_seed(7)
-        b = clone.translate(src, direction)
+        a, b = (seeded(7, m.translate, src, direction) for m in (model, clone))
         assert torch.equal(a, b), f"{name} {direction}: translation differs after load"
     if model.trainable:  # optimiser and extra state: the next step must be the same too
         batch = _batch(6, labels=_labels(name))
-        torch.manual_seed(11)
-        la = _fit_or_step(model, batch, 1)
-        torch.manual_seed(11)
-        lb = _fit_or_step(clone, batch, 1)
+        la, lb = (seeded(11, _fit_or_step, m, batch, 1) for m in (model, clone))
         assert la == lb, f"{name}: next step differs after load ({la} vs {lb})"
 
 
@@ -134,8 +117,7 @@ def test_same_seed_same_losses(name: str) -> None:
         model = _build(name, seed=42)
         losses = [_fit_or_step(model, _batch(8 + s, labels=_labels(name)), s) for s in range(2)]
         model.eval()
-        torch.manual_seed(9)
-        out = model.translate(_batch(10, labels=_labels(name))["t1"], "t1_to_t2")
+        out = seeded(9, model.translate, _batch(10, labels=_labels(name))["t1"], "t1_to_t2")
         runs.append((losses, out))
     assert runs[0][0] == runs[1][0], f"{name}: losses differ between two runs with one seed"
     assert torch.equal(runs[0][1], runs[1][1])

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow
+from conftest import copy_workflow, load_config, mrbench_cli, snakemake
 
 from mrbench.config.resolve import ConfigError, check_config, subjects_of
 from mrbench.config.schema import dataset_default, dataset_settings, section_defaults
@@ -75,7 +75,7 @@ def _write_toy(tmp: Path) -> tuple[Path, Path, Path]:
 
 
 def _toy_config(plugins: Path, source: Path, split: Path) -> dict:
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = load_config()
     cfg["datasets"] = {
         "scans": {
             "kind": "toyscan",
@@ -112,14 +112,14 @@ def test_ixi_without_split_file_waits_for_the_checkpoint(tmp_path: Path) -> None
 
 
 def test_unknown_kind_is_named() -> None:
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = load_config()
     cfg["datasets"]["mine"] = {"kind": "nosuchkind", "image_size": 16}
     with pytest.raises(ConfigError, match=r"datasets\.mine: unknown dataset kind 'nosuchkind'"):
         check_config(cfg)
 
 
 def test_bad_plugin_folder_is_named(tmp_path: Path) -> None:
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = load_config()
     cfg["plugin_paths"] = [str(tmp_path / "missing")]
     with pytest.raises(ConfigError, match=r"plugin_paths: folder .*missing not found"):
         check_config(cfg)
@@ -184,14 +184,9 @@ def test_trainer_and_evaluation_defaults_are_read_from_the_schema(tmp_path: Path
 def test_toy_kind_acquires_a_subject(tmp_path: Path) -> None:
     plugins, source, split = _write_toy(tmp_path)
     out = tmp_path / "out"
-    res = subprocess.run(
-        [sys.executable, "-m", "mrbench.cli", "dataset-subject", "--dataset", "scans"]
-        + ["--settings", json.dumps({"kind": "toyscan", "options": {"source": str(source)}})]
-        + ["--subject", "scanB", "--out", str(out), "--plugin-path", str(plugins)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    settings = json.dumps({"kind": "toyscan", "options": {"source": str(source)}})
+    args = ["--subject", "scanB", "--out", str(out), "--plugin-path", str(plugins)]
+    res = mrbench_cli("dataset-subject", "--dataset", "scans", "--settings", settings, *args)
     assert res.returncode == 0, res.stderr
     # the toy kind writes no labels: its tissue classes are segmented from its T1w
     names = ["label.nii.gz", "mask.nii.gz", "t1.nii.gz", "t2.nii.gz"]
@@ -214,15 +209,8 @@ def test_toy_dataset_runs_the_tiny_workflow(tmp_path: Path) -> None:
     copy_workflow(work)
     cfg = _toy_config(plugins, source, split)
     (work / "config" / "toy.yaml").write_text(yaml.safe_dump(cfg))
-    exe = Path(sys.executable).with_name("snakemake")
-    res = subprocess.run(
-        [str(exe), "--cores", "2", "--configfile", "config/toy.yaml"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        umask=0o022,
-    )
+    args = ("--cores", "2", "--configfile", "config/toy.yaml")
+    res = snakemake(work, *args, timeout=1500, umask=0o022)
     assert res.returncode == 0, res.stderr[-4000:]
     subjects = work / "results" / "data" / "scans" / "subjects"
     assert sorted(p.name for p in subjects.iterdir()) == sorted(SUBJECTS)

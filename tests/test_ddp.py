@@ -9,60 +9,17 @@ are about 1e-6; gradients of the two halves are summed in another order than one
 from __future__ import annotations
 
 import csv
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, cyclegan_spec, mrbench_cli, run_module, tiny_training, train_cli_args
 
 from mrbench.checkpoint import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 6
-SPEC = {
-    "method": "cyclegan_ddp",
-    "plugin": "cyclegan",
-    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 0},
-    "training": {
-        "steps": STEPS,
-        "batch_size": 4,
-        "log_every": 1,
-        "val_every": STEPS,
-        "checkpoint_every": STEPS,
-        "val_max_slices": 4,
-        "deterministic": True,
-        "lr_schedule": "constant",
-    },
-}
+TRAINING = {"batch_size": 4, "log_every": 1, "deterministic": True, "lr_schedule": "constant"}
+SPEC = cyclegan_spec("cyclegan_ddp", tiny_training(STEPS, STEPS, **TRAINING), pool_size=0)
 NOT_LOSSES = {"step", "lr", "sec_per_step", "peak_mem_mb"}
-
-
-def _train_args(data: Path, out: Path) -> list[str]:
-    return [
-        "train",
-        "--spec",
-        json.dumps(SPEC),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--seed",
-        "5",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-progress",
-    ]
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    return env
 
 
 def _losses(run: Path) -> list[dict[str, float]]:
@@ -78,31 +35,11 @@ def test_two_gloo_processes_give_the_one_process_loss_curve(
     phantom_store: Path, tmp_path: Path
 ) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
-    single = subprocess.run(
-        [sys.executable, "-m", "mrbench.cli", *_train_args(phantom_store, one)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    args_one, args = (train_cli_args(phantom_store, d, SPEC, "--seed", "5") for d in (one, two))
+    single = mrbench_cli(*args_one, env=cli_env(), timeout=120)
     assert single.returncode == 0, single.stderr[-3000:]
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nnodes=1",
-        "--nproc-per-node=2",
-        "-m",
-        "mrbench.cli",
-    ]
-    ddp = subprocess.run(
-        [*torchrun, *_train_args(phantom_store, two)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    torchrun = ["--standalone", "--nnodes=1", "--nproc-per-node=2", "-m", "mrbench.cli"]
+    ddp = run_module("torch.distributed.run", *torchrun, *args, env=cli_env(), timeout=180)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     ref, got = _losses(one), _losses(two)

@@ -3,21 +3,20 @@
 The generic contract test builds each registered plugin once with its ``tiny_params``; the
 variants of DisDiff are parameters, so each is checked here explicitly: it builds, trains a step
 with the losses of its modules only, translates both ways deterministically under a seed and
-survives a ``weights_only`` state round trip. Then: the inference attribute code, a short
-training run through the shared trainer that must beat the identity floor, the content
-discriminator's effect on the content maps, paper-size parameter counts and the Fig. 3 figure.
+survives a ``weights_only`` state round trip. Then: the inference attribute code, the content
+discriminator's effect on the content maps and paper-size parameter counts (the short training run
+and the Fig. 3 figure of its model: tests/test_method_runs.py).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import brain_batch, seeded
 
 from mrbench_methods import get_plugin
 from mrbench_methods.nets.drit import ContentDiscriminator, Disentangler
@@ -47,17 +46,9 @@ def build(variant: str, seed: int = 0, size: int = SIZE, **extra):
     return cls({**cls.tiny_params, **VARIANTS[variant], **extra}, image_size=size)
 
 
-def brain_batch(seed: int, b: int = 4, size: int = SIZE) -> dict[str, torch.Tensor]:
-    """Paired brain-like slices: a smooth tissue map, T1 bright where T2 is dark, a disc mask."""
-    g = torch.Generator().manual_seed(seed)
-    tissue = torch.nn.functional.interpolate(
-        torch.rand(b, 1, 5, 5, generator=g), size=size, mode="bilinear"
-    )
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    mask = ((xx**2 + yy**2) < 0.7).float().expand(b, 1, size, size)
-    t1 = tissue * mask * 2 - 1
-    t2 = (1 - tissue) ** 2 * mask * 2 - 1
-    return {"t1": t1, "t2": t2, "mask_t1": mask.clone(), "mask_t2": mask.clone()}
+def _brains(seed: int, b: int = 4) -> dict[str, torch.Tensor]:
+    """Paired brain-like slices (:func:`conftest.brain_batch`, from 5 x 5 px of noise)."""
+    return brain_batch(seed, b, SIZE, coarse=5)
 
 
 # ------------------------------------------------------------------------ variants
@@ -78,7 +69,7 @@ def test_variant_builds_trains_and_translates(variant: str) -> None:
         for group in opt.param_groups:
             assert group["lr"] == 1e-4 and group["betas"] == (0.5, 0.9)
 
-    batch = brain_batch(1)
+    batch = _brains(1)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.train()
     losses = model.train_step(batch, 0)  # step 0 carries the R1 penalty
@@ -100,10 +91,7 @@ def test_variant_builds_trains_and_translates(variant: str) -> None:
     model.eval()
     outputs = {}
     for direction, src in (("t1_to_t2", "t1"), ("t2_to_t1", "t2")):
-        torch.manual_seed(5)
-        out = model.translate(batch[src], direction)
-        torch.manual_seed(5)
-        again = model.translate(batch[src], direction)
+        out, again = (seeded(5, model.translate, batch[src], direction) for _ in range(2))
         assert out.shape == batch[src].shape
         assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1
         assert torch.equal(out, again), f"{variant} {direction}: not deterministic under a seed"
@@ -117,14 +105,13 @@ def test_variant_builds_trains_and_translates(variant: str) -> None:
     fresh.load_full_state(torch.load(buf, weights_only=True))
     fresh.eval()
     for direction, src in (("t1_to_t2", "t1"), ("t2_to_t1", "t2")):
-        torch.manual_seed(5)
-        assert torch.equal(fresh.translate(batch[src], direction), outputs[direction])
+        assert torch.equal(seeded(5, fresh.translate, batch[src], direction), outputs[direction])
 
 
 def test_variant_translation_paths_use_their_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     """dis_only decodes G^j(z_c, z_a) without sampling; diffusion variants call their sampler
     4 times (T = 4) with the content map and attribute code (or the source image)."""
-    x = brain_batch(2)["t1"]
+    x = _brains(2)["t1"]
     dis_only = build("disdiff_dis_only").eval()
     zc = dis_only.disentangler.content(x, "t1", noise=False)
     za = dis_only.attr_mean_t2[None].expand(x.shape[0], -1)
@@ -184,7 +171,7 @@ def test_bad_parameters_are_rejected() -> None:
 # ----------------------------------------------------------------- attribute codes
 def test_inference_attribute_is_the_training_mean_and_lives_in_the_state() -> None:
     model = build("disdiff_dis_only")
-    batches = [brain_batch(s, b=3) for s in (10, 11)]
+    batches = [_brains(s, b=3) for s in (10, 11)]
     model.train()
     model.train_step(batches[0], 0)
     running = model.attr_mean_t2.clone()
@@ -200,77 +187,8 @@ def test_inference_attribute_is_the_training_mean_and_lives_in_the_state() -> No
     x = batches[0]["t1"]
     assert torch.equal(model.translate(x, "t1_to_t2"), model.translate(x, "t1_to_t2"))
     model.params["attribute_mode"] = "prior"
-    torch.manual_seed(0)
-    a = model.translate(x, "t1_to_t2")
-    torch.manual_seed(1)
-    b = model.translate(x, "t1_to_t2")
+    a, b = (seeded(s, model.translate, x, "t1_to_t2") for s in (0, 1))
     assert not torch.equal(a, b)
-
-
-# ------------------------------------------------------------------ short training
-def _train(store_dir: Path, out: Path, variant: str, params: dict, steps: int) -> dict:
-    from mrbench.training.loop import train
-
-    cls = disdiff_cls()
-    spec = {
-        "method": variant,
-        "plugin": "disdiff",
-        "params": {**cls.tiny_params, **VARIANTS[variant], **params},
-        "training": {
-            "steps": steps,
-            "batch_size": 4,
-            "val_every": steps,
-            "checkpoint_every": steps,
-            "log_every": steps,
-            "ema_decay": None,
-            "lr_schedule": "constant",
-            "select": "last",
-        },
-    }
-    train(spec, store_dir, out, seed=0, progress=False, log=lambda m: None)
-    with open(out / "val_log.csv") as fh:
-        return list(csv.DictReader(fh))[-1]
-
-
-def test_short_training_beats_identity(phantom_store: Path, tmp_path: Path) -> None:
-    """40 steps of the full model through the shared trainer (16 px phantom slices)."""
-    from mrbench.slices import SliceStore
-    from mrbench.training.loop import validate, validation_rows
-
-    store = SliceStore(phantom_store / "val")
-    rows = validation_rows(store, 64)
-    cpu = torch.device("cpu")
-    identity = validate(get_plugin("identity")({}, store.size), store, rows, 8, cpu)
-    untrained = validate(build("disdiff", size=store.size), store, rows, 8, cpu)
-    val = _train(phantom_store, tmp_path / "run", "disdiff", {"lr": 1e-3}, 40)
-    psnr = float(val["psnr"])
-    msg = (
-        f"val PSNR: disdiff {psnr:.2f}, identity {identity['psnr']:.2f}, "
-        f"untrained {untrained['psnr']:.2f}"
-    )
-    print(msg)
-    assert psnr > identity["psnr"] + 1.0, msg
-    assert psnr > untrained["psnr"] + 0.5, msg
-    model_file = tmp_path / "run" / "model.pt"
-    assert model_file.exists()
-    _check_content_maps_figure(model_file, phantom_store / "test", tmp_path)
-
-
-def _check_content_maps_figure(model_file: Path, store_dir: Path, tmp_path: Path) -> None:
-    """Fig. 3 from a trained model, through the function and the command line."""
-    from mrbench.cli import main
-    from mrbench.evaluation.content_maps import plot_content_maps
-
-    out = tmp_path / "fig3.png"
-    stats = plot_content_maps(model_file, store_dir, out)
-    assert out.stat().st_size > 1000 and math.isfinite(stats["pearson_r"])
-    out_cli = tmp_path / "fig3_cli.png"
-    rc = main(["content-maps", "--model", str(model_file), "--store", str(store_dir),
-               "--out", str(out_cli), "--channels", "2"])  # fmt: skip
-    assert rc == 0 and out_cli.exists()
-    rc = main(["content-maps", "--model", str(model_file), "--store", str(store_dir),
-               "--out", str(out_cli), "--subject", "nobody"])  # fmt: skip
-    assert rc == 1
 
 
 # ------------------------------------------------------- content discriminator

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LocalServer, write_tar
 
 from mrbench.datasets.archive import list_members, safe_extract
 from mrbench.datasets.download import download, md5sum
@@ -21,15 +20,10 @@ from mrbench.io import InputError
 def _make_tar(path: Path, n_bytes: int = 300_000) -> Path:
     rng = np.random.default_rng(0)
     payload = rng.integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
-    with tarfile.open(path, "w") as tf:
-        for name, data in [("data/a.bin", payload), ("data/sub/b.txt", b"hello\n")]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return path
+    return write_tar(path, [("data/a.bin", payload), ("data/sub/b.txt", b"hello\n")])
 
 
-class _Server:
+class _Server(LocalServer):
     """Serves one file; ``drop_first`` cuts the first full response halfway."""
 
     def __init__(self, payload: bytes, drop_first: bool = False) -> None:
@@ -39,9 +33,6 @@ class _Server:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 outer.requests.append(rng)
@@ -63,21 +54,7 @@ class _Server:
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/archive.tar"
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, "archive.tar")
 
 
 @pytest.fixture
@@ -176,16 +153,6 @@ def test_unreachable_server_fails_after_bounded_retries(tmp_path: Path) -> None:
     assert not (tmp_path / "f").exists()
 
 
-def _tar_with(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
-    path = tmp_path / "evil.tar"
-    with tarfile.open(path, "w") as tf:
-        ok = tarfile.TarInfo("good.txt")
-        ok.size = 2
-        tf.addfile(ok, io.BytesIO(b"ok"))
-        tf.addfile(member, io.BytesIO(data) if data else None)
-    return path
-
-
 @pytest.mark.parametrize(
     ("name", "kind", "message"),
     [
@@ -200,13 +167,12 @@ def _tar_with(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Pat
 def test_unsafe_tar_members_are_refused(tmp_path: Path, name: str, kind: bytes, message) -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
-    data = b""
+    data = None
     if kind == tarfile.REGTYPE:
         data = b"pwned"
-        info.size = len(data)
     else:
         info.linkname = "/etc/passwd"
-    path = _tar_with(tmp_path, info, data)
+    path = write_tar(tmp_path / "evil.tar", [("good.txt", b"ok"), (info, data)])
     dest = tmp_path / "out"
     with pytest.raises(InputError, match=message) as err:
         safe_extract(path, dest)
@@ -255,12 +221,10 @@ def test_tar_member_modes_are_not_taken_from_the_archive(tmp_path: Path) -> None
 
     archive = tmp_path / "modes.tar"
     payload = b"volume bytes" * 100
-    with tarfile.open(archive, "w") as tf:
-        info = tarfile.TarInfo("case1/t1.nii.gz")
-        info.size = len(payload)
-        info.mode = 0o4777
-        info.uid, info.uname = 0, "root"
-        tf.addfile(info, io.BytesIO(payload))
+    info = tarfile.TarInfo("case1/t1.nii.gz")
+    info.mode = 0o4777
+    info.uid, info.uname = 0, "root"
+    write_tar(archive, [(info, payload)])
     old = os.umask(0o022)
     try:
         (out,) = safe_extract(archive, tmp_path / "out")

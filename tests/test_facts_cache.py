@@ -5,23 +5,16 @@ configs still refused, warnings kept, and a dry run that imports no torch once w
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import copy_workflow
+from conftest import copy_workflow, load_config, snakemake
 
 from mrbench.config import facts_cache
 from mrbench.config.resolve import ConfigError, check_config, method_spec_dict
 from mrbench.config.roster import roster_of
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _config() -> dict:
-    return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
 
 
 @pytest.fixture
@@ -32,7 +25,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_cached_answers_equal_computed_ones(cache: Path) -> None:
-    config = _config()
+    config = load_config()
     computed = {m: method_spec_dict(config, m) for m in config["methods"]}
     roster = roster_of(config).to_dict()
     path = facts_cache.enable(cache, config)
@@ -48,7 +41,7 @@ def test_cached_answers_equal_computed_ones(cache: Path) -> None:
 
 
 def test_bad_config_is_refused_with_a_warm_cache(cache: Path) -> None:
-    config = _config()
+    config = load_config()
     facts_cache.enable(cache, config)
     check_config(config)
     config["methods"]["cyclegan"]["params"] = {"n_blokcs": 3}
@@ -62,7 +55,7 @@ def test_a_changed_plugin_file_gives_a_new_cache(cache: Path, tmp_path: Path) ->
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "helper.py").write_text("X = 1\n")
-    config = {**_config(), "plugin_paths": [str(folder)]}
+    config = {**load_config(), "plugin_paths": [str(folder)]}
     first = facts_cache.enable(cache, config)
     assert facts_cache.enable(cache, config) == first
     (folder / "helper.py").write_text("X = 2\n")
@@ -79,8 +72,8 @@ def test_renamed_parameters_warn_on_every_run(cache: Path) -> None:
 
 def test_off_switch(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(facts_cache.ENV, "0")
-    assert facts_cache.enable(cache, _config()) is None
-    method_spec_dict(_config(), "identity")
+    assert facts_cache.enable(cache, load_config()) is None
+    method_spec_dict(load_config(), "identity")
     assert not cache.exists()
 
 
@@ -90,17 +83,10 @@ def test_warm_dry_run_imports_no_torch(tmp_path: Path) -> None:
     copy_workflow(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONPROFILEIMPORTTIME": "1"}
     env.pop(facts_cache.ENV, None)
-    exe = Path(sys.executable).with_name("snakemake")
     logs = []
     for _ in range(2):
-        res = subprocess.run(
-            [str(exe), "-n", "--cores", "1", "--configfile", "config/test.yaml"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        args = ("-n", "--cores", "1", "--configfile", "config/test.yaml")
+        res = snakemake(tmp_path, *args, env=env, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         logs.append(res.stderr)
 

@@ -11,49 +11,32 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import copy_workflow, release_gpu_locks
+from conftest import (
+    LocalServer,
+    cli_env,
+    copy_workflow,
+    cyclegan_spec,
+    load_config,
+    poison_train_step,
+    qc_record,
+    release_gpu_locks,
+    snakemake,
+    tiny_training,
+    train_cli_args,
+    train_command,
+    write_tar,
+)
 
 from mrbench.io import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_CYCLEGAN = {
-    "method": "cyclegan_tiny",
-    "plugin": "cyclegan",
-    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 3},
-    "training": {
-        "steps": 2,
-        "batch_size": 2,
-        "val_every": 1,
-        "checkpoint_every": 1,
-        "log_every": 1,
-        "val_max_slices": 4,
-    },
-}
-
-
-def _train_args(data: Path, out: Path, spec: dict, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--spec",
-        json.dumps(spec),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-progress",
-        *extra,
-    ]
+TINY_CYCLEGAN = cyclegan_spec("cyclegan_tiny", tiny_training(2, 1, log_every=1))
 
 
 def _finite_state(path: Path) -> bool:
@@ -87,10 +70,9 @@ def test_diverged_training_fails_and_exports_nothing(
 ) -> None:
     from mrbench.cli import main
 
-    spec = json.loads(json.dumps(TINY_CYCLEGAN))
-    spec["params"]["lr"] = 1e10
+    spec = cyclegan_spec("cyclegan_tiny", tiny_training(2, 1, log_every=1), lr=1e10)
     out = tmp_path / "run"
-    rc = main(_train_args(phantom_store, out, spec))
+    rc = main(train_cli_args(phantom_store, out, spec))
     err = capsys.readouterr().err
     assert rc != 0, err
     line = [x for x in err.splitlines() if "error" in x][-1]
@@ -107,25 +89,12 @@ def test_nan_stop_names_logged_step_and_keeps_last_finite_checkpoint(
 ) -> None:
     from mrbench.checkpoint import load_checkpoint
     from mrbench.cli import main
-    from mrbench_methods import get_plugin
 
-    cls = get_plugin("cyclegan")
-    original = cls.train_step
-
-    def poisoned(self, batch, step):
-        losses = original(self, batch, step)
-        if step == 2:  # the third step, logged as step 3
-            with torch.no_grad():
-                for p in self.parameters():
-                    p.fill_(math.nan)
-            losses["cycle_t1"] = math.nan
-        return losses
-
-    monkeypatch.setattr(cls, "train_step", poisoned)
-    spec = json.loads(json.dumps(TINY_CYCLEGAN))
-    spec["training"] |= {"steps": 6, "checkpoint_every": 2, "val_every": 2}
+    # the third step, logged as step 3
+    poison_train_step(monkeypatch, 2, loss="cycle_t1", weights=math.nan)
+    spec = {**TINY_CYCLEGAN, "training": tiny_training(6, 2, log_every=1)}
     out = tmp_path / "run"
-    rc = main(_train_args(phantom_store, out, spec))
+    rc = main(train_cli_args(phantom_store, out, spec))
     err = capsys.readouterr().err
     assert rc == 1
     line = [x for x in err.splitlines() if "error" in x][-1]
@@ -142,23 +111,12 @@ def test_checkpoint_never_holds_non_finite_weights(
 ) -> None:
     """Weights turn NaN while the losses stay finite: the next checkpoint refuses to save them."""
     from mrbench.cli import main
-    from mrbench_methods import get_plugin
 
-    cls = get_plugin("cyclegan")
-    original = cls.train_step
-
-    def poisoned(self, batch, step):
-        losses = original(self, batch, step)
-        if step == 1:  # the second step; its checkpoint (step 2) would hold inf weights
-            with torch.no_grad():
-                next(iter(self.parameters())).fill_(math.inf)
-        return losses
-
-    monkeypatch.setattr(cls, "train_step", poisoned)
-    spec = json.loads(json.dumps(TINY_CYCLEGAN))
-    spec["training"] |= {"steps": 4, "checkpoint_every": 1, "val_every": 4}
+    # the second step; its checkpoint (step 2) would hold inf weights
+    poison_train_step(monkeypatch, 1, weights=math.inf, first_tensor_only=True)
+    spec = {**TINY_CYCLEGAN, "training": tiny_training(4, 1, log_every=1, val_every=4)}
     out = tmp_path / "run"
-    rc = main(_train_args(phantom_store, out, spec))
+    rc = main(train_cli_args(phantom_store, out, spec))
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "step 2" in err, err
@@ -371,12 +329,11 @@ def test_every_value_reaching_a_shell_is_quoted() -> None:
 
 @pytest.mark.parametrize("name", ["x;touch /tmp/INJECTED;", "a b", "$(id)", "../up", "-flag"])
 def test_method_names_are_restricted(name: str) -> None:
-    import yaml
     from snakemake.utils import validate
 
     from mrbench.config.resolve import ConfigError, check_config
 
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = load_config()
     cfg["methods"] = {name: {"plugin": "identity"}}
     with pytest.raises(ConfigError, match=r"methods.*letters, digits"):
         check_config(cfg)
@@ -387,27 +344,19 @@ def test_method_names_are_restricted(name: str) -> None:
 def test_config_paths_reach_the_shell_as_one_argument(tmp_path: Path) -> None:
     """A dry run prints every command: a split file named with shell syntax stays one argument."""
     import shlex
-    import subprocess
 
     import yaml
 
     copy_workflow(tmp_path)
-    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg = load_config()
     evil = "config/splits/p;touch INJECTED;$(touch INJECTED2).tsv"
     cfg["datasets"]["phantom"]["split_file"] = evil
     cfg["methods"] = {"identity": {"plugin": "identity"}}
     for role in ("table1_methods", "ablation_methods", "reference_method", "efficiency_pair"):
         cfg["evaluation"].pop(role, None)  # roles name methods no longer configured
     (tmp_path / "evil.yaml").write_text(yaml.safe_dump(cfg))
-    exe = Path(sys.executable).with_name("snakemake")
-    res = subprocess.run(
-        [str(exe), "--cores", "1", "-n", "-p", "--configfile", "evil.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = snakemake(tmp_path, "--cores", "1", "-n", "-p", "--configfile", "evil.yaml", env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     commands = [ln for ln in res.stdout.splitlines() if "mrbench.cli" in ln and "INJECTED" in ln]
     assert commands, res.stdout[-2000:]
@@ -492,11 +441,10 @@ def test_second_trainer_on_one_run_folder_fails_naming_the_holder(
     from mrbench.cli import main
 
     out = tmp_path / "run"
-    spec = json.loads(json.dumps(TINY_CYCLEGAN))
-    spec["training"] |= {"steps": 100000, "val_every": 100000, "checkpoint_every": 100000}
+    spec = {**TINY_CYCLEGAN, "training": tiny_training(100000, 100000, log_every=1)}
     first = subprocess.Popen(
-        [sys.executable, "-m", "mrbench.cli", *_train_args(phantom_store, out, spec)],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        train_command(phantom_store, out, spec),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -506,7 +454,7 @@ def test_second_trainer_on_one_run_folder_fails_naming_the_holder(
             time.sleep(0.2)
         assert first.poll() is None, "the first trainer ended early"
         t0 = time.monotonic()
-        rc = main(_train_args(phantom_store, out, spec))
+        rc = main(train_cli_args(phantom_store, out, spec))
         err = capsys.readouterr().err
         assert rc == 1
         assert time.monotonic() - t0 < 20
@@ -516,25 +464,21 @@ def test_second_trainer_on_one_run_folder_fails_naming_the_holder(
         first.wait()
     # the holder is gone (killed): the lock went with it and a new trainer may take the folder
     spec["training"] |= {"steps": 1}
-    assert main(_train_args(phantom_store, tmp_path / "run2", spec)) == 0
+    assert main(train_cli_args(phantom_store, tmp_path / "run2", spec)) == 0
 
 
 # ------------------------------------------------------------------ 6. downloads
-class _CutServer:
+class _CutServer(LocalServer):
     """Serves half of ``payload`` without Content-Length, then closes the connection."""
 
     def __init__(self, payload: bytes, length: bool = False, cut: bool = True) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         outer = self
         self.requests = 0
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args) -> None:
-                pass
 
             def do_GET(self) -> None:
                 outer.requests += 1
@@ -546,21 +490,7 @@ class _CutServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/data.tar"
-
-    def __enter__(self) -> _CutServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, "data.tar")
 
 
 def test_download_without_size_or_md5_is_not_accepted(tmp_path: Path) -> None:
@@ -623,22 +553,6 @@ def test_bad_device_is_one_line(tmp_path: Path, capsys, device: str) -> None:
     assert device in err and "Traceback" not in err
 
 
-def _tar(path: Path, members: list[tuple[str, bytes | None]]) -> Path:
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tf.addfile(info)
-            else:
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-    return path
-
-
 @pytest.mark.parametrize(
     "members",
     [
@@ -649,7 +563,7 @@ def _tar(path: Path, members: list[tuple[str, bytes | None]]) -> Path:
 def test_tar_with_file_and_folder_of_one_name(tmp_path: Path, members) -> None:
     from mrbench.datasets.archive import safe_extract
 
-    archive = _tar(tmp_path / "x.tar", members)
+    archive = write_tar(tmp_path / "x.tar", members)
     with pytest.raises(InputError, match=r"x\.tar.*'data/a'.*file and a folder"):
         safe_extract(archive, tmp_path / "out")
     assert not any((tmp_path / "out").rglob("*.txt"))
@@ -711,12 +625,6 @@ def test_checkpoint_error_names_global_without_unsafe_advice(tmp_path: Path) -> 
 
 
 # ------------------------------------------------------------------ 5. config errors before any job
-def _test_config() -> dict:
-    import yaml
-
-    return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-
-
 @pytest.mark.parametrize(
     ("method", "key", "value", "pattern"),
     [
@@ -729,7 +637,7 @@ def _test_config() -> dict:
 def test_method_params_checked_when_config_is_read(method, key, value, pattern) -> None:
     from mrbench.config.resolve import ConfigError, check_config
 
-    cfg = _test_config()
+    cfg = load_config()
     cfg["methods"][method]["params"][key] = value
     with pytest.raises(ConfigError, match=pattern):
         check_config(cfg)
@@ -738,7 +646,7 @@ def test_method_params_checked_when_config_is_read(method, key, value, pattern) 
 def test_size_constraint_checked_for_the_configured_image_size() -> None:
     from mrbench.config.resolve import ConfigError, check_config
 
-    cfg = _test_config()
+    cfg = load_config()
     cfg["methods"] = {"cyclegan": cfg["methods"]["cyclegan"]}
     cfg["datasets"]["phantom"]["image_size"] = 18  # CycleGAN downsamples twice: needs 4 | size
     with pytest.raises(ConfigError, match=r"methods\.cyclegan.*image_size.*18.*phantom"):
@@ -753,13 +661,13 @@ def test_training_keys_checked_in_schema_and_config(key: str, value) -> None:
 
     from mrbench.config.resolve import ConfigError, check_config
 
-    cfg = _test_config()
+    cfg = load_config()
     cfg["training"][key] = value
     with pytest.raises(ConfigError, match=rf"training\.{key}"):
         check_config(cfg)
     with pytest.raises(Exception, match=str(value)):  # noqa: PT011 - the schema's error
         validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    cfg = _test_config()
+    cfg = load_config()
     cfg["methods"]["cyclegan"]["training"] = {key: value}
     with pytest.raises(ConfigError, match=rf"methods\.cyclegan\.training\.{key}"):
         check_config(cfg)
@@ -782,25 +690,12 @@ def test_new_plugins_get_parameter_checks_for_free() -> None:
 
 # ------------------------------------------------------------------ 9. skull-strip QC flags
 def _qc(volume: float, nmi: tuple[float, float], ncc: tuple[float, float]) -> dict:
-    return {
-        "subject": "s1",
-        "brain_volume_ml": volume,
-        "mask_volume_ml": volume,
-        "t2_fov_brain_fraction": 1.0,
-        "seconds": 30.0,
-        "similarity": {
-            "region": "brain",
-            "nmi_header": nmi[0],
-            "nmi_registered": nmi[1],
-            "gradient_ncc_header": ncc[0],
-            "gradient_ncc_registered": ncc[1],
-        },
-    }
+    return qc_record("s1", volume, nmi, ncc, cover=1.0)
 
 
 def test_qc_flags_implausible_volume_and_idle_registration(tmp_path: Path, capsys) -> None:
     from mrbench.datasets.ixi import qc_table
-    from mrbench.preprocessing.pipeline import BRAIN_VOLUME_ML, qc_flags
+    from mrbench.preprocessing.qc import BRAIN_VOLUME_ML, qc_flags
 
     assert BRAIN_VOLUME_ML == (900.0, 2000.0)
     assert qc_flags(_qc(1400, (1.10, 1.25), (0.20, 0.45))) == []
@@ -836,7 +731,7 @@ def _thick_axial(path: Path, inplane: float = 0.9, thickness: float = 5.5):
     import nibabel as nib
     from scipy import ndimage
 
-    from mrbench.preprocessing.pipeline import canonical, to_ants
+    from mrbench.preprocessing.ants_io import canonical, to_ants
 
     data, aff = canonical(nib.load(str(path)))
     fine = ants.resample_image(
@@ -850,7 +745,7 @@ def _thick_axial(path: Path, inplane: float = 0.9, thickness: float = 5.5):
 def _on_grid(mask: np.ndarray, affine: np.ndarray, target) -> np.ndarray:
     import ants
 
-    from mrbench.preprocessing.pipeline import to_ants
+    from mrbench.preprocessing.ants_io import to_ants
 
     img = to_ants(mask.astype(np.float32), affine)
     return ants.resample_image_to_target(img, target, interp_type="linear").numpy() > 0.5
@@ -859,7 +754,10 @@ def _on_grid(mask: np.ndarray, affine: np.ndarray, target) -> np.ndarray:
 def _strip_and_score(
     name: str, thick, ref: np.ndarray, tmp_path: Path
 ) -> tuple[float, float, np.ndarray]:
-    from mrbench.preprocessing.pipeline import PreprocessParams, from_ants, qc_figure, skull_strip
+    from mrbench.preprocessing.ants_io import from_ants
+    from mrbench.preprocessing.params import PreprocessParams
+    from mrbench.preprocessing.qc import qc_figure
+    from mrbench.preprocessing.skullstrip import skull_strip
 
     arr, aff = from_ants(thick)
     work = tmp_path / f"work_{name}"
@@ -891,7 +789,7 @@ def test_thick_slice_ixi_skull_strip(tmp_path: Path) -> None:
     """IXI T1 at 5.5 mm axial slices against its shipped brain mask."""
     import nibabel as nib
 
-    from mrbench.preprocessing.pipeline import canonical
+    from mrbench.preprocessing.ants_io import canonical
 
     thick = _thick_axial(IXI_T1)
     m, maff = canonical(nib.load(str(IXI_MASK)))
@@ -909,7 +807,9 @@ def test_thick_slice_skull_on_skull_strip(tmp_path: Path) -> None:
     in tests/test_preprocess.py), brought to the thick grid."""
     import nibabel as nib
 
-    from mrbench.preprocessing.pipeline import PreprocessParams, canonical, skull_strip
+    from mrbench.preprocessing.ants_io import canonical
+    from mrbench.preprocessing.params import PreprocessParams
+    from mrbench.preprocessing.skullstrip import skull_strip
 
     data, aff = canonical(nib.load(str(SKULL_T1)))
     work = tmp_path / "iso"

@@ -1,22 +1,15 @@
 """InstaFormer: official sizes without the box branches, its blocks (blur pooling, token AdaIN,
-PatchNCE), the update order, the test-time style, and a short run that learns the phantom's
-contrast without reading targets."""
+PatchNCE), the update order and the test-time style (the short run, which learns the phantom's
+contrast without reading targets: tests/test_method_runs.py)."""
 
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 import torch
+from conftest import check_test_time_style, record_steps, unpaired_batch
 
-from mrbench.checkpoint import load_model
-from mrbench.inference.translate import translate_store
-from mrbench.slices import SliceStore
-from mrbench.training import loop as trainer
 from mrbench_methods import get_plugin
 from mrbench_methods.nets.adain import token_adain
 from mrbench_methods.nets.antialias import BlurDownsample, BlurUpsample, binomial_kernel
@@ -24,20 +17,9 @@ from mrbench_methods.nets.instaformer import InstaFormerGenerator, sinusoidal_po
 from mrbench_methods.nets.patchgan import PatchDiscriminator
 from mrbench_methods.nets.patchnce import PatchSampleMLP, patch_nce_loss
 
-#: 16 px phantom run: content 4x4, 2x2 tokens; small widths, official losses
-RUN_PARAMS = {"ngf": 8, "mlp_hidden": 32, "embed_dim": 64, "embed_down": 1, "depth": 2,
-              "heads": 2, "dim_head": 32, "mlp_dim": 128, "ndf": 8, "n_layers_d": 2,
-              "num_patches": 64, "nce_nc": 32, "lr": 1e-3}  # fmt: skip
-
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def _batch(b: int = 2, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    t1 = torch.rand(b, 1, size, size, generator=g) * 2 - 1
-    return {"t1": t1, "t2": -t1.flip(0)}
 
 
 def test_paper_size_parameter_counts_match_the_official_model() -> None:
@@ -142,17 +124,9 @@ def test_published_recipe_and_update_order() -> None:
     opts = model.optimizers()
     assert opts["G"].param_groups[0]["lr"] == opts["D"].param_groups[0]["lr"] == 2e-4
     assert opts["G"].param_groups[0]["betas"] == (0.5, 0.999)
-    calls: list[str] = []
-    for name, opt in opts.items():
-        step = opt.step
-
-        def recorder(*a, _name=name, _step=step, **k):
-            calls.append(_name)
-            return _step(*a, **k)
-
-        opt.step = recorder
+    calls = record_steps(opts)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    losses = model.train_step(_batch(), 0)
+    losses = model.train_step(unpaired_batch(2), 0)
     assert calls == ["D", "G", "F"]  # discriminator first, then generator and heads
     for d in ("t1_to_t2", "t2_to_t1"):
         assert losses[f"nce_{d}"] > 0 and losses[f"recon_{d}"] > 0
@@ -162,71 +136,10 @@ def test_published_recipe_and_update_order() -> None:
 
 
 def test_mean_style_comes_from_training_slices_and_prior_is_an_option() -> None:
-    cls = get_plugin("instaformer")
-    torch.manual_seed(0)
-    model = cls(cls.tiny_params, image_size=32)
-    model.train_step(_batch(), 0)
-    slices = [_batch(seed=s) for s in range(3)]
-    model.prepare_inference(iter(slices))
-    model.eval()
-    with torch.no_grad():
-        codes = model.G_t1_to_t2.style(torch.cat([b["t2"] for b in slices]))
-        torch.testing.assert_close(model.style_mean[0], codes.mean(0))
-        codes = model.G_t2_to_t1.style(torch.cat([b["t1"] for b in slices]))
-        torch.testing.assert_close(model.style_mean[1], codes.mean(0))
-    x = _batch(seed=9)["t1"]
-    torch.testing.assert_close(model.translate(x, "t1_to_t2"), model.translate(x, "t1_to_t2"))
-    prior = cls({**cls.tiny_params, "style_mode": "prior"}, image_size=32)
-    prior.load_state_dict(model.state_dict())
-    prior.eval()
-    assert not torch.equal(prior.translate(x, "t1_to_t2"), prior.translate(x, "t1_to_t2"))
+    def codes(model, slices):  # the style encoder of each direction on its target's slices
+        yield model.G_t1_to_t2.style(torch.cat([b["t2"] for b in slices]))
+        yield model.G_t2_to_t1.style(torch.cat([b["t1"] for b in slices]))
+
+    cls = check_test_time_style("instaformer", 2, codes)
     with pytest.raises(ValueError, match="nce_layers"):
         cls({**cls.tiny_params, "nce_layers": [0, 40]}, image_size=32)
-
-
-@pytest.fixture(scope="module")
-def trained(phantom_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = {
-        "method": "instaformer",
-        "plugin": "instaformer",
-        "params": RUN_PARAMS,
-        "training": {"steps": 120, "batch_size": 4, "val_every": 40, "checkpoint_every": 120},
-    }
-    out = tmp_path_factory.mktemp("instaformer") / "run"
-    return trainer.train(spec, phantom_store, out, seed=0, log=lambda m: None)
-
-
-def test_short_run_beats_identity(phantom_store: Path, trained: Path) -> None:
-    """Beats the identity floor by 2 dB, and learns structure, not a flat grey image: an
-    untrained model can score near identity's PSNR or above it with a grey output, but with almost
-    no SSIM, so the trained one must also gain clearly in SSIM over its untrained start."""
-    val = SliceStore(phantom_store / "val")
-    rows = trainer.validation_rows(val, 64)
-    cpu = torch.device("cpu")
-    floor = trainer.validate(get_plugin("identity")({}, image_size=val.size), val, rows, 8, cpu)
-    torch.manual_seed(0)
-    start_model = get_plugin("instaformer")(RUN_PARAMS, image_size=val.size)
-    start = trainer.validate(start_model, val, rows, 8, cpu)
-    scores = trainer.validate(load_model(trained), val, rows, 8, cpu)
-    assert scores["psnr"] > floor["psnr"] + 2.0, (scores, floor)
-    assert scores["ssim"] > start["ssim"] + 0.05, (scores, start)
-
-
-def test_translation_never_reads_the_target(phantom_store: Path, trained: Path, tmp_path) -> None:
-    """Translating a split gives the same volumes when its target images are garbage."""
-    rng = np.random.default_rng(0)
-    for direction in ("t1_to_t2", "t2_to_t1"):
-        dst = direction.split("_to_")[1]
-        spoiled = tmp_path / f"spoiled_{direction}"
-        shutil.copytree(phantom_store / "test", spoiled)
-        arr = np.load(spoiled / f"{dst}.npy")
-        np.save(spoiled / f"{dst}.npy", rng.random(arr.shape).astype(arr.dtype))
-        a = translate_store(trained, phantom_store / "test", direction, tmp_path / "a" / direction,
-                            device="cpu")  # fmt: skip
-        b = translate_store(trained, spoiled, direction, tmp_path / "b" / direction, device="cpu")
-        assert a["n_slices"] == b["n_slices"] > 0
-        for f in sorted((tmp_path / "a" / direction).glob("*.nii.gz")):
-            va = np.asarray(nib.load(f).dataobj)
-            vb = np.asarray(nib.load(tmp_path / "b" / direction / f.name).dataobj)
-            assert va.any()
-            np.testing.assert_array_equal(va, vb)

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tidy_row
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mrbench.cli import main
@@ -39,26 +40,12 @@ def test_identical_images_ssim_100_psnr_inf():
 
 
 def test_inf_psnr_does_not_crash_aggregation():
-    rows = []
-    for subj, vals in {
-        "a": [math.inf, 30.0, 32.0],
-        "b": [math.inf, math.inf],
-        "c": [20.0, 22.0],
-    }.items():
-        for z, v in enumerate(vals):
-            rows.append(
-                {
-                    "dataset": "d",
-                    "method": "m",
-                    "seed": 0,
-                    "direction": "t1_to_t2",
-                    "subject": subj,
-                    "slice": z,
-                    "protocol": "max01",
-                    "metric": "psnr",
-                    "value": v,
-                }
-            )
+    values = {"a": [math.inf, 30.0, 32.0], "b": [math.inf, math.inf], "c": [20.0, 22.0]}
+    rows = [
+        tidy_row(subject=subj, slice=z, value=v)
+        for subj, vals in values.items()
+        for z, v in enumerate(vals)
+    ]
     tidy = pd.DataFrame(rows)
     per_subject = stats.subject_means(tidy)
     a = per_subject.set_index("subject").loc["a"]
@@ -72,17 +59,23 @@ def test_inf_psnr_does_not_crash_aggregation():
     assert summary["mean_slices"] == pytest.approx((30 + 32 + 20 + 22) / 4)
 
 
+def assert_matches_skimage(res: dict, tn, pn, data_range: float, gauss: bool = True) -> None:
+    """PSNR, SSIM (in %) and, with ``gauss``, the Gaussian-window SSIM of ``res`` are skimage's
+    on the normalised target ``tn`` and prediction ``pn``."""
+    psnr = peak_signal_noise_ratio(tn, pn, data_range=data_range)
+    assert res["psnr"] == pytest.approx(psnr, abs=1e-6)
+    ssim = structural_similarity(tn, pn, data_range=data_range)
+    assert res["ssim"] == pytest.approx(100 * ssim, abs=1e-6)
+    if gauss:
+        ssim_gauss = structural_similarity(tn, pn, data_range=data_range, **GAUSS)
+        assert res["ssim_gauss"] == pytest.approx(100 * ssim_gauss, abs=1e-6)
+
+
 def test_max01_matches_skimage():
     t, p, mask = _pair()
     res = metrics.compute("max01", p, t, mask)
     tn, pn = t / t.max(), p / t.max()
-    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6)
-    assert res["ssim"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
-    )
-    assert res["ssim_gauss"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=1.0, **GAUSS), abs=1e-6
-    )
+    assert_matches_skimage(res, tn, pn, 1.0)
     assert res["mae"] == pytest.approx(np.abs(tn - pn).mean(), abs=1e-9)
     _, smap = structural_similarity(tn, pn, data_range=1.0, full=True)
     assert res["ssim_brain"] == pytest.approx(100 * smap[mask].mean(), abs=1e-6)
@@ -95,24 +88,14 @@ def test_icon_mean_matches_skimage():
     t, p, mask = _pair()
     res = metrics.compute("icon_mean", p, t, mask)
     tn, pn = t / t.mean() * mask, p / p.mean() * mask
-    dr = tn.max()
-    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=dr), abs=1e-6)
-    assert res["ssim"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=dr), abs=1e-6
-    )
-    assert res["ssim_gauss"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=dr, **GAUSS), abs=1e-6
-    )
+    assert_matches_skimage(res, tn, pn, tn.max())
 
 
 def test_syndiff_matches_skimage():
     t, p, mask = _pair()
     res = metrics.compute("syndiff", p, t, mask)
     tn, pn = t / t.max(), p / p.max()
-    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6)
-    assert res["ssim"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
-    )
+    assert_matches_skimage(res, tn, pn, 1.0, gauss=False)
     assert "psnr_brain" not in res  # the SynDiff protocol is unmasked
 
 
@@ -120,13 +103,7 @@ def test_volume3d_matches_skimage():
     t, p, mask = _pair((16, 16, 12))
     res = metrics.compute("volume3d", p, t, mask)
     tn, pn = t / t.max(), p / t.max()
-    assert res["psnr"] == pytest.approx(peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6)
-    assert res["ssim"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
-    )
-    assert res["ssim_gauss"] == pytest.approx(
-        100 * structural_similarity(tn, pn, data_range=1.0, **GAUSS), abs=1e-6
-    )
+    assert_matches_skimage(res, tn, pn, 1.0)
     rows = metrics.compute_volume("volume3d", p, t, mask)
     assert {r[0] for r in rows} == {-1}
 
@@ -160,29 +137,16 @@ def test_metrics_cli_prints_json(tmp_path, capsys):
     aff = np.diag([1.0, 1.0, 2.0, 1.0])
     for name, arr in {"t": t, "p": p, "m": mask.astype(np.uint8)}.items():
         nib.save(nib.Nifti1Image(arr.astype(np.float32), aff), tmp_path / f"{name}.nii.gz")
-    rc = main(
-        [
-            "metrics",
-            "--pred",
-            str(tmp_path / "p.nii.gz"),
-            "--target",
-            str(tmp_path / "t.nii.gz"),
-            "--mask",
-            str(tmp_path / "m.nii.gz"),
-            "--protocol",
-            "max01",
-        ]
-    )
-    assert rc == 0
+    pred, target, mask_path = (str(tmp_path / f"{name}.nii.gz") for name in "ptm")
+    args = ["--target", target, "--mask", mask_path, "--protocol", "max01"]
+    assert main(["metrics", "--pred", pred, *args]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["protocol"] == "max01" and out["metrics"]["psnr"]["n"] == 4
     p32, t32 = p.astype(np.float32), t.astype(np.float32)
     expect = np.mean([metrics.compute("max01", p32[..., z], t32[..., z])["psnr"] for z in range(4)])
     assert out["metrics"]["psnr"]["mean"] == pytest.approx(expect)
     # identical volumes: infinite PSNR is spelled out, not a crash
-    rc = main(
-        ["metrics", "--pred", str(tmp_path / "t.nii.gz"), "--target", str(tmp_path / "t.nii.gz")]
-    )
+    main(["metrics", "--pred", target, "--target", target])
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"]["psnr"]["mean"] == "inf" and out["metrics"]["psnr"]["n_infinite"] == 4
     assert out["metrics"]["ssim"]["mean"] == pytest.approx(100.0)
@@ -191,8 +155,6 @@ def test_metrics_cli_prints_json(tmp_path, capsys):
 def test_batched_metrics_equal_skimage_per_item_on_random_inputs():
     """The vectorised batch path gives scikit-image's per-slice values to 1e-6 for every
     protocol and metric, masks included (an empty mask gives NaN as before)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     from mrbench.training import valmetrics
 
     rng = np.random.default_rng(7)
@@ -203,17 +165,8 @@ def test_batched_metrics_equal_skimage_per_item_on_random_inputs():
     res = metrics.compute_batch("max01", p, t, m)
     for i in range(5):
         tn, pn = t[i] / t[i].max(), p[i] / t[i].max()
-        assert res["psnr"][i] == pytest.approx(
-            peak_signal_noise_ratio(tn, pn, data_range=1.0), abs=1e-6
-        )
-        assert res["ssim"][i] == pytest.approx(
-            100 * structural_similarity(tn, pn, data_range=1.0), abs=1e-6
-        )
-        gauss = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
-        _, smap = structural_similarity(tn, pn, data_range=1.0, full=True, **gauss)
-        assert res["ssim_gauss"][i] == pytest.approx(
-            100 * structural_similarity(tn, pn, data_range=1.0, **gauss), abs=1e-6
-        )
+        assert_matches_skimage({k: v[i] for k, v in res.items()}, tn, pn, 1.0)
+        _, smap = structural_similarity(tn, pn, data_range=1.0, full=True, **GAUSS)
         if m[i].any():
             assert res["ssim_gauss_brain"][i] == pytest.approx(100 * smap[m[i]].mean(), abs=1e-6)
             assert res["mae_brain"][i] == pytest.approx(np.abs(tn - pn)[m[i]].mean(), abs=1e-9)

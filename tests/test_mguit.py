@@ -1,22 +1,17 @@
 """MGUIT: official sizes, the memory's read and update rules, the memory as saved state (through
-a checkpoint and a SIGKILL-resumed run, bitwise), and a demo-size run that beats identity."""
+a checkpoint and a SIGKILL-resumed run, bitwise); its demo-size run: tests/test_method_runs.py."""
 
 from __future__ import annotations
 
 import io
-import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from memory_runs import ROOT, run_demo
+from conftest import RESUME_TRAINING, kill_and_resume
 
-from mrbench.checkpoint import load_checkpoint, read_model
+from mrbench.checkpoint import load_checkpoint
 from mrbench_methods.mguit import MGUIT
 from mrbench_methods.nets.memory import ClassMemory, class_masks
 
@@ -26,15 +21,7 @@ TINY_SPEC = {
     "method": "mguit_tiny",
     "plugin": "mguit",
     "params": {**MGUIT.tiny_params, "dis_scales": 1, "d_iter": 2},
-    "training": {
-        "steps": 24,
-        "batch_size": 2,
-        "val_every": 8,
-        "checkpoint_every": 3,
-        "log_every": 5,
-        "val_max_slices": 4,
-        "deterministic": True,
-    },
+    "training": RESUME_TRAINING,
 }
 
 
@@ -134,66 +121,10 @@ def test_training_without_labels_is_a_clear_error() -> None:
         model.train_step({"t1": x, "t2": x}, 0)
 
 
-def _cmd(data: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mrbench.cli",
-        "train",
-        "--spec",
-        json.dumps(TINY_SPEC),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-progress",
-    ]
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
 def test_resume_after_sigkill_is_bitwise_identical(phantom_store: Path, tmp_path: Path) -> None:
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    done = subprocess.run(_cmd(phantom_store, full), env=_env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    proc = subprocess.Popen(
-        _cmd(phantom_store, resumed),
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    last = resumed / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (resumed / "model.pt").exists(), "the run finished before it could be killed"
-    killed_at = load_checkpoint(last)["step"]
-    assert 0 < killed_at < 24
-    assert "memory.keys" in load_checkpoint(last)["method"]["model"]
-    again = subprocess.run(_cmd(phantom_store, resumed), env=_env(), capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    assert "resuming from" in again.stderr
-    a, b = read_model(full / "model.pt"), read_model(resumed / "model.pt")
-    assert a["state"].keys() == b["state"].keys()
-    for key in a["state"]:
-        assert torch.equal(a["state"][key], b["state"][key]), f"{key} differs after resume"
-    ca, cb = load_checkpoint(full / "checkpoints/last.pt"), load_checkpoint(last)
+    full, resumed, killed = kill_and_resume(phantom_store, tmp_path, TINY_SPEC, "--seed", "3")
+    assert "memory.keys" in killed["method"]["model"]
+    ca = load_checkpoint(full / "checkpoints/last.pt")
+    cb = load_checkpoint(resumed / "checkpoints/last.pt")
     for key in ("memory.keys", "memory.values"):
         assert torch.equal(ca["method"]["model"][key], cb["method"]["model"][key]), key
-
-
-def test_demo_size_run_beats_identity(demo_phantom_store: Path, tmp_path: Path) -> None:
-    psnr, identity = run_demo("mguit", demo_phantom_store, tmp_path)
-    assert psnr > identity + 1.0, f"MGUIT {psnr:.2f} dB vs identity {identity:.2f} dB"

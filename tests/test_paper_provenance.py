@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mrbench.reporting import tables
+from mrbench.reporting.paper import paper_comparison, paper_results
 
 
 def test_table2_rows_copied_from_table1_are_noted() -> None:
-    paper = tables.paper_results()
+    paper = paper_results()
     t1 = paper[paper["table"] == 1].set_index(["method", "dataset", "direction", "metric"])
     copied = {"Disentangled only": "DRIT++", "Diffusion only": "UNIT-DDPM"}
     rows = paper[(paper["table"] == 2) & paper["method"].isin(list(copied))]
@@ -44,7 +44,7 @@ def test_paper_comparison_footnotes_the_copied_rows() -> None:
             },
         }
     )
-    doc, df = tables.paper_comparison(empty, ablations)
+    doc, df = paper_comparison(empty, ablations)
     notes = " ".join(doc.notes)
     assert "Table 2 Disentangled only: equals the paper's Table 1 DRIT++ row" in notes
     assert "Table 2 Diffusion only: equals the paper's Table 1 UNIT-DDPM row" in notes
@@ -52,7 +52,7 @@ def test_paper_comparison_footnotes_the_copied_rows() -> None:
         "equals the paper's Table 1 DRIT++ row",
         "equals the paper's Table 1 UNIT-DDPM row",
     }
-    doc, _ = tables.paper_comparison(
+    doc, _ = paper_comparison(
         empty, _roster({"cyclegan": {"plugin": "cyclegan", "paper_row": "CycleGAN"}})
     )
     assert "equals the paper" not in " ".join(doc.notes)

@@ -7,14 +7,13 @@ library never names it. Variants keep their ablation row and checkmarks whatever
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_module, tidy_row
 from toy_plugins import write_folder_plugin, write_installed_dist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,16 +58,14 @@ def test_plugin_folders_fail_clearly(tmp_path, fresh_registry) -> None:
 
     with pytest.raises(ConfigError, match="plugin_paths: folder .*nowhere not found"):
         check_config({"plugin_paths": [str(tmp_path / "nowhere")], "methods": {}})
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "broken.py").write_text("import no_such_module_anywhere\n")
-    with pytest.raises(ImportError, match="broken.py: method plugin failed to import"):
-        fresh_registry.load_plugin_paths([bad])
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "old_name.py").write_text("from methods.base import TranslationMethod\n")
-    with pytest.raises(ImportError, match="old_name.py: .*from mrbench_methods.base"):
-        fresh_registry.load_plugin_paths([old])
+    for module, text, match in [
+        ("broken", "import no_such_module_anywhere", "method plugin failed to import"),
+        ("old_name", "from methods.base import TranslationMethod", ".*from mrbench_methods.base"),
+    ]:
+        (tmp_path / module).mkdir()
+        (tmp_path / module / f"{module}.py").write_text(f"{text}\n")
+        with pytest.raises(ImportError, match=f"{module}.py: {match}"):
+            fresh_registry.load_plugin_paths([tmp_path / module])
     clash = tmp_path / "clash"
     write_folder_plugin(clash, "cyclegan")
     with pytest.raises(ImportError, match="registered twice"):
@@ -91,15 +88,8 @@ def test_contract_tests_pick_up_out_of_tree_plugins(tmp_path: Path) -> None:
     write_folder_plugin(folder)
     site = write_installed_dist(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_contract.py", "--plugin-path", str(folder)]
-        + ["-q", "-p", "no:cacheprovider", "-k", "toy_folder or toy_ep"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = ["tests/test_contract.py", "--plugin-path", str(folder), "-q", "-p", "no:cacheprovider"]
+    res = run_module("pytest", *args, "-k", "toy_folder or toy_ep", cwd=ROOT, env=env, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert "8 passed" in res.stdout, res.stdout[-2000:]  # 4 contract tests x 2 toys
 
@@ -110,17 +100,8 @@ def _summary(methods: dict[str, float]):
 
     rng = np.random.default_rng(0)
     rows = [
-        {
-            "dataset": "ixi",
-            "method": m,
-            "seed": 0,
-            "direction": r,
-            "subject": f"s{s}",
-            "slice": 0,
-            "protocol": "max01",
-            "metric": metric,
-            "value": base + s + rng.normal(0, 0.1) + (50 if metric == "ssim" else 0),
-        }
+        tidy_row(dataset="ixi", method=m, direction=r, subject=f"s{s}", metric=metric)
+        | {"value": base + s + rng.normal(0, 0.1) + (50 if metric == "ssim" else 0)}
         for m, base in methods.items()
         for r in ("t1_to_t2", "t2_to_t1")
         for s in range(3)
@@ -132,7 +113,8 @@ def _summary(methods: dict[str, float]):
 def test_renamed_variant_keeps_its_ablation_row_and_checkmarks() -> None:
     """No name is special: a variant called anything gets Table 2's row from its parameters."""
     from mrbench.config.roster import roster_of
-    from mrbench.reporting import tables
+    from mrbench.reporting.benchmark_tables import table1, table2
+    from mrbench.reporting.paper import paper_comparison
 
     config = {
         "methods": {
@@ -157,7 +139,7 @@ def test_renamed_variant_keeps_its_ablation_row_and_checkmarks() -> None:
     summary = _summary(
         {"cyclegan": 20, "full_model": 26, "without_content_critic": 24, "plain_diffusion": 22}
     )
-    doc, df = tables.table2(summary, roster=roster)
+    doc, df = table2(summary, roster=roster)
     assert [t for t, _ in doc.header[0][1:4]] == ["Disentangled", "Diffusion", "D_c"]
     marks = {m: [c.text for c in row[1:4]] for m, row in zip(df["method"], doc.rows, strict=True)}
     assert marks["without_content_critic"] == ["✓", "✓", "×"]
@@ -165,10 +147,10 @@ def test_renamed_variant_keeps_its_ablation_row_and_checkmarks() -> None:
     assert marks["plain_diffusion"] == ["×", "✓", "×"]
     row = df[df["method"] == "without_content_critic"].iloc[0]
     assert row["Disentangled"] and row["Diffusion"] and not row["D_c"]
-    doc1, df1 = tables.table1(summary, roster=roster)
+    doc1, df1 = table1(summary, roster=roster)
     assert list(dict.fromkeys(df1["method"])) == ["cyclegan", "full_model"]
     assert [r[0].text for r in doc1.rows] == ["CycleGAN", "DisDiff"]
-    _, cmp = tables.paper_comparison(summary, roster)
+    _, cmp = paper_comparison(summary, roster)
     assert set(cmp["method"]) == {"full_model", "without_content_critic"}
     ablation_reported = cmp[(cmp["table"] == 2) & (cmp["method"] == "without_content_critic")]
     assert sorted(ablation_reported["reported_mean"]) == sorted([23.52, 79.22, 24.31, 81.12])

@@ -65,27 +65,24 @@ def _load(folder: Path, name: str) -> nib.Nifti1Image:
     return nib.load(str(folder / f"{name}.nii.gz"))
 
 
+def _preprocessed(folder: Path, t1: Path, t2: Path) -> tuple[Path, float, float]:
+    """The pair ``t1``, ``t2`` preprocessed into ``folder``: (folder, wall and CPU seconds)."""
+    if not t1.exists():
+        pytest.skip(f"{t1} not found")
+    # the real skull-strip (template registration), not --skull-stripped, so the mask is tested
+    rc, wall, cpu = _run(["preprocess", "--t1", str(t1), "--t2", str(t2), "--out", str(folder)])
+    assert rc == 0
+    return folder, wall, cpu
+
+
 @pytest.fixture(scope="module")
 def ixi_out(tmp_path_factory) -> tuple[Path, float, float]:
-    if not IXI_T1.exists():
-        pytest.skip(f"{IXI_T1} not found")
-    out = tmp_path_factory.mktemp("ixi") / "IXI002"
-    # the real skull-strip (template registration), not --skull-stripped, so the mask is tested
-    rc, wall, cpu = _run(
-        ["preprocess", "--t1", str(IXI_T1), "--t2", str(IXI_T2), "--out", str(out)]
-    )
-    assert rc == 0
-    return out, wall, cpu
+    return _preprocessed(tmp_path_factory.mktemp("ixi") / "IXI002", IXI_T1, IXI_T2)
 
 
 @pytest.fixture(scope="module")
 def skull_out(tmp_path_factory) -> tuple[Path, float, float]:
-    if not SK_T1.exists():
-        pytest.skip(f"{SK_T1} not found")
-    out = tmp_path_factory.mktemp("skull") / "subj01"
-    rc, wall, cpu = _run(["preprocess", "--t1", str(SK_T1), "--t2", str(SK_T2), "--out", str(out)])
-    assert rc == 0
-    return out, wall, cpu
+    return _preprocessed(tmp_path_factory.mktemp("skull") / "subj01", SK_T1, SK_T2)
 
 
 @needs_data
@@ -155,13 +152,9 @@ def _shell(mask: np.ndarray, r: int) -> np.ndarray:
 @pytest.mark.slow
 def test_thick_slice_scan(tmp_path: Path, skull_out) -> None:
     """A 5 mm axial clinical-like T1 (resampled from the skull-on scan) gets a sane mask."""
-    from mrbench.preprocessing.pipeline import (
-        PreprocessParams,
-        canonical,
-        from_ants,
-        skull_strip,
-        to_ants,
-    )
+    from mrbench.preprocessing.ants_io import canonical, from_ants, to_ants
+    from mrbench.preprocessing.params import PreprocessParams
+    from mrbench.preprocessing.skullstrip import skull_strip
 
     ants = pytest.importorskip("ants")
     data, aff = canonical(nib.load(str(SK_T1)))
@@ -193,23 +186,9 @@ def test_thick_slice_scan(tmp_path: Path, skull_out) -> None:
 @needs_data
 def test_skull_stripped_flag_and_target_spacing(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    rc, wall, cpu = _run(
-        [
-            "preprocess",
-            "--t1",
-            str(IXI_T1),
-            "--t2",
-            str(IXI_T2),
-            "--out",
-            str(out),
-            "--skull-stripped",
-            "--target-spacing",
-            "3",
-            "--registration",
-            "affine",
-            "--n4",
-        ]
-    )
+    args = ["--out", str(out), "--skull-stripped", "--target-spacing", "3"]
+    args += ["--registration", "affine", "--n4"]
+    rc, wall, cpu = _run(["preprocess", "--t1", str(IXI_T1), "--t2", str(IXI_T2), *args])
     assert rc == 0
     img = _load(out, "t1")
     np.testing.assert_allclose(img.header.get_zooms(), (3.0, 3.0, 3.0), atol=1e-4)

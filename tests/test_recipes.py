@@ -16,8 +16,10 @@ import yaml
 from mrbench.config import recipes
 from mrbench.config.resolve import ConfigError, method_spec_dict
 from mrbench.reporting import recipes_table
-from mrbench.training import loop as trainer
+from mrbench.training import loop
 from mrbench.training.augment import Augment, augmenter
+from mrbench.training.sampling import PairDataset
+from mrbench.training.settings import resolve_training
 from mrbench_methods import get_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,7 @@ def _config(name: str) -> dict:
 
 def _resolve(config: dict, method: str, n: int = IXI_TRAIN_SLICES) -> dict:
     cls = get_plugin(config["methods"][method]["plugin"])
-    return trainer.resolve_training(cls, recipes.method_training(cls, config, method), n)
+    return resolve_training(cls, recipes.method_training(cls, config, method), n)
 
 
 def test_paper_config_resolves_the_published_recipes_on_ixi() -> None:
@@ -90,7 +92,7 @@ def test_demo_deep_methods_train_on_the_same_number_of_images() -> None:
     for method, entry in config["methods"].items():
         spec = method_spec_dict(config, method)
         if spec["trainable"]:
-            t = trainer.resolve_training(get_plugin(entry["plugin"]), spec["training"], 10_000)
+            t = resolve_training(get_plugin(entry["plugin"]), spec["training"], 10_000)
             seen[method] = t["steps"] * t["batch_size"]
     assert len(seen) >= 7 and len(set(seen.values())) == 1, seen
 
@@ -127,11 +129,11 @@ def test_loader_applies_augmentation_only_where_the_recipe_asks(phantom_store: P
     config = _config("config.yaml")
     syn = _resolve(config, "syndiff", len(store))
     assert augmenter(syn, 0) is None
-    plain = trainer._PairDataset(store, augmenter(syn, 0))[(1, 2, 7)]
+    plain = PairDataset(store, augmenter(syn, 0))[(1, 2, 7)]
     for k, v in store.pair(1, 2).items():
         assert torch.equal(plain[k], v)
     cyc = _resolve(config, "cyclegan", len(store))
-    ds = trainer._PairDataset(store, augmenter(cyc, 0))
+    ds = PairDataset(store, augmenter(cyc, 0))
     items = [ds[(1, 2, k)] for k in range(6)]
     assert any(not torch.equal(it["t1"], store.pair(1, 2)["t1"]) for it in items)
     aug, raw = augmenter(cyc, 0), store.pair(1, 2)
@@ -153,7 +155,7 @@ def test_recipe_table_rows_agree_with_spec_json(phantom_store: Path, tmp_path: P
     for method in ("cyclegan", "intensity_map"):
         spec = method_spec_dict(config, method)
         spec["training"].update(epochs=1, batch_size=2) if spec["trainable"] else None
-        trainer.train(spec, phantom_store, tmp_path / method, seed=0, log=lambda m: None)
+        loop.train(spec, phantom_store, tmp_path / method, seed=0, log=lambda m: None)
         specs.append(tmp_path / method / "spec.json")
     doc, df = recipes_table.recipe_table(specs)
     md = doc.markdown()
@@ -189,7 +191,7 @@ def test_every_plugin_recipe_resolves() -> None:
     for name, cls in registry().items():
         assert set(cls.recipes) <= set(recipes.RECIPES), name
         for recipe in recipes.RECIPES:
-            t = trainer.resolve_training(cls, recipes.recipe_training(cls, recipe), 1000)
+            t = resolve_training(cls, recipes.recipe_training(cls, recipe), 1000)
             assert t["steps"] >= 1, (name, recipe)
             if recipe == "equal_budget" and cls.trainable:
                 assert t["batch_size"] * t["steps"] == 100 * (1000 // 4) * 4, name

@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_module
 
 from mrbench.config import resources
 from mrbench.config.resolve import method_spec_dict
@@ -54,16 +54,9 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     config.setdefault("training", {})["gpus_per_job"] = GPUS
     (work / "config" / "ddp.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm"]
-        + ["--configfile", "config/ddp.yaml", "--dry-run", "--forceall", "--printshellcmds"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    args = ["--profile", "profiles/slurm", "--configfile", "config/ddp.yaml", "--dry-run"]
+    args += ["--forceall", "--printshellcmds"]
+    proc = run_module("snakemake", *args, cwd=work, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr, config
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import tempfile
@@ -11,11 +12,15 @@ import latex_compile as latex
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tidy_row
 
 from mrbench.cli import main
 from mrbench.evaluation import stats
-from mrbench.reporting import tables
-from mrbench.reporting.tables import Cell, TableDoc, latex_escape
+from mrbench.reporting.benchmark_tables import table1, table2
+from mrbench.reporting.efficiency import efficiency
+from mrbench.reporting.paper import paper_comparison, paper_results
+from mrbench.reporting.render import Cell, TableDoc, latex_escape
+from mrbench.reporting.significance import significance_table
 
 METHODS = {"cyclegan": 20.0, "syndiff": 24.0, "disdiff": 26.0, "disdiff_no_dc": 23.0}
 
@@ -41,28 +46,15 @@ def _roster():
 def _tidy(n_subjects=3, datasets=("ixi", "brats2018"), seeds=(0,)) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
-    for d in datasets:
-        for m, base in METHODS.items():
-            for seed in seeds:
-                for r in ("t1_to_t2", "t2_to_t1"):
-                    for s in range(n_subjects):
-                        for z in range(2):
-                            psnr = base + s * 0.5 + rng.normal(0, 0.1)
-                            for metric, v in (("psnr", psnr), ("ssim", 50 + 1.5 * psnr)):
-                                rows.append(
-                                    {
-                                        "dataset": d,
-                                        "method": m,
-                                        "label": m.upper() if m == "cyclegan" else m,
-                                        "seed": seed,
-                                        "direction": r,
-                                        "subject": f"s{s}",
-                                        "slice": z,
-                                        "protocol": "max01",
-                                        "metric": metric,
-                                        "value": v,
-                                    }
-                                )
+    directions = ("t1_to_t2", "t2_to_t1")
+    grid = itertools.product(datasets, METHODS.items(), seeds, directions, range(n_subjects))
+    for d, (m, base), seed, r, s in grid:
+        for z in range(2):
+            psnr = base + s * 0.5 + rng.normal(0, 0.1)
+            for metric, v in (("psnr", psnr), ("ssim", 50 + 1.5 * psnr)):
+                label = m.upper() if m == "cyclegan" else m
+                row = tidy_row(dataset=d, method=m, label=label, seed=seed, direction=r)
+                rows.append(row | {"subject": f"s{s}", "slice": z, "metric": metric, "value": v})
     return pd.DataFrame(rows)
 
 
@@ -82,11 +74,11 @@ def _latex_ok(tex: str, ncols: int) -> None:
 
 def test_table1_layout_and_bold_best():
     summary = stats.summarise(_tidy())
-    doc, df = tables.table1(summary, roster=_roster())
+    doc, df = table1(summary, roster=_roster())
     # methods as rows in the paper's order; ablation variants are left to Table 2
     assert [r[0].text for r in doc.rows] == ["CYCLEGAN", "syndiff", "disdiff"]
     assert doc.ncols == 1 + 2 * 2 * 2
-    assert [t for t, _ in doc.header[0]] == ["Method", "IXI", "BraTS"]
+    assert [t for t, _ in doc.header[0]] == ["Method", "IXI", "BraTS 2018"]
     assert [t for t, _ in doc.header[2][1:3]] == ["PSNR (dB)", "SSIM (%)"]
     disdiff = doc.rows[2]
     assert all(c.bold for c in disdiff[1:]) and not any(c.bold for c in doc.rows[0][1:])
@@ -107,7 +99,7 @@ def test_table1_works_with_one_dataset_and_infinite_values():
     tidy = _tidy(datasets=("phantom",))
     tidy.loc[(tidy["method"] == "disdiff") & (tidy["metric"] == "psnr"), "value"] = math.inf
     summary = stats.summarise(tidy)
-    doc, _ = tables.table1(summary, roster=_roster())
+    doc, _ = table1(summary, roster=_roster())
     assert doc.ncols == 5 and doc.header[0][1] == ("Phantom", 4)
     assert doc.rows[2][1].text == "∞" and doc.rows[2][1].bold
     assert any("infinite" in n for n in doc.notes)
@@ -115,7 +107,7 @@ def test_table1_works_with_one_dataset_and_infinite_values():
 
 
 def test_table2_only_present_variants():
-    doc, df = tables.table2(stats.summarise(_tidy(datasets=("ixi",))), roster=_roster())
+    doc, df = table2(stats.summarise(_tidy(datasets=("ixi",))), roster=_roster())
     assert list(df["method"]) == ["disdiff_no_dc", "disdiff"] * 2
     assert [c.text for c in doc.rows[0][:4]] == ["IXI T1 → T2", "✓", "✓", "×"]
     assert [c.text for c in doc.rows[1][1:4]] == ["✓", "✓", "✓"]
@@ -124,7 +116,7 @@ def test_table2_only_present_variants():
     tex = doc.latex()
     _latex_ok(tex, 6)
     assert "\\checkmark" in tex
-    empty_doc, empty = tables.table2(
+    empty_doc, empty = table2(
         stats.summarise(_tidy().query("method == 'cyclegan'")), roster=_roster()
     )
     assert empty.empty and not empty_doc.rows and "empty" in empty_doc.notes[-1]
@@ -132,7 +124,7 @@ def test_table2_only_present_variants():
 
 def test_paper_comparison_difference():
     roster = _roster()
-    doc, df = tables.paper_comparison(stats.summarise(_tidy()), roster)
+    doc, df = paper_comparison(stats.summarise(_tidy()), roster)
     assert set(df["method"]) <= {"cyclegan", "unit_ddpm", "syndiff", "disdiff"} | set(
         roster.ablation
     )
@@ -150,7 +142,7 @@ def test_paper_comparison_difference():
 
 
 def test_paper_csv_matches_reference_values():
-    paper = tables.paper_results()
+    paper = paper_results()
     assert len(paper) == 10 * 4 * 2 + 4 * 2 * 2
     ssim = paper.query("table == 1 and method == 'SynDiff' and dataset == 'BraTS'")
     assert list(ssim.query("metric == 'ssim'")["mean"]) == [90.43, 84.96]
@@ -169,7 +161,7 @@ def test_wilcoxon_flags_small_n():
     assert not big["underpowered"].any()
     vs = big[(big["method"] == "cyclegan") & (big["metric"] == "psnr")]
     assert (vs["p_value"] < 0.05).all() and vs["significant"].all()
-    doc = tables.significance_table(small, "max01", ["psnr", "ssim"])
+    doc = significance_table(small, "max01", ["psnr", "ssim"])
     assert all(r[-1].text == "n too small" for r in doc.rows)
     _latex_ok(doc.latex(), 12)
 
@@ -207,7 +199,7 @@ def test_efficiency_threshold():
         {**base, "method": "syndiff", "_val_log": slow, "best_val_psnr": 21.0},
     ]
     pair = ("disdiff", "syndiff")
-    doc, df = tables.efficiency(facts, pair=pair)
+    doc, df = efficiency(facts, pair=pair)
     # common threshold: the highest PSNR both reached (21 dB)
     assert (df["threshold_psnr"] == 21.0).all()
     assert list(df["steps_to_threshold"]) == [20.0, 30.0]
@@ -217,10 +209,10 @@ def test_efficiency_threshold():
     # a weak third method does not lower the DisDiff/SynDiff threshold; it never reaches it
     weak = pd.DataFrame({"step": [10, 20], "seconds_elapsed": [1.0, 2.0], "psnr": [8, 9]})
     facts3 = [*facts, {**base, "method": "cyclegan", "_val_log": weak, "best_val_psnr": 9.0}]
-    _, df3 = tables.efficiency(facts3, pair=pair)
+    _, df3 = efficiency(facts3, pair=pair)
     assert (df3["threshold_psnr"] == 21.0).all()
     assert math.isnan(df3.loc[df3["method"] == "cyclegan", "steps_to_threshold"].iloc[0])
-    _, df2 = tables.efficiency(facts, threshold_psnr=24.0)
+    _, df2 = efficiency(facts, threshold_psnr=24.0)
     assert df2["steps_to_threshold"].iloc[0] == 30 and math.isnan(df2["steps_to_threshold"].iloc[1])
 
 
@@ -268,10 +260,10 @@ def test_latex_escape_covers_the_symbols_of_the_captions():
 
 def _every_table_doc() -> list[TableDoc]:
     summary = stats.summarise(_tidy())
-    docs = [tables.table1(summary)[0], tables.table2(summary)[0]]
-    docs.append(tables.paper_comparison(summary)[0])
+    docs = [table1(summary)[0], table2(summary)[0]]
+    docs.append(paper_comparison(summary)[0])
     tests = stats.wilcoxon_table(_tidy(n_subjects=8), "disdiff")
-    docs.append(tables.significance_table(tests, "max01", ["psnr", "ssim"]))
+    docs.append(significance_table(tests, "max01", ["psnr", "ssim"]))
     docs.append(
         TableDoc(
             "Symbols ↔ ≤ ≥ ± → ✓ × – ∞ and specials & % $ # _ { } ~ ^ \\",
@@ -327,5 +319,5 @@ def test_holm_adjustment_next_to_raw_p():
     assert out["significant_holm"].tolist() == [True, False, False, True]
     big = stats.wilcoxon_table(_tidy(n_subjects=8), "disdiff")
     assert (big["p_holm"] >= big["p_value"]).all()
-    doc = tables.significance_table(big, "max01", ["psnr", "ssim"])
+    doc = significance_table(big, "max01", ["psnr", "ssim"])
     assert doc.column_titles()[-2] == "p (Holm)"

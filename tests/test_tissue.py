@@ -15,7 +15,8 @@ from conftest import require_testdata
 from mrbench.cli.phantom import prepare_subject
 from mrbench.datasets.phantom_volumes import PhantomSettings, make_subject, write_phantom
 from mrbench.io import InputError
-from mrbench.preprocessing.pipeline import canonical, segment_tissues
+from mrbench.preprocessing.ants_io import canonical
+from mrbench.preprocessing.tissues import segment_tissues
 from mrbench.slices import SliceStore, SubjectVolumes, build_split, normalise_volume
 
 #: Adult ranges (ml) inside a skull-stripped brain mask, wide enough for age and sex: GM
@@ -131,7 +132,9 @@ def test_brats_like_case_carries_tissue_and_tumour_labels_to_the_slice_store(
 def test_preprocessing_writes_labels_qc_volumes_and_figure_row(tmp_path: Path) -> None:
     from PIL import Image
 
-    from mrbench.preprocessing.pipeline import PreprocessParams, _write_tissues, qc_figure
+    from mrbench.preprocessing.params import PreprocessParams
+    from mrbench.preprocessing.pipeline import _write_tissues
+    from mrbench.preprocessing.qc import qc_figure
 
     subj = make_subject(0, 0, PhantomSettings(voxel_size=6.0))
     mask = subj["mask"] > 0

@@ -3,100 +3,23 @@ with the step and the loss named, learning-rate schedules, sampling, settings pr
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import RESUME_CYCLEGAN, kill_and_resume, poison_train_step, train_cli_args
 
-from mrbench.checkpoint import load_checkpoint, load_model, read_model
+from mrbench.checkpoint import load_checkpoint, load_model
 from mrbench.io import InputError
-from mrbench.training import loop as trainer
+from mrbench.training import loop, sampling, schedules
+from mrbench.training.settings import TRAINING_DEFAULTS, resolve_training
 from mrbench_methods import get_plugin
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY_CYCLEGAN = {
-    "method": "cyclegan_tiny",
-    "plugin": "cyclegan",
-    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 3},
-    "training": {
-        "steps": 24,
-        "batch_size": 2,
-        "val_every": 8,
-        "checkpoint_every": 3,
-        "log_every": 5,
-        "val_max_slices": 4,
-        "deterministic": True,
-    },
-}
-
-
-def _cmd(data: Path, out: Path, spec: dict) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mrbench.cli",
-        "train",
-        "--spec",
-        json.dumps(spec),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-progress",
-    ]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def test_resume_after_sigkill_is_bitwise_identical(phantom_store: Path, tmp_path: Path) -> None:
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    done = subprocess.run(
-        _cmd(phantom_store, full, TINY_CYCLEGAN), env=_env(), capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-
-    proc = subprocess.Popen(
-        _cmd(phantom_store, resumed, TINY_CYCLEGAN),
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    last = resumed / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (resumed / "model.pt").exists(), "the run finished before it could be killed"
-    killed_at = load_checkpoint(last)["step"]
-    assert 0 < killed_at < 24
-
-    again = subprocess.run(
-        _cmd(phantom_store, resumed, TINY_CYCLEGAN), env=_env(), capture_output=True, text=True
-    )
-    assert again.returncode == 0, again.stderr
-    assert "resuming from" in again.stderr
-
-    a, b = read_model(full / "model.pt"), read_model(resumed / "model.pt")
-    assert a["state"].keys() == b["state"].keys()
-    for key in a["state"]:
-        assert torch.equal(a["state"][key], b["state"][key]), f"{key} differs after resume"
-    ca, cb = load_checkpoint(full / "checkpoints/last.pt"), load_checkpoint(last)
+    full, resumed, _ = kill_and_resume(phantom_store, tmp_path, RESUME_CYCLEGAN, "--seed", "3")
+    ca = load_checkpoint(full / "checkpoints/last.pt")
+    cb = load_checkpoint(resumed / "checkpoints/last.pt")
     for key, value in ca["method"]["model"].items():
         assert torch.equal(value, cb["method"]["model"][key]), f"last weights: {key} differs"
     assert ca["method"]["optimizers"]["G"]["state"][0]["exp_avg"].equal(
@@ -119,19 +42,10 @@ def test_resume_after_sigkill_is_bitwise_identical(phantom_store: Path, tmp_path
 def test_nan_loss_stops_with_step_and_loss_named(
     phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    cls = get_plugin("cyclegan")
-    original = cls.train_step
-
-    def poisoned(self, batch, step):
-        losses = original(self, batch, step)
-        if step == 3:
-            losses["cycle_t1"] = math.nan
-        return losses
-
-    monkeypatch.setattr(cls, "train_step", poisoned)
+    poison_train_step(monkeypatch, 3, loss="cycle_t1")
     from mrbench.cli import main
 
-    rc = main(_cmd(phantom_store, tmp_path / "nan", TINY_CYCLEGAN)[3:])
+    rc = main(train_cli_args(phantom_store, tmp_path / "nan", RESUME_CYCLEGAN, "--seed", "3"))
     err = capsys.readouterr().err
     assert rc == 1
     line = [x for x in err.splitlines() if "error" in x][0]
@@ -143,12 +57,12 @@ def _opt(lr: float = 1.0) -> dict[str, torch.optim.Optimizer]:
     return {"G": torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)}
 
 
-def _sched(kind: str, **kw) -> trainer.LRSchedule:
-    t = {**trainer.TRAINING_DEFAULTS, "steps": 100, "lr_schedule": kind, **kw}
-    return trainer.LRSchedule(_opt(), t)
+def _sched(kind: str, **kw) -> schedules.LRSchedule:
+    t = {**TRAINING_DEFAULTS, "steps": 100, "lr_schedule": kind, **kw}
+    return schedules.LRSchedule(_opt(), t)
 
 
-def _lrs(s: trainer.LRSchedule, steps: int = 100) -> list[float]:
+def _lrs(s: schedules.LRSchedule, steps: int = 100) -> list[float]:
     out = []
     for step in range(steps):
         s.apply(step)
@@ -195,36 +109,36 @@ def test_constant_schedule_keeps_lr() -> None:
 
 
 def test_unpaired_sampler_draws_independent_permutations() -> None:
-    s = trainer.PairSampler(20, 4, paired=False, seed=0)
+    s = sampling.PairSampler(20, 4, paired=False, seed=0)
     epoch = [p for k in range(5) for p in s.batch(k)]
     assert sorted(i for i, _ in epoch) == list(range(20))
     assert sorted(j for _, j in epoch) == list(range(20))
     assert sum(i == j for i, j in epoch) < 10
     assert s.batch(5) != s.batch(0)  # a new epoch, a new permutation
-    assert trainer.PairSampler(20, 4, paired=False, seed=0).batch(7) == s.batch(7)
-    paired = trainer.PairSampler(20, 4, paired=True, seed=0)
+    assert sampling.PairSampler(20, 4, paired=False, seed=0).batch(7) == s.batch(7)
+    paired = sampling.PairSampler(20, 4, paired=True, seed=0)
     assert all(i == j for k in range(5) for i, j in paired.batch(k))
 
 
 def test_training_settings_precedence_and_validation() -> None:
     cyc = get_plugin("cyclegan")
-    t = trainer.resolve_training(cyc, {})
+    t = resolve_training(cyc, {})
     assert t["lr_schedule"] == "linear"  # the method's suggestion over the global default
-    assert trainer.resolve_training(cyc, {"lr_schedule": "cosine"})["lr_schedule"] == "cosine"
-    assert trainer.resolve_training(get_plugin("intensity_map"), {})["pairing"] == "paired"
+    assert resolve_training(cyc, {"lr_schedule": "cosine"})["lr_schedule"] == "cosine"
+    assert resolve_training(get_plugin("intensity_map"), {})["pairing"] == "paired"
     with pytest.raises(InputError, match="unknown key.*stepz"):
-        trainer.resolve_training(cyc, {"stepz": 3})
+        resolve_training(cyc, {"stepz": 3})
     with pytest.raises(InputError, match="training.lr_schedule"):
-        trainer.resolve_training(cyc, {"lr_schedule": "step"})
+        resolve_training(cyc, {"lr_schedule": "step"})
     with pytest.raises(InputError, match="training.ema_decay"):
-        trainer.resolve_training(cyc, {"ema_decay": 1.5})
+        resolve_training(cyc, {"ema_decay": 1.5})
 
 
 def test_ema_tracks_and_applies_average() -> None:
     net = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         net.weight.fill_(0.0)
-    ema = trainer.EMA({"net": net}, decay=0.5)
+    ema = schedules.EMA({"net": net}, decay=0.5)
     with torch.no_grad():
         net.weight.fill_(1.0)
     ema.update()
@@ -237,7 +151,7 @@ def test_ema_tracks_and_applies_average() -> None:
 def test_ema_averages_float_buffers_and_copies_counters() -> None:
     """BatchNorm statistics are averaged like weights; its integer step counter is copied."""
     net = torch.nn.BatchNorm1d(2)
-    ema = trainer.EMA({"bn": net}, decay=0.9)
+    ema = schedules.EMA({"bn": net}, decay=0.9)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     net.train()
     net(torch.tensor([[1.0, 3.0], [3.0, 5.0]]))  # running mean 0.1 * (2, 4), one batch
@@ -249,7 +163,7 @@ def test_ema_averages_float_buffers_and_copies_counters() -> None:
     for key in ("weight", "bias", "running_mean", "running_var"):
         assert torch.allclose(avg[key], 0.9 * start[key] + 0.1 * now[key]), key
     assert avg["num_batches_tracked"].item() == 1
-    again = trainer.EMA({"bn": torch.nn.BatchNorm1d(2)}, decay=0.9)
+    again = schedules.EMA({"bn": torch.nn.BatchNorm1d(2)}, decay=0.9)
     again.load_state_dict(ema.state_dict())
     assert all(torch.equal(again.state_dict()["bn"][k], v) for k, v in avg.items())
 
@@ -266,7 +180,7 @@ def test_schedules_run_through_torch_lambda_lr() -> None:
 
 def test_non_trainable_method_is_fitted(phantom_store: Path, tmp_path: Path) -> None:
     spec = {"method": "intensity_map", "plugin": "intensity_map"}
-    path = trainer.train(spec, phantom_store, tmp_path / "im", seed=0, log=lambda m: None)
+    path = loop.train(spec, phantom_store, tmp_path / "im", seed=0, log=lambda m: None)
     model = load_model(path)
     val = (tmp_path / "im" / "val_log.csv").read_text().splitlines()
     assert len(val) == 2 and float(val[1].split(",")[val[0].split(",").index("psnr")]) > 15

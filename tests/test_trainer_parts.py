@@ -8,52 +8,44 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cyclegan_spec, tiny_training
 
 from mrbench.checkpoint import read_model
 from mrbench.io import InputError
-from mrbench.training import loop as trainer
+from mrbench.training import checkpoints, loop, runs, sampling, schedules
+from mrbench.training.logs import CsvLog, StepLog
+from mrbench.training.selection import Selection
 
-SPEC = {
-    "method": "cyc",
-    "plugin": "cyclegan",
-    "params": {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 1, "pool_size": 2},
-    "training": {
-        "steps": 6,
-        "batch_size": 2,
-        "val_every": 3,
-        "checkpoint_every": 2,
-        "log_every": 2,
-        "val_max_slices": 4,
-    },
-}
+TRAINING = tiny_training(6, 3, checkpoint_every=2, log_every=2)
+SPEC = cyclegan_spec("cyc", TRAINING, n_layers_d=1, pool_size=2)
 
 
-def _run(store: Path, out: Path, **training) -> trainer.Run:
+def _run(store: Path, out: Path, **training) -> runs.Run:
     spec = {**SPEC, "training": {**SPEC["training"], **training}}
-    run = trainer.prepare_run(spec, store, out, seed=1, log=lambda m: None)
-    trainer.write_run_files(run)
+    run = runs.prepare_run(spec, store, out, seed=1, log=lambda m: None)
+    runs.write_run_files(run)
     return run
 
 
-def _parts(run: trainer.Run):
-    ema = trainer._make_ema(run)
-    schedule = trainer.LRSchedule(run.method.optimizers(), run.training)
-    sampler = trainer.PairSampler(len(run.train_store), 2, run.paired, run.seed)
-    logs = (trainer.CsvLog(run.out_dir / "train_log.csv"), trainer.CsvLog(run.out_dir / "v.csv"))
-    ckpt = trainer.Checkpoints(run, ema, schedule, sampler)
+def _parts(run: runs.Run):
+    ema = loop._make_ema(run)
+    schedule = schedules.LRSchedule(run.method.optimizers(), run.training)
+    sampler = sampling.PairSampler(len(run.train_store), 2, run.paired, run.seed)
+    logs = (CsvLog(run.out_dir / "train_log.csv"), CsvLog(run.out_dir / "v.csv"))
+    ckpt = checkpoints.Checkpoints(run, ema, schedule, sampler)
     return ema, schedule, sampler, logs, ckpt
 
 
 def test_prepare_run_checks_spec_and_writes_nothing(phantom_store: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="spec: unknown key"):
-        trainer.prepare_run({**SPEC, "lr": 1}, phantom_store, tmp_path / "x", seed=0)
+        runs.prepare_run({**SPEC, "lr": 1}, phantom_store, tmp_path / "x", seed=0)
     with pytest.raises(InputError, match="unknown method plugin 'nope'"):
-        trainer.prepare_run({**SPEC, "plugin": "nope"}, phantom_store, tmp_path / "x", seed=0)
-    run = trainer.prepare_run(SPEC, phantom_store, tmp_path / "x", seed=0, max_steps=4)
+        runs.prepare_run({**SPEC, "plugin": "nope"}, phantom_store, tmp_path / "x", seed=0)
+    run = runs.prepare_run(SPEC, phantom_store, tmp_path / "x", seed=0, max_steps=4)
     assert run.steps == 4 and run.image_size == 16 and len(run.val_rows) == 4
     assert run.resolved["params"]["ngf"] == 4 and run.resolved["training"]["steps"] == 4
     assert not (tmp_path / "x").exists()
-    trainer.write_run_files(run)
+    runs.write_run_files(run)
     assert (tmp_path / "x" / "spec.json").exists() and (tmp_path / "x" / "checkpoints").is_dir()
 
 
@@ -66,7 +58,7 @@ def test_checkpoints_restore_what_they_saved(phantom_store: Path, tmp_path: Path
     with torch.no_grad():
         next(run.method.parameters()).add_(1.0)
     weights = {k: v.clone() for k, v in run.method.state_dict().items()}
-    saved = trainer.Progress(step=4, best={"psnr": 9.0, "ssim": 0.5, "step": 3, "file": ""})
+    saved = runs.Progress(step=4, best={"psnr": 9.0, "ssim": 0.5, "step": 3, "file": ""})
     saved.pending["losses"] = {"g": [1.0]}
     ckpt.save(saved)
 
@@ -94,15 +86,15 @@ def test_step_loop_logs_validates_and_checkpoints_at_intervals(
     run = _run(phantom_store, tmp_path / "loop")
     ema, schedule, sampler, (train_log, val_log), ckpt = _parts(run)
     progress = ckpt.restore((train_log, val_log))
-    selection = trainer.Selection(run, ema, schedule, val_log)
-    steplog = trainer.StepLog(run, schedule, train_log, 0, False)
+    selection = Selection(run, ema, schedule, val_log)
+    steplog = StepLog(run, schedule, train_log, 0, False)
     seen: list[int] = []
     saves: list[int] = []
     original = run.method.train_step
     run.method.train_step = lambda b, s: seen.append(s) or original(b, s)  # type: ignore[method-assign]
     ckpt.save = lambda p, *_: saves.append(p.step)  # type: ignore[method-assign]
-    batches = trainer._batches(run, sampler, 0)
-    trainer.run_steps(run, progress, batches, (schedule, ema, ckpt, selection, steplog))
+    batches = loop._batches(run, sampler, 0)
+    loop.run_steps(run, progress, batches, (schedule, ema, ckpt, selection, steplog))
     assert seen == list(range(6)) and progress.step == 6 and saves == [2, 4, 6]
     assert [r["step"] for r in train_log.rows()] == ["2", "4", "6"]
     assert [r["step"] for r in val_log.rows()] == ["3", "6"]
@@ -112,10 +104,10 @@ def test_step_loop_logs_validates_and_checkpoints_at_intervals(
 def test_selection_exports_best_or_last_weights(phantom_store: Path, tmp_path: Path) -> None:
     run = _run(phantom_store, tmp_path / "sel")
     ema, schedule, _, (_, val_log), _ = _parts(run)
-    selection = trainer.Selection(run, ema, schedule, val_log)
+    selection = Selection(run, ema, schedule, val_log)
     scores = iter([20.0, 18.0])
     run.validate = lambda ema=None: {"psnr": next(scores), "ssim": 0.5}  # type: ignore[method-assign]
-    progress = trainer.Progress(step=3)
+    progress = runs.Progress(step=3)
     assert "(best)" in selection.validate(progress)
     best_weights = {k: v.clone() for k, v in run.method.state_dict().items()}
     assert progress.best["file"] == "best-step3.pt"
@@ -145,7 +137,7 @@ def test_export_writes_model_after_prepare_inference(phantom_store: Path, tmp_pa
     run = _run(phantom_store, tmp_path / "exp")
     calls: list[int] = []
     run.method.prepare_inference = lambda slices: calls.append(sum(len(b["t1"]) for b in slices))  # type: ignore[method-assign]
-    path = trainer.export_model(run, run.meta() | {"selected_step": 0})
+    path = loop.export_model(run, run.meta() | {"selected_step": 0})
     assert calls == [len(run.train_store)]
     rec = read_model(path)
     assert rec["method"] == "cyc" and rec["meta"]["train_slices"] == len(run.train_store)
@@ -154,8 +146,8 @@ def test_export_writes_model_after_prepare_inference(phantom_store: Path, tmp_pa
 
 def test_fit_once_fits_and_validates(phantom_store: Path, tmp_path: Path) -> None:
     spec = {"method": "im", "plugin": "intensity_map"}
-    run = trainer.prepare_run(spec, phantom_store, tmp_path / "im", seed=0, log=lambda m: None)
-    trainer.write_run_files(run)
-    meta = run.meta() and trainer.fit_once(run)
+    run = runs.prepare_run(spec, phantom_store, tmp_path / "im", seed=0, log=lambda m: None)
+    runs.write_run_files(run)
+    meta = run.meta() and loop.fit_once(run)
     assert meta["step"] == 0 and meta["val_psnr"] > 15
     assert len((tmp_path / "im" / "val_log.csv").read_text().splitlines()) == 2

@@ -29,18 +29,8 @@ def _phantom(shape=(22, 25, 9), seed=0):
 
 
 def _identity_model(path):
-    torch.save(
-        {
-            "format": MODEL_FORMAT,
-            "method": "identity",
-            "plugin": "identity",
-            "params": {},
-            "image_size": SIZE,
-            "state": {},
-            "meta": {},
-        },
-        path,
-    )
+    rec = {"format": MODEL_FORMAT, "method": "identity", "plugin": "identity", "params": {}}
+    torch.save(rec | {"image_size": SIZE, "state": {}, "meta": {}}, path)
     return path
 
 
@@ -49,25 +39,19 @@ AFFINE = np.array(
 )
 
 
+def _translate_volume(tmp_path, image, direction, output, name="in.nii.gz") -> int:
+    """Save ``image`` on :data:`AFFINE` as ``tmp_path / name`` and translate it in ``direction``
+    by the identity model into ``output`` through the command line; the exit code."""
+    nib.save(nib.Nifti1Image(image, AFFINE), tmp_path / name)
+    ckpt = _identity_model(tmp_path / "model.pt")
+    args = ["translate", "--checkpoint", str(ckpt), "--direction", direction]
+    return main([*args, "--input", str(tmp_path / name), "--output", str(output)])
+
+
 def test_translate_single_volume_keeps_affine_and_shape(tmp_path):
     t1, _, mask = _phantom()
-    nib.save(nib.Nifti1Image(t1, AFFINE), tmp_path / "in.nii.gz")
-    ckpt = _identity_model(tmp_path / "model.pt")
     out = tmp_path / "out" / "pred.nii.gz"
-    rc = main(
-        [
-            "translate",
-            "--checkpoint",
-            str(ckpt),
-            "--direction",
-            "t1_to_t2",
-            "--input",
-            str(tmp_path / "in.nii.gz"),
-            "--output",
-            str(out),
-        ]
-    )
-    assert rc == 0
+    assert _translate_volume(tmp_path, t1, "t1_to_t2", out) == 0
     img = nib.load(out)
     assert img.shape == t1.shape
     np.testing.assert_allclose(img.affine, AFFINE)
@@ -79,11 +63,8 @@ def test_translate_single_volume_keeps_affine_and_shape(tmp_path):
 
 def test_translate_crops_brain_larger_than_window(tmp_path):
     t1, _, _ = _phantom(shape=(40, 40, 6))
-    nib.save(nib.Nifti1Image(t1, AFFINE), tmp_path / "in.nii.gz")
-    ckpt = _identity_model(tmp_path / "model.pt")
     out = tmp_path / "pred.nii.gz"
-    args = ["translate", "--checkpoint", str(ckpt), "--direction", "t2_to_t1"]
-    assert main([*args, "--input", str(tmp_path / "in.nii.gz"), "--output", str(out)]) == 0
+    assert _translate_volume(tmp_path, t1, "t2_to_t1", out) == 0
     pred = np.asarray(nib.load(out).dataobj)
     assert pred.shape == t1.shape
     nonzero = np.flatnonzero(pred.any(axis=(1, 2)))
@@ -92,21 +73,7 @@ def test_translate_crops_brain_larger_than_window(tmp_path):
 
 def test_translate_rejects_unnormalised_input(tmp_path, capsys):
     t1, _, _ = _phantom()
-    nib.save(nib.Nifti1Image(t1 * 300, AFFINE), tmp_path / "raw.nii.gz")
-    ckpt = _identity_model(tmp_path / "model.pt")
-    rc = main(
-        [
-            "translate",
-            "--checkpoint",
-            str(ckpt),
-            "--direction",
-            "t1_to_t2",
-            "--input",
-            str(tmp_path / "raw.nii.gz"),
-            "--output",
-            str(tmp_path / "o.nii.gz"),
-        ]
-    )
+    rc = _translate_volume(tmp_path, t1 * 300, "t1_to_t2", tmp_path / "o.nii.gz", "raw.nii.gz")
     assert rc == 1
     err = capsys.readouterr().err
     assert "raw.nii.gz" in err and "[0, 1]" in err
@@ -125,24 +92,19 @@ def _store(tmp_path, n=2):
     return build_split(subjects, tmp_path / "slices" / "test", SIZE, 5)
 
 
-def test_translate_store_writes_subject_volumes_and_timing(tmp_path):
+def _translated_split(tmp_path, direction, out="pred"):
+    """``_store``'s split translated in ``direction`` by the identity model through the command
+    line into ``tmp_path / out``: (the split, the predictions' folder)."""
     store = _store(tmp_path)
     ckpt = _identity_model(tmp_path / "model.pt")
-    out_dir = tmp_path / "pred" / "t1_to_t2"
-    rc = main(
-        [
-            "translate",
-            "--checkpoint",
-            str(ckpt),
-            "--store",
-            str(store),
-            "--direction",
-            "t1_to_t2",
-            "--out-dir",
-            str(out_dir),
-        ]
-    )
-    assert rc == 0
+    pred = tmp_path / out
+    base = ["--checkpoint", str(ckpt), "--store", str(store), "--direction", direction]
+    assert main(["translate", *base, "--out-dir", str(pred)]) == 0
+    return store, pred
+
+
+def test_translate_store_writes_subject_volumes_and_timing(tmp_path):
+    store, out_dir = _translated_split(tmp_path, "t1_to_t2", "pred/t1_to_t2")
     meta = json.loads((store / "meta.json").read_text())
     for info in meta["subjects"]:
         img = nib.load(out_dir / f"{info['subject']}.nii.gz")
@@ -166,11 +128,7 @@ def test_metrics_of_a_translated_split(tmp_path):
 
     from mrbench.evaluation.stats import summarise
 
-    store = _store(tmp_path)
-    ckpt = _identity_model(tmp_path / "model.pt")
-    pred = tmp_path / "pred"
-    base = ["--checkpoint", str(ckpt), "--store", str(store), "--direction", "t2_to_t1"]
-    assert main(["translate", *base, "--out-dir", str(pred)]) == 0
+    store, pred = _translated_split(tmp_path, "t2_to_t1")
     out = tmp_path / "m.csv"
     args = ["metrics", "--pred-dir", str(pred), "--store", str(store), "--direction", "t2_to_t1"]
     args += ["--dataset", "toy", "--method", "identity", "--seed", "3", "--out", str(out)]
@@ -210,11 +168,7 @@ def test_metrics_of_a_translated_split(tmp_path):
 def test_figures_from_translated_split(tmp_path):
     import pandas as pd
 
-    store = _store(tmp_path)
-    ckpt = _identity_model(tmp_path / "model.pt")
-    pred = tmp_path / "pred"
-    base = ["--checkpoint", str(ckpt), "--store", str(store), "--direction", "t1_to_t2"]
-    assert main(["translate", *base, "--out-dir", str(pred)]) == 0
+    store, pred = _translated_split(tmp_path, "t1_to_t2")
     fig = tmp_path / "fig" / "qualitative"
     args = ["report", "qualitative", "--store", str(store), "--direction", "t1_to_t2"]
     args += ["--pred", f"Identity={pred}", f"Copy={pred}", "--out", str(fig)]

@@ -1,5 +1,5 @@
 """UNIT-DDPM: the diffusion maths against a float64 reference, the sampler's step count and
-determinism, and a short training run that must beat the identity floor."""
+determinism (its short training run: tests/test_method_runs.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import seeded
 
 from mrbench_methods.base import get_plugin
 from mrbench_methods.nets.ddpm_unet import DDPMUNet
@@ -15,20 +16,6 @@ from mrbench_methods.nets.gaussian_diffusion import GaussianDiffusion, space_tim
 from mrbench_methods.unit_ddpm import UnitDDPM
 
 T = 1000
-#: a 16 px phantom run that takes about 25 s of one CPU core
-SHORT_RUN_STEPS = 250
-SHORT_RUN_PARAMS = {
-    "unet_ch": 16,
-    "unet_mult": [1, 2],
-    "unet_res_blocks": 1,
-    "unet_attn": [],
-    "translator_ngf": 8,
-    "translator_blocks": 1,
-    "lr_denoiser": 2e-3,
-    "lr_translator": 2e-3,
-    "sample_steps": 20,
-    "release_time": 100,
-}
 
 
 def reference_schedule(n: int = T, b0: float = 1e-4, b1: float = 0.02) -> dict[str, np.ndarray]:
@@ -50,6 +37,13 @@ def bayes_posterior(x0, xt, abar_prev, alpha, beta):
     return mean, var
 
 
+def draws(seed: int, shape: tuple[int, ...]) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
+    """A seeded generator and its first two float64 draws: images in [-1, 1], then N(0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1
+    return g, x, torch.randn(*shape, generator=g, dtype=torch.float64)
+
+
 def test_linear_schedule_matches_float64_reference() -> None:
     ref = reference_schedule()
     d = GaussianDiffusion.linear(T, 1e-4, 0.02)
@@ -64,9 +58,7 @@ def test_linear_schedule_matches_float64_reference() -> None:
 def test_q_sample_matches_reference() -> None:
     ref = reference_schedule()
     d = GaussianDiffusion.linear(T)
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.rand(5, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
-    noise = torch.randn(5, 1, 4, 4, generator=g, dtype=torch.float64)
+    _, x0, noise = draws(0, (5, 1, 4, 4))
     t = torch.tensor([0, 1, 250, 998, 999])
     out = d.q_sample(x0, t, noise).numpy()
     for b, ti in enumerate(t.tolist()):
@@ -80,9 +72,7 @@ def test_q_sample_matches_reference() -> None:
 def test_posterior_matches_bayes_reference() -> None:
     ref = reference_schedule()
     d = GaussianDiffusion.linear(T)
-    g = torch.Generator().manual_seed(1)
-    x0 = torch.rand(4, 1, 3, 3, generator=g, dtype=torch.float64) * 2 - 1
-    xt = torch.randn(4, 1, 3, 3, generator=g, dtype=torch.float64)
+    g, x0, xt = draws(1, (4, 1, 3, 3))
     t = torch.tensor([1, 10, 500, 999])
     mean, var, logvar = d.q_posterior_mean_variance(x0, xt, t)
     for b, ti in enumerate(t.tolist()):
@@ -216,48 +206,9 @@ def test_sampler_recovers_x0_with_an_exact_noise_predictor() -> None:
 def test_sampling_is_deterministic_given_a_seed() -> None:
     m = tiny(sample_steps=5, release_time=500)
     x = torch.rand(2, 1, 32, 32) * 2 - 1
-    torch.manual_seed(11)
-    a = m.translate(x, "t2_to_t1")
-    torch.manual_seed(11)
-    b = m.translate(x, "t2_to_t1")
-    torch.manual_seed(12)
-    c = m.translate(x, "t2_to_t1")
+    a, b, c = (seeded(s, m.translate, x, "t2_to_t1") for s in (11, 11, 12))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert a.min() >= -1 and a.max() <= 1
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(m.sample(x, "t1_to_t2", g1), m.sample(x, "t1_to_t2", g2))
-
-
-def test_short_run_beats_the_identity_floor(phantom_store, tmp_path) -> None:
-    """A short tiny run on the phantom (T2 is roughly an inverted T1) must beat the identity
-    floor on validation PSNR, with the model file the shared trainer writes."""
-    from mrbench.checkpoint import load_model
-    from mrbench.slices import SliceStore
-    from mrbench.training import loop as trainer
-
-    val = SliceStore(phantom_store / "val")
-    rows = trainer.validation_rows(val, 64)
-    cpu = torch.device("cpu")
-    floor = trainer.validate(get_plugin("identity")({}, image_size=val.size), val, rows, 8, cpu)
-    spec = {
-        "method": "unit_ddpm",
-        "plugin": "unit_ddpm",
-        "params": dict(SHORT_RUN_PARAMS),
-        "training": {
-            "steps": SHORT_RUN_STEPS,
-            "batch_size": 4,
-            "val_every": SHORT_RUN_STEPS,
-            "checkpoint_every": SHORT_RUN_STEPS,
-            "select": "last",
-            "ema_decay": None,
-        },
-    }
-    path = trainer.train(spec, phantom_store, tmp_path / "run", seed=0, log=lambda m: None)
-    model = load_model(path)
-    assert model.sampling_steps == SHORT_RUN_PARAMS["sample_steps"]
-    torch.manual_seed(0)
-    scores = trainer.validate(model, val, rows, 8, cpu)
-    # identity sits near 8 dB on this phantom (inverted contrast); the run reaches about 11.6 dB
-    assert scores["psnr"] > floor["psnr"] + 2.0, (scores, floor)
-    assert scores["ssim"] > floor["ssim"] + 0.3, (scores, floor)

@@ -8,12 +8,26 @@ translators use.
   ``N`` tokens, per sample and channel, then ``weight * norm(x) + bias`` with ``(B, C)`` weight
   and bias produced elsewhere (one MLP output shared by every AdaIN layer of the transformer).
   It takes the place of LayerNorm in the pre-norm transformer blocks.
+
+Both translators take the style of a target modality at test time from the training slices, not
+from the target image: :func:`mean_style_codes` is that mean, :data:`STYLE_MEAN_DEFAULTS` the
+parameters both read for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 import torch
 from torch import nn
+
+#: The test-time style's parameters, under the same names in both translators.
+STYLE_MEAN_DEFAULTS: dict[str, Any] = {
+    "style_mode": "mean",  # test-time style: "mean" (training-set mean code) or "prior"
+    "style_running_momentum": 0.01,
+    "style_mean_max_slices": 4000,
+}
 
 
 class AdaIN(nn.Module):
@@ -57,3 +71,34 @@ class TokenAdaIN(nn.Module):
         weight (standard deviation), InstaFormer's layout of its AdaIN MLP output."""
         c = self.channels
         return token_adain(x, params[:, c : 2 * c], params[:, :c], self.eps)
+
+
+@torch.no_grad()
+def mean_style_codes(
+    method: nn.Module,
+    slices: Iterator[dict[str, torch.Tensor]],
+    codes: Callable[[dict[str, torch.Tensor]], Iterable[torch.Tensor]],
+    means: torch.Tensor,
+    max_slices: int,
+    plugin: str,
+) -> None:
+    """Set ``means`` (one row per style) to the mean style codes over training slices.
+
+    ``codes(batch)`` yields a ``(B, style_dim)`` batch of codes per row of ``means``; whole batches
+    are read until ``max_slices`` slices (counted in ``t1``) are in. ``method`` runs in eval mode
+    meanwhile and returns to its mode after; no slices at all is an error naming ``plugin``.
+    """
+    was_training = method.training
+    method.eval()
+    sums = torch.zeros_like(means)
+    n = 0
+    for batch in slices:
+        for i, code in enumerate(codes(batch)):
+            sums[i] += code.sum(0)
+        n += batch["t1"].shape[0]
+        if n >= max_slices:
+            break
+    if n == 0:
+        raise ValueError(f"method {plugin!r}: prepare_inference got no training slices")
+    means.copy_(sums / n)
+    method.train(was_training)

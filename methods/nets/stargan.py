@@ -168,7 +168,13 @@ class MappingNetwork(nn.Module):
         return out[torch.arange(y.shape[0], device=y.device), y]
 
 
-def _trunk(image_size: int, in_ch: int, dim: int, max_dim: int) -> tuple[nn.Sequential, int]:
+def _trunk(
+    net: str, image_size: int, in_ch: int, dim: int, max_dim: int
+) -> tuple[nn.Sequential, int]:
+    """The trunk of :class:`StyleEncoder` and :class:`Discriminator` (named ``net`` in errors) and
+    its output width."""
+    if image_size < 8:
+        raise ValueError(f"{net}: image_size must be >= 8, got {image_size}")
     layers: list[nn.Module] = [nn.Conv2d(in_ch, dim, 3, 1, 1)]
     width = dim
     for _ in range(n_down_trunk(image_size)):
@@ -190,9 +196,7 @@ class StyleEncoder(nn.Module):
         num_domains: int = 2,
     ) -> None:
         super().__init__()
-        if image_size < 8:
-            raise ValueError(f"StyleEncoder: image_size must be >= 8, got {image_size}")
-        self.shared, width = _trunk(image_size, in_ch, dim, max_dim)
+        self.shared, width = _trunk("StyleEncoder", image_size, in_ch, dim, max_dim)
         self.unshared = nn.ModuleList(nn.Linear(width, style_dim) for _ in range(num_domains))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -211,9 +215,7 @@ class Discriminator(nn.Module):
         num_domains: int = 2,
     ) -> None:
         super().__init__()
-        if image_size < 8:
-            raise ValueError(f"Discriminator: image_size must be >= 8, got {image_size}")
-        trunk, width = _trunk(image_size, in_ch, dim, max_dim)
+        trunk, width = _trunk("Discriminator", image_size, in_ch, dim, max_dim)
         self.main = nn.Sequential(*trunk, nn.Conv2d(width, num_domains, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

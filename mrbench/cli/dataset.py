@@ -3,9 +3,9 @@
 The workflow's generic ``dataset_subject`` rule runs this for every subject of a dataset whose
 kind acquires subject by subject (the phantom, and most dataset plugins). Writes
 ``OUT/{t1,t2,mask,label}.nii.gz``: where the kind writes no ``label.nii.gz``, the tissue classes
-are segmented from its T1w inside its mask (:func:`mrbench.preprocessing.pipeline.segment_tissues`,
-as for
-IXI and the imported archives), so that every subject has the label volume the slice store keeps.
+are segmented from its T1w inside its mask (:func:`mrbench.preprocessing.tissues.segment_tissues`,
+as for IXI and the imported archives), so that every subject has the label volume the slice store
+keeps.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def segment_labels(folder: Path) -> None:
     import numpy as np
 
     from mrbench.io import load_volume, save_volume
-    from mrbench.preprocessing.pipeline import segment_tissues
+    from mrbench.preprocessing.tissues import segment_tissues
 
     t1 = load_volume(folder / "t1.nii.gz")
     mask = np.asarray(load_volume(folder / "mask.nii.gz").dataobj) > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrbench.config.schema import dataset_default
+from mrbench.cli.args import dataset_option
 from mrbench.datasets.phantom import prepare_subject
 from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
 
@@ -14,30 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, type=Path, help="folder for <id>_{t1,t2,mask,label}.nii.gz"
     )
-    p.add_argument(
-        "--n-subjects",
-        type=int,
-        default=dataset_default("phantom", "n_subjects"),
-        help="number of subjects (default %(default)s)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=dataset_default("phantom", "seed"),
-        help="seed of the random deformations (default %(default)s)",
-    )
-    p.add_argument(
-        "--voxel-size",
-        type=float,
-        default=dataset_default("phantom", "voxel_size"),
-        help="isotropic voxel size in mm (default %(default)s)",
-    )
-    p.add_argument(
-        "--noise",
-        type=float,
-        default=dataset_default("phantom", "noise"),
-        help="Rician noise s.d. relative to the 99th percentile brain signal (default %(default)s)",
-    )
+    dataset_option(p, "phantom", "--n-subjects", int, "number of subjects")
+    dataset_option(p, "phantom", "--seed", int, "seed of the random deformations")
+    dataset_option(p, "phantom", "--voxel-size", float, "isotropic voxel size in mm")
+    noise = "Rician noise s.d. relative to the 99th percentile brain signal"
+    dataset_option(p, "phantom", "--noise", float, noise)
     p.add_argument("--only", nargs="+", metavar="SUBJECT", help="write only these subject ids")
     p.add_argument(
         "--subjects-dir",

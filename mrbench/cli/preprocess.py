@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from mrbench.preprocessing.pipeline import PreprocessParams, preprocess_subject
+from mrbench.preprocessing.params import PreprocessParams
+from mrbench.preprocessing.pipeline import preprocess_subject
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

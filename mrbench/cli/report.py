@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from mrbench.domain import DIRECTIONS
 from mrbench.io import InputError, atomic_path
+from mrbench.reporting.render import write_table
 
 
 def _table_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +48,12 @@ def _table_args(p: argparse.ArgumentParser) -> None:
 
 def _roster_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roster", default=None, help="the run's methods.json (mrbench.config.roster)")
+
+
+def _roster_and_out(p: argparse.ArgumentParser) -> None:
+    """``--roster`` and the ``--out`` prefix of a table built from other files than the tidy one."""
+    _roster_arg(p)
+    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
 
 
 def _read_roster(path: str | None):
@@ -64,47 +72,149 @@ def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
     return out
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    sub.required = True
+def _summary(tidy_path: str) -> pd.DataFrame:
+    from mrbench.evaluation.scoring import read_tidy
+    from mrbench.evaluation.stats import summarise
 
-    p = sub.add_parser("tidy", help="concatenate metrics files into the tidy results table")
+    return summarise(read_tidy(tidy_path))
+
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+RunAction = Callable[[argparse.Namespace], None]
+
+#: action -> (one-line help, add its arguments, run it), in the order ``--help`` lists them
+ACTIONS: dict[str, tuple[str, AddArguments, RunAction]] = {}
+
+
+def _action(name: str, help_text: str, add: AddArguments) -> Callable[[RunAction], RunAction]:
+    """Register the decorated function as the runner of action ``name``."""
+
+    def register(run: RunAction) -> RunAction:
+        ACTIONS[name] = (help_text, add, run)
+        return run
+
+    return register
+
+
+def _add_tidy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", nargs="+", required=True, help="metrics CSV files")
     p.add_argument("--out", required=True, help="tidy table (.csv or .csv.gz)")
     p.add_argument("--summary", help="also write mean/std per group (summary.csv)")
 
-    p = sub.add_parser("methods", help="the run's roster (methods.json) and its methods table")
+
+@_action("tidy", "concatenate metrics files into the tidy results table", _add_tidy)
+def _run_tidy(args: argparse.Namespace) -> None:
+    from mrbench.evaluation.scoring import read_tidy
+    from mrbench.io import write_csv
+
+    df = read_tidy(args.inputs)
+    write_csv(df, args.out)
+    if args.summary:
+        from mrbench.evaluation.stats import summarise
+
+        write_csv(summarise(df), args.summary)
+    print(f"{args.out}: {len(df)} rows from {len(args.inputs)} files")
+
+
+def _add_methods(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--roster-json", required=True, help="the roster as JSON (mrbench.config.roster)"
     )
     p.add_argument("--json", required=True, help="where to write methods.json")
     p.add_argument("--out", required=True, help="output prefix of the methods table")
 
-    for name, help_text in (
-        ("table1", "Table 1: methods x datasets x directions, PSNR/SSIM"),
-        ("table2", "Table 2: ablation of the roster's ablation variants"),
-        ("compare", "reproduced vs reported numbers of the DisDiff paper (via paper_row)"),
-        ("significance", "Wilcoxon tests of the reference method against the others"),
-    ):
-        p = sub.add_parser(name, help=help_text)
-        _table_args(p)
-        if name == "table1":
-            p.add_argument("--note", action="append", default=[], help="an extra footnote")
-        if name == "significance":
-            p.add_argument(
-                "--reference",
-                default=None,
-                help="method tested against every other one (default: the roster's reference)",
-            )
-            p.add_argument(
-                "--alpha", type=float, default=0.05, help="significance level (default 0.05)"
-            )
 
-    p = sub.add_parser("recipes", help="training recipes as run, from each run's spec.json")
+@_action("methods", "the run's roster (methods.json) and its methods table", _add_methods)
+def _run_methods(args: argparse.Namespace) -> None:
+    from mrbench.config.roster import Roster
+    from mrbench.reporting.methods_table import methods_table
+
+    try:
+        roster = Roster.from_dict(json.loads(args.roster_json))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--roster-json: not a method roster ({exc})") from None
+    doc, df = methods_table(roster)
+    write_table(doc, df, args.out)
+    roster.write(args.json)
+
+
+def _add_table1(p: argparse.ArgumentParser) -> None:
+    _table_args(p)
+    p.add_argument("--note", action="append", default=[], help="an extra footnote")
+
+
+@_action("table1", "Table 1: methods x datasets x directions, PSNR/SSIM", _add_table1)
+def _run_table1(args: argparse.Namespace) -> None:
+    from mrbench.reporting.benchmark_tables import table1
+
+    roster = _read_roster(args.roster)
+    doc, df = table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
+    doc.notes += args.note
+    write_table(doc, df, args.out)
+
+
+@_action("table2", "Table 2: ablation of the roster's ablation variants", _table_args)
+def _run_table2(args: argparse.Namespace) -> None:
+    from mrbench.reporting.benchmark_tables import table2
+
+    roster = _read_roster(args.roster)
+    doc, df = table2(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
+    write_table(doc, df, args.out)
+
+
+@_action(
+    "compare", "reproduced vs reported numbers of the DisDiff paper (via paper_row)", _table_args
+)
+def _run_compare(args: argparse.Namespace) -> None:
+    from mrbench.reporting.paper import paper_comparison
+
+    doc, df = paper_comparison(
+        _summary(args.tidy), _read_roster(args.roster), args.protocol, args.psnr, args.ssim
+    )
+    write_table(doc, df, args.out)
+
+
+def _add_significance(p: argparse.ArgumentParser) -> None:
+    _table_args(p)
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="method tested against every other one (default: the roster's reference)",
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+
+
+@_action(
+    "significance", "Wilcoxon tests of the reference method against the others", _add_significance
+)
+def _run_significance(args: argparse.Namespace) -> None:
+    from mrbench.evaluation.scoring import read_tidy
+    from mrbench.evaluation.stats import wilcoxon_table
+    from mrbench.reporting.significance import significance_table
+
+    roster = _read_roster(args.roster)
+    reference = args.reference or (roster.reference if roster else None)
+    if not reference:
+        raise InputError("significance: no reference method (--reference or a roster's)")
+    tests = wilcoxon_table(read_tidy(args.tidy), reference, args.alpha)
+    doc = significance_table(tests, args.protocol, [args.psnr, args.ssim], reference, roster)
+    write_table(doc, tests, args.out)
+
+
+def _add_recipes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", nargs="+", required=True, help="results/models/.../model.pt files")
     p.add_argument("--out", required=True, help="output prefix (.csv, .md and .tex are written)")
 
-    p = sub.add_parser("efficiency", help="parameters, throughput, time to threshold, inference")
+
+@_action("recipes", "training recipes as run, from each run's spec.json", _add_recipes)
+def _run_recipes(args: argparse.Namespace) -> None:
+    from mrbench.reporting.recipes_table import recipe_table
+
+    doc, df = recipe_table([Path(m).parent / "spec.json" for m in args.model])
+    write_table(doc, df, args.out)
+
+
+def _add_efficiency(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--run",
         nargs="+",
@@ -114,10 +224,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one training run: DATASET SEED MODEL.pt [PREDICTION_FOLDER ...] (repeatable)",
     )
     p.add_argument("--threshold", type=float, default=None, help="validation PSNR threshold")
-    _roster_arg(p)
-    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
+    _roster_and_out(p)
 
-    p = sub.add_parser("qualitative", help="Fig. 2-style grid of one test slice")
+
+@_action("efficiency", "parameters, throughput, time to threshold, inference", _add_efficiency)
+def _run_efficiency(args: argparse.Namespace) -> None:
+    from mrbench.reporting.efficiency import efficiency, run_facts
+
+    facts = []
+    for item in args.run:
+        if len(item) < 3:
+            raise InputError(f"--run {' '.join(item)}: expected DATASET SEED MODEL [PRED ...]")
+        dataset, seed, model, *preds = item
+        try:
+            seed_value = int(seed)
+        except ValueError:
+            msg = f"--run {' '.join(item)}: seed {seed!r} is not an integer"
+            raise InputError(msg) from None
+        facts.append(run_facts(model, preds, dataset=dataset, seed=seed_value))
+    doc, df = efficiency(facts, args.threshold, roster=_read_roster(args.roster))
+    write_table(doc, df, args.out)
+
+
+def _add_qualitative(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, help="test split of the slice store")
     p.add_argument("--direction", required=True, choices=DIRECTIONS, help="translation shown")
     p.add_argument("--pred", nargs="+", required=True, help="LABEL=prediction folder")
@@ -126,7 +255,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default="", help="figure title (default: direction and slice)")
     p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
 
-    p = sub.add_parser("boxplot", help="per-subject box plots per metric")
+
+@_action("qualitative", "Fig. 2-style grid of one test slice", _add_qualitative)
+def _run_qualitative(args: argparse.Namespace) -> None:
+    from mrbench.reporting.figures import qualitative_grid
+
+    qualitative_grid(
+        args.store,
+        args.direction,
+        _pairs(args.pred, "--pred"),
+        args.out,
+        subject=args.subject,
+        slice_index=args.slice,
+        title=args.title,
+    )
+
+
+def _add_boxplot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tidy", required=True, help="tidy results table (results_tidy.csv.gz)")
     p.add_argument("--dataset", required=True, help="dataset whose subjects are plotted")
     p.add_argument("--protocol", default="max01", help="metric protocol (default max01)")
@@ -142,13 +287,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
 
-    p = sub.add_parser("curves", help="training losses and validation PSNR per method")
+
+@_action("boxplot", "per-subject box plots per metric", _add_boxplot)
+def _run_boxplot(args: argparse.Namespace) -> None:
+    from mrbench.evaluation.scoring import read_tidy
+    from mrbench.evaluation.stats import subject_means
+    from mrbench.reporting.figures import boxplots
+    from mrbench.reporting.labels import dataset_label
+
+    tidy = read_tidy(args.tidy)
+    tidy = tidy[tidy["dataset"] == args.dataset]
+    title = f"{dataset_label(args.dataset)}: per-subject means ({args.protocol})"
+    roster = _read_roster(args.roster)
+    order = roster.order if roster else None
+    labels = {**(roster.labels() if roster else {}), **dict(_pairs(args.label, "--label"))}
+    boxplots(subject_means(tidy), args.out, args.protocol, args.metrics, title, order, labels)
+
+
+def _add_curves(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", nargs="+", required=True, help="METHOD=run folder")
     p.add_argument("--label", nargs="*", default=[], help="METHOD=display name (repeatable)")
     p.add_argument("--title", default="", help="figure title")
     p.add_argument("--out", required=True, help="output prefix (.png and .pdf are added)")
 
-    p = sub.add_parser("fidelity-split", help="FID/KID of one translated test split (JSON)")
+
+@_action("curves", "training losses and validation PSNR per method", _add_curves)
+def _run_curves(args: argparse.Namespace) -> None:
+    from mrbench.reporting.figures import training_curves
+
+    labels = dict(_pairs(args.label, "--label"))
+    training_curves(_pairs(args.run, "--run"), args.out, args.title, labels)
+
+
+def _add_fidelity_split(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred-dir", required=True, help="folder of translated test volumes")
     p.add_argument("--store", required=True, help="test split of the slice store")
     p.add_argument("--direction", required=True, choices=DIRECTIONS, help="translation")
@@ -165,138 +336,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed written with the result")
     p.add_argument("--out", required=True, help="result file (.json)")
 
-    p = sub.add_parser("fidelity", help="FID/KID table from fidelity-split results")
+
+@_action("fidelity-split", "FID/KID of one translated test split (JSON)", _add_fidelity_split)
+def _run_fidelity_split(args: argparse.Namespace) -> None:
+    from mrbench.evaluation.fidelity import fidelity_of_split
+
+    settings = {
+        "feature_extractor": args.feature_extractor,
+        "weights_path": args.weights_path,
+        "kid_subset_size": args.kid_subset_size,
+    }
+    res = fidelity_of_split(args.pred_dir, args.store, args.direction, settings, args.device)
+    res.update(dataset=args.dataset, method=args.method, seed=args.seed, direction=args.direction)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res))
+
+
+def _add_fidelity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", nargs="+", required=True, help="fidelity-split JSON files")
-    _roster_arg(p)
-    p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
+    _roster_and_out(p)
 
 
-def _summary(tidy_path: str) -> pd.DataFrame:
-    from mrbench.evaluation.scoring import read_tidy
-    from mrbench.evaluation.stats import summarise
+@_action("fidelity", "FID/KID table from fidelity-split results", _add_fidelity)
+def _run_fidelity(args: argparse.Namespace) -> None:
+    from mrbench.reporting.fidelity_table import fidelity_table
 
-    return summarise(read_tidy(tidy_path))
+    rows = []
+    for path in args.inputs:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{p}: fidelity result not found")
+        rows.append(json.loads(p.read_text()))
+    df = pd.DataFrame(rows)
+    write_table(fidelity_table(df, _read_roster(args.roster)), df, args.out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    for name, (help_text, add, _) in ACTIONS.items():
+        add(sub.add_parser(name, help=help_text))
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrbench.evaluation.scoring import read_tidy
-    from mrbench.io import write_csv
-    from mrbench.reporting import tables
-
-    a = args.action
-    if a == "tidy":
-        df = read_tidy(args.inputs)
-        write_csv(df, args.out)
-        if args.summary:
-            from mrbench.evaluation.stats import summarise
-
-            write_csv(summarise(df), args.summary)
-        print(f"{args.out}: {len(df)} rows from {len(args.inputs)} files")
-    elif a == "methods":
-        from mrbench.config.roster import Roster
-
-        try:
-            roster = Roster.from_dict(json.loads(args.roster_json))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"--roster-json: not a method roster ({exc})") from None
-        doc, df = tables.methods_table(roster)
-        tables.write_table(doc, df, args.out)
-        roster.write(args.json)
-    elif a == "table1":
-        roster = _read_roster(args.roster)
-        doc, df = tables.table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
-        doc.notes += args.note
-        tables.write_table(doc, df, args.out)
-    elif a == "recipes":
-        from mrbench.reporting.recipes_table import recipe_table
-
-        doc, df = recipe_table([Path(m).parent / "spec.json" for m in args.model])
-        tables.write_table(doc, df, args.out)
-    elif a == "table2":
-        roster = _read_roster(args.roster)
-        doc, df = tables.table2(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
-        tables.write_table(doc, df, args.out)
-    elif a == "compare":
-        doc, df = tables.paper_comparison(
-            _summary(args.tidy), _read_roster(args.roster), args.protocol, args.psnr, args.ssim
-        )
-        tables.write_table(doc, df, args.out)
-    elif a == "significance":
-        from mrbench.evaluation.stats import wilcoxon_table
-
-        roster = _read_roster(args.roster)
-        reference = args.reference or (roster.reference if roster else None)
-        if not reference:
-            raise InputError("significance: no reference method (--reference or a roster's)")
-        tests = wilcoxon_table(read_tidy(args.tidy), reference, args.alpha)
-        doc = tables.significance_table(
-            tests, args.protocol, [args.psnr, args.ssim], reference, roster
-        )
-        tables.write_table(doc, tests, args.out)
-    elif a == "efficiency":
-        facts = []
-        for item in args.run:
-            if len(item) < 3:
-                raise InputError(f"--run {' '.join(item)}: expected DATASET SEED MODEL [PRED ...]")
-            dataset, seed, model, *preds = item
-            try:
-                seed_value = int(seed)
-            except ValueError:
-                msg = f"--run {' '.join(item)}: seed {seed!r} is not an integer"
-                raise InputError(msg) from None
-            facts.append(tables.run_facts(model, preds, dataset=dataset, seed=seed_value))
-        doc, df = tables.efficiency(facts, args.threshold, roster=_read_roster(args.roster))
-        tables.write_table(doc, df, args.out)
-    elif a == "qualitative":
-        from mrbench.reporting.figures import qualitative_grid
-
-        qualitative_grid(
-            args.store,
-            args.direction,
-            _pairs(args.pred, "--pred"),
-            args.out,
-            subject=args.subject,
-            slice_index=args.slice,
-            title=args.title,
-        )
-    elif a == "boxplot":
-        from mrbench.evaluation.stats import subject_means
-        from mrbench.reporting.figures import boxplots
-
-        tidy = read_tidy(args.tidy)
-        tidy = tidy[tidy["dataset"] == args.dataset]
-        title = f"{tables.dataset_label(args.dataset)}: per-subject means ({args.protocol})"
-        roster = _read_roster(args.roster)
-        order = roster.order if roster else None
-        labels = {**(roster.labels() if roster else {}), **dict(_pairs(args.label, "--label"))}
-        boxplots(subject_means(tidy), args.out, args.protocol, args.metrics, title, order, labels)
-    elif a == "curves":
-        from mrbench.reporting.figures import training_curves
-
-        labels = dict(_pairs(args.label, "--label"))
-        training_curves(_pairs(args.run, "--run"), args.out, args.title, labels)
-    elif a == "fidelity-split":
-        from mrbench.evaluation.fidelity import fidelity_of_split
-
-        settings = {
-            "feature_extractor": args.feature_extractor,
-            "weights_path": args.weights_path,
-            "kid_subset_size": args.kid_subset_size,
-        }
-        res = fidelity_of_split(args.pred_dir, args.store, args.direction, settings, args.device)
-        res.update(
-            dataset=args.dataset, method=args.method, seed=args.seed, direction=args.direction
-        )
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(res, indent=1))
-        print(json.dumps(res))
-    elif a == "fidelity":
-        rows = []
-        for path in args.inputs:
-            p = Path(path)
-            if not p.exists():
-                raise InputError(f"{p}: fidelity result not found")
-            rows.append(json.loads(p.read_text()))
-        df = pd.DataFrame(rows)
-        tables.write_table(tables.fidelity_table(df, _read_roster(args.roster)), df, args.out)
+    ACTIONS[args.action][2](args)
     return 0

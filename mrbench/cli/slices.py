@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrbench.config.schema import dataset_default
+from mrbench.cli.args import dataset_option
 from mrbench.datasets.splits import SPLITS, read_splits, subjects_in
 from mrbench.slices import SubjectVolumes, build_split
 
@@ -17,11 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", required=True, type=Path, help="TSV with columns subject, split")
     p.add_argument("--out", required=True, type=Path, help="writes OUT/{train,val,test}/")
     p.add_argument("--size", type=int, required=True, help="slice size in pixels (crop/pad)")
-    p.add_argument(
-        "--slices-per-subject",
-        type=int,
-        default=dataset_default("phantom", "slices_per_subject"),
-        help="axial slices taken from each subject (default %(default)s)",
+    dataset_option(
+        p, "phantom", "--slices-per-subject", int, "axial slices taken from each subject"
     )
     p.add_argument(
         "--split",

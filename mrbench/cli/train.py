@@ -133,8 +133,9 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
 
     import torch
 
+    from mrbench.errors import TrainingError
     from mrbench.training import distributed
-    from mrbench.training import loop as trainer
+    from mrbench.training.loop import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,7 +144,7 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
         return 1
     dist = distributed.from_env(slot.device)
     try:
-        trainer.train(
+        train(
             spec,
             args.data,
             args.out,
@@ -154,7 +155,7 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
             device_message=slot.message,
             dist=dist,
         )
-    except trainer.TrainingError as exc:
+    except TrainingError as exc:
         print(f"mrbench train: error: {exc}", file=sys.stderr)
         return 1
     finally:

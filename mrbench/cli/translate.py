@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     args.device = _device(args.device)
+    options = {"device": args.device, "batch_size": args.batch_size, "seed": args.seed}
     if args.input or args.output:
         if not (args.input and args.output) or args.store or args.out_dir:
             raise InputError("give --input and --output together (and not --store/--out-dir)")
@@ -77,22 +78,12 @@ def run(args: argparse.Namespace) -> int:
             args.input,
             args.output,
             mask_path=args.mask,
-            device=args.device,
-            batch_size=args.batch_size,
-            seed=args.seed,
+            **options,
         )
         print(out)
         return 0
     if not (args.store and args.out_dir):
         raise InputError("give either --input/--output or --store/--out-dir")
-    timing = translate_store(
-        args.checkpoint,
-        args.store,
-        args.direction,
-        args.out_dir,
-        device=args.device,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    timing = translate_store(args.checkpoint, args.store, args.direction, args.out_dir, **options)
     print(json.dumps(timing))
     return 0

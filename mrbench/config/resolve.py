@@ -38,7 +38,7 @@ SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 def training_defaults() -> dict[str, Any]:
     """The trainer's defaults as the schema documents them (equal to
-    ``mrbench.training.loop.TRAINING_DEFAULTS``, which a test checks)."""
+    ``mrbench.training.settings.TRAINING_DEFAULTS``, which a test checks)."""
     return section_defaults("training")
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def import_pair(
     """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair.
 
     With ``tissues`` also ``label.nii.gz``: CSF/GM/WM classes of the T1w
-    (:func:`mrbench.preprocessing.pipeline.segment_tissues`) and, where the archive has a tumour
+    (:func:`mrbench.preprocessing.tissues.segment_tissues`) and, where the archive has a tumour
     segmentation ``seg`` on the same grid, its non-zero voxels as class 4 (tumour).
     """
     import nibabel as nib
@@ -138,7 +139,7 @@ def _import_tissues(
     """Tissue classes (and the tumour of ``seg``) of an imported pair -> ``label.nii.gz``."""
     import nibabel as nib
 
-    from mrbench.preprocessing.pipeline import segment_tissues, tissue_qc, tumour_labels
+    from mrbench.preprocessing.tissues import segment_tissues, tissue_qc, tumour_labels
 
     labels, info = segment_tissues(t1n, mask, affine)
     if seg is not None:
@@ -197,3 +198,32 @@ def build_subject_folder(
         return table
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class CaseWorker:
+    """Picklable per-case worker for :func:`build_subject_folder`'s process pool: runs
+    ``import_case(cases[case], out_dir)`` (``import_case`` a module-level function)."""
+
+    def __init__(self, cases: Mapping[str, Any], import_case: Callable[[Any, Path], dict]) -> None:
+        self.cases = cases
+        self.import_case = import_case
+
+    def __call__(self, case: str, out_dir: Path) -> dict:
+        return self.import_case(self.cases[case], out_dir)
+
+
+def import_cases(
+    cases: Mapping[str, Any],
+    import_case: Callable[[Any, Path], dict],
+    out_root: str | Path,
+    split_file: str | Path,
+    jobs: int,
+    fractions: tuple[float, float],
+) -> pd.DataFrame:
+    """Import every case of an archive into ``out_root/<case>/`` (:func:`build_subject_folder`
+    with ``import_case(cases[case], folder)``) and write the split file of the sorted case ids
+    (:func:`fraction_split` with ``fractions`` = (test, validation)); the import table."""
+    ids = sorted(cases)
+    table = build_subject_folder(ids, CaseWorker(cases, import_case), out_root, jobs)
+    write_split_file(fraction_split(ids, *fractions), split_file)
+    return table

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.datasets import import_cases, import_pair
 from mrbench.datasets.archive import safe_extract
-from mrbench.datasets.kind import DatasetKind, register_dataset
+from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
 from mrbench.io import InputError, load_volume
 
 MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
@@ -119,16 +119,6 @@ def _import_case(case_files: dict[str, Path], out_dir: Path) -> dict:
     return info
 
 
-class _Worker:
-    """Picklable per-case worker for the process pool."""
-
-    def __init__(self, cases: dict[str, dict[str, Path]]) -> None:
-        self.cases = cases
-
-    def __call__(self, case: str, out_dir: Path) -> dict:
-        return _import_case(self.cases[case], out_dir)
-
-
 def import_brats(
     source: str | Path,
     out_root: str | Path,
@@ -142,19 +132,13 @@ def import_brats(
     ids = sorted(cases)
     if len(ids) < 3:
         raise InputError(f"{folder}: only {len(ids)} case(s); a train/val/test split needs 3")
-    table = build_subject_folder(ids, _Worker(cases), out_root, jobs)
-    df = fraction_split(ids, TEST_FRACTION, VAL_FRACTION)
-    write_split_file(df, split_file)
+    fractions = (TEST_FRACTION, VAL_FRACTION)
+    table = import_cases(cases, _import_case, out_root, split_file, jobs, fractions)
     return {"n_cases": len(ids), "folder": str(folder), "table": table}
 
 
 @register_dataset("brats2018")
-class BraTS2018(DatasetKind):
-    """Imported at once by its own rule (``workflow/rules/brats.smk``), which writes the subjects
-    folder and the split file: the case list is only known from the data."""
+class BraTS2018(ImportedDatasetKind):
+    """Imported at once by its own rule (``workflow/rules/brats.smk``)."""
 
     display_name = "BraTS 2018"
-    acquisition = "import"
-
-    def subjects(self, dataset: str, settings: dict) -> list[str] | None:
-        return None

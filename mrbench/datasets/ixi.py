@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mrbench.cli.args import dataset_option
 from mrbench.config.schema import dataset_default
 from mrbench.datasets import interleaved_split, write_split_file
 from mrbench.datasets.archive import list_members, safe_extract
@@ -145,12 +146,12 @@ def extract_subject(
 def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
     """One row per subject from the ``qc.json`` files, with a ``flag`` naming any problem.
 
-    Flags (:func:`mrbench.preprocessing.pipeline.qc_flags`): brain volume outside the adult range, a
+    Flags (:func:`mrbench.preprocessing.qc.qc_flags`): brain volume outside the adult range, a
     registration that barely moved the similarity, T2 field of view covering less than 90% of the
     brain. Tissue class volumes (``csf_ml``, ``gm_ml``, ``wm_ml``) are listed where preprocessing
     wrote them. Flagged subjects are printed (the log).
     """
-    from mrbench.preprocessing.pipeline import qc_flags
+    from mrbench.preprocessing.qc import qc_flags
 
     rows = []
     for f in qc_files:
@@ -191,16 +192,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--t2-tar", required=True, help="IXI-T2.tar (only its file list is read)")
     p.add_argument("--out", default="config/splits/ixi.tsv", help="split file to write")
     p.add_argument("--excluded", default=None, help="TSV of excluded subjects and reasons")
-    p.add_argument(
-        "--n-subjects", type=int, default=N_SUBJECTS, help="subjects taken (default %(default)s)"
-    )
-    p.add_argument("--n-test", type=int, default=N_TEST, help="test subjects (default %(default)s)")
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=VAL_FRACTION,
-        help="share of the training subjects used for validation (default %(default)s)",
-    )
+    dataset_option(p, "ixi", "--n-subjects", int, "subjects taken")
+    dataset_option(p, "ixi", "--n-test", int, "test subjects")
+    share = "share of the training subjects used for validation"
+    dataset_option(p, "ixi", "--val-fraction", float, share)
     e = sub.add_parser("extract", help="extract one subject's T1 and T2")
     e.add_argument("--t1-tar", required=True, help="IXI-T1.tar")
     e.add_argument("--t2-tar", required=True, help="IXI-T2.tar")

@@ -27,7 +27,8 @@ How volumes are acquired (:attr:`DatasetKind.acquisition`):
     :attr:`DatasetKind.split_checkpoint` names it;
 ``import``
     the kind's own rule writes the whole ``subjects`` folder and the split file at once (BraTS,
-    MSD: the case list is known only from the user's data).
+    MSD: the case list is known only from the user's data); such kinds derive from
+    :class:`ImportedDatasetKind`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ BUILTIN_MODULES = (
 ENTRY_POINT_GROUP = "mrbench.datasets"
 ACQUISITIONS = ("subject", "rules", "import")
 #: volumes of every subject; ``label`` (tissue classes: 1 CSF, 2 GM, 3 WM, 4 lesion/tumour) is
-#: made from the T1w by :func:`mrbench.preprocessing.pipeline.segment_tissues` where a kind writes
+#: made from the T1w by :func:`mrbench.preprocessing.tissues.segment_tissues` where a kind writes
 #: none
 VOLUMES = ("t1", "t2", "mask", "label")
 
@@ -85,6 +86,16 @@ class DatasetKind:
         ``label.nii.gz`` where the kind knows the tissue classes (else they are segmented from
         the T1w afterwards)."""
         raise NotImplementedError(f"dataset kind {self.name!r} has no per-subject acquisition")
+
+
+class ImportedDatasetKind(DatasetKind):
+    """A kind imported at once by its own rule, which writes the subjects folder and the split
+    file: the case list is only known from the data."""
+
+    acquisition: ClassVar[str] = "import"
+
+    def subjects(self, dataset: str, settings: dict[str, Any]) -> list[str] | None:
+        return None
 
 
 def split_file_of(dataset: str, settings: dict[str, Any]) -> str:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mrbench.datasets import build_subject_folder, fraction_split, import_pair, write_split_file
+from mrbench.datasets import import_cases, import_pair
 from mrbench.datasets.archive import safe_extract
-from mrbench.datasets.kind import DatasetKind, register_dataset
+from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
 from mrbench.io import InputError, load_volume
 
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
@@ -68,14 +68,6 @@ def _import_case(path: Path, out_dir: Path) -> dict:
     )
 
 
-class _Worker:
-    def __init__(self, cases: dict[str, Path]) -> None:
-        self.cases = cases
-
-    def __call__(self, case: str, out_dir: Path) -> dict:
-        return _import_case(self.cases[case], out_dir)
-
-
 def import_msd(
     source: str | Path,
     out_root: str | Path,
@@ -94,8 +86,8 @@ def import_msd(
         safe_extract(source, folder, include=_wanted)
     cases = find_cases(folder)
     ids = sorted(cases)[:limit] if limit else sorted(cases)
-    build_subject_folder(ids, _Worker({c: cases[c] for c in ids}), out_root, jobs)
-    write_split_file(fraction_split(ids, TEST_FRACTION, VAL_FRACTION), split_file)
+    fractions = (TEST_FRACTION, VAL_FRACTION)
+    import_cases({c: cases[c] for c in ids}, _import_case, out_root, split_file, jobs, fractions)
     return {"n_cases": len(ids), "folder": str(folder)}
 
 
@@ -119,12 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 @register_dataset("msd_brats")
-class MSDBrainTumour(DatasetKind):
-    """Imported at once by its own rule (``workflow/rules/msd.smk``), which writes the subjects
-    folder and the split file: the case list is only known from the data."""
+class MSDBrainTumour(ImportedDatasetKind):
+    """Imported at once by its own rule (``workflow/rules/msd.smk``)."""
 
     display_name = "MSD brain tumour"
-    acquisition = "import"
-
-    def subjects(self, dataset: str, settings: dict) -> list[str] | None:
-        return None

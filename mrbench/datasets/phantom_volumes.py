@@ -184,51 +184,13 @@ def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, 
     volume; ``label``: the class with the largest fraction, :data:`TISSUE_LABELS`)."""
     rng = np.random.default_rng([seed, index])
     gm, wm, brain, tpl_affine = _template()
-    vs = settings.voxel_size
-    # output grid: the template's field of view (197 x 233 x 189 mm) at the requested voxel size
-    fov = np.array(gm.shape) * np.abs(np.diag(tpl_affine)[:3])
-    shape = tuple(int(np.ceil(f / vs)) for f in fov)
-    origin = tpl_affine[:3, 3]
-    out_affine = np.diag([vs, vs, vs, 1.0])
-    out_affine[:3, 3] = origin
-    # world coordinates of the output voxels
-    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), 0).astype(np.float32)
-    world = np.tensordot(out_affine[:3, :3], idx, axes=1) + origin[:, None, None, None]
-    # small affine about the brain centre, then elastic displacement
-    centre = origin + fov / 2
-    rot = _rotation(rng.uniform(-1, 1, 3) * settings.rotation_deg)
-    scl = np.diag(1 + rng.uniform(-1, 1, 3) * settings.scale)
-    trans = rng.uniform(-1, 1, 3) * settings.translation_mm
-    lin = rot @ scl
-    moved = np.tensordot(lin, world - centre[:, None, None, None], axes=1)
-    moved += (centre + trans)[:, None, None, None]
-    for ax in range(3):
-        moved[ax] += settings.elastic_mm * _smooth_field(rng, settings.elastic_grid, shape)
-    # world -> template voxel indices
-    inv = np.linalg.inv(tpl_affine)
-    vox = np.tensordot(inv[:3, :3], moved, axes=1) + inv[:3, 3][:, None, None, None]
+    shape, out_affine, fov = _output_grid(gm.shape, tpl_affine, settings.voxel_size)
+    vox = _deformed_voxels(rng, shape, out_affine, fov, tpl_affine, settings)
     sample = {
         name: ndimage.map_coordinates(vol, vox, order=1, mode="constant", cval=0.0)
         for name, vol in (("gm", gm), ("wm", wm), ("brain", brain))
     }
-    mask = sample["brain"] > 0.5
-    frac_gm = np.clip(sample["gm"], 0, 1) * mask
-    frac_wm = np.clip(sample["wm"], 0, 1) * mask
-    frac_csf = np.clip(1.0 - frac_gm - frac_wm, 0, 1) * mask
-    # tissues an intensity map cannot translate (see TISSUES): they take their share out of the
-    # tissue they replace, so the fractions still sum to the brain mask
-    frac_lesion = _lesion_map(rng, frac_wm, settings) * frac_wm
-    frac_deep = _soft_depth(mask, settings.deep_gm_mm, vs) * frac_gm
-    frac_flow = _flow_void_map(rng, mask, settings) * frac_csf
-    fractions = {
-        "gm": frac_gm - frac_deep,
-        "wm": frac_wm - frac_lesion,
-        "csf": frac_csf - frac_flow,
-        "lesion": frac_lesion,
-        "deep_gm": frac_deep,
-        "csf_flow": frac_flow,
-    }
-
+    mask, fractions = _tissue_fractions(rng, sample, settings)
     tissue = {
         t: {k: v * (1 + settings.relaxation_jitter * rng.standard_normal()) for k, v in p.items()}
         for t, p in TISSUES.items()
@@ -241,24 +203,104 @@ def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, 
         classes[c] = classes.get(c, 0.0) + f
     out["fractions"] = {c: f.astype(np.float32) for c, f in classes.items()}
     out["label"] = tissue_labels(out["fractions"], mask)
-    for contrast, seq in SEQUENCES.items():
-        tr = seq["tr"] * (1 + settings.timing_jitter * rng.standard_normal())
-        te = seq["te"] * (1 + settings.timing_jitter * rng.standard_normal())
-        signal = np.zeros(shape, dtype=np.float64)
-        for t, p in tissue.items():
-            s = p["pd"] * (1 - np.exp(-tr / p["t1"])) * np.exp(-te / p["t2"])
-            s *= CONTRAST_FACTORS.get(contrast, {}).get(t, 1.0)
-            signal += fractions[t] * s
-        bias = np.exp(settings.bias * _smooth_field(rng, 3, shape))
-        signal *= bias
-        sigma = settings.noise * np.percentile(signal[mask], 99)
-        noisy = np.sqrt(
-            (signal + sigma * rng.standard_normal(shape)) ** 2
-            + (sigma * rng.standard_normal(shape)) ** 2
-        )
-        # scale to a scanner-like integer range, as downloaded data would be
-        out[contrast] = (1000.0 * noisy / np.percentile(signal[mask], 99)).astype(np.float32)
+    for contrast in SEQUENCES:
+        out[contrast] = _contrast_image(rng, contrast, tissue, fractions, mask, settings)
     return out
+
+
+def _output_grid(
+    template_shape: tuple[int, ...], tpl_affine: np.ndarray, vs: float
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """Shape, affine and field of view (mm) of the output grid: the template's field of view
+    (197 x 233 x 189 mm) at the requested voxel size ``vs``."""
+    fov = np.array(template_shape) * np.abs(np.diag(tpl_affine)[:3])
+    shape = tuple(int(np.ceil(f / vs)) for f in fov)
+    out_affine = np.diag([vs, vs, vs, 1.0])
+    out_affine[:3, 3] = tpl_affine[:3, 3]
+    return shape, out_affine, fov
+
+
+def _deformed_voxels(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    out_affine: np.ndarray,
+    fov: np.ndarray,
+    tpl_affine: np.ndarray,
+    settings: PhantomSettings,
+) -> np.ndarray:
+    """Template voxel coordinates (3, *shape) of the output voxels moved by a small random affine
+    about the brain centre, then a random elastic displacement."""
+    origin = tpl_affine[:3, 3]
+    # world coordinates of the output voxels
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), 0).astype(np.float32)
+    world = np.tensordot(out_affine[:3, :3], idx, axes=1) + origin[:, None, None, None]
+    centre = origin + fov / 2
+    rot = _rotation(rng.uniform(-1, 1, 3) * settings.rotation_deg)
+    scl = np.diag(1 + rng.uniform(-1, 1, 3) * settings.scale)
+    trans = rng.uniform(-1, 1, 3) * settings.translation_mm
+    lin = rot @ scl
+    moved = np.tensordot(lin, world - centre[:, None, None, None], axes=1)
+    moved += (centre + trans)[:, None, None, None]
+    for ax in range(3):
+        moved[ax] += settings.elastic_mm * _smooth_field(rng, settings.elastic_grid, shape)
+    # world -> template voxel indices
+    inv = np.linalg.inv(tpl_affine)
+    return np.tensordot(inv[:3, :3], moved, axes=1) + inv[:3, 3][:, None, None, None]
+
+
+def _tissue_fractions(
+    rng: np.random.Generator, sample: dict[str, np.ndarray], settings: PhantomSettings
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Brain mask and the partial-volume fraction of every generating tissue (:data:`TISSUES`)
+    from the sampled template maps; lesions and flow voids are drawn here."""
+    mask = sample["brain"] > 0.5
+    frac_gm = np.clip(sample["gm"], 0, 1) * mask
+    frac_wm = np.clip(sample["wm"], 0, 1) * mask
+    frac_csf = np.clip(1.0 - frac_gm - frac_wm, 0, 1) * mask
+    # tissues an intensity map cannot translate (see TISSUES): they take their share out of the
+    # tissue they replace, so the fractions still sum to the brain mask
+    frac_lesion = _lesion_map(rng, frac_wm, settings) * frac_wm
+    frac_deep = _soft_depth(mask, settings.deep_gm_mm, settings.voxel_size) * frac_gm
+    frac_flow = _flow_void_map(rng, mask, settings) * frac_csf
+    fractions = {
+        "gm": frac_gm - frac_deep,
+        "wm": frac_wm - frac_lesion,
+        "csf": frac_csf - frac_flow,
+        "lesion": frac_lesion,
+        "deep_gm": frac_deep,
+        "csf_flow": frac_flow,
+    }
+    return mask, fractions
+
+
+def _contrast_image(
+    rng: np.random.Generator,
+    contrast: str,
+    tissue: dict[str, dict[str, float]],
+    fractions: dict[str, np.ndarray],
+    mask: np.ndarray,
+    settings: PhantomSettings,
+) -> np.ndarray:
+    """One contrast: jittered sequence timing, spin-echo signal mixed by the tissue fractions,
+    a smooth bias field and Rician noise, scaled to a scanner-like range (float32)."""
+    seq = SEQUENCES[contrast]
+    shape = mask.shape
+    tr = seq["tr"] * (1 + settings.timing_jitter * rng.standard_normal())
+    te = seq["te"] * (1 + settings.timing_jitter * rng.standard_normal())
+    signal = np.zeros(shape, dtype=np.float64)
+    for t, p in tissue.items():
+        s = p["pd"] * (1 - np.exp(-tr / p["t1"])) * np.exp(-te / p["t2"])
+        s *= CONTRAST_FACTORS.get(contrast, {}).get(t, 1.0)
+        signal += fractions[t] * s
+    bias = np.exp(settings.bias * _smooth_field(rng, 3, shape))
+    signal *= bias
+    sigma = settings.noise * np.percentile(signal[mask], 99)
+    noisy = np.sqrt(
+        (signal + sigma * rng.standard_normal(shape)) ** 2
+        + (sigma * rng.standard_normal(shape)) ** 2
+    )
+    # scale to a scanner-like integer range, as downloaded data would be
+    return (1000.0 * noisy / np.percentile(signal[mask], 99)).astype(np.float32)
 
 
 def write_phantom(

@@ -219,12 +219,7 @@ def run(
     lib = load()
     if lib is None:
         raise RuntimeError("the compiled metrics kernel is not available")
-    if target.dtype != pred.dtype or target.dtype not in (np.float32, np.float64):
-        target, pred = target.astype(np.float64), pred.astype(np.float64)
-    target, pred = np.ascontiguousarray(target), np.ascontiguousarray(pred)
-    if mask is not None:
-        mask = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
-        mask = np.ascontiguousarray(mask)
+    target, pred, mask = _contiguous(target, pred, mask)
     n = target.shape[0]
     shape = (1, *target.shape[1:]) if target.ndim == 3 else target.shape[1:]
     a_len, b_len, c_len = shape
@@ -240,15 +235,7 @@ def run(
     full = int(mask_mode == 1 and mask is not None)
     f32 = int(target.dtype == np.float32)
     threads = max(1, threads or default_threads())
-
-    # work units: (first item, items, first output plane, end plane)
-    units: list[tuple[int, int, int, int]] = []
-    if dims3:
-        per = -(-a_len // min(threads, a_len))
-        units = [(i, 1, o, min(o + per, a_len)) for i in range(n) for o in range(0, a_len, per)]
-    else:
-        per = -(-n // min(threads, max(n, 1))) if n else 1
-        units = [(i, min(per, n - i), 0, 1) for i in range(0, n, per)]
+    units = _work_units(n, a_len, dims3, threads)
     outs = [np.zeros((u[1], len(FIELDS))) for u in units]
 
     def call(k: int) -> int:
@@ -286,6 +273,36 @@ def run(
         raise ValueError("metrics kernel: windows must have 7 or 11 taps")
     if any(codes):
         raise MemoryError("metrics kernel: out of memory")
+    return _merge(n, units, outs)
+
+
+def _contiguous(
+    target: np.ndarray, pred: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """C-contiguous inputs for the kernel: float32 pair (or both float64), mask as uint8 0/1."""
+    if target.dtype != pred.dtype or target.dtype not in (np.float32, np.float64):
+        target, pred = target.astype(np.float64), pred.astype(np.float64)
+    target, pred = np.ascontiguousarray(target), np.ascontiguousarray(pred)
+    if mask is not None:
+        mask = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
+        mask = np.ascontiguousarray(mask)
+    return target, pred, mask
+
+
+def _work_units(n: int, a_len: int, dims3: bool, threads: int) -> list[tuple[int, int, int, int]]:
+    """Work units (first item, items, first output plane, end plane): groups of output planes
+    of each volume (3D), groups of items (2D), about one per thread."""
+    if dims3:
+        per = -(-a_len // min(threads, a_len))
+        return [(i, 1, o, min(o + per, a_len)) for i in range(n) for o in range(0, a_len, per)]
+    per = -(-n // min(threads, max(n, 1))) if n else 1
+    return [(i, min(per, n - i), 0, 1) for i in range(0, n, per)]
+
+
+def _merge(
+    n: int, units: list[tuple[int, int, int, int]], outs: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per-item sums of the units' outputs (the maximum for ``max_x``), by field name."""
     res = np.zeros((n, len(FIELDS)))
     res[:, _F["max_x"]] = -np.inf
     for (i, cnt, _, _), o in zip(units, outs, strict=True):

@@ -22,13 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mrbench.io import atomic_path  # noqa: E402
-from mrbench.reporting.tables import (  # noqa: E402
-    LOG_NON_LOSS,
-    dataset_label,
-    direction_label,
-    ordered,
-    read_csv_or_empty,
-)
+from mrbench.reporting.labels import direction_label, ordered  # noqa: E402
+from mrbench.reporting.train_logs import LOG_NON_LOSS, read_csv_or_empty  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
@@ -273,7 +268,6 @@ def _loss_columns(log: pd.DataFrame) -> list[str]:
 __all__ = [
     "boxplot_figure",
     "boxplots",
-    "dataset_label",
     "qualitative_grid",
     "save_figure",
     "training_curves",

@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from mrbench.config.resolve import method_spec_dict
-from mrbench.reporting import tables as T
+from mrbench.reporting.labels import dataset_label
+from mrbench.reporting.render import MISSING, Cell, TableDoc, flat_header, fmt_num
 
 
 def _num(x: float) -> str:
@@ -83,7 +84,7 @@ def recipe_row(spec: dict[str, Any], label: str | None = None) -> dict[str, Any]
     }
 
 
-def recipe_table(spec_paths: list[str | Path]) -> tuple[Any, pd.DataFrame]:
+def recipe_table(spec_paths: list[str | Path]) -> tuple[TableDoc, pd.DataFrame]:
     """The recipe table (document and CSV frame) from the ``spec.json`` of every run."""
     rows = [recipe_row(json.loads(Path(p).read_text())) for p in spec_paths]
     df = pd.DataFrame(rows).drop_duplicates(["dataset", "method"])
@@ -92,12 +93,12 @@ def recipe_table(spec_paths: list[str | Path]) -> tuple[Any, pd.DataFrame]:
     titles += ["Deviations from the official recipe"]
     body = []
     for r in df.itertuples():
-        texts = [T.dataset_label(r.dataset), r.label]
-        texts.append(T.MISSING if math.isnan(r.batch_size) else str(int(r.batch_size)))
-        texts += [T.fmt_num(r.epochs, 1), f"{r.steps:,}", f"{r.images_seen:,}"]
-        texts += [r.optimizer or T.MISSING, r.lr_schedule or T.MISSING, r.ema]
-        texts += [r.augmentation or T.MISSING, r.selection, r.deviations or "none"]
-        body.append([T.Cell(x) for x in texts])
+        texts = [dataset_label(r.dataset), r.label]
+        texts.append(MISSING if math.isnan(r.batch_size) else str(int(r.batch_size)))
+        texts += [fmt_num(r.epochs, 1), f"{r.steps:,}", f"{r.images_seen:,}"]
+        texts += [r.optimizer or MISSING, r.lr_schedule or MISSING, r.ema]
+        texts += [r.augmentation or MISSING, r.selection, r.deviations or "none"]
+        body.append([Cell(x) for x in texts])
     recipes = sorted({r for r in df["recipe"] if r}) if not df.empty else []
     notes = [
         "Recipe: " + (", ".join(recipes) if recipes else "none (plugin defaults)") + "; "
@@ -108,8 +109,7 @@ def recipe_table(spec_paths: list[str | Path]) -> tuple[Any, pd.DataFrame]:
         "Selection: the exported weights; 'best paired-validation PSNR' selects an "
         "unsupervised model with paired ground truth, a protocol choice of this benchmark.",
     ]
-    header = [[(t, 1) for t in titles]]
-    doc = T.TableDoc("Training recipes as run.", header, body, "ll" + "c" * 10, notes)
+    doc = TableDoc("Training recipes as run.", flat_header(*titles), body, "ll" + "c" * 10, notes)
     return doc, df
 
 

@@ -104,9 +104,10 @@ class GradientAverager:
 
 
 class ShardedPairSampler:
-    """This process's contiguous share of every global batch of a :class:`PairSampler`-like
-    sampler (anything with ``batch(k) -> list`` and ``batch_size``); other attributes and
-    ``state()`` are the wrapped sampler's, so checkpoints do not depend on the process count."""
+    """This process's contiguous share of every global batch of a
+    :class:`~mrbench.training.sampling.PairSampler`-like sampler (anything with ``batch(k) ->
+    list`` and ``batch_size``); other attributes and ``state()`` are the wrapped sampler's, so
+    checkpoints do not depend on the process count."""
 
     def __init__(self, sampler: Any, rank: int, world_size: int) -> None:
         bs = int(sampler.batch_size)

@@ -1,0 +1,110 @@
+"""``checkpoints/last.pt``: the resumable state of a run, written at ``checkpoint_every`` and
+restored at start (for the same spec only)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mrbench.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from mrbench.errors import InputError, TrainingError
+from mrbench.finite import first_non_finite, module_non_finite
+from mrbench.training.logs import losses_text
+from mrbench.training.runs import Progress, Run, no_pending
+from mrbench.training.schedules import EMA, LRSchedule
+from mrbench.training.settings import RESUME_FREE_KEYS, TRAINING_DEFAULTS
+
+
+def _spec_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    diffs = []
+    for key in ("method", "plugin", "params", "seed", "image_size"):
+        if old.get(key) != new.get(key):
+            diffs.append(key)
+    t_old, t_new = old.get("training", {}), new.get("training", {})
+    for key in sorted(set(t_old) | set(t_new)):
+        default = TRAINING_DEFAULTS.get(key)  # a key newer than the checkpoint: its default
+        if key not in RESUME_FREE_KEYS and t_old.get(key, default) != t_new.get(key, default):
+            diffs.append(f"training.{key}")
+    return diffs
+
+
+class Checkpoints:
+    """``checkpoints/last.pt``: restore a run from it (resume) and write it; also removes
+    ``best-step*.pt`` files that are no longer the best."""
+
+    def __init__(self, run: Run, ema: EMA | None, schedule: LRSchedule, sampler: Any) -> None:
+        self.run, self.ema, self.schedule, self.sampler = run, ema, schedule, sampler
+        self.last = run.ckpt_dir / "last.pt"
+        self.saved_step: int | None = None  # step of the newest last.pt (always a finite state)
+
+    def stopped(self) -> str:
+        """The end of a divergence message: where the last finite state is."""
+        where = f"{self.last} (step {self.saved_step})" if self.saved_step is not None else "none"
+        return f"stopped (last finite checkpoint: {where})"
+
+    def restore(self, logs: tuple[Any, ...]) -> Progress:
+        """Progress of the run so far: fresh (logs emptied) or loaded from ``last.pt`` (logs cut
+        after its step); stops if ``last.pt`` was written for another spec."""
+        if not self.last.exists():
+            for lg in logs:
+                lg.truncate_after(-1)
+            progress = Progress()
+        else:
+            ck = load_checkpoint(self.last)
+            diffs = _spec_mismatch(ck["spec"], self.run.resolved)
+            if diffs:
+                raise InputError(
+                    f"{self.last}: written for a different spec ({', '.join(diffs)} differ); "
+                    "delete the run folder or choose another --out"
+                )
+            self.run.method.load_full_state(ck["method"])
+            if self.ema is not None:
+                self.ema.load_state_dict(ck["ema"])
+            self.schedule.load_state_dict(ck["schedule"])
+            progress = Progress(
+                int(ck["step"]),
+                float(ck["elapsed"]),
+                dict(ck["best"]),
+                ck.get("log_pending", no_pending()),
+                ck["rng"],
+            )
+            self.saved_step = progress.step
+            for lg in logs:
+                lg.truncate_after(progress.step)
+            self.run.log(f"resuming from {self.last} at step {progress.step} of {self.run.steps}")
+        self.prune(progress.best["file"])
+        return progress
+
+    def prune(self, keep: str) -> None:
+        for f in self.run.ckpt_dir.glob("best-step*.pt") if self.run.dist.is_main else ():
+            if f.name != keep:
+                f.unlink()
+
+    def save(self, progress: Progress, losses: dict[str, float] | None = None) -> None:
+        if not self.run.dist.is_main:
+            return
+        bad = module_non_finite(self.run.method) or (
+            self.ema is not None and first_non_finite(self.ema.state_dict(), "ema")
+        )
+        if bad:  # never overwrite the last finite state with a diverged one
+            raise TrainingError(
+                f"{self.run.name}: weights are non-finite at step {progress.step} ({bad}); "
+                f"losses at step {progress.step}: {losses_text(losses or {})}; {self.stopped()}"
+            )
+        save_checkpoint(
+            {
+                "step": progress.step,
+                "spec": self.run.resolved,
+                "method": self.run.method.full_state(),
+                "ema": self.ema.state_dict() if self.ema is not None else {},
+                "schedule": self.schedule.state_dict(),
+                "sampler": self.sampler.state(progress.step),
+                "rng": rng_state(),
+                "best": progress.best,
+                "elapsed": progress.elapsed + time.perf_counter() - self.run.t_start,
+                "log_pending": progress.pending,
+            },
+            self.last,
+        )
+        self.saved_step = progress.step
+        self.prune(progress.best["file"])

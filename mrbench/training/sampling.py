@@ -1,0 +1,106 @@
+"""The data side of training: which slices make each batch, and how they reach the device.
+
+:class:`PairSampler` turns a batch number into ``(t1 row, t2 row)`` pairs (``pairing``, resume
+by batch count); :class:`BatchIndices` and :class:`PairDataset` feed it through a
+:class:`~torch.utils.data.DataLoader` (``num_workers``, ``augment``); :func:`collate` stacks a
+batch; :func:`one_pass` reads every slice once (for :meth:`fit`, :meth:`prepare_inference`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from mrbench.errors import InputError
+from mrbench.slices import SliceStore
+from mrbench.training.augment import Augment
+
+
+class PairSampler:
+    """Batch ``k`` of training -> list of ``(t1 row, t2 row)`` pairs, a pure function of
+    ``(seed, k)``: epoch ``e`` draws one permutation of the rows for T1 and, unless paired,
+    an independent one for T2 (``numpy.random.default_rng([seed, e])``). An incomplete last batch
+    of an epoch is dropped. Resuming needs only the number of batches already consumed."""
+
+    def __init__(self, n: int, batch_size: int, paired: bool, seed: int) -> None:
+        if n < batch_size:
+            raise InputError(f"training split has {n} slices, fewer than batch_size {batch_size}")
+        self.n, self.batch_size, self.paired, self.seed = n, batch_size, paired, seed
+        self.per_epoch = n // batch_size
+        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _perms(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is None or self._cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            p1 = rng.permutation(self.n)
+            p2 = p1 if self.paired else rng.permutation(self.n)
+            self._cache = (epoch, p1, p2)
+        return self._cache[1], self._cache[2]
+
+    def batch(self, k: int) -> list[tuple[int, int]]:
+        epoch, pos = divmod(k, self.per_epoch)
+        p1, p2 = self._perms(epoch)
+        sl = slice(pos * self.batch_size, (pos + 1) * self.batch_size)
+        return [(int(i), int(j)) for i, j in zip(p1[sl], p2[sl], strict=True)]
+
+    def state(self, next_batch: int) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "batch_size": self.batch_size,
+            "paired": self.paired,
+            "seed": self.seed,
+            "next_batch": next_batch,
+        }
+
+
+class BatchIndices(Sampler):
+    """Batch ``k`` as ``(t1 row, t2 row, k)`` items: the batch number keys the augmentation."""
+
+    def __init__(self, sampler: PairSampler, start: int) -> None:
+        self.sampler, self.start = sampler, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        k = self.start
+        while True:
+            yield [(i, j, k) for i, j in self.sampler.batch(k)]
+            k += 1
+
+
+class PairDataset(Dataset):
+    def __init__(self, store: SliceStore, augment: Augment | None = None) -> None:
+        self.store, self.augment = store, augment
+
+    def __len__(self) -> int:
+        return len(self.store) ** 2
+
+    def __getitem__(self, key: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        item = self.store.pair(key[0], key[1])
+        if self.augment is not None:
+            item = self.augment(item, key[2] if len(key) > 2 else 0, (key[0], key[1]))
+        return item
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    # stacked by numpy: torch.stack runs on the intra-op thread pool, whose start-up cost per
+    # call made batching the bottleneck of a loader in the training process (benchmarks/)
+    return {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])) for k in items[0]}
+
+
+def one_pass(
+    store: SliceStore, batch_size: int, paired: bool, seed: int, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Every slice of ``store`` once per modality, in batches (last one may be smaller);
+    unpaired: T2 rows in an independent permutation."""
+    n = len(store)
+    rows2 = np.arange(n) if paired else np.random.default_rng([seed, 7]).permutation(n)
+    for a in range(0, n, batch_size):
+        items = [store.pair(i, int(rows2[i])) for i in range(a, min(n, a + batch_size))]
+        yield to_device(collate(items), device)
