@@ -112,7 +112,7 @@ def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Returns the folder holding ``train/``, ``val/`` and ``test/``; subject volumes are in
     ``<folder>/../subjects``.
     """
-    from mrbench.cli.phantom import prepare_subject
+    from mrbench.datasets.phantom import prepare_subject
     from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
     from mrbench.datasets.splits import make_splits, subjects_in
     from mrbench.slices import SubjectVolumes, build_split
@@ -133,7 +133,7 @@ def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo-sized phantom slice store with tissue labels: 8 subjects at 5.5 mm (the demo's
     voxel size), 32 px, 16 slices each; 6 train, 1 val, 1 test subjects."""
-    from mrbench.cli.phantom import prepare_subject
+    from mrbench.datasets.phantom import prepare_subject
     from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
     from mrbench.slices import SubjectVolumes, build_split
 

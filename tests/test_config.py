@@ -103,7 +103,7 @@ def test_snakemake_stops_before_any_job_on_unknown_key(workdir: Path) -> None:
 
 def test_missing_or_corrupt_input_volume_names_the_file(tmp_path: Path) -> None:
     """The slice job on a bad subject folder: one line naming the file, no traceback, no output."""
-    from mrbench.cli.phantom import prepare_subject
+    from mrbench.datasets.phantom import prepare_subject
     from mrbench.datasets.phantom_volumes import PhantomSettings, write_phantom
 
     write_phantom(tmp_path / "raw", 1, 0, PhantomSettings(voxel_size=8.0))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import require_testdata
 
-from mrbench.cli.phantom import prepare_subject
+from mrbench.datasets.phantom import prepare_subject
 from mrbench.datasets.phantom_volumes import PhantomSettings, make_subject, write_phantom
 from mrbench.io import InputError
 from mrbench.preprocessing.ants_io import canonical

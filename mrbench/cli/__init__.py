@@ -26,13 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("mrbench.cli.preprocess", "skull-strip, register and normalise one subject"),
     "download": ("mrbench.cli.download", "download and verify a dataset file"),
     "import-brats": ("mrbench.cli.brats", "import BraTS 2018 from an archive or folder"),
-    "import-msd": ("mrbench.datasets.msd", "import MSD Task01_BrainTumour (T1w, T2w channels)"),
-    "ixi": ("mrbench.datasets.ixi", "IXI subject selection/split and per-subject extraction"),
+    "import-msd": ("mrbench.cli.msd", "import MSD Task01_BrainTumour (T1w, T2w channels)"),
+    "ixi": ("mrbench.cli.ixi", "IXI subject selection/split and per-subject extraction"),
     "train": ("mrbench.cli.train", "train one method on one dataset (resumable)"),
     "translate": ("mrbench.cli.translate", "translate volumes with a trained model"),
     "metrics": ("mrbench.cli.metrics", "PSNR/SSIM/MAE of a prediction under a named protocol"),
     "report": ("mrbench.cli.report", "tables and figures from the tidy results"),
-    "content-maps": ("mrbench.evaluation.content_maps", "content maps of T1w/T2w (paper Fig. 3)"),
+    "content-maps": ("mrbench.cli.content_maps", "content maps of T1w/T2w (paper Fig. 3)"),
 }
 
 

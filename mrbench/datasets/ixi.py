@@ -21,7 +21,6 @@ Commands: ``mrbench ixi split``, ``mrbench ixi extract`` and ``mrbench ixi qc`` 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -29,7 +28,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrbench.cli.args import dataset_option
 from mrbench.config.schema import dataset_default
 from mrbench.datasets import interleaved_split, write_split_file
 from mrbench.datasets.archive import list_members, safe_extract
@@ -180,46 +178,3 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
             print(f"QC {row.subject}: {row.flag} (see its qc.png)")
     print(f"wrote {out}: {len(df)} subjects, {int((df['flag'] != 'ok').sum())} flagged")
     return df
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("split", help="select the subjects and write the split file")
-    p.add_argument("--t1-tar", required=True, help="IXI-T1.tar (only its file list is read)")
-    p.add_argument("--t2-tar", required=True, help="IXI-T2.tar (only its file list is read)")
-    p.add_argument("--out", default="config/splits/ixi.tsv", help="split file to write")
-    p.add_argument("--excluded", default=None, help="TSV of excluded subjects and reasons")
-    dataset_option(p, "ixi", "--n-subjects", int, "subjects taken")
-    dataset_option(p, "ixi", "--n-test", int, "test subjects")
-    share = "share of the training subjects used for validation"
-    dataset_option(p, "ixi", "--val-fraction", float, share)
-    e = sub.add_parser("extract", help="extract one subject's T1 and T2")
-    e.add_argument("--t1-tar", required=True, help="IXI-T1.tar")
-    e.add_argument("--t2-tar", required=True, help="IXI-T2.tar")
-    e.add_argument("--subject", required=True, help="subject id, e.g. IXI002-Guys-0828")
-    e.add_argument("--out", required=True, help="folder for t1.nii.gz and t2.nii.gz")
-    q = sub.add_parser("qc", help="table of the subjects' qc.json with flags")
-    q.add_argument("--out", required=True, help="QC table (TSV) to write")
-    q.add_argument("qc_files", nargs="+", help="qc.json of every subject")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == "split":
-        make_split(
-            args.t1_tar,
-            args.t2_tar,
-            args.out,
-            args.excluded,
-            args.n_subjects,
-            args.n_test,
-            args.val_fraction,
-        )
-    elif args.action == "qc":
-        qc_table(args.qc_files, args.out)
-    else:
-        got = extract_subject(args.t1_tar, args.t2_tar, args.subject, args.out)
-        print(f"extracted {args.subject}: {got['t1']}, {got['t2']}")
-    return 0

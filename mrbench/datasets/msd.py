@@ -11,7 +11,6 @@ The archive also contains macOS ``._*`` resource files, which are ignored. The t
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -89,25 +88,6 @@ def import_msd(
     fractions = (TEST_FRACTION, VAL_FRACTION)
     import_cases({c: cases[c] for c in ids}, _import_case, out_root, split_file, jobs, fractions)
     return {"n_cases": len(ids), "folder": str(folder)}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="Task01_BrainTumour.tar or its folder")
-    parser.add_argument("--out", required=True, help="subjects folder")
-    parser.add_argument(
-        "--splits", default="config/splits/msd_brats.tsv", help="split file to write"
-    )
-    parser.add_argument(
-        "--workdir", default="resources/msd_brats", help="where the archive is extracted"
-    )
-    parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")
-
-
-def run(args: argparse.Namespace) -> int:
-    info = import_msd(args.source, args.out, args.splits, args.workdir, args.jobs, args.limit)
-    print(f"imported {info['n_cases']} MSD cases from {info['folder']} into {args.out}")
-    return 0
 
 
 @register_dataset("msd_brats")
