@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mrbench.domain import MODALITIES
 from mrbench_methods.base import TranslationMethod, register, split_direction
 from mrbench_methods.nets.adain import STYLE_MEAN_DEFAULTS, mean_style_codes
 from mrbench_methods.nets.losses import d_loss_fake, d_loss_real, g_loss_nonsaturating, r1_penalty
@@ -54,7 +55,7 @@ from mrbench_methods.nets.stargan import (
     he_init,
 )
 
-DOMAINS = ("t1", "t2")
+DOMAINS = MODALITIES
 
 
 def _f(value: torch.Tensor) -> float:

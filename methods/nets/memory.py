@@ -54,10 +54,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrbench.domain import MODALITIES
 from mrbench_methods.nets.drit import LayerNorm
 from mrbench_methods.nets.resnet import ResnetBlock
 
-DOMAINS = ("t1", "t2")
+DOMAINS = MODALITIES
 
 
 def _up_block(ch_in: int, ch_out: int) -> nn.Sequential:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mrbench.datasets.splits import write_splits
+from mrbench.domain import MODALITIES
 from mrbench.io import InputError, save_volume
 from mrbench.slices import normalise_volume
 
@@ -90,7 +91,7 @@ def import_pair(
     t2: np.ndarray,
     affine: np.ndarray,
     out_dir: Path,
-    names: tuple[str, str] = ("t1", "t2"),
+    names: tuple[str, str] = MODALITIES,
     seg: np.ndarray | None = None,
     tissues: bool = True,
 ) -> dict:

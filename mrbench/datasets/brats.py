@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mrbench import domain
 from mrbench.datasets import import_cases, import_pair
 from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
 from mrbench.io import InputError, load_volume
 
 MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
-REQUIRED = ("t1", "t2")
+REQUIRED = domain.MODALITIES
 NAME_RE = re.compile(r"^(?P<case>.+)_(?P<mod>t1|t1ce|t2|flair|seg)\.nii(\.gz)?$", re.IGNORECASE)
 TEST_FRACTION = 0.3
 VAL_FRACTION = 0.1

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mrbench.datasets.kind import DatasetKind, register_dataset, split_file_of
+from mrbench.domain import MODALITIES
 from mrbench.io import load_volume, save_volume
 
 
@@ -25,7 +26,7 @@ def prepare_subject(raw_dir: Path, subject: str, out_dir: Path) -> None:
 
     mask_img = load_volume(raw_dir / f"{subject}_mask.nii.gz")
     mask = np.asarray(mask_img.dataobj) > 0
-    for mod in ("t1", "t2"):
+    for mod in MODALITIES:
         img = load_volume(raw_dir / f"{subject}_{mod}.nii.gz")
         save_volume(
             normalise_volume(np.asarray(img.dataobj), mask), img.affine, out_dir / f"{mod}.nii.gz"

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from mrbench.domain import MODALITIES
+
 AUGMENTATIONS = ("none", "resize_crop_flip")
 _STREAM = 1729  # separates the augmentation draws from the sampler's (seed, epoch) stream
 _MODALITY = {"t1": 1, "t2": 2}
@@ -64,7 +66,7 @@ class Augment:
         """Augment one training item (``t1``/``mask_t1`` from row ``rows[0]``, ``t2``/``mask_t2``
         from row ``rows[1]``); other keys (e.g. labels) follow their modality's mask."""
         out = dict(item)
-        for modality, row in zip(("t1", "t2"), rows, strict=True):
+        for modality, row in zip(MODALITIES, rows, strict=True):
             image = item[modality].numpy()[0]
             draw = self.draw(image.shape[-1], batch, row, modality)
             mask = item[f"mask_{modality}"].numpy()[0]
