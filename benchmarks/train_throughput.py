@@ -87,21 +87,33 @@ def step_flops(model: torch.nn.Module, data: dict[str, torch.Tensor], step: int)
     return float(counter.get_total_flops())
 
 
+def _acceleration() -> Any:
+    """The trainer's speed switches: ``mrbench.training.acceleration``, or
+    ``mrbench.acceleration`` in a checkout from before the stage packages (--code-root); None in
+    one older still."""
+    import importlib
+
+    for name in ("mrbench.training.acceleration", "mrbench.acceleration"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
 def _fast_optimizers(model: torch.nn.Module, impl: str) -> None:
-    try:
-        from mrbench.training.acceleration import use_optimizer_impl
-    except ImportError:  # an older checkout (--code-root) without the switch
-        return
-    use_optimizer_impl(model.optimizers(), impl)
+    accel = _acceleration()
+    if accel is None or not hasattr(accel, "use_optimizer_impl"):
+        return  # an older checkout (--code-root) without the switch
+    accel.use_optimizer_impl(model.optimizers(), impl)
 
 
 def _memory_format(model: torch.nn.Module, name: str) -> str:
     """The trainer's ``memory_format``; an older checkout without it stays contiguous."""
-    try:
-        from mrbench.training.acceleration import use_memory_format
-    except ImportError:
+    accel = _acceleration()
+    if accel is None or not hasattr(accel, "use_memory_format"):
         return "contiguous"
-    use_memory_format(model, name)
+    accel.use_memory_format(model, name)
     return name
 
 
