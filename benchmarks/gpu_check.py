@@ -10,8 +10,7 @@ Three checks, each a group of rows in ``benchmarks/results/gpu_check.csv``:
    (``train_throughput.PEAK_TFLOPS``).
 2. ``concurrent``: two tiny training jobs started together through ``mrbench train`` with
    ``--device auto``, i.e. through the GPU lock files (:mod:`mrbench.training.gpu`); with one GPU
-   the
-   device is shared by two slots (``MRBENCH_GPU_SLOTS=2``), with two or more each job locks its
+   the device is shared by two slots (``MRBENCH_GPU_SLOTS=2``), with two or more each job locks its
    own. Rows give each job's device line, its wall time and whether the two overlapped.
 3. ``workflow``: the tiny workflow (``config/test.yaml``) end to end with
    ``snakemake --cores 4 --resources gpu=2`` and the GPU resource on, in a scratch copy.

@@ -18,8 +18,7 @@ The workflow's report rules call these; each can be rerun by hand on existing re
 
 ``--out`` is a prefix: tables get .csv, .md and .tex, figures .png and .pdf. ``--roster`` is the
 run's ``methods.json`` (written by ``mrbench report methods``, see :mod:`mrbench.config.roster`):
-which
-methods form which table, their order, names and citations; without it every method found is a
+which methods form which table, their order, names and citations; without it every method found is a
 Table 1 row under its config name.
 """
 

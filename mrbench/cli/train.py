@@ -3,8 +3,7 @@
 The spec (a JSON string or a JSON file) is ``{"method": config name, "plugin": registered plugin,
 "params": {...}, "training": {...}}`` (training keys: :mod:`mrbench.training.loop`). The device is
 chosen before CUDA is touched (:mod:`mrbench.training.gpu`): a free, locked GPU, the scheduler's
-choice,
-or the CPU. Re-running the same command after a crash resumes from ``checkpoints/last.pt``;
+choice, or the CPU. Re-running the same command after a crash resumes from ``checkpoints/last.pt``;
 ``model.pt`` is written last, so a workflow manager never sees a half-finished output. The run
 folder has one writer: a second trainer on the same ``--out`` stops at once, naming the pid of
 the one that holds it (:func:`mrbench.training.locks.lock_run_folder`).

@@ -36,12 +36,6 @@ __all__ = [
 SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
-def training_defaults() -> dict[str, Any]:
-    """The trainer's defaults as the schema documents them (equal to
-    ``mrbench.training.settings.TRAINING_DEFAULTS``, which a test checks)."""
-    return section_defaults("training")
-
-
 def plugin_paths(config: dict) -> list[str]:
     """The config's ``plugin_paths`` as absolute folders (relative ones: to the working
     directory, where Snakemake runs); a missing folder raises :class:`ConfigError`.
@@ -124,7 +118,7 @@ def check_config(config: dict) -> None:
 
     load_plugins(config)
     plugins = registry()
-    known_training = training_defaults()
+    known_training = section_defaults("training")  # the trainer's keys, from the schema
     if known_training:
         for key in config.get("training", {}) or {}:
             if key not in known_training:

@@ -162,9 +162,8 @@ def train_launcher(gpus: int, python: str | None = None) -> str:
 
     One GPU (or none): ``python -m mrbench.cli``. Several: torchrun on this node with one
     process per GPU; every process runs ``mrbench.cli`` and :mod:`mrbench.training.distributed`
-    picks up
-    the rank. ``python`` is the job's interpreter: the first on ``PATH`` (the environment that runs
-    Snakemake, or the rule's conda environment).
+    picks up the rank. ``python`` is the job's interpreter: the first on ``PATH`` (the environment
+    that runs Snakemake, or the rule's conda environment).
     """
     exe = shlex.quote(python or "python")
     if gpus <= 1:

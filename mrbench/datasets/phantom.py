@@ -44,9 +44,9 @@ class Phantom(DatasetKind):
     acquisition = "subject"
 
     def subjects(self, dataset: str, settings: dict[str, Any]) -> list[str]:
-        from mrbench.config.resolve import ConfigError
         from mrbench.datasets.phantom_volumes import subject_ids
         from mrbench.datasets.splits import make_splits, read_splits, write_splits
+        from mrbench.errors import ConfigError
 
         ids = subject_ids(int(settings["n_subjects"]))
         path = Path(split_file_of(dataset, settings))

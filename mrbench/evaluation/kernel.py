@@ -12,8 +12,7 @@ The source is compiled on first use with the system C compiler (``$CC``, ``cc``,
 name that hashes the source, the compiler flags and the CPU, so concurrent jobs and machines with
 different instruction sets never share a stale build. Without a compiler, or with
 ``MRBENCH_METRICS_KERNEL=numpy``, :func:`load` returns None and :mod:`mrbench.evaluation.metrics`
-uses its
-numpy version (same values, slower).
+uses its numpy version (same values, slower).
 
 Work is split over threads (``OMP_NUM_THREADS``, else the usable cores): groups of slices for 2D
 batches, groups of output planes for volumes; the kernel runs without the GIL.

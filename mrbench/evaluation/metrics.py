@@ -24,8 +24,7 @@ Metrics (scikit-image, called with the arguments written here):
 
 - ``psnr``: ``peak_signal_noise_ratio(target, pred, data_range=R)``; identical images give
   ``inf`` (the aggregation in :mod:`mrbench.evaluation.stats` excludes infinite values from means
-  and counts
-  them in ``n_infinite``).
+  and counts them in ``n_infinite``).
 - ``ssim``: ``structural_similarity(target, pred, data_range=R)``, the scikit-image default
   (7x7 uniform window, sample covariance), in percent.
 - ``ssim_gauss``: Wang et al. 2004, ``structural_similarity(..., gaussian_weights=True,

@@ -1,8 +1,7 @@
 """Every metric protocol written out slice by slice with scikit-image: the specification.
 
 :mod:`mrbench.evaluation.metrics` computes the same numbers for whole batches (a compiled kernel,
-or numpy
-array operations); the tests compare both with this module on random inputs, and
+or numpy array operations); the tests compare both with this module on random inputs, and
 ``benchmarks/metrics_throughput.py`` times it as the per-slice baseline. It is slow by design
 (one ``structural_similarity`` call per metric and slice) and follows the protocol definitions
 in :mod:`mrbench.evaluation.metrics` literally.

@@ -60,8 +60,7 @@ def default_lock_dir() -> Path:
     """``$MRBENCH_GPU_LOCK_DIR``, else a per-user folder in the temp dir, one path for every job
     of the user on the machine (so separate workflows share the GPUs fairly). It is created 0700
     and its owner checked before use (:func:`mrbench.training.locks.private_dir`): a folder planted
-    there
-    by someone else is refused, not used."""
+    there by someone else is refused, not used."""
     env = os.environ.get(LOCK_DIR_ENV)
     if env:
         return Path(env)

@@ -69,8 +69,7 @@ which :mod:`~mrbench.training.settings` resolves):
 ``gpus_per_job``
     GPUs (processes) of one training job. Above 1 the workflow launches the job with torchrun
     and :mod:`mrbench.training.distributed` splits every batch of ``batch_size`` slices into equal
-    shares
-    and averages the gradients, so the run follows the one-process run with the same
+    shares and averages the gradients, so the run follows the one-process run with the same
     ``batch_size``; process 0 validates and writes every file.
 
 Precedence, lowest first: :data:`~mrbench.training.settings.TRAINING_DEFAULTS`, the method
