@@ -4,9 +4,13 @@ Every test slice of every (dataset, method, seed, direction) is scored under eac
 protocol, so this rate bounds the evaluation rules' time: slices / rate = seconds per metrics
 job. The images are smooth brain-like blobs with noise (values in [0, 1], a brain mask covering
 about half of the slice); metric cost does not depend on the content. The 2D protocols score a
-subject's ``depth`` slices per call (``compute_batch``, as the evaluation does), ``volume3d`` one
-stack of ``depth`` slices per call, the trainer's validation a batch of ``depth`` slices; every
-rate is in slices/s.
+subject's ``depth`` slices per call (``compute_batch``, as the evaluation does), the 3D ones
+(``volume3d``, ``brasyn``) one stack of ``depth`` slices per call, the trainer's validation a
+batch of ``depth`` slices; every rate is in slices/s. Every protocol's call includes MS-SSIM;
+three rows time the newer metrics alone: ``msssim (2D)`` (MS-SSIM of max01-normalised slices),
+``lesion + healthy (2D, max01)`` (the two in-region passes that tissue labels add to a 2D
+protocol, with a lesion in every slice) and ``brasyn + regions (3D)`` (the BraSyn protocol of
+one labelled volume, all its metrics).
 
 Implementations, measured interleaved (round robin, ``--repeats`` rounds; best and median):
 
@@ -96,6 +100,34 @@ def _validation_per_slice(target: np.ndarray, pred: np.ndarray) -> None:
         valmetrics.ssim(t, p)
 
 
+def lesion_labels(size: int, mask: np.ndarray) -> np.ndarray:
+    """Tissue labels of ``brain_like``'s stack: white matter (3) in the brain mask and a
+    lesion (4) of about 3 % of the brain in every slice (the worst case: all slices score it)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    blob = ((xx - 0.1) ** 2 + yy**2) < 0.06**2 * 2
+    return np.where(mask, np.where(blob, 4, 3), 0).astype(np.uint8)
+
+
+def _regions_only(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, labels) -> None:
+    """What the lesion and healthy-tissue values add to a protocol's call: one in-region pass
+    per region (the kernel's, as ``compute_batch`` does)."""
+    from mrbench.evaluation import metrics, regions
+
+    kernel = metrics.metrics_kernel.load() is not None
+    fn = metrics._compute_batch_kernel if kernel else metrics._compute_batch_numpy
+    for region in regions.region_masks(mask, labels).values():
+        fn("max01", pred, target, region)
+
+
+def _msssim(pred: np.ndarray, target: np.ndarray) -> None:
+    """MS-SSIM alone, on images normalised as max01 does (the kernel or scipy by
+    ``metrics_kernel.load``)."""
+    from mrbench.evaluation import msssim
+
+    scale = target.reshape(len(target), -1).max(axis=1)[:, None, None].astype(np.float64)
+    msssim.msssim_batch(target / scale, pred / scale, 1.0)
+
+
 def cases(size: int, depth: int, reference: bool) -> list[tuple[str, str, Callable]]:
     """(protocol, implementation, call) for every protocol at one image size."""
     from mrbench.evaluation import reference as metrics_reference
@@ -113,6 +145,14 @@ def cases(size: int, depth: int, reference: bool) -> list[tuple[str, str, Callab
         if reference:
             impls["skimage"] = partial(metrics_reference.compute_batch, name, *args)
         out += [(name, impl, fn) for impl, fn in impls.items()]
+    labels = lesion_labels(size, mask[0])[None].repeat(depth, axis=0)
+    for name, fn, args in (
+        ("msssim (2D)", _msssim, (pred, target)),
+        ("lesion + healthy (2D, max01)", _regions_only, (pred, target, mask, labels)),
+        ("brasyn + regions (3D)", partial(compute_batch, "brasyn"), (*stacks, labels[None])),
+    ):
+        out.append((name, "kernel", partial(fn, *args)))
+        out.append((name, "numpy", partial(_with_numpy, fn, *args)))
     out.append(("validation (trainer)", "kernel", partial(_validation, target, pred)))
     out.append(("validation (trainer)", "numpy", partial(_with_numpy, _validation, target, pred)))
     if reference:

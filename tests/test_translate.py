@@ -139,8 +139,9 @@ def test_metrics_of_a_translated_split(tmp_path):
     assert (df["config_hash"] == "abc123").all() and df["code_version"].notna().all()
     assert df["packages"].str.contains("scikit-image=").all()
     two_d = df[df["protocol"] == "max01"]
-    assert len(two_d) == 2 * 5 * 8  # subjects x slices x (4 metrics, whole and brain)
-    assert len(df[df["protocol"] == "volume3d"]) == 2 * 8
+    # subjects x slices x (4 metrics, whole and brain, and MS-SSIM); no labels: no lesion rows
+    assert len(two_d) == 2 * 5 * 9
+    assert len(df[df["protocol"] == "volume3d"]) == 2 * 9
     # identity T2 -> T1 on inverted contrast is a poor prediction: finite, well below 100 % SSIM
     assert two_d[two_d["metric"] == "ssim"]["value"].lt(95).all()
 

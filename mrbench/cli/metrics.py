@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask", help="brain mask (NIfTI); prediction and mask must be on the target's grid"
     )
     one.add_argument(
+        "--labels",
+        help="tissue class map (NIfTI, label 4 = lesion/tumour): adds the _lesion and _healthy "
+        "values of the protocols with regions",
+    )
+    one.add_argument(
         "--protocol", default="max01", choices=sorted(PROTOCOLS), help="metric protocol"
     )
     one.add_argument("--per-slice", action="store_true", help="also list every slice's value")
@@ -108,6 +113,31 @@ def run_split(args: argparse.Namespace) -> int:
     return 0
 
 
+#: prediction and target whose typical brain intensities differ by more than this factor are on
+#: different scales (0-1 against 0-255 or x1000): max01 and volume3d divide both by the target's
+#: maximum, so the numbers would be meaningless
+SCALE_FACTOR = 20.0
+
+
+def check_same_scale(
+    pred: np.ndarray, target: np.ndarray, pred_path: str, target_path: str
+) -> None:
+    """Refuse a prediction and a target on different intensity scales (the 99th percentile of
+    each volume's non-zero voxels), which a protocol dividing both by the target's maximum
+    (max01, volume3d) would score as a plausible-looking but meaningless number."""
+    levels = []
+    for vol in (pred, target):
+        nonzero = np.abs(vol[vol != 0])
+        levels.append(float(np.percentile(nonzero, 99)) if nonzero.size else 0.0)
+    p, t = levels
+    if p > 0 and t > 0 and max(p / t, t / p) > SCALE_FACTOR:
+        raise InputError(
+            f"{target_path}: intensities reach {t:.4g} where the prediction {pred_path} reaches "
+            f"{p:.4g} (99th percentiles): different scales (0-1, 0-255, x1000?); put both on "
+            "one scale"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.pred_dir:
         return run_split(args)
@@ -127,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         args.pred,
         args.target,
     )
+    if proto.normalisation.startswith("both"):  # one scale for both: a mismatch counts
+        check_same_scale(pred, target, args.pred, args.target)
     mask = None
     if args.mask:
         mask_img = load_volume(args.mask)
@@ -138,13 +170,21 @@ def run(args: argparse.Namespace) -> int:
             args.mask,
             args.target,
         )
-    rows = compute_volume(args.protocol, pred, target, mask)
+    labels = None
+    if args.labels:
+        lab_img = load_volume(args.labels)
+        lab = np.rint(np.asarray(lab_img.dataobj)).astype(np.int16)
+        labels = onto_grid(
+            lab, lab_img.affine, target.shape, target_img.affine, args.labels, args.target
+        )
+    rows = compute_volume(args.protocol, pred, target, mask, labels)
     result = {
         **proto.as_dict(),
         "description": proto.description,
         "pred": str(args.pred),
         "target": str(args.target),
         "mask_file": str(args.mask) if args.mask else None,
+        "labels_file": str(args.labels) if args.labels else None,
         "metrics": summarise(rows),
     }
     if args.per_slice:

@@ -15,6 +15,8 @@ The workflow's report rules call these; each can be rerun by hand on existing re
     mrbench report curves --run <method>=results/models/ixi/<method>/seed0 ... --out ...
     mrbench report fidelity-split --pred-dir ... --store ... --direction ... --out x.json
     mrbench report fidelity --inputs results/fidelity/*/*/*/*.json --out results/tables/fidelity
+    mrbench report protocols --tidy ... --out results/tables/protocols \\
+        --figure results/figures/protocols_tau
 
 ``--out`` is a prefix: tables get .csv, .md and .tex, figures .png and .pdf. ``--roster`` is the
 run's ``methods.json`` (written by ``mrbench report methods``, see :mod:`mrbench.config.roster`):
@@ -53,6 +55,17 @@ def _roster_and_out(p: argparse.ArgumentParser) -> None:
     """``--roster`` and the ``--out`` prefix of a table built from other files than the tidy one."""
     _roster_arg(p)
     p.add_argument("--out", required=True, help="output prefix (.csv, .md, .tex are added)")
+
+
+def _plugin_label(method: str) -> str:
+    """A method's label without a roster: its plugin's display name where the config name is a
+    plugin's, else the name."""
+    from mrbench_methods import get_plugin
+
+    try:
+        return get_plugin(method).label()
+    except (KeyError, ValueError):
+        return method
 
 
 def _read_roster(path: str | None):
@@ -140,15 +153,25 @@ def _run_methods(args: argparse.Namespace) -> None:
 def _add_table1(p: argparse.ArgumentParser) -> None:
     _table_args(p)
     p.add_argument("--note", action="append", default=[], help="an extra footnote")
+    p.add_argument(
+        "--model",
+        nargs="*",
+        default=[],
+        help="model.pt files of the runs: a footnote names those whose translators collapsed",
+    )
 
 
 @_action("table1", "Table 1: methods x datasets x directions, PSNR/SSIM", _add_table1)
 def _run_table1(args: argparse.Namespace) -> None:
     from mrbench.reporting.benchmark_tables import table1
+    from mrbench.reporting.train_logs import collapse_note
 
     roster = _read_roster(args.roster)
     doc, df = table1(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
     doc.notes += args.note
+    label = roster.label if roster is not None else _plugin_label
+    if (note := collapse_note([Path(m) for m in args.model], label)) is not None:
+        doc.notes.append(note)
     write_table(doc, df, args.out)
 
 
@@ -189,14 +212,17 @@ def _add_significance(p: argparse.ArgumentParser) -> None:
 def _run_significance(args: argparse.Namespace) -> None:
     from mrbench.evaluation.scoring import read_tidy
     from mrbench.evaluation.stats import wilcoxon_table
-    from mrbench.reporting.significance import significance_table
+    from mrbench.reporting.significance import significance_table, supervised_left_out
 
     roster = _read_roster(args.roster)
     reference = args.reference or (roster.reference if roster else None)
     if not reference:
         raise InputError("significance: no reference method (--reference or a roster's)")
-    tests = wilcoxon_table(read_tidy(args.tidy), reference, args.alpha)
-    doc = significance_table(tests, args.protocol, [args.psnr, args.ssim], reference, roster)
+    tidy = read_tidy(args.tidy)
+    skip = supervised_left_out(roster, list(dict.fromkeys(tidy["method"])), reference)
+    tests = wilcoxon_table(tidy[~tidy["method"].isin(skip)], reference, args.alpha)
+    metrics = [args.psnr, args.ssim]
+    doc = significance_table(tests, args.protocol, metrics, reference, roster, skip)
     write_table(doc, tests, args.out)
 
 
@@ -369,6 +395,31 @@ def _run_fidelity(args: argparse.Namespace) -> None:
         rows.append(json.loads(p.read_text()))
     df = pd.DataFrame(rows)
     write_table(fidelity_table(df, _read_roster(args.roster)), df, args.out)
+
+
+def _add_protocols(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tidy", required=True, help="tidy results table (results_tidy.csv.gz)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        help="metrics ranked under every protocol (default: psnr ssim msssim psnr_lesion "
+        "ssim_lesion ssim_healthy; those a protocol does not write are skipped)",
+    )
+    p.add_argument("--figure", default=None, help="prefix of the tau heat map (.png, .pdf)")
+    _roster_and_out(p)
+
+
+@_action(
+    "protocols", "method ranks under every protocol and Kendall's tau between them", _add_protocols
+)
+def _run_protocols(args: argparse.Namespace) -> None:
+    from mrbench.reporting.protocol_ranks import protocols_table, tau_heatmap
+
+    doc, frame = protocols_table(_summary(args.tidy), args.metrics, _read_roster(args.roster))
+    write_table(doc, frame, args.out)
+    if args.figure:
+        tau_heatmap(frame[frame["kind"] == "tau"], args.figure)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

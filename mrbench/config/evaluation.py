@@ -20,6 +20,8 @@ TABLE_ROLE_KEYS = (
     "method_order",
     "reference_method",
     "efficiency_pair",
+    "test_supervised",
+    "protocol_table_metrics",
 )
 
 

@@ -163,6 +163,23 @@ def compute_fidelity(
     }
 
 
+def _locked_device(requested: str) -> str:
+    """``auto``/``cuda``: a GPU locked for this job (:func:`mrbench.training.gpu.acquire_device`,
+    the scheduler's choice under SLURM), or the CPU where there is none; the workflow's
+    ``fidelity`` jobs ask Snakemake for that GPU, so FID never crowds a training's device."""
+    if requested not in ("auto", "cuda"):
+        return requested
+    from mrbench.io import InputError
+    from mrbench.training.gpu import acquire_device
+
+    try:
+        slot = acquire_device(requested, wait_s=600.0)
+    except RuntimeError as exc:
+        raise InputError(f"--device {requested}: {exc}") from None
+    print(slot.message)
+    return "cuda" if slot.device == "cuda" else "cpu"
+
+
 def fidelity_of_split(
     pred_dir: str | Path,
     store_dir: str | Path,
@@ -175,6 +192,7 @@ def fidelity_of_split(
     from mrbench.slices import SliceStore
 
     store = SliceStore(store_dir)
+    device = _locked_device(device)
     target_mod = direction.split("_to_")[1]
     preds, targets = [], []
     for subject in store.subjects:

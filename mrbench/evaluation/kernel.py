@@ -47,6 +47,7 @@ FIELDS = (
     "mask_uniform",
     "crop_gauss",
     "mask_gauss",
+    "crop_cs",  # the Gaussian window's contrast-structure map over the crop (MS-SSIM's term)
 )
 _F = {name: i for i, name in enumerate(FIELDS)}
 _FLAG_SETS = (
@@ -126,9 +127,9 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, lg, i, d = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_double
     lib.mrb_metrics.restype = i
     # t, p, m, f32, n, A, B, C, dims3, o0, o1, st, sp, mask_mode, range, full,
-    # wu, Lu, cn_u, wg, Lg, out
+    # wu, Lu, cn_u, wg, Lg, out, want_cs
     lib.mrb_metrics.argtypes = [p, p, p, i, lg, lg, lg, lg, i, lg, lg, p, p, i, p, i]
-    lib.mrb_metrics.argtypes += [p, lg, d, p, lg, p]
+    lib.mrb_metrics.argtypes += [p, lg, d, p, lg, p, i]
     return lib
 
 
@@ -206,6 +207,7 @@ def run(
     uniform: tuple[np.ndarray, float] | None,
     gauss: np.ndarray | None,
     threads: int | None = None,
+    cs: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-item sums (:data:`FIELDS`) of (N, H, W) slices or (N, A, B, C) volumes.
 
@@ -213,7 +215,7 @@ def run(
     becomes zeros); ``mask_mode`` 0: no mask, 1: in-mask sums (full SSIM maps), 2: images
     multiplied by the mask; ``data_range`` per item, or None for the maximum of the normalised
     target (2D only); ``uniform``: (window taps, covariance factor) or None; ``gauss``: taps or
-    None. ``target``/``pred`` are float32 or float64 (the same), ``mask`` any 0/1 array.
+    None; ``cs``: also ``crop_cs``. ``target``/``pred``: float32 or float64, ``mask``: 0/1.
     """
     lib = load()
     if lib is None:
@@ -223,13 +225,11 @@ def run(
     shape = (1, *target.shape[1:]) if target.ndim == 3 else target.shape[1:]
     a_len, b_len, c_len = shape
     item = a_len * b_len * c_len
-    st = np.ascontiguousarray(st, dtype=np.float64)
-    sp = np.ascontiguousarray(sp, dtype=np.float64)
+    st, sp = (np.ascontiguousarray(v, dtype=np.float64) for v in (st, sp))
     rng = None if data_range is None else np.ascontiguousarray(data_range, dtype=np.float64)
     if rng is None and dims3:
         raise ValueError("data_range from the target maximum needs whole items (2D)")
-    wu = None if uniform is None else np.ascontiguousarray(uniform[0], dtype=np.float64)
-    cn_u = 1.0 if uniform is None else float(uniform[1])
+    wu, cn_u = (None, 1.0) if uniform is None else (np.ascontiguousarray(uniform[0]), uniform[1])
     wg = None if gauss is None else np.ascontiguousarray(gauss, dtype=np.float64)
     full = int(mask_mode == 1 and mask is not None)
     f32 = int(target.dtype == np.float32)
@@ -262,6 +262,7 @@ def run(
             _ptr(wg),
             0 if wg is None else wg.size,
             _ptr(outs[k]),
+            int(cs),
         )
 
     if len(units) == 1 or threads == 1:

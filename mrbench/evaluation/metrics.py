@@ -19,6 +19,15 @@ the *protocol* that produced it, and the common conventions are offered as prese
 ``volume3d``
     3D, per subject: the stack of a subject's test slices, both divided by the target volume's
     maximum, ``data_range = 1``; 3D SSIM windows. One value per subject (slice recorded as -1).
+``brasyn``
+    3D, per subject, the BraSyn challenge: prediction and target volume each clipped to its own
+    0.5th/99.5th percentiles and scaled to [0, 1] (:func:`mrbench.evaluation.regions.clip_scale`),
+    ``data_range = 1``. One value per subject.
+
+The protocols with regions (``mask = "region"``) also report each metric inside the brain mask
+(``_brain``) and, given tissue labels, inside the lesion and the healthy tissue (``_lesion``,
+``_healthy``; :mod:`mrbench.evaluation.regions`). Every protocol reports ``msssim``, the
+multi-scale SSIM of :mod:`mrbench.evaluation.msssim` in percent, on its normalised images.
 
 Metrics (scikit-image, called with the arguments written here):
 
@@ -46,99 +55,23 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from mrbench.evaluation import kernel as metrics_kernel
-
-#: unit of each metric (the ``_brain`` variants share the unit of their base metric)
-UNITS = {"psnr": "dB", "ssim": "%", "ssim_gauss": "%", "mae": "a.u."}
-#: True where a larger value is better
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ssim_gauss": True, "mae": False}
-BASE_METRICS = ("psnr", "ssim", "ssim_gauss", "mae")
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How a metric value was computed; written next to every number."""
-
-    name: str
-    normalisation: str
-    data_range: str
-    mask: str  # "region": also _brain variants; "multiply": mask applied to images; "none"
-    dims: int
-    aggregation: str  # "subject" (per-subject means, then across subjects) or "slice"
-    description: str
-
-    def as_dict(self) -> dict[str, str | int]:
-        return {
-            "protocol": self.name,
-            "normalisation": self.normalisation,
-            "data_range": self.data_range,
-            "mask": self.mask,
-            "dims": self.dims,
-            "aggregation": self.aggregation,
-        }
-
-
-PROTOCOLS: dict[str, Protocol] = {
-    "max01": Protocol(
-        "max01",
-        "both / target slice max",
-        "1",
-        "region",
-        2,
-        "subject",
-        "per slice, both images divided by the target slice maximum, data_range 1; "
-        "whole slice and inside the brain mask (_brain)",
-    ),
-    "icon_mean": Protocol(
-        "icon_mean",
-        "each slice / its own mean",
-        "target max",
-        "multiply",
-        2,
-        "subject",
-        "per slice, each image divided by its own mean, multiplied by the brain mask, "
-        "data_range = target max (SelfRDB convention)",
-    ),
-    "syndiff": Protocol(
-        "syndiff",
-        "each slice / its own max",
-        "1",
-        "none",
-        2,
-        "slice",
-        "per slice, each image divided by its own maximum, no mask, data_range 1, "
-        "mean over slices (SynDiff test script)",
-    ),
-    "volume3d": Protocol(
-        "volume3d",
-        "both / target volume max",
-        "1",
-        "region",
-        3,
-        "subject",
-        "per subject volume (stack of test slices), both divided by the target volume maximum, "
-        "data_range 1, 3D SSIM windows; whole volume and inside the brain mask (_brain)",
-    ),
-}
-
-
-def get_protocol(name: str) -> Protocol:
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown metric protocol {name!r}; known: {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name]
-
-
-def unit_of(metric: str) -> str:
-    return UNITS[metric.removesuffix("_brain")]
-
-
-def higher_is_better(metric: str) -> bool:
-    return HIGHER_IS_BETTER[metric.removesuffix("_brain")]
-
+from mrbench.evaluation import msssim, regions
+from mrbench.evaluation.protocols import (  # noqa: F401 - re-exported
+    BASE_METRICS,
+    HIGHER_IS_BETTER,
+    PROTOCOLS,
+    REGION_SUFFIXES,
+    UNITS,
+    Protocol,
+    base_metric,
+    get_protocol,
+    higher_is_better,
+    unit_of,
+)
 
 # ------------------------------------------------------------------ basic metrics
 # Every metric is computed on a *batch*: arrays of shape (N, *spatial) with one value per item.
@@ -340,52 +273,109 @@ def _check_batch(
 
 
 def compute_batch(
-    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+    protocol: str,
+    pred: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """All metrics of a batch of image pairs under ``protocol``, one value per item.
 
-    ``pred``/``target``/``mask`` have shape (N, H, W) for the 2D protocols (N slices) and
-    (N, H, W, D) for ``volume3d`` (N volumes); intensities as stored (``[0, 1]``). Item ``i``
+    ``pred``/``target``/``mask``/``labels`` have shape (N, H, W) for the 2D protocols (N slices)
+    and (N, H, W, D) for the 3D ones (N volumes); intensities as stored (``[0, 1]``). Item ``i``
     gets exactly what :func:`compute` gives for ``pred[i]``, ``target[i]``, ``mask[i]``.
+    ``labels`` (tissue classes) add the ``_lesion`` and ``_healthy`` values of the protocols
+    with regions (:mod:`mrbench.evaluation.regions`; NaN for an item without that region).
     Computed by the compiled kernel (:mod:`mrbench.evaluation.kernel`) where it is available,
     else by :func:`compute_batch_numpy`; both follow scikit-image to 1e-6.
     """
-    pred, target, mask = _check_batch(protocol, pred, target, mask)
-    if metrics_kernel.load() is None:
-        return _compute_batch_numpy(protocol, pred, target, mask)
-    return _compute_batch_kernel(protocol, pred, target, mask)
+    return _compute_all(protocol, pred, target, mask, labels, metrics_kernel.load() is not None)
 
 
 def compute_batch_numpy(
-    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+    protocol: str,
+    pred: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`compute_batch` in numpy/scipy array operations (the fallback without a C
     compiler, and the reference the kernel is tested against besides scikit-image)."""
-    return _compute_batch_numpy(protocol, *_check_batch(protocol, pred, target, mask))
+    return _compute_all(protocol, pred, target, mask, labels, False)
 
 
-def _compute_batch_numpy(
-    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None
+def _compute_all(
+    protocol: str,
+    pred: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray | None,
+    labels: np.ndarray | None,
+    kernel: bool,
 ) -> dict[str, np.ndarray]:
+    """The protocol's metrics, then MS-SSIM, then the region metrics (the reference's order)."""
+    pred, target, mask = _check_batch(protocol, pred, target, mask)
+    if labels is not None and np.shape(labels) != target.shape:
+        raise ValueError(f"label shape {np.shape(labels)} differs from target shape {target.shape}")
+    if protocol == "brasyn":
+        pred, target = regions.clip_scale(pred), regions.clip_scale(target)
+    fn = _compute_batch_kernel if kernel else _compute_batch_numpy
+    out = fn(protocol, pred, target, mask)
+    t, p, r = _normalised(protocol, pred, target, mask)
+    ok = r > 0
+    ms = msssim.msssim_batch(t, p, np.where(ok, r, 1.0), kernel=kernel)
+    out["msssim"] = np.where(ok, 100.0 * ms, math.nan)
+    if labels is None or get_protocol(protocol).mask != "region":
+        return out
+    n = target.shape[0]
+    for name, region in regions.region_masks(mask, labels).items():
+        has = regions.present(region)
+        vals = {f"{b}_{name}": np.full(n, math.nan) for b in BASE_METRICS}
+        if has.any():
+            res = fn(protocol, pred[has], target[has], region[has])
+            for b in BASE_METRICS:
+                vals[f"{b}_{name}"][has] = res[f"{b}_brain"]
+        out.update(vals)
+    return out
+
+
+def _normalised(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Target, prediction (float64) and per-item data range as the protocol normalises them
+    (``brasyn``: already clipped and scaled)."""
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
+    ones = np.ones(target.shape[0])
     if protocol in ("max01", "volume3d"):
         scale = _reduce(target, "max")
-        return _all_metrics_batch(_safe_div(target, scale), _safe_div(pred, scale), 1.0, mask)
+        return _safe_div(target, scale), _safe_div(pred, scale), ones
+    if protocol == "brasyn":
+        return target, pred, ones
     if protocol == "icon_mean":
         t = _safe_div(target, _reduce(target, "mean"))
         p = _safe_div(pred, _reduce(pred, "mean"))
         if mask is not None:
             t, p = t * mask, p * mask
-        data_range = _reduce(t, "max")
-        ok = data_range > 0
-        res = _all_metrics_batch(t, p, np.where(ok, data_range, 1.0), None)
-        return {k: np.where(ok, v, math.nan) for k, v in res.items()}
+        return t, p, _reduce(t, "max")
     if protocol == "syndiff":
-        t = _safe_div(target, _reduce(target, "max"))
-        p = _safe_div(pred, _reduce(pred, "max"))
-        return _all_metrics_batch(t, p, 1.0, None)
+        return (
+            _safe_div(target, _reduce(target, "max")),
+            _safe_div(pred, _reduce(pred, "max")),
+            ones,
+        )
     raise AssertionError(protocol)  # pragma: no cover
+
+
+def _compute_batch_numpy(
+    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    t, p, data_range = _normalised(protocol, pred, target, mask)
+    if protocol != "icon_mean":
+        region = mask if get_protocol(protocol).mask == "region" else None
+        return _all_metrics_batch(t, p, data_range, region)
+    ok = data_range > 0
+    res = _all_metrics_batch(t, p, np.where(ok, data_range, 1.0), None)
+    return {k: np.where(ok, v, math.nan) for k, v in res.items()}
 
 
 @functools.cache
@@ -441,6 +431,9 @@ def _compute_batch_kernel(
     mask_mode = 0
     if protocol in ("max01", "volume3d"):
         st = sp = target.max(axis=axes).astype(np.float64)
+        mask_mode = 0 if mask is None else 1
+    elif protocol == "brasyn":  # clipped and scaled to [0, 1] already
+        st = sp = np.ones(n)
         mask_mode = 0 if mask is None else 1
     elif protocol == "icon_mean":
         st = target.mean(axis=axes, dtype=np.float64)
@@ -525,12 +518,17 @@ def psnr_ssim_batch(
 
 
 def compute(
-    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+    protocol: str,
+    pred: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics of one image pair under ``protocol``.
 
     ``pred`` and ``target`` are 2D slices for the 2D protocols, 3D volumes (or slice stacks) for
-    ``volume3d``; intensities as stored (``[0, 1]``). Returns ``{metric: value}``.
+    the 3D ones; intensities as stored (``[0, 1]``); ``labels``: tissue classes for the region
+    metrics. Returns ``{metric: value}``.
     """
     proto = get_protocol(protocol)
     pred, target = np.asarray(pred), np.asarray(target)
@@ -540,27 +538,46 @@ def compute(
         raise ValueError(f"protocol {protocol!r} expects {proto.dims}D images, got {pred.ndim}D")
     if mask is not None and np.shape(mask) != target.shape:
         raise ValueError(f"mask shape {np.shape(mask)} differs from target shape {target.shape}")
-    res = compute_batch(protocol, pred[None], target[None], None if mask is None else mask[None])
+    batch = [None if a is None else np.asarray(a)[None] for a in (mask, labels)]
+    res = compute_batch(protocol, pred[None], target[None], *batch)
     return {k: float(v[0]) for k, v in res.items()}
 
 
 def compute_volume(
-    protocol: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+    protocol: str,
+    pred: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> list[tuple[int, str, float]]:
     """Metrics of a volume whose last axis holds the axial slices.
 
-    2D protocols evaluate every slice where the target is not empty; ``volume3d`` evaluates the
-    volume once (slice = -1). Returns ``(slice, metric, value)`` rows.
+    2D protocols evaluate every slice where the target is not empty; the 3D ones evaluate the
+    volume once (slice = -1). Returns ``(slice, metric, value)`` rows; a slice (or volume)
+    without lesion gets no ``_lesion`` rows.
     """
     proto = get_protocol(protocol)
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
     if proto.dims == 3:
-        return [(-1, k, v) for k, v in compute(protocol, pred, target, mask).items()]
+        res = compute(protocol, pred, target, mask, labels)
+        where = regions.presence(
+            None if mask is None else np.asarray(mask)[None],
+            None if labels is None else np.asarray(labels)[None],
+        )
+        return [(-1, k, v) for k, v in res.items() if not regions.without_region(k, where, 0)]
     zs = [z for z in range(target.shape[-1]) if np.any(target[..., z])]
     if not zs:
         return []
     stack = [np.moveaxis(np.asarray(a)[..., zs], -1, 0) for a in (pred, target)]
-    m = None if mask is None else np.moveaxis(np.asarray(mask)[..., zs], -1, 0)
-    res = compute_batch(protocol, *stack, m)
-    return [(z, k, float(v[i])) for i, z in enumerate(zs) for k, v in res.items()]
+    m, lab = (
+        None if a is None else np.moveaxis(np.asarray(a)[..., zs], -1, 0) for a in (mask, labels)
+    )
+    res = compute_batch(protocol, *stack, m, lab)
+    where = regions.presence(m, lab)
+    return [
+        (z, k, float(v[i]))
+        for i, z in enumerate(zs)
+        for k, v in res.items()
+        if not regions.without_region(k, where, i)
+    ]

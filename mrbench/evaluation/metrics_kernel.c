@@ -28,6 +28,8 @@ enum {
     O_MASK_U, /* sum of the uniform-window SSIM map inside the mask */
     O_CROP_G, /* the same for the Gaussian window */
     O_MASK_G,
+    O_CROP_CS, /* sum of the Gaussian-window contrast-structure map (2 vxy + c2) / (vx + vy + c2)
+                  over the cropped region (MS-SSIM's per-scale term; only when asked for) */
     N_OUT
 };
 
@@ -178,12 +180,14 @@ static void moments(const double *restrict x, const double *restrict y, long n,
  * filtered along C into a ring of the last L rows, whose weighted sum (along B) gives the
  * filtered moments and the SSIM values of one output row. L is a compile-time constant (one
  * function per window) so that the tap loops unroll and the row loops vectorise with the sums
- * kept in registers.
+ * kept in registers. With want_cs, the cropped-region sum of the contrast-structure map is added
+ * to *cssum too.
  */
 static inline __attribute__((always_inline)) void ssim_map_body(
     const double *X, const double *Y, long A, long B, long C, long pc, long q0, long q1,
     int dims3, const double *w, long o0, long o1, int full, const uint8_t *m, double c1,
-    double c2, double cn, double *crop, double *msum, double *work, const int L) {
+    double c2, double cn, double *crop, double *msum, int want_cs, double *cssum, double *work,
+    const int L) {
     const long R = L / 2;
     const long Cs = C + 2 * pc;
     const long j0 = full ? 0 : R, j1 = full ? C : C - R, nj = j1 - j0;
@@ -202,8 +206,9 @@ static inline __attribute__((always_inline)) void ssim_map_body(
     for (int k = 0; k < L; k++) wk[k] = w[k];
     double *am = work;                   /* G3 x NM x ni: moments of one row, filtered along A */
     double *ring = am + G3 * NM * ni;    /* G3 x L x NM x ns: rows filtered along A and C */
-    double *s = ring + G3 * L * NM * ns; /* 2 x ns: SSIM of one output row, its masked copy */
-    double crop_sum = 0.0, mask_sum = 0.0;
+    double *s = ring + G3 * L * NM * ns; /* 3 x ns: SSIM of one output row, its masked copy, */
+    double *cs = s + 2 * ns;             /* and its contrast-structure values */
+    double crop_sum = 0.0, mask_sum = 0.0, cs_sum = 0.0;
     const long col = pc + j0 - R; /* scratch offset of the first needed column */
     for (long a = a0; a < a1; a += G) {
         const long na = lmin(G, a1 - a);
@@ -287,40 +292,48 @@ static inline __attribute__((always_inline)) void ssim_map_body(
                     const double a1 = 2 * ux * uy + c1, a2 = 2 * vxy + c2;
                     const double b1 = uu + c1, b2 = vsum + c2;
                     s[j] = (a1 * a2) / (b1 * b2);
+                    if (want_cs) cs[j] = a2 / b2;
                 }
                 const int crop_plane = !dims3 || (ag >= R && ag < A - R);
-                if (crop_plane && b >= R && b < B - R)
+                if (crop_plane && b >= R && b < B - R) {
                     crop_sum += sum_row(s + (R - j0), C - 2 * R);
+                    if (want_cs) cs_sum += sum_row(cs + (R - j0), C - 2 * R);
+                }
                 if (m) mask_sum += sum_row_masked(s, m + ((size_t)ag * B + b) * C + j0, nj, s + ns);
             }
         }
     }
     *crop += crop_sum;
     *msum += mask_sum;
+    *cssum += cs_sum;
 }
 
 static void ssim_map7(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
                       long q1, int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
-                      double c1, double c2, double cn, double *crop, double *msum, double *work) {
-    ssim_map_body(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
-                  7);
+                      double c1, double c2, double cn, double *crop, double *msum, int want_cs,
+                      double *cssum, double *work) {
+    ssim_map_body(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum,
+                  want_cs, cssum, work, 7);
 }
 
 static void ssim_map11(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
                        long q1, int dims3, const double *w, long o0, long o1, int full, const uint8_t *m,
-                       double c1, double c2, double cn, double *crop, double *msum, double *work) {
-    ssim_map_body(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work,
-                  11);
+                       double c1, double c2, double cn, double *crop, double *msum, int want_cs,
+                       double *cssum, double *work) {
+    ssim_map_body(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum,
+                  want_cs, cssum, work, 11);
 }
 
 static void ssim_map(const double *X, const double *Y, long A, long B, long C, long pc, long q0,
                      long q1, int dims3, const double *w, long L, long o0, long o1, int full,
                      const uint8_t *m, double c1, double c2, double cn, double *crop,
-                     double *msum, double *work) {
+                     double *msum, int want_cs, double *cssum, double *work) {
     if (L == 7)
-        ssim_map7(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
+        ssim_map7(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum,
+                  want_cs, cssum, work);
     else
-        ssim_map11(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum, work);
+        ssim_map11(X, Y, A, B, C, pc, q0, q1, dims3, w, o0, o1, full, m, c1, c2, cn, crop, msum,
+                   want_cs, cssum, work);
 }
 
 /*
@@ -329,18 +342,19 @@ static void ssim_map(const double *X, const double *Y, long A, long B, long C, l
  * and prediction; mask_mode 0 none, 1 region (in-mask sums, needs full), 2 multiply; range:
  * per-item data range or NULL for the maximum of the normalised target (whole items only);
  * wu (Lu taps, covariance factor cn_u) and wg (Lg taps): the windows, NULL to skip that map.
- * Windows of 7 or 11 taps. Returns 0, -1 when memory runs out, -2 for another window length.
+ * Windows of 7 or 11 taps. want_cs: also the contrast-structure sum of the Gaussian map
+ * (O_CROP_CS). Returns 0, -1 when memory runs out, -2 for another window length.
  */
 int mrb_metrics(const void *t, const void *p, const uint8_t *m, int f32, long n, long A, long B,
                 long C, int dims3, long o0, long o1, const double *st, const double *sp,
                 int mask_mode, const double *range, int full, const double *wu, long Lu,
-                double cn_u, const double *wg, long Lg, double *out) {
+                double cn_u, const double *wg, long Lg, double *out, int want_cs) {
     if ((wu && Lu != 7 && Lu != 11) || (wg && Lg != 7 && Lg != 11)) return -2;
     const long ru = wu ? Lu / 2 : 0, rg = wg ? Lg / 2 : 0, rmax = lmax(ru, rg);
     const long pc = full ? rmax : 0, Cs = C + 2 * pc, Lmax = lmax(wu ? Lu : 1, wg ? Lg : 1);
     const long q0 = dims3 ? lmax(0, o0 - rmax) : 0, q1 = dims3 ? lmin(A, o1 + rmax) : 1;
     const size_t plane = (size_t)B * Cs, nq = (size_t)(q1 - q0);
-    const size_t nwork = (size_t)G3 * NM * (C + 2 * rmax) + ((size_t)G3 * Lmax * NM + 2) * (C + 72);
+    const size_t nwork = (size_t)G3 * NM * (C + 2 * rmax) + ((size_t)G3 * Lmax * NM + 3) * (C + 72);
     double *X = scratch(2 * nq * plane + nwork + 3 * (size_t)C);
     if (!X) return -1;
     double *Y = X + nq * plane, *work = Y + nq * plane;
@@ -362,10 +376,10 @@ int mrb_metrics(const void *t, const void *p, const uint8_t *m, int f32, long n,
         const uint8_t *mm = mask_mode == 1 ? mi : NULL;
         if (wu)
             ssim_map(X, Y, A, B, C, pc, q0, q1, dims3, wu, Lu, o0, o1, full, mm, c1, c2, cn_u,
-                     acc + O_CROP_U, acc + O_MASK_U, work);
+                     acc + O_CROP_U, acc + O_MASK_U, 0, acc + O_CROP_CS, work);
         if (wg)
             ssim_map(X, Y, A, B, C, pc, q0, q1, dims3, wg, Lg, o0, o1, full, mm, c1, c2, 1.0,
-                     acc + O_CROP_G, acc + O_MASK_G, work);
+                     acc + O_CROP_G, acc + O_MASK_G, want_cs, acc + O_CROP_CS, work);
     }
     return 0;
 }

@@ -165,10 +165,12 @@ def evaluate_predictions(
     config_hash: str = "",
 ) -> pd.DataFrame:
     """Rows of the tidy results table for one prediction folder against the test store."""
-    from mrbench.evaluation.metrics import compute, compute_batch, get_protocol, unit_of
+    from mrbench.evaluation.metrics import compute_batch, get_protocol, unit_of
+    from mrbench.evaluation.regions import presence, without_region
     from mrbench.slices import SliceStore
 
-    store = SliceStore(store_dir)
+    # tissue labels, where the store has them, give the lesion / healthy-tissue values
+    store = SliceStore(store_dir, labels=(Path(store_dir) / "label.npy").exists())
     target_mod = direction.split("_to_")[1]
     protos = [get_protocol(p) for p in protocols]
     records: list[tuple] = []
@@ -178,20 +180,18 @@ def evaluate_predictions(
         preds = prediction_windows(pred_dir, store, subject)
         targets = np.asarray(store.arrays[target_mod][rows], dtype=np.float32)
         masks = np.asarray(store.arrays["mask"][rows]) > 0
+        labels = np.asarray(store.arrays["label"][rows]) if store.labels else None
         for proto in protos:
-            if proto.dims == 3:
-                res = compute(
-                    proto.name,
-                    np.moveaxis(preds, 0, -1),
-                    np.moveaxis(targets, 0, -1),
-                    np.moveaxis(masks, 0, -1),
-                )
-                records += [(subject, -1, proto, k, v) for k, v in res.items()]
-                continue
-            res = compute_batch(proto.name, preds, targets, masks)  # all slices at once
+            if proto.dims == 3:  # the subject's slice stack as one volume (slice -1)
+                batch = [None if a is None else a[None] for a in (preds, targets, masks, labels)]
+                res, ids = compute_batch(proto.name, *batch), [-1]
+                where = presence(batch[2], batch[3])
+            else:  # all slices at once
+                res, ids = compute_batch(proto.name, preds, targets, masks, labels), zs
+                where = presence(masks, labels)
             records += [
-                (subject, int(z), proto, k, float(v[i])) for i, z in enumerate(zs)
-                for k, v in res.items()
+                (subject, int(z), proto, k, float(v[i])) for i, z in enumerate(ids)
+                for k, v in res.items() if not without_region(k, where, i)
             ]  # fmt: skip
     version, packages = code_version(), package_versions()
     df = pd.DataFrame(

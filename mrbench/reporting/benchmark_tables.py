@@ -2,7 +2,9 @@
 
 - Table 1 in the paper's layout: methods as rows; datasets x directions x (PSNR, SSIM %) as
   columns, each ``mean ± std`` across test subjects; the best value of each column in bold.
-  Works with whatever methods and datasets are present.
+  Works with whatever methods and datasets are present. The supervised references (trained on
+  co-registered pairs: pix2pix, the intensity map) form a block of their own under the
+  unsupervised methods, never bold, never ranked with them.
 - Table 2, the ablation: the variants present, with a check mark per component each variant's
   plugin reports from its resolved parameters (DisDiff: the disentanglement module, the
   diffusion module and the content discriminator D_c), per dataset and direction.
@@ -37,6 +39,8 @@ from mrbench.reporting.render import MISSING, Cell, TableDoc, best_mask, flat_he
 Lookup = Callable[[str, str, str, str, str], float]
 #: Table 1's metrics: (short name in the CSV columns, metric of the tidy table)
 Metrics = tuple[tuple[str, str], ...]
+#: the title row of Table 1's block of supervised methods (plugins with the ``paired`` trait)
+SUPERVISED_TITLE = "Supervised reference"
 
 
 # ---------------------------------------------------------------- Table 1
@@ -51,20 +55,26 @@ def table1(
     """Table 1 of the paper: methods x (dataset, direction, PSNR/SSIM).
 
     Rows: the roster's Table 1 methods present in ``summary``, in roster order (without a
-    roster: every method, in order of appearance).
+    roster: every method, in order of appearance); the supervised references (plugins with the
+    ``paired`` trait, trained on co-registered pairs) follow in a block of their own under a
+    title row, never bold: the best of a column is the best unsupervised method's.
     """
     roster = roster_or_plain(roster, summary)
     labels = {**labels_from(summary), **roster.labels(), **(labels or {})}
     sel = summary[(summary["protocol"] == protocol) & summary["metric"].isin([psnr, ssim])]
     sel = sel[sel["method"].isin(roster.table1)]
-    methods = [m for m in roster.table1 if m in set(sel["method"])]
+    present = [m for m in roster.table1 if m in set(sel["method"])]
+    supervised = roster.supervised(present)
+    methods = [m for m in present if m not in supervised] + supervised
     datasets = list(dict.fromkeys(sel["dataset"]))
     dirs = ordered(list(sel["direction"]), list(DIRECTION_LABELS))
     cols = [(d, r) for d in datasets for r in dirs]
     metrics = (("psnr", psnr), ("ssim", ssim))
     get = _lookup(sel)
-    best = _best_per_column(get, methods, cols, metrics)
+    best = _best_per_column(get, methods[: len(methods) - len(supervised)], cols, metrics)
+    best = {k: v + [False] * len(supervised) for k, v in best.items()}
     df = _table1_frame(get, methods, cols, metrics, best, labels, protocol)
+    df["supervised"] = df["method"].isin(supervised) if len(df) else []
     header = [
         [("Method", 1)] + [(dataset_label(d), 2 * len(dirs)) for d in datasets],
         [("", 1)] + [(direction_label(r), 2) for _, r in cols],
@@ -72,18 +82,23 @@ def table1(
     ]
     rows = []
     for i, m in enumerate(methods):
+        if supervised and m == supervised[0]:
+            rows.append([Cell(SUPERVISED_TITLE)] + [Cell("") for _ in range(2 * len(cols))])
         row = [Cell(row_label(roster, m, labels))]
         for d, r in cols:
             for short, metric in metrics:
                 text = fmt_pm(get(m, d, r, metric, "mean"), get(m, d, r, metric, "std"))
                 row.append(Cell(text, best[(d, r, short)][i]))
         rows.append(row)
+    sections = [len(methods) - len(supervised)] if supervised else []
     doc = TableDoc(
-        "Table 1. T1w ↔ T2w translation: PSNR (dB) and SSIM (%) on the test sets.",
+        "Table 1. T1w ↔ T2w translation: PSNR (dB) and SSIM (%) on the test sets "
+        f"(protocol {protocol}).",
         header,
         rows,
         "l" + "c" * (2 * len(cols)),
-        _table1_notes(sel, protocol, psnr, ssim, roster, methods),
+        _table1_notes(sel, protocol, psnr, ssim, roster, methods, supervised),
+        sections,
     )
     return doc, df
 
@@ -140,9 +155,24 @@ def _table1_frame(
 
 
 def _table1_notes(
-    sel: pd.DataFrame, protocol: str, psnr: str, ssim: str, roster: Roster, methods: list[str]
+    sel: pd.DataFrame,
+    protocol: str,
+    psnr: str,
+    ssim: str,
+    roster: Roster,
+    methods: list[str],
+    supervised: list[str] | None = None,
 ) -> list[str]:
-    notes = [protocol_note(protocol), spread_note(sel), "Bold: best in the column."]
+    notes = [protocol_note(protocol), spread_note(sel)]
+    if supervised:
+        notes.append(
+            "Bold: best unsupervised method in the column. "
+            f"{SUPERVISED_TITLE}: {', '.join(roster.label(m) for m in supervised)}, trained on "
+            "the co-registered T1w/T2w pairs the unsupervised methods never see; what the same "
+            "data allows with supervision, never bold and not ranked."
+        )
+    else:
+        notes.append("Bold: best in the column.")
     if (n := infinite_note(sel)) is not None:
         notes.append(n)
     if psnr != "psnr" or ssim != "ssim":

@@ -189,6 +189,7 @@ _LATEX_SYMBOLS = {
     "μ": "$\\mu$",
     "α": "$\\alpha$",
     "σ": "$\\sigma$",
+    "τ": "$\\tau$",
     "Δ": "$\\Delta$",
     "‰": "\\textperthousand{}",
     "“": "``",

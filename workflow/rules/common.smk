@@ -1,5 +1,6 @@
 # Small helpers shared by the rules: config checks, subject lists, paths and method specs.
 
+import hashlib
 import json
 import os
 import shlex
@@ -9,6 +10,7 @@ from pathlib import Path
 from mrbench.config import facts_cache
 from mrbench.config.resolve import (
     check_config,
+    check_split_files,
     dataset_kind_of,
     job_environment,
     method_spec_dict,
@@ -25,6 +27,9 @@ from mrbench.datasets.splits import read_splits
 # code's digest when nothing changed: reading the workflow then needs no torch (mrbench.config.facts_cache).
 facts_cache.enable(".snakemake/mrbench", config)
 check_config(config)
+# Split files on every parse (never cached): an edited split must stop the run here, also where
+# results exist (mrbench.config.resolve.check_split_files).
+check_split_files(config)
 
 # Rules run `python -m mrbench.cli` of this checkout (see mrbench.config.resolve.job_environment); every
 # job imports the method plugins of the config's plugin_paths (mrbench.config.resolve.plugin_environment).
@@ -86,6 +91,17 @@ def method_spec(method):
     return json.dumps(method_spec_dict(config, method), sort_keys=True)
 
 
+def split_digest(dataset):
+    """sha256 of the dataset's split file, a parameter of its training jobs: Snakemake's params
+    trigger then reruns training when the split changes, whatever the files' times say (the
+    trainer resumes only where its train and val data are unchanged, by its own digest). Kinds
+    whose split their own rules write are followed through the slice stores."""
+    if dataset_kind_of(config, dataset).acquisition != "subject":
+        return ""
+    path = Path(split_file_of(dataset, dataset_cfg(dataset)))
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
 def gpu_for(method):
     """Training rules ask for a GPU only for trainable methods and where configured."""
     return train_gpus(method_spec_dict(config, method), config)
@@ -139,7 +155,7 @@ def all_fidelity():
 
 def table_names():
     names = ["methods", "table1", "table2_ablation", "paper_comparison", "significance"]
-    names += ["efficiency", "recipes"]
+    names += ["efficiency", "recipes", "protocols"]
     return names + (["fidelity"] if EVAL["fid"]["enabled"] else [])
 
 
@@ -166,7 +182,7 @@ def figure_files():
         out += expand(f"{FIGURES_DIR}/boxplot_{d}.{{ext}}", ext=["png", "pdf"])
         out += expand(f"{FIGURES_DIR}/training_curves_{d}.{{ext}}", ext=["png", "pdf"])
         out += expand(CONTENT_MAPS, dataset=[d], method=content_map_methods())
-    return out
+    return out + expand(f"{FIGURES_DIR}/protocols_tau.{{ext}}", ext=["png", "pdf"])
 
 
 def data_qc_files():
@@ -207,10 +223,13 @@ EVAL = evaluation_settings(config)
 # ---- used by train.smk
 from mrbench.config.resolve import method_spec_dict
 from mrbench.config.resources import (
+    eval_device,
+    eval_gpus,
     train_gpus,
     train_launcher,
     train_mem_mb,
     train_runtime_minutes,
+    translate_runtime_minutes,
 )
 
 
@@ -225,16 +244,35 @@ def _train_spec(method, input=None):
         and spec["training"].get("epochs")
     ):
         from mrbench.slices import SliceStore
-        from mrbench.training.settings import steps_for_epochs
+        from mrbench.training.settings import capped_length, steps_for_epochs
 
         n = len(SliceStore(store))
         t = spec["training"]
-        t["steps"] = steps_for_epochs(t["epochs"], n, t["batch_size"])
+        t.update(capped_length(t, steps_for_epochs(t["epochs"], n, t["batch_size"])))
     return spec
 
 
 def _train_store_mb(input):
     return sum(f.stat().st_size for f in Path(input.train).glob("*.npy")) / 2**20
+
+
+def _store_slices(folder):
+    """Slices of a slice store once it exists (rows of its index), else None (a dry run)."""
+    index = Path(folder) / "index.tsv"
+    if not index.exists():
+        return None
+    with index.open() as f:
+        return max(1, sum(1 for _ in f) - 1)
+
+
+def _translate_runtime(w, input, attempt):
+    """Wall time of a translate job from the plugin's translation cost and the test split."""
+    return translate_runtime_minutes(
+        method_spec_dict(config, w.method),
+        dataset_cfg(w.dataset)["image_size"],
+        _store_slices(input.store),
+        attempt,
+    )
 
 
 # ---- used by report.smk
@@ -313,6 +351,7 @@ from mrbench.datasets.splits import read_splits
 IXI_CFG = dataset_settings("ixi", config["datasets"].get("ixi"))
 IXI_RES = "resources/ixi"
 IXI_SPLIT = split_file_of("ixi", IXI_CFG)
+IXI_SPLIT_COMMITTED = Path(IXI_SPLIT).exists()
 
 
 def _ixi_md5(modality):

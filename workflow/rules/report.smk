@@ -47,6 +47,7 @@ rule table1:
     input:
         tidy=TIDY,
         roster=ROSTER_FILE,
+        models=all_models(),
     output:
         **table_outputs("table1", "table1", "Table 1"),
     log:
@@ -59,7 +60,7 @@ rule table1:
         selection=selection_note(config),
     shell:
         "python -m mrbench.cli report table1 --tidy {input.tidy:q} --out {params.prefix:q}"
-        " {params.table_args:q} --note {params.selection:q}"
+        " {params.table_args:q} --note {params.selection:q} --model {input.models:q}"
         " > {log:q} 2>&1"
 
 
@@ -158,6 +159,29 @@ rule fidelity_table:
     shell:
         "python -m mrbench.cli report fidelity --inputs {input.fidelity:q} --roster {input.roster:q}"
         " --out {params.prefix:q} > {log:q} 2>&1"
+
+
+rule protocols_table:
+    input:
+        tidy=TIDY,
+        roster=ROSTER_FILE,
+    output:
+        **table_outputs("protocols", "protocols", "Protocol sensitivity"),
+        **figure_outputs(
+            "protocols_tau", "protocols_tau", "Figures", {"figure": "protocol tau"}
+        ),
+    log:
+        f"{RESULTS}/logs/report/protocols.log",
+    conda:
+        CONDA_ENV
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        figure=lambda w, output: output.png.removesuffix(".png"),
+        metrics=EVAL["protocol_table_metrics"],
+    shell:
+        "python -m mrbench.cli report protocols --tidy {input.tidy:q} --roster {input.roster:q}"
+        " --metrics {params.metrics:q} --out {params.prefix:q} --figure {params.figure:q}"
+        " > {log:q} 2>&1"
 
 
 rule figure_qualitative:
