@@ -5,7 +5,8 @@ Batch and the two kinds of fakes
 --------------------------------
 A batch of ``B`` slices per modality is split in two halves (the published batch 2: one slice
 each): the first half is *encoded* (content z_c and attribute z_a), the second half only serves
-as real images for the second pair of discriminators. For target modality j and source i:
+as real images for the second pair of discriminators (``ceil(B/2)`` and ``floor(B/2)`` slices
+for larger batches, e.g. equal_budget's 4). For target modality j and source i:
 ``fake_enc[j] = G_j(z_c^i, z_a^j)`` (translation with the encoded attribute),
 ``self_rec[j] = G_j(z_c^j, z_a^j)``, ``fake_rand[j] = G_j(z_c^i, z)`` and
 ``fake_rand2[j] = G_j(z_c^i, z')`` with z, z' ~ N(0, I) (random attributes). The cross cycle
@@ -51,6 +52,9 @@ from mrbench_methods.base import TranslationMethod, register, split_direction
 from mrbench_methods.nets import drit as nets
 from mrbench_methods.nets.drit import MODALITIES, OTHER, bce_logits
 
+#: the official ``train.py``'s cap on full iterations (the DRIT code and MGUIT, built on it)
+OFFICIAL_FULL_ITERATIONS = 500_000
+
 
 def _params(modules: list[nn.Module]) -> list[nn.Parameter]:
     return [p for m in modules for p in m.parameters()]
@@ -82,6 +86,8 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         "1.5 M steps here.",
         "The KL term is summed over the code and averaged over the encoded half-batch (the "
         "official code sums over the batch too; identical at the published batch of 2).",
+        "Batches above 2 (equal_budget's 4) are split into an encoded half of ceil(B/2) and a "
+        "random half of floor(B/2) slices; the official code hard-codes halves of 1.",
         "At test time the attribute code of the target modality is the mean posterior code of its "
         "training slices (the official test samples it from the prior or encodes a reference "
         "image; the paired target must not be used); attribute_mode: prior samples instead.",
@@ -112,15 +118,18 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
     #: The official recipe (``train.py``): batch 2, resize 256 / random crop 216 / flip (as a
     #: resize by 256/216 and a crop at the slice size here), 1200 epochs with linear decay from
     #: epoch 600 but at most 500k full iterations (those that update more than the content
-    #: discriminator, one in ``d_iter`` = 3), the last weights. On IXI's training split (2,700
-    #: loader iterations, 900 full ones an epoch at batch 2) the cap ends training after ~555
-    #: epochs, before the decay would start: the official run is 1.5 M of our steps (every
-    #: loader iteration is a step) at a constant rate.
+    #: discriminator, one in ``d_iter`` = 3): 1.5 M of our steps (every loader iteration is a
+    #: step), ``steps_cap``, under which the schedule keeps its 1200-epoch length. On IXI's
+    #: training split (2,700 steps an epoch at batch 2) the cap ends training after ~555 epochs,
+    #: before the decay would start; a split under 2,500 slices trains all 1200 epochs and
+    #: decays from epoch 600, one between them stops part-way through the decay.
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "official": {
             "batch_size": 2,
-            "steps": 1_500_000,
-            "lr_schedule": "constant",
+            "epochs": 1200,
+            "steps_cap": OFFICIAL_FULL_ITERATIONS * 3,
+            "lr_schedule": "linear",
+            "lr_decay_start": 0.5,
             "augment": "resize_crop_flip",
             "augment_resize": 256 / 216,
             "select": "last",

@@ -97,7 +97,8 @@ class HiFiSyn(MGUIT):
         "GM, WM, tumour) from Atropos, not SPM/FSL FAST/FreeSurfer structure labels.",
         "Structure-level discrimination: one PatchGAN per domain with one logit map per structure, "
         "losses re-weighted by a softmax over the per-structure generator losses (tau 1).",
-        "Test time reads the memory over all structures' keys (no labels at test time).",
+        "Test time reads the memory over the keys of the structures seen in training (no labels "
+        "at test time).",
     )
     defaults: ClassVar[dict[str, Any]] = {
         **MGUIT.defaults,

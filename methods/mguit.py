@@ -36,13 +36,16 @@ iterations only the content discriminator is updated (on fresh content maps); on
 5. the updated memory replaces the old one.
 
 Adam lr 1e-4, betas (0.5, 0.999), weight decay 1e-4 for every network, content discriminator lr
-4e-5; linear decay over the second half of training (the official 1200 epochs, decay from 600);
+4e-5; linear decay over the second half of the official 1200 epochs (decay from 600), but at
+most 500k full iterations (1.5 M steps: on IXI the cap comes first, so the rate stays constant);
 batch 1; N(0, 0.02) initialisation of convolutions.
 
 Test time (the official test code was never released): no class labels exist for a test image,
-so the style map is read from the memory with the source content against **all** classes' keys
-(per pixel softmax over every item) and the target domain's values; the image is then
-``G_target(c_source, read)``. The target image is never used.
+so the style map is read from the memory with the source content against the keys of every
+class the memory was trained on (per pixel softmax over their items) and the target domain's
+values; the image is then ``G_target(c_source, read)``. Items of a class that never occurred in
+the training labels (IXI's tumour class) keep their random initial values and are not read. The
+target image is never used.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrbench.domain import TISSUE_CLASSES
 from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.drit import OFFICIAL_FULL_ITERATIONS
 from mrbench_methods.nets.drit import ContentEncoder
 from mrbench_methods.nets.memory import (
     DOMAINS,
@@ -102,8 +107,9 @@ class MGUIT(TranslationMethod):
     deviations: ClassVar[tuple[str, ...]] = (
         "Classes are brain tissues (background, CSF, GM, WM, tumour) from the preprocessing's "
         "tissue maps instead of driving-scene instance classes; items per class are a choice.",
-        "Test time reads the memory over all classes' keys (no labels at test time); the "
-        "official test code was never released.",
+        "Test time reads the memory over the keys of all classes seen in training (no labels at "
+        "test time), not over classes absent from the training labels, whose items were never "
+        "updated; the official test code was never released.",
         "Images are 1-channel MRI slices without resize, random crop or flips (the benchmark's "
         "fixed slice size).",
         "The trainer's step counter replaces the official per-epoch iteration index for the "
@@ -160,11 +166,15 @@ class MGUIT(TranslationMethod):
         "batch_size": 1,
     }
     #: the official recipe (DRIT's training script with MGUIT's options): batch 1, 1200 epochs
-    #: with linear decay over the second half, the last weights
+    #: with linear decay over the second half, but at most 500k full iterations (one in
+    #: ``d_iter`` = 3 steps: ``steps_cap`` 1.5 M steps; the schedule keeps its 1200-epoch
+    #: length), the last weights. On IXI's 5,400 training slices the cap ends training after
+    #: ~278 epochs, before the decay would start.
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "official": {
             "batch_size": 1,
             "epochs": 1200,
+            "steps_cap": OFFICIAL_FULL_ITERATIONS * 3,
             "lr_schedule": "linear",
             "lr_decay_start": 0.5,
             "select": "last",
@@ -179,6 +189,14 @@ class MGUIT(TranslationMethod):
             raise ValueError("mguit: content_down must be 2 (the generator upsamples twice)")
         if image_size % 4:
             raise ValueError(f"mguit: image_size must be a multiple of 4, got {image_size}")
+        items = p["items_per_class"]
+        if not isinstance(items, list | tuple) or len(items) != len(TISSUE_CLASSES):
+            # a shorter list would merge the last classes (labels are clamped into the memory)
+            n = len(items) if isinstance(items, list | tuple) else "no"
+            raise ValueError(
+                f"items_per_class: {n} entries, one per tissue class needed "
+                f"({len(TISSUE_CLASSES)}: {', '.join(TISSUE_CLASSES.values())})"
+            )
         self.enc_c = ContentEncoders(int(p["content_ch"]), 2, int(p["content_res"]))
         self.enc_s = nn.ModuleDict({d: StyleEncoder(1, int(p["style_ch"])) for d in DOMAINS})
         kdim, vdim = self.enc_c.out_ch, self.enc_s["t1"].out_ch
@@ -336,7 +354,7 @@ class MGUIT(TranslationMethod):
         self.opt_G.step()
         for net in (self.dis, self.dis_content):
             net.requires_grad_(True)
-        self.memory.commit(new_keys, new_values)
+        self.memory.commit(new_keys, new_values, mem["updated"])
         out.update({k: float(v.detach()) for k, v in losses.items()})
         out["G"] = float(total.detach())
         return out

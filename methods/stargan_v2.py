@@ -120,14 +120,15 @@ class StarGANv2(TranslationMethod):
         "lr_schedule": "constant",
     }
     #: the official recipe (``main.py`` defaults for AFHQ): batch 8, 100k iterations at a constant
-    #: rate, EMA 0.999, the last (EMA) weights; no augmentation beyond the loader's crop, which
-    #: the benchmark's fixed-size slices do not need
+    #: rate, EMA 0.999, the last (EMA) weights; the official loader's augmentation of sources
+    #: and references (a random resized crop with p 0.5, scale 0.8-1.0, and a random flip)
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "official": {
             "batch_size": 8,
             "steps": 100_000,
             "ema_decay": 0.999,
             "lr_schedule": "constant",
+            "augment": "random_resized_crop_flip",
             "select": "last",
         },
     }

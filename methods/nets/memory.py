@@ -44,8 +44,13 @@ Memory rules (official code, ``memory.py``), for the pixels ``q`` of class ``c``
 - random styles: the same read with a random N(0, 1) value per item (for DRIT++'s random-style
   fakes).
 
-At test time no class labels exist, so :meth:`ClassMemory.read_all` reads over every class's
-keys at once (softmax per pixel over all items); the official test code was never released.
+At test time no class labels exist, so :meth:`ClassMemory.read_all` reads over the keys of
+every class the memory has been trained on at once (softmax per pixel over their items); the
+official test code was never released. A class absent from the training labels (IXI has no
+tumour) is never updated, and its items keep their random initial keys and N(0, 1) values: read
+with the others they would take a share of every pixel's weight (about 18 % with the initial
+memory) and feed the generator values it never saw in training, so the buffer ``trained``
+records which classes have had an update, and only their items are read.
 """
 
 from __future__ import annotations
@@ -242,6 +247,13 @@ class ClassMemory(nn.Module):
         self.register_buffer("owner", owner)
         self.register_buffer("keys", F.normalize(torch.randn(n, kdim), dim=1))
         self.register_buffer("values", torch.randn(len(DOMAINS), n, vdim))
+        #: classes that have had at least one update (only their items are read at test time)
+        self.register_buffer("trained", torch.zeros(len(sizes), dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # a model saved before ``trained`` existed read every class: keep that reading
+        state_dict.setdefault(prefix + "trained", torch.ones_like(self.trained))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def n_classes(self) -> int:
@@ -257,11 +269,13 @@ class ClassMemory(nn.Module):
         return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
     def read_all(self, content: torch.Tensor, domain: str) -> torch.Tensor:
-        """Test-time read without labels: per pixel, softmax over *all* items' keys."""
+        """Test-time read without labels: per pixel, softmax over the keys of every *trained*
+        class's items (all items while no class has been trained, e.g. an untrained model)."""
         b, _, h, w = content.shape
         q = self._pixels(content)
-        weights = torch.softmax(q @ self.keys.t(), dim=1)
-        out = weights @ self.values[DOMAINS.index(domain)]
+        use = self.trained[self.owner] if bool(self.trained.any()) else self.owner >= 0
+        weights = torch.softmax(q @ self.keys[use].t(), dim=1)
+        out = weights @ self.values[DOMAINS.index(domain)][use]
         return out.reshape(b, h, w, self.vdim).permute(0, 3, 1, 2)
 
     def read_classes(
@@ -312,7 +326,8 @@ class ClassMemory(nn.Module):
 
         ``cont``/``sty``/``classes`` map each domain to its content map (unit vectors), style
         map and class index map (all at the content resolution). Returns the new keys and values
-        (to be committed with :meth:`commit` after the optimiser step), the read style maps
+        and the classes updated (``updated``, a bool per class), to be committed with
+        :meth:`commit` after the optimiser step, the read style maps
         ``read[(src, dst)]`` (values of domain ``dst`` addressed by ``src``'s content), random
         style maps ``rand[src]`` and the key and value losses.
         """
@@ -330,12 +345,14 @@ class ClassMemory(nn.Module):
         }
         key_loss = q["t1"].new_zeros(())
         value_loss = q["t1"].new_zeros(())
+        updated = torch.zeros_like(self.trained)
         for c in range(self.n_classes):
             sl = self._slice(c)
             idx = {d: torch.nonzero(cls[d] == c).squeeze(1) for d in DOMAINS}
             present = all(idx[d].numel() > 0 for d in DOMAINS)
             keys, values = self.keys[sl], self.values[:, sl]
             if present:
+                updated[c] = True
                 dk, dv = {}, {}
                 for d in DOMAINS:
                     dk[d], dv[d] = self._update_terms(
@@ -372,6 +389,7 @@ class ClassMemory(nn.Module):
         return {
             "keys": new_keys,
             "values": new_values,
+            "updated": updated,
             "read": {k: as_map(v) for k, v in read.items()},
             "rand": {k: as_map(v) for k, v in rand.items()},
             "key_loss": key_loss,
@@ -379,6 +397,12 @@ class ClassMemory(nn.Module):
         }
 
     @torch.no_grad()
-    def commit(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def commit(
+        self, keys: torch.Tensor, values: torch.Tensor, updated: torch.Tensor | None = None
+    ) -> None:
+        """Replace the memory by a step's new keys and values; ``updated`` (the step's
+        ``updated``) marks classes as trained."""
         self.keys.copy_(keys)
         self.values.copy_(values)
+        if updated is not None:
+            self.trained |= updated.to(self.trained.device)

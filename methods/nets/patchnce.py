@@ -3,7 +3,8 @@ its translation, as InstaFormer uses it for content preservation.
 
 For each chosen encoder layer, ``num_patches`` spatial positions are drawn at random (the same
 positions for the input and the translation, and for every image of the batch); each feature
-vector goes through a small per-layer MLP (``C -> nc -> nc`` with ReLU) and is L2-normalised.
+vector goes through a small per-layer MLP (``C -> nc -> nc`` with ReLU) and is L2-normalised
+as the reference code does it, ``x / (||x|| + 1e-7)``.
 The patch of the translation at a position is the query; the input's patch at the same position
 is its positive, the input's patches at the other positions of the same image are the negatives
 (negatives are not shared across the batch). The loss is the cross-entropy of the positive among
@@ -49,7 +50,9 @@ class PatchSampleMLP(nn.Module):
             else:
                 pid = torch.randperm(flat.shape[1], device=feat.device)[:num_patches]
             x = head(flat[:, pid].flatten(0, 1))
-            out.append(F.normalize(x, dim=1, eps=1e-7))
+            # the official Normalize: x / (||x|| + 1e-7), not x / max(||x||, eps) as
+            # F.normalize: the heads' 0.02 init gives norms of ~1e-6, where the two differ
+            out.append(x / (x.norm(p=2, dim=1, keepdim=True) + 1e-7))
             ids.append(pid)
         return out, ids
 

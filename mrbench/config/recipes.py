@@ -11,8 +11,8 @@ A plugin declares its recipes in the class attribute ``recipes`` (see
 - ``equal_budget``: every method trains :data:`EQUAL_BUDGET` (the same batch size and number of
   epochs, hence the same number of training images), as the DisDiff paper's efficiency claim
   assumes; the rest (schedule, EMA, augmentation, selection) is the method's. A plugin's
-  ``equal_budget`` entry may not set ``batch_size``, ``epochs`` or ``steps``; without one it is
-  the ``official`` recipe less those keys.
+  ``equal_budget`` entry may not set ``batch_size``, ``epochs``, ``steps`` or ``steps_cap``;
+  without one it is the ``official`` recipe less those keys.
 - unset (``null``): no recipe, only the plugin's ``training_defaults`` (demo and test configs).
 
 Precedence, lowest first: trainer defaults, the plugin's ``training_defaults``, the recipe, the
@@ -26,7 +26,7 @@ from typing import Any
 
 RECIPES = ("official", "equal_budget")
 #: keys that make up a training budget
-BUDGET_KEYS = ("batch_size", "epochs", "steps")
+BUDGET_KEYS = ("batch_size", "epochs", "steps", "steps_cap")
 #: the equal budget: the DisDiff paper's batch size 4 (its efficiency comparison) and 100 epochs
 EQUAL_BUDGET: dict[str, Any] = {"batch_size": 4, "epochs": 100}
 

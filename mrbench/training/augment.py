@@ -5,7 +5,15 @@ slice is resized to ``round(augment_resize x size)`` pixels (286 for 256, the of
 ``--load_size 286 --crop_size 256``), a ``size x size`` window is cropped at a random place, and
 the result is flipped left-right with probability 1/2. A slice's brain mask gets exactly the
 same resize (nearest neighbour instead of linear), crop and flip, so masked losses and metrics
-still line up. The T1 and the T2 slice of an unpaired batch item get independent draws.
+still line up. The T1 and the T2 slice of an unpaired batch item get independent draws; under
+paired sampling (``pairing: paired``) both images of an item share one draw, so the pair stays
+voxel-aligned (the reference pix2pix transforms its A and B images alike).
+
+``random_resized_crop_flip`` is StarGAN-v2's loader (``core/data_loader.py``): with
+probability 1/2 a random window of 80-100 % of the slice's area and aspect ratio 0.9-1.1
+(torchvision's ``RandomResizedCrop``) is cut out and resized back to the slice size, then the
+slice is flipped left-right with probability 1/2 (``RandomHorizontalFlip``, always in the
+pipeline).
 
 Draws are a pure function of ``(seed, batch number, slice row, modality)``, never of a global
 random state: a resumed run and a run with DataLoader workers see the same augmented batches,
@@ -23,7 +31,7 @@ from scipy import ndimage
 
 from mrbench.domain import MODALITIES
 
-AUGMENTATIONS = ("none", "resize_crop_flip")
+AUGMENTATIONS = ("none", "resize_crop_flip", "random_resized_crop_flip")
 _STREAM = 1729  # separates the augmentation draws from the sampler's (seed, epoch) stream
 _MODALITY = {"t1": 1, "t2": 2}
 
@@ -34,10 +42,13 @@ class Augment:
 
     resize: float
     seed: int
+    #: one draw for both images of an item (paired sampling: the same slice position)
+    paired: bool = False
 
     def draw(self, size: int, batch: int, row: int, modality: str) -> tuple[int, int, bool]:
         """(top, left, flip) of one slice: its crop window in the resized image and the flip."""
-        rng = np.random.default_rng([self.seed, _STREAM, batch, row, _MODALITY[modality]])
+        stream = 0 if self.paired else _MODALITY[modality]
+        rng = np.random.default_rng([self.seed, _STREAM, batch, row, stream])
         load = max(size, int(round(self.resize * size)))
         top, left = (int(v) for v in rng.integers(0, load - size + 1, size=2))
         return top, left, bool(rng.random() < 0.5)
@@ -80,8 +91,57 @@ class Augment:
         return out
 
 
+@dataclass(frozen=True)
+class RandomResizedCrop(Augment):
+    """StarGAN-v2's augmentation: a random resized crop with probability ``p``, then a flip
+    with probability 1/2. A draw is ``(top, left, height, width, flip)`` of the window."""
+
+    p: float = 0.5
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (0.9, 1.1)
+
+    def draw(  # type: ignore[override]
+        self, size: int, batch: int, row: int, modality: str
+    ) -> tuple[int, int, int, int, bool]:
+        stream = 0 if self.paired else _MODALITY[modality]
+        rng = np.random.default_rng([self.seed, _STREAM, batch, row, stream])
+        window = (0, 0, size, size)
+        if rng.random() < self.p:
+            window = self._window(rng, size)
+        return (*window, bool(rng.random() < 0.5))
+
+    def _window(self, rng: np.random.Generator, size: int) -> tuple[int, int, int, int]:
+        """torchvision's ``RandomResizedCrop.get_params`` (ten tries, then the whole slice,
+        since a ratio range around 1 always contains a square)."""
+        area = size * size
+        log_ratio = np.log(self.ratio)
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = float(np.exp(rng.uniform(*log_ratio)))
+            w = int(round(np.sqrt(target * aspect)))
+            h = int(round(np.sqrt(target / aspect)))
+            if 0 < w <= size and 0 < h <= size:
+                top = int(rng.integers(0, size - h + 1))
+                left = int(rng.integers(0, size - w + 1))
+                return top, left, h, w
+        return 0, 0, size, size
+
+    def warp(self, arr: np.ndarray, draw: tuple, order: int) -> np.ndarray:  # type: ignore[override]
+        size = arr.shape[-1]
+        top, left, h, w, flip = draw
+        arr = arr[top : top + h, left : left + w]
+        if (h, w) != (size, size):
+            zoom = (size / h, size / w)
+            arr = ndimage.zoom(arr, zoom, order=order, mode="nearest", grid_mode=True)
+        return np.ascontiguousarray(arr[:, ::-1] if flip else arr)
+
+
 def augmenter(training: dict, seed: int) -> Augment | None:
     """The augmentation a resolved ``training`` section asks for, or None."""
-    if training.get("augment", "none") == "none":
+    kind = training.get("augment", "none")
+    if kind == "none":
         return None
-    return Augment(float(training.get("augment_resize", 286 / 256)), int(seed))
+    paired = training.get("pairing", "unpaired") == "paired"
+    if kind == "random_resized_crop_flip":
+        return RandomResizedCrop(1.0, int(seed), paired)
+    return Augment(float(training.get("augment_resize", 286 / 256)), int(seed), paired)

@@ -97,10 +97,14 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 def one_pass(
     store: SliceStore, batch_size: int, paired: bool, seed: int, device: torch.device
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Every slice of ``store`` once per modality, in batches (last one may be smaller);
-    unpaired: T2 rows in an independent permutation."""
+    """Every slice of ``store`` once per modality, in batches (last one may be smaller), in a
+    seeded random order: T1 rows in one permutation, T2 rows in an independent one (paired: the
+    same). A consumer that stops early (the test-time mean codes stop after
+    ``*_max_slices``) so sees a random, seeded subset of both modalities, never the first
+    subjects of the store."""
     n = len(store)
-    rows2 = np.arange(n) if paired else np.random.default_rng([seed, 7]).permutation(n)
+    rows1 = np.random.default_rng([seed, 6]).permutation(n)
+    rows2 = rows1 if paired else np.random.default_rng([seed, 7]).permutation(n)
     for a in range(0, n, batch_size):
-        items = [store.pair(i, int(rows2[i])) for i in range(a, min(n, a + batch_size))]
+        items = [store.pair(int(rows1[i]), int(rows2[i])) for i in range(a, min(n, a + batch_size))]
         yield to_device(collate(items), device)

@@ -31,7 +31,8 @@ class LRSchedule:
     ) -> None:
         self.optimizers = optimizers
         self.kind = training["lr_schedule"]
-        self.steps = max(1, int(training["steps"]))
+        # a capped run keeps the schedule of its uncapped length (``steps_cap``)
+        self.steps = max(1, int(training.get("schedule_steps") or training["steps"]))
         self.patience = int(training["lr_patience"])
         self.factor = float(training["lr_factor"])
         self.decay_start = float(training["lr_decay_start"])

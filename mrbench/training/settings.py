@@ -33,12 +33,16 @@ def _is_int(v: Any) -> bool:
 
 def merge_training(*layers: dict[str, Any] | None) -> dict[str, Any]:
     """Overlay training sections, lowest precedence first. A layer that sets ``steps`` without
-    ``epochs`` states the length in steps: it clears an ``epochs`` of a lower layer."""
+    ``epochs`` states the length in steps: it clears an ``epochs`` of a lower layer; a layer
+    that sets a length (``steps`` or ``epochs``) without ``steps_cap`` clears a lower layer's
+    cap (a cap belongs to the length it was stated with)."""
     out: dict[str, Any] = {}
     for layer in layers:
         layer = layer or {}
         if "steps" in layer and "epochs" not in layer:
             out["epochs"] = None
+        if ("steps" in layer or "epochs" in layer) and "steps_cap" not in layer:
+            out["steps_cap"] = None
         out.update(layer)
     return out
 
@@ -49,6 +53,37 @@ def steps_for_epochs(epochs: int, train_slices: int, batch_size: int) -> int:
     return int(epochs) * (int(train_slices) // int(batch_size))
 
 
+def capped_length(training: dict[str, Any], steps: int) -> dict[str, Any]:
+    """``steps`` and, where ``steps_cap`` cuts them, ``schedule_steps`` (the uncapped length the
+    learning-rate schedule keeps): the keys a resolved section gets for a run of ``steps``."""
+    cap = training.get("steps_cap")
+    if cap is not None and steps > int(cap):
+        return {"steps": int(cap), "schedule_steps": int(steps)}
+    return {"steps": int(steps)}
+
+
+def _check_trained_length(method_cls: type, steps: int) -> None:
+    """A trainable method needs a step: run for 0 it would export its untrained weights."""
+    _check(
+        not getattr(method_cls, "trainable", True) or steps >= 1,
+        "steps",
+        steps,
+        "an integer >= 1 for a trainable method (epochs x (training slices // batch_size) "
+        "counts too)",
+    )
+
+
+def _resolve_length(t: dict[str, Any], train_slices: int | None) -> None:
+    """``steps`` of a merged section in place: from ``epochs`` where the split's size is known,
+    cut by ``steps_cap`` (``schedule_steps`` then keeps the uncapped length)."""
+    cap = t["steps_cap"]
+    _check(cap is None or (_is_int(cap) and cap >= 1), "steps_cap", cap, "null or >= 1")
+    if train_slices is not None and t["epochs"] is not None:
+        t["steps"] = steps_for_epochs(t["epochs"], train_slices, t["batch_size"])
+    t.pop("schedule_steps", None)
+    t.update(capped_length(t, t["steps"]))
+
+
 def resolve_training(
     method_cls: type, training: dict[str, Any] | None, train_slices: int | None = None
 ) -> dict[str, Any]:
@@ -56,7 +91,8 @@ def resolve_training(
     ``train_slices`` (the training split's size), ``epochs`` becomes ``steps``."""
     suggested = dict(getattr(method_cls, "training_defaults", {}) or {})
     for source, section in (("method training_defaults", suggested), ("training", training or {})):
-        unknown = sorted(set(section) - set(TRAINING_DEFAULTS))
+        # schedule_steps: derived (capped_length), present when a resolved section comes back
+        unknown = sorted(set(section) - set(TRAINING_DEFAULTS) - {"schedule_steps"})
         if unknown:
             raise InputError(
                 f"{source}: unknown key(s) {', '.join(unknown)}; "
@@ -121,11 +157,10 @@ def resolve_training(
     _check(isinstance(t["compile"], bool | str), "compile", t["compile"], "a bool or a backend")
     formats = acceleration.MEMORY_FORMATS
     _check(t["memory_format"] in formats, "memory_format", t["memory_format"], "|".join(formats))
-    if getattr(method_cls, "needs_pairs", False):
+    if getattr(method_cls, "paired", False) or getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
-    if train_slices is not None:
-        if epochs is not None:
-            t["steps"] = steps_for_epochs(epochs, train_slices, t["batch_size"])
-        if val_epochs is not None:
-            t["val_every"] = max(1, steps_for_epochs(val_epochs, train_slices, t["batch_size"]))
+    _resolve_length(t, train_slices)
+    _check_trained_length(method_cls, t["steps"])
+    if train_slices is not None and val_epochs is not None:
+        t["val_every"] = max(1, steps_for_epochs(val_epochs, train_slices, t["batch_size"]))
     return t

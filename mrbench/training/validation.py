@@ -3,15 +3,19 @@ validation slices (``val_max_slices``, ``val_batch_size``), with the method's di
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from mrbench.domain import DIRECTIONS
+from mrbench.domain import DIRECTIONS, MODALITIES
+from mrbench.errors import InputError, TrainingError
+from mrbench.finite import first_non_finite, translation_problem
 from mrbench.slices import SliceStore
-from mrbench.training import acceleration, valmetrics
+from mrbench.training import valmetrics
 from mrbench.training.sampling import collate, to_device
 
 
@@ -22,6 +26,34 @@ def validation_rows(store: SliceStore, max_slices: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_slices).round().astype(int))
 
 
+@contextlib.contextmanager
+def exported_state(
+    method: nn.Module, slices: Callable[[], Iterator[dict[str, torch.Tensor]]], seed: int
+) -> Iterator[None]:
+    """Inside: the method's test-time statistics (mean style or attribute codes) as export
+    computes them (:meth:`prepare_inference` on the training slices under ``seed``), so that
+    validation scores, and selects, the model that would be written; afterwards the buffers
+    training keeps (e.g. running means) are restored. A method without such statistics never
+    reads a slice: ``slices()`` is a lazy iterator."""
+    saved = {name: buf.detach().clone() for name, buf in method.named_buffers()}
+    was_training = method.training
+    method.eval()
+    first = next(method.parameters(), None)
+    # the training random streams (CPU and the GPU's) are left untouched
+    devices = [first.device] if first is not None and first.device.type == "cuda" else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            method.prepare_inference(slices())
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buf in method.named_buffers():
+                if name in saved:
+                    buf.copy_(saved[name])
+        method.train(was_training)
+
+
 @torch.inference_mode()
 def validate(
     method: nn.Module,
@@ -29,10 +61,12 @@ def validate(
     rows: np.ndarray,
     batch_size: int,
     device: torch.device,
-    amp: bool = False,
     seed: int = 0,
 ) -> dict[str, float]:
     """Mean PSNR/SSIM of both directions on paired validation slices (images mapped to [0, 1]).
+
+    In float32 even when the run trains under bfloat16 autocast (``amp``): the best weights are
+    chosen on the outputs that the test translation, in float32, will give.
 
     Runs under its own fixed seed in a forked RNG, so sampling methods validate reproducibly and
     the training random stream is left untouched."""
@@ -43,11 +77,23 @@ def validate(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for a in range(0, len(rows), batch_size):
-            batch = to_device(collate([store[int(i)] for i in rows[a : a + batch_size]]), device)
+            batch = collate([store[int(i)] for i in rows[a : a + batch_size]])
+            bad = first_non_finite({k: batch[k] for k in MODALITIES})
+            if bad is not None:  # a corrupt store, not a diverged model
+                raise InputError(
+                    f"{store.folder}: validation slices hold non-finite values ({bad}); the "
+                    "slice store is corrupt: rebuild it (mrbench slices)"
+                )
+            batch = to_device(batch, device)
             for d in DIRECTIONS:
                 src, dst = d.split("_to_")
-                with acceleration.autocast(device, amp):
-                    pred = method.translate(batch[src], d).float()
+                pred = method.translate(batch[src], d).float()
+                problem = translation_problem(pred, batch[src], nan_ok=True)
+                if problem is not None:  # never clipped or cut to one channel into a score
+                    raise TrainingError(
+                        f"method plugin {getattr(method, 'plugin_name', '?')!r}: translate "
+                        f"({d}) {problem}; a plugin must return (B, 1, H, W) in [-1, 1]"
+                    )
                 if not bool(torch.isfinite(pred).all()):  # scored NaN, never clamped to a score
                     pred = torch.full_like(pred, math.nan)
                 pred = ((pred.clamp(-1, 1) + 1) / 2).cpu().numpy()
@@ -80,7 +126,12 @@ def _diagnostics(
     to01 = lambda x: ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy()[:, 0]  # noqa: E731
     src, tgt = to01(source), to01(target)
     for name, images in extra(source, direction).items():
+        out = to01(images)
         for ref_name, ref in (("input", src), ("target", tgt)):
             key = f"psnr_{name}_vs_{ref_name}_{direction}"
-            values = [valmetrics.psnr(r, p) for r, p in zip(ref, to01(images), strict=True)]
+            values = [valmetrics.psnr(r, p) for r, p in zip(ref, out, strict=True)]
             scores.setdefault(key, []).extend(values)
+        # a translator collapsed to a near-constant image has a spread near 0 (a healthy one
+        # about 1): the per-image standard deviation against the target's
+        spread = [float(p.std() / max(float(t.std()), 1e-6)) for p, t in zip(out, tgt, strict=True)]
+        scores.setdefault(f"spread_{name}_vs_target_{direction}", []).extend(spread)

@@ -1,0 +1,93 @@
+"""Does UNIT-DDPM learn at the demo's size, or do its translators collapse? A learning curve.
+
+UNIT-DDPM at its ``config/demo.yaml`` parameters and training overrides (batch 4) is trained
+through the shared trainer on a demo-like phantom slice store for each of ``--steps``,
+validating six times. Every validation row becomes a row of
+``benchmarks/results/unit_ddpm_collapse.csv``: PSNR per direction and SSIM of the sampled
+translations (the trainer's protocol), and the collapse check of the translators: their PSNR
+against their own input and against the target, and the spread of their output against the
+target's (``spread_translator_vs_target``, about 1 for a healthy translator, near 0 for a
+near-constant one; Table 1 names a run whose last value is under 0.1).
+
+    python benchmarks/unit_ddpm_collapse.py --steps 300,1200 [--store STORE] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import ROOT, write_table  # noqa: E402
+from demo_capacity import phantom_store  # noqa: E402
+
+import mrbench  # noqa: E402, F401  (maps mrbench_methods to methods/ in a checkout)
+
+VALIDATIONS = 6
+KEEP = (
+    "step",
+    "psnr_t1_to_t2",
+    "psnr_t2_to_t1",
+    "psnr",
+    "ssim",
+    "psnr_translator_vs_input",
+    "psnr_translator_vs_target",
+    "spread_translator_vs_target_t1_to_t2",
+    "spread_translator_vs_target_t2_to_t1",
+)
+
+
+def curve(steps: int, store: Path, out: Path) -> list[dict]:
+    """Train UNIT-DDPM at its demo parameters for ``steps`` steps; its validation rows."""
+    from mrbench.training.loop import train
+
+    entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"]["unit_ddpm"]
+    every = max(1, steps // VALIDATIONS)
+    training = {"batch_size": 4, "select": "last", "steps": steps, "val_every": every}
+    training |= {"checkpoint_every": steps, "log_every": every}
+    spec = {
+        "method": "unit_ddpm",
+        "plugin": entry["plugin"],
+        "params": dict(entry.get("params") or {}),
+        "training": training | dict(entry.get("training") or {}),
+    }
+    t0 = time.perf_counter()
+    train(spec, store, out, seed=0, progress=False, log=lambda m: None)
+    wall = time.perf_counter() - t0
+    with (out / "val_log.csv").open() as f:
+        rows = [{k: r.get(k, "") for k in KEEP} for r in csv.DictReader(f)]
+    return [{"steps": steps, **r, "run_seconds": round(wall, 1)} for r in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", default="300", help="run lengths, comma-separated")
+    p.add_argument("--store", type=Path, default=None, help="slice store (train/ val/)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (a demo job: 1)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or phantom_store(Path(tmp) / "store", 32, 5.5, 10)
+        for n in (int(s) for s in args.steps.split(",") if s):
+            rows += curve(n, store, Path(tmp) / f"run-{n}")
+    write_table(
+        "unit_ddpm_collapse",
+        rows,
+        "UNIT-DDPM at the demo's size: validation PSNR (dB), SSIM and the translators' collapse "
+        "check",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
