@@ -9,8 +9,9 @@ Conventions shared by all methods:
 - Images are float tensors of shape ``(B, 1, H, W)`` with values in ``[-1, 1]`` (0 in the
   slice store maps to -1, the background).
 - A training batch is a dict with keys ``"t1"``, ``"t2"`` (images) and ``"mask_t1"``,
-  ``"mask_t2"`` (brain masks, float 0/1, same shape). Under unpaired sampling, ``t1`` and ``t2``
-  come from different, independently drawn slices.
+  ``"mask_t2"`` (brain masks, float 0/1, same shape). Under unpaired sampling (every method but
+  those with the :attr:`TranslationMethod.paired` trait), ``t1`` and ``t2`` come from different,
+  independently drawn slices.
 - Directions are ``"t1_to_t2"`` and ``"t2_to_t1"``.
 """
 
@@ -52,6 +53,9 @@ ENTRY_POINT_GROUP = "mrbench.methods"
 PLUGIN_PATH_ENV = _plugins.PLUGIN_PATH_ENV
 
 _ENTRY_POINTS_LOADED = False
+#: entry points of :data:`ENTRY_POINT_GROUP` that failed to load: name -> why (one line). A broken
+#: third-party package then stops only what needs its plugin, not every command
+_BROKEN_ENTRY_POINTS: dict[str, str] = {}
 
 
 def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -76,7 +80,9 @@ def load_plugin_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 def _load_entry_points() -> None:
     """Plugins of installed packages: each entry point of :data:`ENTRY_POINT_GROUP` names a
     module (importing it registers its methods) or a :class:`TranslationMethod` subclass (then
-    registered under the entry point's name unless its decorator already did)."""
+    registered under the entry point's name unless its decorator already did). One that fails
+    to import is recorded, not raised: only a command that needs its plugin fails, naming it
+    (:func:`get_plugin`)."""
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
         return
@@ -84,11 +90,13 @@ def _load_entry_points() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
-        except Exception as exc:
-            raise ImportError(
-                f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP}: "
-                f"failed to load ({exc})"
-            ) from exc
+        except Exception as exc:  # noqa: BLE001 - any error of a third-party import
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            _BROKEN_ENTRY_POINTS[ep.name] = (
+                f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP} failed to "
+                f"load ({reason})"
+            )
+            continue
         if (
             isinstance(obj, type)
             and issubclass(obj, TranslationMethod)
@@ -108,10 +116,22 @@ def registry() -> dict[str, type[TranslationMethod]]:
     return dict(_REGISTRY)
 
 
+def unavailable_plugins() -> str:
+    """The entry points that failed to load, for an "unknown plugin" message ('' if none)."""
+    if not _BROKEN_ENTRY_POINTS:
+        return ""
+    return "; not loaded: " + "; ".join(
+        _BROKEN_ENTRY_POINTS[k] for k in sorted(_BROKEN_ENTRY_POINTS)
+    )
+
+
 def get_plugin(name: str) -> type[TranslationMethod]:
     plugins = registry()
     if name not in plugins:
-        raise KeyError(f"unknown method plugin {name!r}; known: {', '.join(sorted(plugins))}")
+        if name in _BROKEN_ENTRY_POINTS:
+            raise KeyError(f"method plugin {name!r}: {_BROKEN_ENTRY_POINTS[name]}")
+        known = ", ".join(sorted(plugins))
+        raise KeyError(f"unknown method plugin {name!r}; known: {known}{unavailable_plugins()}")
     return plugins[name]
 
 
@@ -166,8 +186,6 @@ class TranslationMethod(nn.Module, abc.ABC):
     trainable: ClassVar[bool] = True
     #: Parameters for a tiny CPU model (16-32 px, few channels) used by the contract tests.
     tiny_params: ClassVar[dict[str, Any]] = {}
-    #: True if the method must see co-registered pairs (t1 and t2 of the same slice) in training.
-    needs_pairs: ClassVar[bool] = False
     #: Old parameter names still accepted for one release, ``{old: new}``; using one warns
     #: (:class:`RenamedParameterWarning`). Shared networks take the same names in every method:
     #: the NCSN++ generator ``unet_ch``, ``unet_mult``, ``unet_res_blocks``, ``unet_attn``
@@ -186,9 +204,14 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: Family: ``"floor"`` (no learning), ``"gan"``, ``"diffusion"``, ``"disentangled"``,
     #: ``"disentangled+diffusion"`` or any other word a plugin finds apt.
     family: ClassVar[str] = "other"
-    #: Measured training cost in GPU seconds per training image at 256 x 256 px (from
-    #: ``benchmarks/train_throughput.py``); None: unknown (cluster runtimes use a cautious default).
+    #: Training cost in GPU seconds per training image at 256 x 256 px: an estimate until
+    #: ``benchmarks/train_throughput.py`` measures it on a GPU; None: unknown (cluster runtimes
+    #: use a cautious default).
     seconds_per_image_256: ClassVar[float | None] = None
+    #: GPU seconds to translate one 256 x 256 slice (validation and test runtimes), an estimate;
+    #: None: one forward pass, a third of a training step (samplers with many network
+    #: evaluations per slice must state it).
+    translate_seconds_per_image_256: ClassVar[float | None] = None
     #: Optional capabilities, e.g. ``"content_maps"`` (offers ``content_map(x, modality)`` for a
     #: Fig. 3-style figure); any disentangling method can offer it.
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -197,6 +220,11 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: True if training needs per-pixel tissue class labels (batch keys ``"label_t1"``,
     #: ``"label_t2"``); methods without it never see labels.
     needs_labels: ClassVar[bool] = False
+    #: True if the method learns from co-registered pairs (supervised): every training batch item
+    #: then holds the T1 and the T2 slice of the same position (voxel-aligned, one augmentation
+    #: draw for both), and tables show the method in Table 1's supervised reference block, never
+    #: ranked with the unsupervised methods. Every other method gets unpaired slices.
+    paired: ClassVar[bool] = False
     #: Deviations from the method's official recipe and code (adaptations to 1-channel MRI etc.),
     #: one sentence each; the recipe table lists them.
     deviations: ClassVar[tuple[str, ...]] = ()
@@ -209,12 +237,14 @@ class TranslationMethod(nn.Module, abc.ABC):
     #:
     #: - ``"official"``: the published recipe, written as the paper or official code states it:
     #:   ``batch_size``, ``epochs`` (converted to steps from the training split at run time),
+    #:   ``steps_cap`` (an official iteration cap, e.g. DRIT++'s 500k full iterations),
     #:   ``lr_schedule`` and its keys (e.g. ``lr_decay_start: 0.5`` for "decay from epoch 100
-    #:   of 200"), ``ema_decay``, ``augment`` (``"resize_crop_flip"`` only if the official
-    #:   recipe augments) and ``select`` (``"last"`` or ``"best"``, the official choice);
-    #: - ``"equal_budget"``: the same without ``batch_size``/``epochs``/``steps`` (every method
-    #:   gets :data:`mrbench.config.recipes.EQUAL_BUDGET`); omitted, it is ``official`` less those
-    #: keys.
+    #:   of 200"), ``ema_decay``, ``augment`` (``"resize_crop_flip"`` or
+    #:   ``"random_resized_crop_flip"``, only if the official recipe augments) and ``select``
+    #:   (``"last"`` or ``"best"``, the official choice);
+    #: - ``"equal_budget"``: the same without ``batch_size``/``epochs``/``steps``/``steps_cap``
+    #:   (every method gets :data:`mrbench.config.recipes.EQUAL_BUDGET`); omitted, it is
+    #:   ``official`` less those keys.
     #:
     #: Anything the benchmark cannot follow goes into :attr:`deviations`. Example::
     #:
@@ -249,8 +279,9 @@ class TranslationMethod(nn.Module, abc.ABC):
         of its default (bool; int; int or float for a float; str; list; dict; anything for a
         ``None`` default); no negative number where the default is >= 0; then the constructor's
         own checks (e.g. size constraints for ``image_size``) run on the meta device, where even a
-        paper-size model costs no memory or time. Plugins with further rules override this and
-        call ``super().check_params(params, image_size)``.
+        paper-size model costs no memory or time, and a count set to 0 where its default is positive
+        is refused when it leaves a layer without weights or the constructor fails. Plugins with
+        further rules override this and call ``super().check_params(params, image_size)``.
         """
         for key, value in params.items():
             if key not in cls.defaults:
@@ -259,13 +290,26 @@ class TranslationMethod(nn.Module, abc.ABC):
             problem = _type_problem(cls.defaults[key], value)
             if problem:
                 raise ValueError(f"{key}: {value!r} is {problem}")
+        # a count whose default is positive set to 0 (a width, a number of heads) builds layers
+        # without weights or divides by zero: named here, not as a crash in training
+        zeros = [
+            k
+            for k, v in params.items()
+            if v == 0 and type(v) is int and type(cls.defaults[k]) is int and cls.defaults[k] > 0
+        ]
         try:
             with torch.device("meta"), torch.random.fork_rng(devices=[]):
-                cls(dict(params), image_size=image_size)
+                model = cls(dict(params), image_size=image_size)
         except ValueError as exc:
             raise ValueError(f"{exc} (for image_size {image_size})") from None
-        except Exception:  # noqa: BLE001 - a constructor that cannot run on the meta device
-            pass  # keeps its own checks for training time
+        except Exception as exc:  # noqa: BLE001 - a constructor that cannot run on the meta device
+            if zeros:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ValueError(f"{zeros[0]}: 0 cannot build the networks ({reason})") from None
+            return  # keeps its own checks for training time
+        empty = [name for name, w in model.named_parameters() if w.numel() == 0]
+        if empty and zeros:
+            raise ValueError(f"{zeros[0]}: 0 leaves layer {empty[0]} without weights")
 
     @classmethod
     def label(cls) -> str:

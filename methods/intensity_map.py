@@ -27,7 +27,7 @@ class IntensityMap(TranslationMethod):
     family = "floor"
     defaults = {"bins": 128, "max_slices": 4000}
     trainable = False
-    needs_pairs = True
+    paired = True
 
     def __init__(self, params: dict | None = None, image_size: int = 64) -> None:
         super().__init__(params, image_size)
@@ -47,8 +47,9 @@ class IntensityMap(TranslationMethod):
             mask = (batch["mask_t1"] > 0.5) & (batch["mask_t2"] > 0.5)
             for d in DIRECTIONS:
                 src, dst = split_direction(d)
-                s = batch[src][mask].double()
-                t = batch[dst][mask].double()
+                # the tables accumulate on the CPU in float64, whatever device the batch is on
+                s = batch[src][mask].double().cpu()
+                t = batch[dst][mask].double().cpu()
                 idx = self._bin(s, bins)
                 sums[d].index_add_(0, idx, t)
                 counts[d].index_add_(0, idx, torch.ones_like(t))

@@ -4,12 +4,12 @@ The library never recognises a method by its config name. What it needs to know 
 places, resolved once here:
 
 - the plugin's traits (``mrbench_methods.base.TranslationMethod``): display name, citation, family,
-  reconstruction flag, trainability, capabilities and the ablation components of a variant
-  (from its *resolved* parameters);
+  reconstruction flag, trainability, capabilities, the ``paired`` trait (a supervised reference)
+  and the ablation components of a variant (from its *resolved* parameters);
 - the config: each method entry's ``label`` (overrides the display name) and ``paper_row`` (the
   row of the paper's reported tables it reproduces), and the ``evaluation`` keys that give the
   methods their roles: ``table1_methods``, ``ablation_methods``, ``reference_method``,
-  ``efficiency_pair`` and ``method_order``.
+  ``efficiency_pair``, ``method_order`` and ``test_supervised``.
 
 The workflow writes the roster to ``methods.json`` once per run; every table and figure command
 reads it (``--roster``), so a renamed variant keeps its row and checkmarks.
@@ -43,6 +43,9 @@ class MethodEntry:
     #: the ``method`` column of ``mrbench/data/paper_results.csv`` this entry reproduces
     paper_row: str | None = None
     deviations: tuple[str, ...] = ()
+    #: trained on co-registered pairs (the plugin's ``paired`` trait): a supervised reference,
+    #: shown in Table 1's supervised block and left out of the significance tests by default
+    paired: bool = False
 
     @property
     def is_partial_variant(self) -> bool:
@@ -65,6 +68,9 @@ class Roster:
     reference: str | None = None
     #: the methods whose convergence the efficiency table compares (may be empty)
     efficiency_pair: list[str] = field(default_factory=list)
+    #: test the supervised (paired) methods against the reference too
+    #: (``evaluation.test_supervised``)
+    test_supervised: bool = False
 
     # ------------------------------------------------------------------ queries
     def label(self, name: str) -> str:
@@ -91,6 +97,10 @@ class Roster:
     def with_capability(self, capability: str) -> list[str]:
         return [n for n in self.order if capability in self.entries[n].capabilities]
 
+    def supervised(self, names: list[str]) -> list[str]:
+        """The supervised (paired) methods among ``names``, in the given order."""
+        return [n for n in names if n in self.entries and self.entries[n].paired]
+
     def paper_rows(self) -> dict[str, str]:
         """``paper_row`` -> config name, for the entries that name one."""
         return {e.paper_row: n for n, e in self.entries.items() if e.paper_row}
@@ -104,6 +114,7 @@ class Roster:
             "ablation": self.ablation,
             "reference": self.reference,
             "efficiency_pair": self.efficiency_pair,
+            "test_supervised": self.test_supervised,
         }
 
     def to_json(self) -> str:
@@ -124,6 +135,7 @@ class Roster:
             list(data["ablation"]),
             data.get("reference"),
             list(data.get("efficiency_pair") or []),
+            bool(data.get("test_supervised", False)),
         )
 
     def write(self, path: str | Path) -> Path:
@@ -195,6 +207,21 @@ def default_labels(entries: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
     }
 
 
+def _reference(
+    reference: str | None, known: list[str], table1: list[str], entries: dict[str, MethodEntry]
+) -> str | None:
+    """``evaluation.reference_method`` checked, or by default the last row of Table 1 that is
+    not a supervised reference (a ceiling, not the method a paper proposes)."""
+    if reference is not None and reference not in known:
+        raise ValueError(
+            f"config key evaluation.reference_method: {reference!r} is not a configured method"
+        )
+    if reference is None and table1:
+        unsupervised = [n for n in table1 if not entries[n].paired]
+        reference = (unsupervised or table1)[-1]
+    return reference
+
+
 @memoized("roster_of", encode=lambda r: r.to_dict(), decode=lambda d: Roster.from_dict(d))
 def roster_of(config: dict) -> Roster:
     """The roster of a config: plugin traits of every method entry and the roles from the
@@ -203,8 +230,9 @@ def roster_of(config: dict) -> Roster:
     Defaults: rows in config order (``method_order`` lists the methods to put first); ablation
     rows: every method with ablation components, the fewest components switched on first (the
     full model last), ties in config order; Table 1: every method except variants with a
-    component switched off; reference: the last row of Table 1 (where papers put the proposed
-    method); efficiency pair: none (the threshold is then what every trained method reached).
+    component switched off; reference: the last unsupervised row of Table 1 (where papers put
+    the proposed method); efficiency pair: none (the threshold is then what every trained
+    method reached).
     """
     from mrbench.config.evaluation import evaluation_settings
     from mrbench.config.resolve import load_plugins
@@ -246,6 +274,7 @@ def roster_of(config: dict) -> Roster:
             capabilities=tuple(sorted(cls.capabilities_for(params[name]))),
             paper_row=spec.get("paper_row"),
             deviations=tuple(cls.deviations),
+            paired=bool(getattr(cls, "paired", False) or getattr(cls, "needs_pairs", False)),
         )
     # an order preference: names not configured (e.g. methods left out of a run) are skipped
     first = [n for n in ev.get("method_order") or [] if n in known]
@@ -261,17 +290,12 @@ def roster_of(config: dict) -> Roster:
         table1 = [n for n in order if not entries[n].is_partial_variant]
     else:
         table1 = [n for n in order if n in table1]
-    reference = ev.get("reference_method")
-    if reference is not None and reference not in known:
-        raise ValueError(
-            f"config key evaluation.reference_method: {reference!r} is not a configured method"
-        )
-    if reference is None and table1:
-        reference = table1[-1]
+    reference = _reference(ev.get("reference_method"), known, table1, entries)
     pair = _names(ev, "efficiency_pair", known)
     if pair is not None and (len(pair) != 2 or len(ev["efficiency_pair"]) != 2):
         raise ValueError(
             "config key evaluation.efficiency_pair: expected two different methods, got "
             f"{list(ev['efficiency_pair'])!r} (null: compare every trained method)"
         )
-    return Roster(entries, order, table1, ablation, reference, pair or [])
+    supervised_tests = bool(ev.get("test_supervised", False))
+    return Roster(entries, order, table1, ablation, reference, pair or [], supervised_tests)

@@ -1,6 +1,7 @@
-"""The methods table of a run: every configured method as the tables name it, its citation and
-its roles (Table 1, ablation, significance reference, efficiency pair), with the plugins' stated
-deviations from their official recipes."""
+"""The methods table of a run: every configured method as the tables name it, its citation,
+whether it trains on co-registered pairs (the plugin's ``paired`` trait: a supervised reference)
+and its roles (Table 1, ablation, significance reference, efficiency pair), with the plugins'
+stated deviations from their official recipes."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def methods_table(roster: Roster) -> tuple[TableDoc, pd.DataFrame]:
                 "citation": e.citation,
                 "reconstruction": e.reconstruction,
                 "trainable": e.trainable,
+                "paired": e.paired,
                 "table1": n in roster.table1,
                 "ablation": n in roster.ablation,
                 "components": json.dumps(e.components),
@@ -40,8 +42,8 @@ def methods_table(roster: Roster) -> tuple[TableDoc, pd.DataFrame]:
         )
     df = pd.DataFrame(records, columns=[*(records[0] if records else ["method"])])
     header = flat_header(
-        *("Method", "Config name", "Family", "Citation", "Trained", "Table 1", "Ablation"),
-        "Paper row",
+        *("Method", "Config name", "Family", "Citation", "Trained", "Paired", "Table 1"),
+        *("Ablation", "Paper row"),
     )
 
     def tick(flag: bool) -> str:
@@ -54,6 +56,7 @@ def methods_table(roster: Roster) -> tuple[TableDoc, pd.DataFrame]:
             Cell(r["family"]),
             Cell(r["citation"] or MISSING),
             Cell(tick(r["trainable"])),
+            Cell(tick(r["paired"])),
             Cell(tick(r["table1"])),
             Cell(tick(r["ablation"])),
             Cell(r["paper_row"] or MISSING),
@@ -63,6 +66,11 @@ def methods_table(roster: Roster) -> tuple[TableDoc, pd.DataFrame]:
     notes = []
     if roster.reference:
         notes.append(f"Significance reference: {roster.label(roster.reference)}.")
+    if any(roster.entries[n].paired for n in roster.order):
+        notes.append(
+            "Paired: trained on co-registered T1w/T2w pairs of the same slice (supervised); "
+            "the other methods get independently drawn, unpaired slices."
+        )
     if roster.efficiency_pair:
         pair = " and ".join(map(roster.label, roster.efficiency_pair))
         notes.append(f"Efficiency threshold from the convergence of {pair}.")
@@ -74,5 +82,5 @@ def methods_table(roster: Roster) -> tuple[TableDoc, pd.DataFrame]:
         if e.plugin not in seen:  # variants of one plugin share its deviations
             seen.add(e.plugin)
             notes += [f"{e.label} ({e.plugin}): {d}" for d in e.deviations]
-    doc = TableDoc("Methods of this run.", header, rows, "l" * 4 + "c" * 3 + "l", notes)
+    doc = TableDoc("Methods of this run.", header, rows, "l" * 4 + "c" * 4 + "l", notes)
     return doc, df

@@ -1,5 +1,9 @@
 """The significance table: paired Wilcoxon tests of the reference method against every other
-method (:func:`mrbench.evaluation.stats.wilcoxon_table`), with Holm-adjusted p-values."""
+method (:func:`mrbench.evaluation.stats.wilcoxon_table`), with Holm-adjusted p-values.
+
+The supervised references (plugins with the ``paired`` trait, trained on co-registered pairs) are
+not tested unless the config's ``evaluation.test_supervised`` asks: they are a ceiling beside the
+unsupervised methods, not a competitor (:func:`supervised_left_out`)."""
 
 from __future__ import annotations
 
@@ -13,12 +17,21 @@ from mrbench.reporting.notes import methods_note, protocol_note
 from mrbench.reporting.render import Cell, TableDoc, flat_header, fmt_num
 
 
+def supervised_left_out(roster: Roster | None, methods: list[str], reference: str) -> list[str]:
+    """The supervised references among ``methods`` that the tests leave out: all but the
+    reference itself, none when the roster's ``test_supervised`` is set (or without a roster)."""
+    if roster is None or roster.test_supervised:
+        return []
+    return [m for m in roster.supervised(methods) if m != reference]
+
+
 def significance_table(
     tests: pd.DataFrame,
     protocol: str,
     metrics: list[str],
     reference: str | None = None,
     roster: Roster | None = None,
+    left_out: list[str] | None = None,
 ) -> TableDoc:
     """The Wilcoxon tests of :func:`mrbench.evaluation.stats.wilcoxon_table` as a table;
     ``reference`` defaults to the one the tests were made against."""
@@ -69,6 +82,12 @@ def significance_table(
         "p (Holm): Holm-Bonferroni adjusted over the methods compared on the same dataset, task "
         "and metric (statsmodels); the verdict uses it.",
     ]
+    if left_out:
+        notes.append(
+            "Not tested: the supervised reference(s) "
+            f"{', '.join(roster.label(m) for m in left_out)} (trained on co-registered pairs; "
+            "evaluation.test_supervised includes them)."
+        )
     if sel.empty:
         notes.append(f"No tests: the reference method {reference} is not in the results.")
     if (n := methods_note(roster, [reference, *dict.fromkeys(sel["method"])])) is not None:
