@@ -304,3 +304,12 @@ def test_trainer_batches_pairs_for_paired_methods_only(
         batch = next(batches)
         # paired: one slice position, one crop and flip for both images (same brain mask)
         assert torch.equal(batch["mask_t1"], batch["mask_t2"]) is paired
+
+
+def test_protocol_ranks_leave_supervised_methods_out() -> None:
+    from mrbench.evaluation import stats
+    from mrbench.reporting.protocol_ranks import protocol_rankings
+
+    ranks, _ = protocol_rankings(stats.summarise(_tidy()), ["psnr"], roster=_roster())
+    assert set(ranks["method"]) == {"identity", "cyclegan", "disdiff"}
+    assert sorted(ranks.groupby("protocol")["rank"].max()) == [3.0] * ranks["protocol"].nunique()

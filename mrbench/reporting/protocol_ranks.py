@@ -2,9 +2,10 @@
 and metric, and Kendall's tau between every pair of those rankings.
 
 Papers on MRI translation normalise, mask, window and average differently; a ranking that holds
-under one protocol may not hold under another. Per dataset and direction, every method is ranked
-(1 = best, ties share their mean rank) by its mean under each protocol / metric column (the
-protocol's own aggregation, :func:`mrbench.evaluation.stats.summarise`), and Kendall's tau-b
+under one protocol may not hold under another. Per dataset and direction, every method
+is ranked (1 = best, ties share their mean rank; supervised references left out, as in Table 1)
+by its mean under each protocol / metric column (the protocol's own aggregation,
+:func:`mrbench.evaluation.stats.summarise`), and Kendall's tau-b
 (``scipy.stats.kendalltau``) compares every pair of columns over the methods ranked in both.
 The table writes both as ``results/tables/protocols.{csv,md,tex}``; the figure shows the tau
 matrices as heat maps.
@@ -74,6 +75,8 @@ def protocol_rankings(
     cols = rank_columns(summary, metrics) if not summary.empty else []
     for (d, r), grp in summary.groupby(["dataset", "direction"], sort=False):
         methods = roster.ordered(list(dict.fromkeys(grp["method"])))
+        # supervised references (trained on pairs) are a ceiling, never ranked with the rest
+        methods = [m for m in methods if m not in roster.supervised(methods)]
         table = {}
         for p, m in cols:
             sel = grp[(grp["protocol"] == p) & (grp["metric"] == m)].set_index("method")["mean"]
@@ -162,7 +165,8 @@ def protocols_table(
             rows.append(lead + [Cell(name)] + cells)
     notes = [
         "Rank of each method (1 = best; ties share their mean rank) by its mean under each "
-        "protocol and metric (the protocol's own aggregation).",
+        "protocol and metric (the protocol's own aggregation). Supervised references (methods "
+        "trained on co-registered pairs) are not ranked.",
         "τ rows: Kendall's tau-b between the ranking of the row's column and each column, over "
         "the methods ranked under both (n: methods ranked in the row's column); 1 = the same "
         f"order, −1 = reversed; {MISSING}: fewer than two methods or a constant ranking.",
