@@ -9,13 +9,14 @@ Checkpoint (``<out>/checkpoints/last.pt``)::
     {"format": "mrbench-checkpoint/1", "step": int, "spec": resolved spec,
      "method": method.full_state() (networks, optimisers, extra state such as a GAN's pool),
      "ema": {module name: state_dict}, "schedule": LR schedule state, "sampler": sampler state,
-     "rng": {"python", "numpy", "torch", "cuda"}, "best": {...}, "elapsed": seconds}
+     "rng": {"python", "numpy", "torch", "cuda"}, "best": {...}, "elapsed": seconds,
+     "inputs": {"data": digest of the train/val slice stores, "spec": digest of the spec}}
 
 Model file (``<out>/model.pt``)::
 
     {"format": "mrbench-model/1", "method": config name, "plugin": plugin name,
      "params": resolved params, "image_size": int, "state": state_dict (EMA weights applied),
-     "meta": {...}}
+     "meta": {..., "inputs": the training run's input digests, as in its checkpoints}}
 """
 
 from __future__ import annotations
@@ -104,9 +105,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
+        cuda_states, visible = state["cuda"], torch.cuda.device_count()
+        # the devices both runs have, device 0 (the one a process trains on) first
+        for i in range(min(len(cuda_states), visible)):
+            torch.cuda.set_rng_state(cuda_states[i], device=i)
+        if len(cuda_states) != visible:
+            import warnings
+
+            warnings.warn(
+                f"checkpoint saved the random streams of {len(cuda_states)} GPU(s), this process "
+                f"sees {visible}: the streams of the first {min(len(cuda_states), visible)} "
+                "restored, any others start fresh (the resumed run is not bitwise the "
+                "uninterrupted one)",
+                stacklevel=2,
+            )
 
 
 def seed_everything(seed: int) -> None:

@@ -50,13 +50,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The longest files come first: the tests of the shared tiny workflow run (all in
     tests/test_workflow.py, which ``--dist loadfile`` gives to one worker, so the run happens
-    once), then the trained method runs of tests/test_method_runs.py, so that they start at once
-    instead of finishing last."""
+    once), then the trained method runs of tests/test_method_runs.py and the workflow run twice
+    by tests/test_results_follow_inputs.py, so that they start at once instead of finishing
+    last."""
 
     def rank(item: pytest.Item) -> int:
         if "tiny_run" in getattr(item, "fixturenames", ()):
             return 0
-        return 1 if item.path.name == "test_method_runs.py" else 2
+        long_files = ("test_method_runs.py", "test_results_follow_inputs.py")
+        return 1 if item.path.name in long_files else 2
 
     items.sort(key=rank)  # stable
 

@@ -15,6 +15,7 @@ this command and joins the job's process group (:mod:`mrbench.training.distribut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -48,10 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument(
+        "--restart-on-change",
+        action="store_true",
+        help="start afresh when --out holds a checkpoint of another spec or other train/val"
+        " data, instead of stopping (the workflow's jobs)",
+    )
+    parser.add_argument(
         "--gpu-wait",
         type=float,
-        default=0.0,
-        help="seconds to wait for a free GPU when all are locked by other jobs",
+        default=600.0,
+        help="seconds to wait for a free GPU when all are locked by other jobs (default 600:"
+        " an evaluation job may hold one briefly)",
     )
     parser.add_argument(
         "--progress",
@@ -86,18 +94,50 @@ def load_spec(text: str) -> dict[str, Any]:
 def cpu_fallback_refused(args: argparse.Namespace, device: str, spec: dict[str, Any]) -> bool:
     """``--device auto`` fell back to the CPU for a trainable method without ``--allow-cpu``:
     a run sized for GPUs would take weeks, which is never what was meant."""
-    return (
-        args.device == "auto"
-        and device == "cpu"
-        and not args.allow_cpu
-        and bool(spec.get("trainable", True))
-    )
+    return args.device == "auto" and device == "cpu" and not args.allow_cpu and _trained(spec)
+
+
+def _trained(spec: dict[str, Any]) -> bool:
+    """Whether the spec's method is trained (the spec's ``trainable``, else the plugin's trait):
+    a method fitted once (a lookup table, nothing) runs on the CPU under ``--device auto`` and
+    takes no GPU. An unknown plugin counts as trained; loading the spec reports it."""
+    if "trainable" in spec:
+        return bool(spec["trainable"])
+    try:
+        from mrbench_methods.base import get_plugin
+
+        return bool(get_plugin(str(spec.get("plugin"))).trainable)
+    except KeyError:
+        return True
+
+
+def collective_timeout_s(spec: dict[str, Any], data: str | Path) -> float:
+    """How long a process of a data-parallel job waits in a collective before the job is
+    aborted: process 0 validates alone while the others wait for its result, and one paper-size
+    validation of a diffusion sampler takes hours (:func:`mrbench.config.resources.
+    validation_minutes`), so three validations' time, and never less than 30 minutes."""
+    from mrbench.config.resources import validation_minutes
+    from mrbench.training.settings import TRAINING_DEFAULTS
+
+    size = 256
+    with contextlib.suppress(Exception):  # no store yet: the trainer reports it
+        from mrbench.slices import SliceStore
+
+        size = SliceStore(Path(data) / "val").size
+    full = {**spec, "training": {**TRAINING_DEFAULTS, **spec.get("training", {})}}
+    try:
+        minutes = validation_minutes(full, size)
+    except ValueError:
+        minutes = 0.0
+    return max(1800.0, 3 * 60 * minutes)
 
 
 def run(args: argparse.Namespace) -> int:
     from mrbench.training import locks
 
     spec = load_spec(args.spec)
+    if "LOCAL_RANK" in os.environ:  # a torchrun worker: end with the launcher, locks included
+        locks.die_with_parent()
     run_lock = None
     # one writer per run folder (process 0 of a data-parallel job writes for all)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -117,7 +157,10 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
     from mrbench.training import gpu
 
     try:
-        slot = gpu.acquire_device(args.device, wait_s=args.gpu_wait)
+        if args.device == "auto" and not _trained(spec):
+            slot = gpu.DeviceSlot("cpu", None, None, "device: cpu (fitted, not trained)")
+        else:
+            slot = gpu.acquire_device(args.device, wait_s=args.gpu_wait)
     except RuntimeError as exc:
         print(f"mrbench train: error: {exc}", file=sys.stderr)
         return 1
@@ -141,7 +184,7 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
     if slot.device == "cuda" and not torch.cuda.is_available():
         print(f"mrbench train: error: {slot.message}, but torch sees no CUDA", file=sys.stderr)
         return 1
-    dist = distributed.from_env(slot.device)
+    dist = distributed.from_env(slot.device, collective_timeout_s(spec, args.data))
     try:
         train(
             spec,
@@ -150,6 +193,7 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
             args.seed,
             dist.device(slot.device),
             max_steps=args.max_steps,
+            restart_on_change=args.restart_on_change,
             progress=args.progress,
             device_message=slot.message,
             dist=dist,

@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "SAFE_NAME",
     "check_config",
+    "check_split_files",
     "dataset_kind_of",
     "method_spec_dict",
     "plugin_paths",
@@ -115,6 +116,7 @@ def check_config(config: dict) -> None:
     (torch); the workflow keeps the verdict for an unchanged config and code
     (:mod:`mrbench.config.facts_cache`)."""
     from mrbench_methods import registry
+    from mrbench_methods.base import unavailable_plugins
 
     load_plugins(config)
     plugins = registry()
@@ -137,7 +139,7 @@ def check_config(config: dict) -> None:
         if plugin not in plugins:
             raise ConfigError(
                 f"config key methods.{name}.plugin: unknown plugin {plugin!r}; "
-                f"known: {', '.join(sorted(plugins))}"
+                f"known: {', '.join(sorted(plugins))}{unavailable_plugins()}"
             )
         cls = plugins[plugin]
         raw = entry.get("params", {}) or {}
@@ -246,6 +248,27 @@ def subjects_of(dataset: str, cfg: dict, plugin_paths: list[str] | None = None) 
     settings = dataset_settings(dataset, cfg)
     config = {"datasets": {dataset: settings}, "plugin_paths": plugin_paths or []}
     return dataset_kind_of(config, dataset).subjects(dataset, settings)
+
+
+def check_split_files(config: dict) -> None:
+    """Raise :class:`ConfigError` for a split file that names a subject twice or, for kinds that
+    list their subjects before acquisition, one that names a subject the dataset lacks or omits
+    one it has. The workflow calls this on every parse, uncached: raised later, inside a rule's
+    input function, Snakemake would take the existing slice stores as given and run nothing."""
+    from mrbench.datasets.splits import read_splits
+    from mrbench.errors import InputError
+
+    for dataset, entry in (config.get("datasets") or {}).items():
+        settings = dataset_settings(dataset, entry)
+        kind = dataset_kind_of(config, dataset)
+        path = Path(split_file_of(dataset, settings))
+        try:
+            if kind.acquisition == "subject":
+                kind.subjects(dataset, settings)
+            elif path.exists():
+                read_splits(path)
+        except InputError as exc:
+            raise ConfigError(f"config key datasets.{dataset}.split_file: {exc}") from None
 
 
 def train_device_flags(config: dict, gpus: int) -> list[str]:

@@ -60,9 +60,13 @@ class Phantom(DatasetKind):
             write_splits(df, path)
         df = read_splits(path)
         if sorted(df["subject"]) != ids:
+            unknown = sorted(set(df["subject"]) - set(ids))
+            missing = sorted(set(ids) - set(df["subject"]))
+            which = f"names {unknown[:5]}, not among" if unknown else f"lacks {missing[:5]} of"
             raise ConfigError(
-                f"config key datasets.{dataset}.n_subjects: {path} lists {len(df)} subjects, "
-                f"the config asks for {len(ids)}; delete the file or set split_file"
+                f"config key datasets.{dataset}.n_subjects: {path} {which} the {len(ids)} "
+                "phantom subjects the config asks for; correct the file, delete it or set "
+                "split_file"
             )
         return ids
 

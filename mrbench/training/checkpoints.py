@@ -1,5 +1,6 @@
 """``checkpoints/last.pt``: the resumable state of a run, written at ``checkpoint_every`` and
-restored at start (for the same spec only)."""
+restored at start for the same spec and data only (a digest of the train and val stores is
+recorded); otherwise the run stops, or starts afresh and says so (``restart_on_change``)."""
 
 from __future__ import annotations
 
@@ -44,19 +45,15 @@ class Checkpoints:
 
     def restore(self, logs: tuple[Any, ...]) -> Progress:
         """Progress of the run so far: fresh (logs emptied) or loaded from ``last.pt`` (logs cut
-        after its step); stops if ``last.pt`` was written for another spec."""
-        if not self.last.exists():
+        after its step); ``last.pt`` of another spec or other data: see :meth:`_resumable`."""
+        ck = load_checkpoint(self.last) if self.last.exists() else None
+        if ck is not None:
+            ck = self._resumable(ck)
+        if ck is None:
             for lg in logs:
                 lg.truncate_after(-1)
             progress = Progress()
         else:
-            ck = load_checkpoint(self.last)
-            diffs = _spec_mismatch(ck["spec"], self.run.resolved)
-            if diffs:
-                raise InputError(
-                    f"{self.last}: written for a different spec ({', '.join(diffs)} differ); "
-                    "delete the run folder or choose another --out"
-                )
             self.run.method.load_full_state(ck["method"])
             if self.ema is not None:
                 self.ema.load_state_dict(ck["ema"])
@@ -74,6 +71,37 @@ class Checkpoints:
             self.run.log(f"resuming from {self.last} at step {progress.step} of {self.run.steps}")
         self.prune(progress.best["file"])
         return progress
+
+    def _resumable(self, ck: dict[str, Any]) -> dict[str, Any] | None:
+        """``ck`` where it was written for this run's spec and trained on its data (the recorded
+        digest of the train and val stores); else a one-line :class:`InputError`, or, under
+        ``restart_on_change`` (the workflow's jobs), ``None``: start afresh, saying so, and
+        remove the stale ``model.pt``. Resuming would export weights of the old spec or data,
+        say of subjects that the split now holds out."""
+        why = []
+        diffs = _spec_mismatch(ck["spec"], self.run.resolved)
+        if diffs:
+            why.append(f"written for a different spec ({', '.join(diffs)} differ)")
+        old, new = (ck.get("inputs") or {}).get("data"), self.run.inputs.get("data", "")
+        if old != new:
+            was = f"data digest {old[:12]}" if isinstance(old, str) else "no data digest"
+            why.append(f"trained on other data ({was}, now {new[:12]})")
+        # a diverged (or damaged) state: resuming would only diverge again, and later messages
+        # would call it the last finite checkpoint
+        bad = first_non_finite(ck.get("method")) or first_non_finite(ck.get("ema"), "ema")
+        if bad:
+            why.append(f"holds non-finite weights ({bad})")
+        if not why:
+            return ck
+        if not self.run.restart_on_change:
+            raise InputError(
+                f"{self.last}: {'; '.join(why)}; delete the run folder, choose another --out "
+                "or pass --restart-on-change"
+            )
+        self.run.log(f"{self.last} (step {ck['step']}): {'; '.join(why)}: starting afresh")
+        if self.run.dist.is_main:
+            (self.run.out_dir / "model.pt").unlink(missing_ok=True)
+        return None
 
     def prune(self, keep: str) -> None:
         for f in self.run.ckpt_dir.glob("best-step*.pt") if self.run.dist.is_main else ():
@@ -95,6 +123,7 @@ class Checkpoints:
             {
                 "step": progress.step,
                 "spec": self.run.resolved,
+                "inputs": self.run.inputs,
                 "method": self.run.method.full_state(),
                 "ema": self.ema.state_dict() if self.ema is not None else {},
                 "schedule": self.schedule.state_dict(),

@@ -14,17 +14,24 @@ The ``training`` section of a spec (keys of :data:`~mrbench.training.settings.TR
 which :mod:`~mrbench.training.settings` resolves):
 
 ``steps``
-    number of training iterations (one :meth:`train_step` call each). Non-trainable methods
-    ignore it: they are fitted once with :meth:`fit`.
+    number of training iterations (one :meth:`train_step` call each), at least 1 for a
+    trainable method. Non-trainable methods ignore it: they are fitted once with :meth:`fit`.
 ``epochs``
     training length in passes over the training split, the way published recipes state it;
     when set it replaces ``steps`` at run time: ``epochs x (training slices // batch_size)``
     (e.g. CycleGAN's 200 epochs are 1.08 M steps on IXI's 5400 training slices at batch 1).
     A settings layer that sets ``steps`` without ``epochs`` clears an ``epochs`` from a lower
     layer (see :func:`~mrbench.training.settings.merge_training`).
+``steps_cap``
+    null, or the most steps a run takes: ``steps`` becomes ``min(steps, steps_cap)`` while
+    the learning-rate schedule keeps the uncapped length (``schedule_steps`` in the resolved
+    section), as an official script that breaks out of its epoch loop at an iteration cap.
+    A layer that sets ``steps`` or ``epochs`` without ``steps_cap`` clears the cap.
 ``augment``, ``augment_resize``
-    ``none`` or ``resize_crop_flip`` (CycleGAN's resize to ``augment_resize`` x size, random
-    crop and flip, identical for an image and its mask; :mod:`mrbench.training.augment`).
+    ``none``, ``resize_crop_flip`` (CycleGAN's resize to ``augment_resize`` x size, random
+    crop and flip) or ``random_resized_crop_flip`` (StarGAN-v2's random resized crop with
+    probability 1/2 and flip), identical for an image and its mask
+    (:mod:`mrbench.training.augment`).
 ``batch_size``
     slices per modality per step.
 ``val_every_epochs``
@@ -53,19 +60,22 @@ which :mod:`~mrbench.training.settings` resolves):
 ``amp``, ``optimizer_impl``, ``memory_format``, ``compile``
     speed switches that keep every method's function (:mod:`mrbench.training.acceleration`):
     bfloat16
-    autocast around the training step and translation (CPU and CUDA); the Adam implementation
+    autocast around the training step (CPU and CUDA; validation and translation stay float32);
+    the Adam implementation
     (``fused`` by default); the weights' layout (``contiguous`` by default);
     ``torch.compile`` of the method's networks (off by default).
 ``deterministic``
     deterministic algorithms (``torch.use_deterministic_algorithms(warn_only=True)``, no cuDNN
     autotuning). On the CPU a resumed run then ends with weights bitwise identical to an
-    uninterrupted one.
+    uninterrupted one. On a GPU it is not reproducible bitwise: operations without a
+    deterministic CUDA kernel (e.g. the backward of ``ReflectionPad2d``, ``AdaptiveAvgPool2d``,
+    bilinear interpolation) only warn (README.md, "The paper setup on GPUs").
 ``num_workers``
     DataLoader worker processes reading the slice store (0 = in the main process).
 ``pairing``
     ``unpaired`` (default): the T1 and T2 slices of a batch are drawn by two independent
-    permutations, as unsupervised methods assume; ``paired``: the same slices. Methods with
-    ``needs_pairs = True`` always get pairs.
+    permutations, as unsupervised methods assume; ``paired``: the same slices (voxel-aligned
+    pairs, one augmentation draw for both). Methods with the ``paired`` trait always get pairs.
 ``gpus_per_job``
     GPUs (processes) of one training job. Above 1 the workflow launches the job with torchrun
     and :mod:`mrbench.training.distributed` splits every batch of ``batch_size`` slices into equal
@@ -97,8 +107,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mrbench.checkpoint import save_model, set_rng_state
-from mrbench.errors import TrainingError
-from mrbench.finite import module_non_finite
+from mrbench.errors import InputError, TrainingError
+from mrbench.finite import first_non_finite, module_non_finite
 from mrbench.training import acceleration
 from mrbench.training.augment import augmenter
 from mrbench.training.checkpoints import Checkpoints
@@ -119,6 +129,18 @@ def _check_losses(run: Run, losses: dict[str, float], step: int, ckpt: Checkpoin
             )
 
 
+def _check_batch(run: Run, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+    """A training batch with a NaN or infinite value comes from a corrupt slice store: named as
+    such, not reported later as a diverged loss or non-finite weights."""
+    bad = first_non_finite(batch)
+    if bad is not None:
+        raise InputError(
+            f"{run.train_store.folder}: the training batch of step {step + 1} holds non-finite "
+            f"values ({bad}); the slice store is corrupt: rebuild it (mrbench slices)"
+        )
+    return batch
+
+
 def run_steps(
     run: Run,
     progress: Progress,
@@ -131,7 +153,8 @@ def run_steps(
     schedule, ema, ckpt, selection, steplog = parts
     for step in range(progress.step, run.steps):
         t0 = time.perf_counter()
-        batch = to_device(next(batches), run.device)
+        batch = _check_batch(run, next(batches), step)
+        batch = to_device(batch, run.device)
         schedule.apply(step)
         with acceleration.autocast(run.device, run.amp):
             losses = run.dist.mean_losses(run.method.train_step(batch, step))
@@ -223,9 +246,11 @@ def train(
     checkpoint is there. Returns the path of ``model.pt``, which is written last.
 
     ``progress``: show a progress bar (``None``: when stderr is a terminal). ``options``, as for
-    :func:`~mrbench.training.runs.prepare_run`: ``max_steps``, ``device_message``, ``log`` and
-    ``dist``, the process group of a data-parallel job (:mod:`mrbench.training.distributed`);
-    every process calls this function, process 0 alone validates, logs and writes files."""
+    :func:`~mrbench.training.runs.prepare_run`: ``max_steps``, ``device_message``, ``log``,
+    ``restart_on_change`` (a checkpoint of another spec or other data starts the run afresh
+    instead of stopping it) and ``dist``, the process group of a data-parallel job
+    (:mod:`mrbench.training.distributed`); every process calls this function, process 0 alone
+    validates, logs and writes files."""
     run = prepare_run(spec, data_dir, out_dir, seed, device, **options)
     write_run_files(run)
     if not run.cls.trainable:

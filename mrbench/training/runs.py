@@ -5,6 +5,7 @@ device, run folder), built by :func:`prepare_run`; the run folder's first files
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -21,6 +22,7 @@ import torch
 from mrbench import __version__
 from mrbench.checkpoint import model_record, seed_everything
 from mrbench.errors import InputError
+from mrbench.finite import first_non_finite
 from mrbench.io import atomic_path
 from mrbench.slices import SliceStore
 from mrbench.training import acceleration
@@ -28,7 +30,7 @@ from mrbench.training.distributed import SINGLE, DistContext
 from mrbench.training.sampling import one_pass
 from mrbench.training.schedules import EMA
 from mrbench.training.settings import resolve_training
-from mrbench.training.validation import validate, validation_rows
+from mrbench.training.validation import exported_state, validate, validation_rows
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:
@@ -64,6 +66,11 @@ class Run:
     log: Callable[[str], None]
     dist: DistContext
     val_rows: np.ndarray = field(default_factory=lambda: np.arange(0))
+    #: digests of what the run learns from (:func:`inputs_digest`): recorded in every
+    #: checkpoint and model file, compared on resume
+    inputs: dict[str, str] = field(default_factory=dict)
+    #: a checkpoint of another spec or other data starts the run afresh instead of stopping it
+    restart_on_change: bool = False
     t_start: float = field(default_factory=time.perf_counter)
 
     @property
@@ -93,21 +100,32 @@ class Run:
 
     def validate(self, ema: EMA | None = None) -> dict[str, float]:
         """Scores of the current weights (the EMA ones if given) on the validation rows."""
-        with ema.applied() if ema is not None else contextlib.nullcontext():
+        with (
+            ema.applied() if ema is not None else contextlib.nullcontext(),
+            exported_state(self.method, self.training_slices, self.seed),
+        ):
             return validate(
                 self.method,
                 self.val_store,
                 self.val_rows,
                 int(self.training["val_batch_size"]),
                 self.device,
-                self.amp,
                 self.seed,
             )
 
     def training_slices(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Every training slice once (for :meth:`fit` and :meth:`prepare_inference`)."""
+        """Every training slice once (for :meth:`fit` and :meth:`prepare_inference`); a batch
+        with a NaN or infinite value is named as a corrupt slice store, not left to fail inside
+        the method."""
         bs = int(self.training["val_batch_size"])
-        return one_pass(self.train_store, bs, self.paired, self.seed, self.device)
+        for batch in one_pass(self.train_store, bs, self.paired, self.seed, self.device):
+            bad = first_non_finite(batch)
+            if bad is not None:
+                raise InputError(
+                    f"{self.train_store.folder}: training slices hold non-finite values ({bad}); "
+                    "the slice store is corrupt: rebuild it (mrbench slices)"
+                )
+            yield batch
 
     def record(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
         return model_record(
@@ -116,12 +134,17 @@ class Run:
             params=self.method.params,
             image_size=self.image_size,
             state=state,
-            meta=meta,
+            meta={"inputs": self.inputs, **meta},
         )
 
     def meta(self) -> dict[str, Any]:
-        """Provenance stored in ``model.pt`` (selection results are added by the caller)."""
+        """Provenance stored in ``model.pt`` (selection results are added by the caller), with
+        the training grid that ``mrbench translate --input`` checks a user's volume against."""
+        from mrbench.inference.grid import training_grid
+
+        affines = [info["affine"] for info in self.train_store.meta.get("subjects", [])]
         return {
+            "grid": training_grid(affines),
             "seed": self.seed,
             "training": self.training,
             "device": self.device_message,
@@ -162,9 +185,12 @@ def prepare_run(
     device_message: str | None = None,
     log: Callable[[str], None] | None = None,
     dist: DistContext = SINGLE,
+    restart_on_change: bool = False,
 ) -> Run:
     """Check the spec, open the slice stores, resolve the training settings (epochs become steps
-    here, from the training split's size), seed and build the method; no file is written."""
+    here, from the training split's size), seed and build the method; no file is written.
+    ``restart_on_change``: a ``last.pt`` of another spec or other data is not resumed but
+    replaced (the workflow's jobs: their run folders follow the config and split)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not dist.is_main:
         log = lambda msg: None  # noqa: E731
@@ -183,8 +209,9 @@ def prepare_run(
         raise InputError(
             f"{spec['plugin']} is not trainable: run it in one process, not {dist.world_size}"
         )
-    if max_steps is not None:
-        training["steps"] = min(training["steps"], int(max_steps))
+    if max_steps is not None and training["steps"] > int(max_steps):
+        training["steps"] = int(max_steps)  # a quick run: its schedule ends with it
+        training.pop("schedule_steps", None)
     configure_determinism(bool(training["deterministic"]), device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -215,7 +242,57 @@ def prepare_run(
         out_dir, resolved, device_message, log, dist,
     )  # fmt: skip
     run.val_rows = validation_rows(val_store, int(training["val_max_slices"]))
+    run.inputs = inputs_digest(data_dir, resolved)
+    run.restart_on_change = bool(restart_on_change)
     return run
+
+
+#: the files of a slice store split that a digest reads (``label.npy`` only where present)
+STORE_FILES = ("meta.json", "index.tsv", "t1.npy", "t2.npy", "mask.npy", "label.npy")
+
+
+def data_digest(data_dir: str | Path) -> str:
+    """sha256 of the ``train`` and ``val`` slice stores under ``data_dir``: every byte a run
+    learns from and selects its weights with. The stores' meta and index list the subjects, so
+    a moved subject of the split file, another preprocessing or another image gives another
+    digest; the test split is not read (a run never sees it)."""
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        for name in STORE_FILES:
+            path = Path(data_dir) / split / name
+            if not path.exists():
+                continue
+            h.update(f"{split}/{name}\0".encode())
+            with path.open("rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()
+
+
+def inputs_digest(data_dir: str | Path, resolved: dict[str, Any]) -> dict[str, str]:
+    """``{"data": data_digest, "spec": sha256 of the resolved spec}``: what a checkpoint and a
+    model file record of their inputs, so that a resume on other data starts afresh and a model
+    says which data it was trained on."""
+    spec = json.dumps(resolved, sort_keys=True, default=str).encode()
+    return {"data": data_digest(data_dir), "spec": hashlib.sha256(spec).hexdigest()}
+
+
+def optimizer_settings(method: Any) -> dict[str, dict[str, Any]]:
+    """Each optimiser's class and initial settings (``lr``, ``betas``, ``weight_decay``,
+    ``momentum`` where it has them; a list where its parameter groups differ), read from the
+    optimisers themselves, for the recipe table: a plugin's parameters also hold numbers that
+    only look like optimiser settings (a diffusion schedule's ``beta_start``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, opt in method.optimizers().items():
+        entry: dict[str, Any] = {"type": type(opt).__name__}
+        for key in ("lr", "betas", "weight_decay", "momentum"):
+            values = [g.get("initial_lr", g[key]) if key == "lr" else g.get(key)
+                      for g in opt.param_groups]  # fmt: skip
+            values = [list(v) if isinstance(v, tuple) else v for v in values]
+            if values and values[0] is not None:
+                same = all(v == values[0] for v in values)
+                entry[key] = values[0] if same else values
+        out[name] = entry
+    return out
 
 
 def write_run_files(run: Run) -> None:
@@ -224,6 +301,7 @@ def write_run_files(run: Run) -> None:
     if run.dist.is_main:
         with atomic_path(run.out_dir / "spec.json") as tmp:
             extra = {"recipe": run.spec.get("recipe"), "train_slices": len(run.train_store)}
+            extra["optimizers"] = optimizer_settings(run.method)
             text = json.dumps(
                 {**run.resolved, "data": str(run.data_dir), **extra}, indent=1, default=str
             )

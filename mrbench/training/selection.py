@@ -62,7 +62,13 @@ class Selection:
         """Load the selected weights into the method; returns the selection's provenance."""
         run, best = self.run, progress.best
         best_file = run.ckpt_dir / best["file"] if best["file"] else None
-        if run.training["select"] == "best" and best_file is not None and best_file.exists():
+        if run.training["select"] == "best" and best_file is not None:
+            if not best_file.exists():  # never the last weights under the best step's scores
+                raise TrainingError(
+                    f"{best_file}: the best validation's weights (step {best['step']}, PSNR "
+                    f"{best['psnr']:.2f} dB) are missing, so the selected model cannot be "
+                    f"exported; delete {run.ckpt_dir / 'last.pt'} to train afresh"
+                )
             run.method.load_state_dict(read_model(best_file)["state"])
             selected = int(best["step"])
         else:

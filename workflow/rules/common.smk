@@ -117,7 +117,9 @@ TABLES_DIR = f"{RESULTS}/tables"
 FIGURES_DIR = f"{RESULTS}/figures"
 TIDY = f"{TABLES_DIR}/results_tidy.csv.gz"
 ROSTER_FILE = f"{TABLES_DIR}/methods.json"
-CONTENT_MAPS = f"{FIGURES_DIR}/content_maps_{{dataset}}_{{method}}.png"
+# one folder per dataset: "<dataset>_<method>" would give (phantom, x_mguit) and (phantom_x, mguit)
+# the same file
+CONTENT_MAPS = f"{FIGURES_DIR}/content_maps/{{dataset}}/{{method}}.png"
 FIRST_SEED = SEEDS[0]
 
 

@@ -1,6 +1,8 @@
 # Training: one job per dataset x method x seed. A trainable method asks for one GPU (or
 # training.gpus_per_job); `mrbench train` takes a free device itself (lock file per GPU) and
-# resumes from checkpoints/last.pt if a killed job is re-run. model.pt is written last.
+# resumes from checkpoints/last.pt if a killed job is re-run with the same spec and data (a changed
+# spec, split or store starts afresh: the checkpoint records a digest of its train/val data).
+# model.pt is written last; the split file's digest is a param, so a changed split reruns the job.
 
 
 rule train:
@@ -33,6 +35,7 @@ rule train:
         ),
     params:
         spec=lambda w: method_spec(w.method),
+        split=lambda w: split_digest(w.dataset),
         launcher=lambda w: shlex.split(train_launcher(gpu_for(w.method))),
         out=lambda w, output: os.path.dirname(output[0]),
         store=lambda w, input: os.path.dirname(input.train),
@@ -40,4 +43,5 @@ rule train:
     shell:
         "{params.launcher:q} train --spec {params.spec:q}"
         " --data {params.store:q} --out {params.out:q}"
-        " --seed {wildcards.seed:q} {params.device:q} --threads {threads} > {log:q} 2>&1"
+        " --seed {wildcards.seed:q} {params.device:q} --threads {threads}"
+        " --restart-on-change > {log:q} 2>&1"
