@@ -1,4 +1,4 @@
-"""Finiteness checks of weights and predictions.
+"""Finiteness checks of weights, and the checks of a prediction (shape, finiteness, range).
 
 A diverged model (NaN or infinite weights) must never be scored, checkpointed, exported or used
 for translation: every score it would get is meaningless, and a checkpoint holding it would make
@@ -36,3 +36,32 @@ def first_non_finite(state: Any, prefix: str = "") -> str | None:
 def module_non_finite(module: torch.nn.Module) -> str | None:
     """Name of the first parameter or buffer of ``module`` holding NaN or inf, else ``None``."""
     return first_non_finite(module.state_dict())
+
+
+#: how far a translation may stray beyond the image range [-1, 1] (rounding under mixed
+#: precision) before it is refused rather than clipped into a plausible-looking image
+OUTPUT_TOLERANCE = 1e-3
+
+
+def translation_problem(
+    pred: torch.Tensor, source: torch.Tensor, *, nan_ok: bool = False
+) -> str | None:
+    """Why a plugin's ``translate`` output ``pred`` for ``source`` cannot be scored or written
+    (another shape or channel count, non-finite values, values outside [-1, 1]); ``None`` when
+    it can. Clipping such an output would turn a broken plugin into a plausible result.
+    ``nan_ok``: non-finite values are left to the caller (validation scores them NaN, which the
+    trainer reports as divergence)."""
+    if tuple(pred.shape) != tuple(source.shape):
+        channels = ""
+        if pred.ndim == source.ndim == 4 and pred.shape[1] != source.shape[1]:
+            channels = f"{pred.shape[1]} channels where the input has {source.shape[1]}, "
+        return (
+            f"returned shape {tuple(pred.shape)} for input {tuple(source.shape)} "
+            f"({channels}expected the input's shape)"
+        )
+    if not bool(torch.isfinite(pred).all()):
+        return None if nan_ok else "returned non-finite values"
+    lo, hi = float(pred.min()), float(pred.max())
+    if lo < -1 - OUTPUT_TOLERANCE or hi > 1 + OUTPUT_TOLERANCE:
+        return f"returned values in [{lo:.4g}, {hi:.4g}], outside the image range [-1, 1]"
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +105,56 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
     return path
+
+
+#: the file that marks a folder as written by an mrbench command; its text names the kind of
+#: folder ("predictions", "subjects", ...), so a rerun may replace it and nothing else is
+OUTPUT_MARKER = ".mrbench-output"
+
+
+def check_output_dir(path: str | Path, kind: str, overwrite: bool = False) -> Path:
+    """Refuse an output folder that already holds files an mrbench command of ``kind`` did not
+    write: replacing it would delete a user's files. ``overwrite`` (``--overwrite``) is the
+    explicit consent. Returns the folder as an absolute path."""
+    path = Path(path)
+    if path.name in ("", ".", "..") or Path(os.path.abspath(path)).parent == Path(
+        os.path.abspath(path)
+    ):
+        raise InputError(f"{path}: give the output folder by name (not '.', '..' or '/')")
+    folder = Path(os.path.abspath(path))
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{path}: exists and is not a folder")
+    if overwrite or not folder.exists() or not any(folder.iterdir()):
+        return folder
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file() and marker.read_text().strip() == kind:
+        return folder
+    raise InputError(
+        f"{path}: folder exists and holds files that mrbench did not write there; choose "
+        "another folder, empty it, or pass --overwrite to replace it"
+    )
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | Path, kind: str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``path``; when the block succeeds it becomes
+    ``path`` (marked as ``kind``) at once, so readers never see half a folder and a failure
+    leaves what was there untouched. The folder is checked by :func:`check_output_dir` first."""
+    folder = check_output_dir(path, kind, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    old = None
+    try:
+        yield tmp
+        (tmp / OUTPUT_MARKER).write_text(kind + "\n")
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private (0700)
+        if folder.exists():  # moved aside first: a folder can only be renamed onto an empty one
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent)
+            )
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -149,6 +149,25 @@ def build_split(
     return out_dir
 
 
+def check_labels(labels: np.ndarray, path: str | Path) -> None:
+    """Tissue class maps hold only the class codes of :data:`TISSUE_CLASSES` (0-4): any other
+    value would be cast or clamped into a class by the methods that read them, silently."""
+    lo_class, hi_class = min(TISSUE_CLASSES), max(TISSUE_CLASSES)
+    if np.issubdtype(labels.dtype, np.integer) and labels.size:
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo >= lo_class and hi <= hi_class:
+            return
+    values = np.unique(labels)
+    bad = values[~np.isin(values, list(TISSUE_CLASSES))]
+    if bad.size:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        names = ", ".join(f"{k} {v}" for k, v in TISSUE_CLASSES.items())
+        raise InputError(
+            f"{path}: label value(s) {shown} outside the tissue classes "
+            f"{lo_class}-{hi_class} ({names})"
+        )
+
+
 def _write_split(
     subjects: list[SubjectVolumes], tmp: Path, size: int, slices_per_subject: int
 ) -> None:
@@ -166,8 +185,11 @@ def _write_split(
                 raise InputError(
                     f"{getattr(sv, mod)}: shape {img.shape} differs from the mask's {mask.shape}"
                 )
-        if with_labels and load_volume(sv.label).shape != mask.shape:
-            raise InputError(f"{sv.label}: shape differs from the mask's {mask.shape}")
+        if with_labels:
+            label = np.asarray(load_volume(sv.label).dataobj)
+            if label.shape != mask.shape:
+                raise InputError(f"{sv.label}: shape differs from the mask's {mask.shape}")
+            check_labels(label, sv.label)
         zs = select_slices(mask, slices_per_subject)
         x0, y0 = crop_offsets(mask[..., zs], size)
         per_subject.append(
@@ -284,6 +306,13 @@ class SliceStore:
                         f"{path}: shape {arrays[name].shape}, expected ({len(self.index)}, S, S) "
                         "as listed in index.tsv"
                     )
+                if arrays[name].shape != arrays["t1"].shape:
+                    raise InputError(
+                        f"{path}: shape {arrays[name].shape} differs from t1.npy's "
+                        f"{arrays['t1'].shape}"
+                    )
+            if self.labels:  # read once, where the labels enter training
+                check_labels(arrays["label"], self.folder / "label.npy")
             self._arrays = arrays
         return self._arrays
 

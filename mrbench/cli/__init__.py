@@ -2,13 +2,14 @@
 
 Each module named in :data:`COMMANDS` defines ``add_arguments(parser)`` and ``run(args) -> int``.
 Errors about bad input (:class:`mrbench.io.InputError`, ``FileNotFoundError``, ``ValueError``
-raised for user-facing problems) are printed as one line, without a traceback; set
-``MRBENCH_DEBUG=1`` to see the traceback.
+raised for user-facing problems) and storage errors (a full disk, a read-only or foreign folder)
+are printed as one line, without a traceback; set ``MRBENCH_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -70,8 +71,21 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"mrbench {argv[0]}: error: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:  # a full disk, a read-only or foreign folder: the user can act
+            if exc.errno not in STORAGE_ERRNOS or os.environ.get("MRBENCH_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"mrbench {argv[0]}: error: {where}{exc.strerror}", file=sys.stderr)
+            return 1
     parser.parse_args(argv)
     return 2
+
+
+#: errors of the storage rather than of the program: out of space or quota, a read-only file
+#: system, no permission (reported in one line naming the file)
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/brats2018", help="where archives are extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --out folder that holds files an earlier import did not write",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
             "config key datasets.brats2018.source: not set; give the BraTS 2018 archive "
             "(.zip/.tar.gz) or folder received from the organisers"
         )
-    info = import_brats(args.source, args.out, args.splits, args.workdir, args.jobs)
+    info = import_brats(
+        args.source, args.out, args.splits, args.workdir, args.jobs, overwrite=args.overwrite
+    )
     print(f"imported {info['n_cases']} BraTS cases from {info['folder']} into {args.out}")
     return 0

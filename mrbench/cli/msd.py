@@ -18,10 +18,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/msd_brats", help="where the archive is extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --out folder that holds files an earlier import did not write",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")
 
 
 def run(args: argparse.Namespace) -> int:
-    info = import_msd(args.source, args.out, args.splits, args.workdir, args.jobs, args.limit)
+    info = import_msd(
+        args.source,
+        args.out,
+        args.splits,
+        args.workdir,
+        args.jobs,
+        args.limit,
+        overwrite=args.overwrite,
+    )
     print(f"imported {info['n_cases']} MSD cases from {info['folder']} into {args.out}")
     return 0

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    df = read_splits(args.splits)
+    df = read_splits(args.splits, complete=False)  # --split may build some splits only
     for split in args.split:
         subjects = [SubjectVolumes.in_dir(s, args.subjects_dir / s) for s in subjects_in(df, split)]
         out = build_split(subjects, args.out / split, args.size, args.slices_per_subject)

@@ -9,7 +9,12 @@ Two forms::
         --out-dir results/predictions/ixi/disdiff/seed0/t1_to_t2
 
 The input volume must be preprocessed as the benchmark does (co-registered, intensities
-normalised to [0, 1], background 0, axial slices along the last axis).
+normalised to [0, 1], background 0). An input in another orientation than the model's training
+data is reoriented for the model and the prediction put back on the input's grid; another voxel
+size, or a ``--mask`` on another grid, is refused with one line (:mod:`mrbench.inference.grid`).
+
+``--out-dir`` appears at once (a temporary sibling, renamed); an existing folder holding files
+that no earlier translation wrote is refused (``--overwrite`` replaces it).
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store", help="slice store split folder, e.g. results/data/ixi/slices/test"
     )
     split.add_argument("--out-dir", help="folder for <subject>.nii.gz and timing.json")
+    split.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --out-dir that holds files an earlier translation did not write",
+    )
     parser.add_argument(
         "--device",
         default="auto",
@@ -84,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not (args.store and args.out_dir):
         raise InputError("give either --input/--output or --store/--out-dir")
-    timing = translate_store(args.checkpoint, args.store, args.direction, args.out_dir, **options)
+    timing = translate_store(
+        args.checkpoint,
+        args.store,
+        args.direction,
+        args.out_dir,
+        overwrite=args.overwrite,
+        **options,
+    )
     print(json.dumps(timing))
     return 0

@@ -17,8 +17,6 @@ site only.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -29,7 +27,7 @@ import pandas as pd
 
 from mrbench.datasets.splits import write_splits
 from mrbench.domain import MODALITIES
-from mrbench.io import InputError, save_volume
+from mrbench.io import InputError, save_volume, staged_dir
 from mrbench.slices import normalise_volume
 
 
@@ -158,29 +156,27 @@ def build_subject_folder(
     worker: Callable[[str, Path], dict],
     out_root: str | Path,
     jobs: int = 1,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Run ``worker(case, folder)`` for every case into a staging folder, then swap it in.
 
     The whole ``out_root`` appears at once (Snakemake ``directory()`` output), never half
-    written. Errors of individual cases are collected and reported together in one line.
+    written. Errors of individual cases are collected and reported together in one line. An
+    existing ``out_root`` holding files no earlier import wrote is refused unless ``overwrite``
+    (:func:`mrbench.io.staged_dir`): a user's folder is never emptied.
     """
-    out_root = Path(out_root)
-    staging = out_root.with_name(f".{out_root.name}.tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     rows, errors = [], []
-    try:
+    with staged_dir(out_root, "subjects", overwrite) as staging:
+        results = {}
         if jobs > 1:
             with ProcessPoolExecutor(jobs) as pool:
                 futures = {c: pool.submit(worker, c, staging / c) for c in cases}
-                results = {}
                 for c, f in futures.items():
                     try:
                         results[c] = f.result()
                     except InputError as exc:
                         errors.append(str(exc))
         else:
-            results = {}
             for c in cases:
                 try:
                     results[c] = worker(c, staging / c)
@@ -193,12 +189,7 @@ def build_subject_folder(
         table = pd.DataFrame(rows)
         table.to_csv(staging / "import.tsv", sep="\t", index=False)
         (staging / "import.json").write_text(json.dumps({"n_subjects": len(cases)}))
-        if out_root.exists():
-            shutil.rmtree(out_root)
-        os.replace(staging, out_root)
-        return table
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return table
 
 
 class CaseWorker:
@@ -220,11 +211,12 @@ def import_cases(
     split_file: str | Path,
     jobs: int,
     fractions: tuple[float, float],
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Import every case of an archive into ``out_root/<case>/`` (:func:`build_subject_folder`
     with ``import_case(cases[case], folder)``) and write the split file of the sorted case ids
     (:func:`fraction_split` with ``fractions`` = (test, validation)); the import table."""
     ids = sorted(cases)
-    table = build_subject_folder(ids, CaseWorker(cases, import_case), out_root, jobs)
+    table = build_subject_folder(ids, CaseWorker(cases, import_case), out_root, jobs, overwrite)
     write_split_file(fraction_split(ids, *fractions), split_file)
     return table

@@ -171,10 +171,10 @@ def download(
     md5 = check_md5(md5)  # before touching any file
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        if md5 is None or md5sum(dest) == md5:
-            return dest
-        dest.unlink()  # a stale or corrupt earlier file must not survive a failed download
+    if dest.exists() and (md5 is None or md5sum(dest) == md5):
+        return dest
+    # an existing file that does not match stays until a verified download replaces it: the
+    # md5 given may be the wrong one, and the user's file the good one
     part = dest.with_name(dest.name + ".part")
     last_error = ""
     total = None
@@ -202,7 +202,8 @@ def download(
         if actual != md5:
             part.unlink()
             raise InputError(
-                f"{dest}: md5 mismatch for {url}: expected {md5}, got {actual} (download removed)"
+                f"{dest}: md5 mismatch for {url}: expected {md5}, got {actual} (download "
+                "removed" + ("; the existing file was left as it was)" if dest.exists() else ")")
             )
     os.replace(part, dest)
     return dest

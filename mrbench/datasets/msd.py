@@ -19,7 +19,7 @@ import numpy as np
 from mrbench.datasets import import_cases, import_pair
 from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
-from mrbench.io import InputError, load_volume
+from mrbench.io import InputError, check_output_dir, load_volume
 
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
 MD5 = "240a19d752f0d9e9101544901065d872"
@@ -74,8 +74,13 @@ def import_msd(
     workdir: str | Path = "resources/msd_brats",
     jobs: int = 1,
     limit: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Import the training cases (all, or the first ``limit`` sorted ones) and write the split."""
+    """Import the training cases (all, or the first ``limit`` sorted ones) and write the split.
+
+    A non-empty ``out_root`` that no earlier import wrote is refused before any work (unless
+    ``overwrite``): the import replaces the whole folder."""
+    check_output_dir(out_root, "subjects", overwrite)
     source = Path(source)
     if not source.exists():
         raise InputError(f"{source}: MSD archive or folder not found")
@@ -86,7 +91,8 @@ def import_msd(
     cases = find_cases(folder)
     ids = sorted(cases)[:limit] if limit else sorted(cases)
     fractions = (TEST_FRACTION, VAL_FRACTION)
-    import_cases({c: cases[c] for c in ids}, _import_case, out_root, split_file, jobs, fractions)
+    chosen = {c: cases[c] for c in ids}
+    import_cases(chosen, _import_case, out_root, split_file, jobs, fractions, overwrite)
     return {"n_cases": len(ids), "folder": str(folder)}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrbench.finite import module_non_finite
-from mrbench.io import InputError, atomic_path, load_volume, save_volume
+from mrbench.finite import module_non_finite, translation_problem
+from mrbench.inference.grid import onto_model_grid
+from mrbench.io import (
+    InputError,
+    atomic_path,
+    check_output_dir,
+    load_volume,
+    save_volume,
+    staged_dir,
+)
 from mrbench.slices import SliceStore, crop_offsets, crop_pad, uncrop
 
 #: tolerance on the [0, 1] intensity range of a preprocessed volume
@@ -100,14 +107,11 @@ def translate_windows(
         y = model.translate(x, direction)
         _sync(device)
         seconds += time.perf_counter() - t0
-        if y.shape != x.shape:
-            raise RuntimeError(
-                f"model returned shape {tuple(y.shape)} for input {tuple(x.shape)} ({direction})"
-            )
-        if not bool(torch.isfinite(y).all()):  # never clipped into a plausible-looking volume
+        problem = translation_problem(y, x)
+        if problem is not None:  # never clipped into a plausible-looking volume
             raise InputError(
-                f"model returned non-finite values ({direction}, windows {start}-"
-                f"{start + len(chunk) - 1}); no prediction written"
+                f"model (plugin {getattr(model, 'plugin_name', '?')!r}) {problem} ({direction}, "
+                f"windows {start}-{start + len(chunk) - 1}); no prediction written"
             )
         out[start : start + len(chunk)] = ((y[:, 0].float().cpu().numpy() + 1) / 2).clip(0, 1)
     return out, seconds
@@ -163,22 +167,57 @@ def translate_file(
     batch_size: int = 8,
     seed: int = 0,
 ) -> Path:
-    """``mrbench translate --input``: one user volume in, one NIfTI with its affine out."""
+    """``mrbench translate --input``: one user volume in, one NIfTI on the input's grid (its
+    shape and affine) out. The input is brought to the model's training orientation and its
+    voxel size checked against the training one (:mod:`mrbench.inference.grid`); a ``--mask``
+    must be on the input's grid."""
     check_output_name(output_path, input_path)  # before any work; never over the source
     img = load_volume(input_path)
-    volume = np.asarray(img.dataobj, dtype=np.float32)
-    check_normalised(volume, input_path)
-    mask = None
+    check_normalised(np.asarray(img.dataobj, dtype=np.float32), input_path)
+    mask_img = None
     if mask_path is not None:
-        mask = np.asarray(load_volume(mask_path).dataobj)
-        if mask.shape != volume.shape:
+        mask_img = load_volume(mask_path)
+        if mask_img.shape != img.shape:
             raise InputError(
-                f"{mask_path}: shape {mask.shape} differs from the input's {volume.shape}"
+                f"{mask_path}: shape {mask_img.shape} differs from the input's {img.shape}"
             )
     model = load_model(checkpoint, resolve_device(device))
+    grid = (getattr(model, "model_info", None) or {}).get("meta", {}).get("grid")
+    volume, mask, restore, notes = onto_model_grid(img, grid, input_path, mask_img, mask_path)
+    for note in notes:
+        print(note)
     torch.manual_seed(seed)
     pred = translate_volume(model, volume, direction, mask=mask, batch_size=batch_size)
-    return save_volume(pred, img.affine, output_path)
+    return save_volume(restore(pred), img.affine, output_path)
+
+
+def _translate_subject(
+    model: torch.nn.Module,
+    store: SliceStore,
+    subject: str,
+    direction: str,
+    batch_size: int,
+    out_dir: Path,
+) -> tuple[float, int]:
+    """One subject of a store split -> ``out_dir/<subject>.nii.gz`` on its preprocessed grid;
+    (inference seconds, slices translated)."""
+    info = store.subject_info(subject)
+    rows = store.subject_rows(subject)
+    zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
+    src = direction.split("_to_")[0]
+    windows = np.asarray(store.arrays[src][rows], dtype=np.float32)
+    if not np.isfinite(windows).all():  # the data, not the model: never blamed on the model
+        raise InputError(
+            f"{store.folder}: {src}.npy holds non-finite values in the slices of {subject}; the "
+            "slice store is corrupt: rebuild it (mrbench slices)"
+        )
+    preds, seconds = translate_windows(model, windows, direction, batch_size)
+    shape = tuple(int(s) for s in info["shape"])
+    volume = np.zeros(shape, dtype=np.float32)
+    for z, pred in zip(zs, preds, strict=True):
+        volume[..., int(z)] = uncrop(pred, int(info["x0"]), int(info["y0"]), shape[:2])
+    save_volume(volume, np.asarray(info["affine"], dtype=np.float64), out_dir / f"{subject}.nii.gz")
+    return seconds, len(rows)
 
 
 def translate_store(
@@ -189,14 +228,23 @@ def translate_store(
     device: str = "auto",
     batch_size: int = 8,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Translate a whole split of the slice store into per-subject NIfTI volumes.
 
     Each subject's predictions are placed back at their slice positions and crop offsets on the
     preprocessed grid (shape and affine from the store's ``meta.json``). ``out_dir`` is written
     as a temporary folder and renamed at the end; it also receives ``timing.json`` with the
-    inference seconds per slice.
+    inference seconds per slice. An existing ``out_dir`` holding files that no earlier
+    translation wrote is refused unless ``overwrite`` (a user's files are never deleted), and
+    the store's own folder never is an output.
     """
+    out_abs = check_output_dir(out_dir, "predictions", overwrite)  # before loading the model
+    store_abs = Path(os.path.abspath(store_dir))
+    if out_abs == store_abs or out_abs in store_abs.parents:
+        raise InputError(
+            f"{out_dir}: is (or holds) the slice store {store_dir}; choose another --out-dir"
+        )
     store = SliceStore(store_dir)
     dev = resolve_device(device)
     model = load_model(checkpoint, dev)
@@ -205,46 +253,29 @@ def translate_store(
             f"{checkpoint}: model image_size {model.image_size} differs from the slice store's "
             f"size {store.size} ({store_dir})"
         )
-    src = direction.split("_to_")[0]
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     torch.manual_seed(seed)
-    total_seconds, n_slices = 0.0, 0
-    subjects = []
-    for subject in store.subjects:
-        info = store.subject_info(subject)
-        rows = store.subject_rows(subject)
-        zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
-        windows = np.asarray(store.arrays[src][rows], dtype=np.float32)
-        preds, seconds = translate_windows(model, windows, direction, batch_size)
-        total_seconds += seconds
-        n_slices += len(rows)
-        shape = tuple(int(s) for s in info["shape"])
-        volume = np.zeros(shape, dtype=np.float32)
-        for z, pred in zip(zs, preds, strict=True):
-            volume[..., int(z)] = uncrop(pred, int(info["x0"]), int(info["y0"]), shape[:2])
-        save_volume(volume, np.asarray(info["affine"], dtype=np.float64), tmp / f"{subject}.nii.gz")
-        subjects.append(subject)
-    timing = {
-        "checkpoint": str(checkpoint),
-        "store": str(store_dir),
-        "direction": direction,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "batch_size": batch_size,
-        "seed": seed,
-        "n_subjects": len(subjects),
-        "n_slices": n_slices,
-        "seconds_total": total_seconds,
-        "seconds_per_slice": total_seconds / n_slices if n_slices else float("nan"),
-        # generator/denoiser calls per translated batch: drives the inference cost of diffusion
-        "sampling_steps": model.sampling_steps,
-    }
-    with atomic_path(tmp / "timing.json") as t:
-        t.write_text(json.dumps(timing, indent=1))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with staged_dir(out_dir, "predictions", overwrite) as tmp:
+        total_seconds, n_slices = 0.0, 0
+        for subject in store.subjects:
+            seconds, n = _translate_subject(model, store, subject, direction, batch_size, tmp)
+            total_seconds += seconds
+            n_slices += n
+        subjects = store.subjects
+        timing = {
+            "checkpoint": str(checkpoint),
+            "store": str(store_dir),
+            "direction": direction,
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "batch_size": batch_size,
+            "seed": seed,
+            "n_subjects": len(subjects),
+            "n_slices": n_slices,
+            "seconds_total": total_seconds,
+            "seconds_per_slice": total_seconds / n_slices if n_slices else float("nan"),
+            # generator/denoiser calls per translated batch: drives the inference cost of diffusion
+            "sampling_steps": model.sampling_steps,
+        }
+        with atomic_path(tmp / "timing.json") as t:
+            t.write_text(json.dumps(timing, indent=1))
     return timing

@@ -126,3 +126,34 @@ def qc_flags(qc: dict) -> list[str]:
     if float(qc.get("t2_fov_brain_fraction", 1.0)) < 0.9:
         flags.append(f"T2 covers {qc['t2_fov_brain_fraction']:.0%} of the brain")
     return flags
+
+
+#: a registered gradient NCC below this fraction of the dataset's median is flagged, whatever
+#: the reason (a sheared or oblique T2 header the rigid step cannot undo, a failed start, a
+#: motion-corrupted scan): a clean IXI subject reaches ~0.74, a sheared T2 ~0.28
+RELATIVE_NCC = 0.6
+#: fewer subjects than this give no typical value to compare with
+MIN_SUBJECTS_RELATIVE = 3
+
+
+def dataset_flags(records: list[dict]) -> dict[str, list[str]]:
+    """Flags that need the whole dataset: subject -> a registration whose gradient NCC after
+    registration is far below the median of the dataset's subjects (:data:`RELATIVE_NCC`).
+    A per-subject check (:func:`qc_flags`) cannot see such a case where the registration still
+    improved on the header alignment."""
+    nccs = {
+        q["subject"]: float(q["similarity"]["gradient_ncc_registered"])
+        for q in records
+        if np.isfinite(q["similarity"].get("gradient_ncc_registered", np.nan))
+    }
+    if len(nccs) < MIN_SUBJECTS_RELATIVE:
+        return {}
+    typical = float(np.median(list(nccs.values())))
+    return {
+        subject: [
+            f"registration similarity far below the dataset's (gradient NCC {ncc:.2f}, median "
+            f"{typical:.2f}): check the T2 header (shear, obliquity) or try --registration affine"
+        ]
+        for subject, ncc in nccs.items()
+        if typical > 0 and ncc < RELATIVE_NCC * typical
+    }

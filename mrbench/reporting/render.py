@@ -21,6 +21,12 @@ from mrbench.io import atomic_path, write_csv
 MISSING = "–"
 
 
+def _md_text(text: str) -> str:
+    """``text`` as one Markdown table cell: a ``|`` (say in a method's label) would start a new
+    column and a line break a new row."""
+    return " ".join(str(text).splitlines()).replace("|", "\\|")
+
+
 @dataclass
 class Cell:
     """One table cell: its text, bold or not."""
@@ -59,10 +65,13 @@ class TableDoc:
     def markdown(self) -> str:
         lines = [f"**{self.caption}**", ""]
         titles = self.column_titles()
-        lines.append("| " + " | ".join(t.replace("|", "\\|") for t in titles) + " |")
+        lines.append("| " + " | ".join(_md_text(t) for t in titles) + " |")
         lines.append("|" + "|".join(":--" if a == "l" else "--:" for a in self.align) + "|")
         for row in self.rows:
-            cells = [f"**{c.text}**" if c.bold and c.text != MISSING else c.text for c in row]
+            cells = [
+                f"**{_md_text(c.text)}**" if c.bold and c.text != MISSING else _md_text(c.text)
+                for c in row
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         if self.notes:
             lines.append("")

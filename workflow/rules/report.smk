@@ -282,9 +282,9 @@ rule figure_content_maps:
             },
         ),
     log:
-        f"{RESULTS}/logs/report/content_maps_{{dataset}}_{{method}}.log",
+        f"{RESULTS}/logs/report/content_maps/{{dataset}}/{{method}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report/content_maps_{{dataset}}_{{method}}.tsv"
+        f"{RESULTS}/benchmarks/report/content_maps/{{dataset}}/{{method}}.tsv"
     conda:
         CONDA_ENV
     shell:
