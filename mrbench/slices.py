@@ -149,6 +149,23 @@ def build_split(
     return out_dir
 
 
+#: slack for float storage of volumes normalised to [0, 1]
+RANGE_TOLERANCE = 1e-3
+
+
+def check_normalised(data: np.ndarray, path: str | Path) -> None:
+    """Refuse a subject volume outside [0, 1]: models get ``2 x - 1``, and a plugin output check
+    would otherwise blame the method for intensities that came from an unnormalised dataset."""
+    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+    if not (np.isfinite(lo) and np.isfinite(hi)) or not np.isfinite(data).all():
+        raise InputError(f"{path}: non-finite intensities; subject volumes must be normalised")
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise InputError(
+            f"{path}: intensities in [{lo:.4g}, {hi:.4g}], outside [0, 1]; subject volumes must "
+            f"be normalised ({NORMALISATION_RULE}: mrbench.slices.normalise_volume)"
+        )
+
+
 def check_labels(labels: np.ndarray, path: str | Path) -> None:
     """Tissue class maps hold only the class codes of :data:`TISSUE_CLASSES` (0-4): any other
     value would be cast or clamped into a class by the methods that read them, silently."""
@@ -185,6 +202,7 @@ def _write_split(
                 raise InputError(
                     f"{getattr(sv, mod)}: shape {img.shape} differs from the mask's {mask.shape}"
                 )
+            check_normalised(np.asarray(img.dataobj), getattr(sv, mod))
         if with_labels:
             label = np.asarray(load_volume(sv.label).dataobj)
             if label.shape != mask.shape:

@@ -60,7 +60,7 @@ def _write_toy(tmp: Path) -> tuple[Path, Path, Path]:
         inner = r <= 0.3
         rim = r > 0.75  # three compartments, as CSF, GM and WM (the labels are segmented)
         t1 = np.where(inner, 0.9, np.where(rim, 0.2, 0.5)) * mask
-        t2 = np.where(inner, 0.3, np.where(rim, 1.0, 0.8)) * mask
+        t2 = np.where(inner, 0.3, np.where(rim, 0.97, 0.8)) * mask  # in [0, 1] with the noise
         t1 = t1 + 0.02 * rng.random(mask.shape) * mask
         t2 = t2 + 0.02 * rng.random(mask.shape) * mask
         affine = np.diag([2.0, 2.0, 2.0, 1.0])

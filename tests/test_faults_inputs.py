@@ -591,3 +591,22 @@ def test_qc_flags_a_registration_far_below_the_dataset(tmp_path: Path, capsys) -
     assert "QC s3" in capsys.readouterr().out
     # two subjects are no dataset to compare with
     assert (qc_table(files[2:4], tmp_path / "qc2.tsv")["flag"] == "ok").all()
+
+
+def test_unnormalised_subject_volume_is_refused_by_the_store(tmp_path):
+    """A dataset plugin that writes raw or slightly out-of-range volumes would give models inputs
+    outside [-1, 1], which every plugin's output check then blames on the method."""
+    from mrbench.io import save_volume
+    from mrbench.slices import SubjectVolumes, build_split
+
+    folder = tmp_path / "subjects" / "s0"
+    mask = np.zeros((12, 12, 6), np.uint8)
+    mask[2:10, 2:10, :] = 1
+    affine = np.eye(4)
+    save_volume(mask * 0.5, affine, folder / "t1.nii.gz")
+    save_volume(mask * 1.02, affine, folder / "t2.nii.gz")
+    save_volume(mask, affine, folder / "mask.nii.gz")
+    out = tmp_path / "slices" / "train"
+    with pytest.raises(InputError, match=r"t2\.nii\.gz: intensities in \[0, 1\.02\]"):
+        build_split([SubjectVolumes.in_dir("s0", folder)], out, size=8, slices_per_subject=2)
+    assert not out.exists() and not list(out.parent.glob(".train.tmp*"))

@@ -11,6 +11,8 @@ kind of dataset is one module plus a config entry::
 
         def acquire(self, subject, settings, out_dir):
             ...  # write out_dir/{t1,t2,mask}.nii.gz (mrbench.io.save_volume); label optional
+            # t1 and t2 normalised to [0, 1] (mrbench.slices.normalise_volume): the slice
+            # store refuses other ranges
 
 with ``datasets: {mydata: {image_size: 128, split_file: ...}}`` in the config and the module in a
 folder named by ``plugin_paths`` (or an installed package's ``mrbench.datasets`` entry point).
