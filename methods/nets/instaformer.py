@@ -147,7 +147,7 @@ def sinusoidal_positions(map_size: int, patch: int, embed_dim: int) -> torch.Ten
     grid = torch.cat([rows, cols, box, box], dim=2).permute(2, 0, 1)[None]
     side = map_size // patch
     grid = F.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
-    return grid.flatten(2).transpose(1, 2)
+    return grid.flatten(2).transpose(1, 2).contiguous()  # broadcast as is by NCCL
 
 
 class Attention(nn.Module):

@@ -20,6 +20,7 @@ Feature extractors:
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ def _locked_device(requested: str) -> str:
         slot = acquire_device(requested, wait_s=600.0)
     except RuntimeError as exc:
         raise InputError(f"--device {requested}: {exc}") from None
-    print(slot.message)
+    print(slot.message, file=sys.stderr)  # stdout carries the result
     return "cuda" if slot.device == "cuda" else "cpu"
 
 

@@ -23,10 +23,13 @@ of the global batch, exactly as with one process on the whole batch:
 * ``torch.autograd.grad`` (gradient penalties) does not touch ``.grad`` and is not synchronised;
   its result feeds a loss whose ``backward()`` is.
 
-Caveats: batch statistics (BatchNorm) are per process, as with plain DDP; the methods of this
-benchmark use instance or group normalisation. Randomness inside a step (diffusion noise, time
-steps) differs per process (:meth:`DistContext.decorrelate_rng`), so stochastic methods follow the
-single-process loss curve statistically, deterministic ones to floating-point precision.
+Caveats: batch statistics (BatchNorm, e.g. InstaFormer's discriminator) are per process, as
+with plain DDP without SyncBatchNorm; state a method updates outside its optimisers (running
+means, memories) is broadcast once by :meth:`DistContext.prepare` and then evolves per process
+(process 0's copy is saved); methods that split a batch internally see each process's share.
+Randomness inside a step (diffusion noise, time steps) differs per process
+(:meth:`DistContext.decorrelate_rng`), so stochastic methods follow the single-process loss
+curve statistically, deterministic ones to floating-point precision.
 
 The process group comes from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``/``MASTER_PORT``): NCCL on CUDA devices, gloo on the CPU. Without those variables
@@ -163,7 +166,12 @@ class DistContext:
 
         with torch.no_grad():
             for t in [*method.parameters(), *method.buffers()]:
-                dist.broadcast(t.data, src=0)
+                if t.data.is_contiguous():
+                    dist.broadcast(t.data, src=0)
+                else:  # NCCL refuses a strided view (gloo takes it): send a dense copy
+                    dense = t.data.contiguous()
+                    dist.broadcast(dense, src=0)
+                    t.data.copy_(dense)
         if self._averager is not None:
             self._averager.remove()
         self._averager = GradientAverager(method, self.world_size)
@@ -215,8 +223,8 @@ class DistContext:
         if self.enabled:
             import torch.distributed as dist
 
-            if self.backend == "nccl":
-                dist.barrier(device_ids=[self.local_rank])
+            if self.backend == "nccl":  # the device this process uses, as it sees it
+                dist.barrier(device_ids=[_cuda_index(self.local_rank, self.world_size)])
             else:
                 dist.barrier()
 

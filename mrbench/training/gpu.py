@@ -103,6 +103,12 @@ def _holder(path: Path) -> str:
     return locks.holder(path)
 
 
+def _scheduled(env: MutableMapping[str, str]) -> bool:
+    """Whether a batch scheduler placed this job (SLURM): its ``CUDA_VISIBLE_DEVICES`` is the
+    job's own, to respect; a list set in a workstation shell is not."""
+    return any(k in env for k in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_GPUS"))
+
+
 def acquire_device(
     requested: str = "auto",
     *,
@@ -131,22 +137,30 @@ def acquire_device(
             return DeviceSlot(
                 "cpu", None, None, f"device: cpu (CUDA_VISIBLE_DEVICES={preset!r} hides all GPUs)"
             )
-        return DeviceSlot(
-            "cuda",
-            None,
-            None,
-            f"device: cuda (CUDA_VISIBLE_DEVICES={preset} set by the scheduler; no lock taken)",
-        )
-    n = count_gpus() if n_devices is None else n_devices
-    if n == 0:
+        listed = [d.strip() for d in preset.split(",") if d.strip()]
+        if len(listed) == 1 or _scheduled(env) or not all(d.isdigit() for d in listed):
+            return DeviceSlot(
+                "cuda",
+                None,
+                None,
+                f"device: cuda (CUDA_VISIBLE_DEVICES={preset} chosen by the scheduler)",
+            )
+        ids = [int(d) for d in listed]  # a shell's list, no scheduler: lock one of those GPUs
+    else:
+        n = count_gpus() if n_devices is None else n_devices
+        ids = list(range(n))
+    if not ids:
         if requested == "cuda":
             raise RuntimeError("--device cuda, but no GPU was found")
         return DeviceSlot("cpu", None, None, "device: cpu (no GPU found; running on the CPU)")
     folder = locks.private_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir())
     deadline = time.monotonic() + wait_s
     slots = max(1, int(env.get(SLOTS_ENV, "1") or 1))
+    if int(env.get("WORLD_SIZE", "1") or 1) > 1:
+        slots = 1  # two ranks of one data-parallel job on one GPU: NCCL refuses that
+    n = len(ids)
     while True:
-        for i, k in ((i, k) for k in range(slots) for i in range(n)):
+        for i, k in ((i, k) for k in range(slots) for i in ids):
             path = folder / (f"gpu{i}.lock" if k == 0 else f"gpu{i}-slot{k}.lock")
             fd = _try_lock(path)
             if fd is not None:
@@ -159,9 +173,7 @@ def acquire_device(
                     f"device: cuda, GPU {i} of {n} (lock {path}, pid {os.getpid()})",
                 )
         if time.monotonic() >= deadline:
-            holders = ", ".join(
-                f"GPU {i}: pid {_holder(folder / f'gpu{i}.lock')}" for i in range(n)
-            )
+            holders = ", ".join(f"GPU {i}: pid {_holder(folder / f'gpu{i}.lock')}" for i in ids)
             raise RuntimeError(
                 f"all {n} GPU(s) are held by other jobs ({holders}; locks in {folder}); "
                 "run fewer jobs at once (snakemake --resources gpu=N)"

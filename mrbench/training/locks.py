@@ -101,6 +101,29 @@ def release(fd: int) -> None:
         os.close(fd)
 
 
+def die_with_parent() -> None:
+    """End this process (SIGKILL) when its parent ends, on Linux; elsewhere a no-op.
+
+    torchrun starts each worker in a session of its own, so a workflow manager that SIGKILLs
+    the launcher does not reach the workers: they would keep training and keep their GPU and
+    run-folder locks, and the re-run would stop at "another trainer". With this the kernel ends
+    a worker with its launcher, and so releases its locks."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return  # not permitted here: the worker then outlives a killed launcher, as before
+    if os.getppid() != parent:  # the launcher ended before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 #: name of the one-writer lock inside a training run folder
 RUN_LOCK = ".train.lock"
 

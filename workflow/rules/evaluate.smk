@@ -16,9 +16,12 @@ rule translate:
         CONDA_ENV
     threads: THREADS
     resources:
-        gpu=lambda w: min(1, gpu_for(w.method)),
+        gpu=lambda w: eval_gpus(config, gpu_for(w.method), EVAL["device"]),
+        runtime=_translate_runtime,
     params:
-        device=EVAL["device"],
+        device=lambda w: eval_device(
+            EVAL["device"], eval_gpus(config, gpu_for(w.method), EVAL["device"])
+        ),
         batch=EVAL["batch_size"],
     shell:
         "python -m mrbench.cli translate --checkpoint {input.model:q} --store {input.store:q}"
@@ -63,6 +66,8 @@ rule fidelity:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        gpu=eval_gpus(config, 1, EVAL["device"]),
     params:
         extractor=EVAL["fid"]["feature_extractor"],
         weights=(
@@ -71,7 +76,7 @@ rule fidelity:
             else []
         ),
         kid=EVAL["fid"]["kid_subset_size"],
-        device=EVAL["device"],
+        device=eval_device(EVAL["device"], eval_gpus(config, 1, EVAL["device"])),
     shell:
         "python -m mrbench.cli report fidelity-split --pred-dir {input.pred:q} --store {input.store:q}"
         " --direction {wildcards.direction:q} --feature-extractor {params.extractor:q}"
