@@ -89,13 +89,21 @@ def plugin_seconds_per_image_256(spec: Mapping[str, Any]) -> float:
     return DEFAULT_SECONDS_PER_IMAGE_256 if cost is None else float(cost)
 
 
+@memoized("plugin_translate_seconds_per_image_256")
+def plugin_translate_seconds_per_image_256(spec: Mapping[str, Any]) -> float | None:
+    """The plugin's stated ``translate_seconds_per_image_256``, ``None`` if it states none
+    (memoized: a warm dry run must not import the plugins and torch)."""
+    cost = getattr(_plugin(spec), "translate_seconds_per_image_256", None)
+    return None if cost is None else float(cost)
+
+
 def translate_seconds_per_image(spec: Mapping[str, Any], image_size: int) -> float:
     """Estimated GPU seconds to translate one slice of ``image_size`` px: the plugin's
     ``translate_seconds_per_image_256`` (diffusion samplers state it: hundreds of network
     evaluations per slice), else one forward pass, :data:`FORWARD_SHARE` of a training step."""
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    cost = getattr(_plugin(spec), "translate_seconds_per_image_256", None)
+    cost = plugin_translate_seconds_per_image_256(spec)
     if cost is None:
         cost = plugin_seconds_per_image_256(spec) * FORWARD_SHARE
     return float(cost) * (image_size / 256.0) ** 2
