@@ -755,14 +755,11 @@ def _strip_and_score(
     name: str, thick, ref: np.ndarray, tmp_path: Path
 ) -> tuple[float, float, np.ndarray]:
     from mrbench.preprocessing.ants_io import from_ants
-    from mrbench.preprocessing.params import PreprocessParams
     from mrbench.preprocessing.qc import qc_figure
     from mrbench.preprocessing.skullstrip import skull_strip
 
     arr, aff = from_ants(thick)
-    work = tmp_path / f"work_{name}"
-    work.mkdir()
-    mask, _ = skull_strip(arr, aff, PreprocessParams(), work)
+    mask, _ = skull_strip(arr, aff)
     spacing = np.sqrt((aff[:3, :3] ** 2).sum(0))
     vol = float(mask.sum() * np.prod(spacing)) / 1000
     dice = 2 * float((mask & ref).sum()) / float(mask.sum() + ref.sum())
@@ -808,13 +805,10 @@ def test_thick_slice_skull_on_skull_strip(tmp_path: Path) -> None:
     import nibabel as nib
 
     from mrbench.preprocessing.ants_io import canonical
-    from mrbench.preprocessing.params import PreprocessParams
     from mrbench.preprocessing.skullstrip import skull_strip
 
     data, aff = canonical(nib.load(str(SKULL_T1)))
-    work = tmp_path / "iso"
-    work.mkdir()
-    iso_mask, _ = skull_strip(np.clip(data, 0, None), aff, PreprocessParams(), work)
+    iso_mask, _ = skull_strip(np.clip(data, 0, None), aff)
     thick = _thick_axial(SKULL_T1)
     ref = _on_grid(iso_mask, aff, thick)
     dice, vol, mask = _strip_and_score("skull_on", thick, ref, tmp_path)

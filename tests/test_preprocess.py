@@ -69,7 +69,7 @@ def _preprocessed(folder: Path, t1: Path, t2: Path) -> tuple[Path, float, float]
     """The pair ``t1``, ``t2`` preprocessed into ``folder``: (folder, wall and CPU seconds)."""
     if not t1.exists():
         pytest.skip(f"{t1} not found")
-    # the real skull-strip (template registration), not --skull-stripped, so the mask is tested
+    # the real skull-strip (deepbet), not --skull-stripped, so the mask is tested
     rc, wall, cpu = _run(["preprocess", "--t1", str(t1), "--t2", str(t2), "--out", str(folder)])
     assert rc == 0
     return folder, wall, cpu
@@ -153,7 +153,6 @@ def _shell(mask: np.ndarray, r: int) -> np.ndarray:
 def test_thick_slice_scan(tmp_path: Path, skull_out) -> None:
     """A 5 mm axial clinical-like T1 (resampled from the skull-on scan) gets a sane mask."""
     from mrbench.preprocessing.ants_io import canonical, from_ants, to_ants
-    from mrbench.preprocessing.params import PreprocessParams
     from mrbench.preprocessing.skullstrip import skull_strip
 
     ants = pytest.importorskip("ants")
@@ -163,7 +162,7 @@ def test_thick_slice_scan(tmp_path: Path, skull_out) -> None:
     )
     arr, thick_aff = from_ants(thick)
     assert arr.shape[2] < 50
-    mask, info = skull_strip(arr, thick_aff, PreprocessParams(), tmp_path)
+    mask, info = skull_strip(arr, thick_aff)
     vol = mask.sum() * 0.9 * 0.9 * 5.0 / 1000
     print(f"thick-slice brain volume {vol:.0f} ml")
     assert 900 <= vol <= 1900

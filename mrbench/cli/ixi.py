@@ -1,11 +1,13 @@
-"""``mrbench ixi``: IXI subject selection and split, per-subject extraction, and the QC table."""
+"""``mrbench ixi``: IXI subject selection and split, the archive check against the committed
+split, per-subject extraction, and the QC table."""
 
 from __future__ import annotations
 
 import argparse
 
 from mrbench.cli.args import dataset_option
-from mrbench.datasets.ixi import extract_subject, make_split, qc_table
+from mrbench.datasets.ixi import check_archives, extract_subject, make_split, qc_table
+from mrbench.io import atomic_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dataset_option(p, "ixi", "--n-test", int, "test subjects")
     share = "share of the training subjects used for validation"
     dataset_option(p, "ixi", "--val-fraction", float, share)
+    c = sub.add_parser("check", help="check the archives against the committed split")
+    c.add_argument("--t1-tar", required=True, help="IXI-T1.tar (only its file list is read)")
+    c.add_argument("--t2-tar", required=True, help="IXI-T2.tar (only its file list is read)")
+    c.add_argument("--split", default="config/splits/ixi.tsv", help="split file (read only)")
+    c.add_argument("--out", required=True, help="record of the check (written when it passes)")
     e = sub.add_parser("extract", help="extract one subject's T1 and T2")
     e.add_argument("--t1-tar", required=True, help="IXI-T1.tar")
     e.add_argument("--t2-tar", required=True, help="IXI-T2.tar")
@@ -40,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
             args.n_test,
             args.val_fraction,
         )
+    elif args.action == "check":
+        subjects = check_archives(args.t1_tar, args.t2_tar, args.split)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text("".join(f"{s}\n" for s in subjects))
     elif args.action == "qc":
         qc_table(args.qc_files, args.out)
     else:

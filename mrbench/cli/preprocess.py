@@ -1,4 +1,4 @@
-"""``mrbench preprocess``: skull-strip, register and normalise one subject (T1w + T2w).
+"""``mrbench preprocess``: skull-strip (deepbet), register and normalise one subject (T1w + T2w).
 
 The workflow's per-subject rules run exactly this command, so a subject that failed in the DAG
 can be rerun and inspected by hand. See :mod:`mrbench.preprocessing.pipeline` for the method.
@@ -33,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-spacing", type=float, default=None, help="isotropic output spacing (mm)"
     )
-    parser.add_argument("--no-syn", action="store_true", help="affine-only template fit")
     parser.add_argument("--threads", type=int, default=None, help="ITK threads")
 
 
@@ -47,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
         registration=args.registration,
         n4=args.n4,
         target_spacing=args.target_spacing,
-        syn=not args.no_syn,
     )
     qc = preprocess_subject(args.t1, args.t2, args.out, params, subject=args.subject)
     sim = qc["similarity"]

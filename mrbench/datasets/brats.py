@@ -13,24 +13,33 @@ and applies the benchmark's normalisation (:func:`mrbench.datasets.import_pair`)
 classes (CSF/GM/WM by Atropos on the T1w) are written as ``label.nii.gz``; where a case has its
 ``seg`` file, the tumour (any non-zero label) becomes class 4.
 
-Split: 7:3 train/test over the sorted case ids (test cases evenly spaced through the sorted
-list, so HGG/LGG and the contributing sites are spread over both), then 10% of the training
-cases as validation (:func:`mrbench.datasets.interleaved_split`). Written on import to
-``config/splits/brats2018.tsv``.
+Split: ``config/splits/brats2018.tsv`` is committed: the 285 training cases of the public case
+list, 7:3 train/test and 10% of train as validation, stratified by grade (:func:`grade_split`;
+a test recomputes it). The import checks the archive against it and never rewrites it.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mrbench import domain
-from mrbench.datasets import import_cases, import_pair
+from mrbench.datasets import (
+    CaseWorker,
+    build_subject_folder,
+    import_cases,
+    import_pair,
+    interleaved_split,
+)
 from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
-from mrbench.io import InputError, load_volume
+from mrbench.datasets.splits import check_archive_against_split
+from mrbench.io import InputError, check_output_dir, load_volume
 
 MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
 REQUIRED = domain.MODALITIES
@@ -64,8 +73,9 @@ def prepare_source(source: str | Path, workdir: str | Path) -> Path:
     return dest
 
 
-def find_cases(folder: str | Path) -> dict[str, dict[str, Path]]:
-    """Case id -> modality -> file; raise one error listing every case lacking t1 or t2."""
+def find_cases(folder: str | Path, complete: bool = True) -> dict[str, dict[str, Path]]:
+    """Case id -> modality -> file; with ``complete``, raise one error listing every case
+    lacking t1 or t2 (without, the caller checks the cases it needs)."""
     folder = Path(folder)
     cases: dict[str, dict[str, Path]] = {}
     dupes = []
@@ -88,7 +98,7 @@ def find_cases(folder: str | Path) -> dict[str, dict[str, Path]]:
         for case, mods in sorted(cases.items())
         if any(r not in mods for r in REQUIRED)
     ]
-    if missing:
+    if missing and complete:
         raise InputError(
             f"{folder}: {len(missing)} case(s) lack required files: " + "; ".join(missing)
         )
@@ -120,21 +130,56 @@ def _import_case(case_files: dict[str, Path], out_dir: Path) -> dict:
     return info
 
 
+def grade_split(grades: Mapping[str, str]) -> pd.DataFrame:
+    """The committed BraTS 2018 split, stratified by grade: within each grade (HGG, LGG), the
+    sorted case ids are split by :func:`mrbench.datasets.interleaved_split` with
+    ``round_half_up(0.3 * n)`` test cases at evenly spaced positions and ``round(0.1 * rest)``
+    validation cases among the others; the grades' tables are joined and sorted by case id.
+    No random generator: the same list always gives the same file."""
+    by_grade: dict[str, list[str]] = {}
+    for case, grade in grades.items():
+        by_grade.setdefault(grade, []).append(case)
+    parts = []
+    for grade in sorted(by_grade):
+        ids = sorted(by_grade[grade])
+        n_test = int(math.floor(TEST_FRACTION * len(ids) + 0.5 + 1e-9))
+        parts.append(interleaved_split(ids, n_test, VAL_FRACTION))
+    return pd.concat(parts).sort_values("subject").reset_index(drop=True)
+
+
 def import_brats(
     source: str | Path,
     out_root: str | Path,
     split_file: str | Path,
     workdir: str | Path = "resources/brats2018",
     jobs: int = 1,
+    overwrite: bool = False,
 ) -> dict:
-    """Validate, import every case into ``out_root/<case>/`` and write the split file."""
+    """Validate and import the cases into ``out_root/<case>/``.
+
+    With an existing ``split_file`` (the committed one), the archive is checked against it
+    (:func:`mrbench.datasets.splits.check_archive_against_split`: listed cases missing or
+    incomplete stop the import with one line; other cases are counted and ignored), only the
+    listed cases are imported and the file is never rewritten. Without one (another release),
+    every case is imported and a split of the sorted ids is written
+    (:func:`mrbench.datasets.fraction_split`, not stratified: the grade is not known).
+    A non-empty ``out_root`` that no earlier import wrote is refused before any work (unless
+    ``overwrite``): the import replaces the whole folder."""
+    check_output_dir(out_root, "subjects", overwrite)
     folder = prepare_source(source, workdir)
+    if Path(split_file).exists():
+        cases = find_cases(folder, complete=False)
+        found = {case: set(mods) for case, mods in cases.items()}
+        listed = check_archive_against_split(found, REQUIRED, split_file, source)
+        worker = CaseWorker({c: cases[c] for c in listed}, _import_case)
+        table = build_subject_folder(listed, worker, out_root, jobs, overwrite)
+        return {"n_cases": len(listed), "folder": str(folder), "table": table}
     cases = find_cases(folder)
     ids = sorted(cases)
     if len(ids) < 3:
         raise InputError(f"{folder}: only {len(ids)} case(s); a train/val/test split needs 3")
     fractions = (TEST_FRACTION, VAL_FRACTION)
-    table = import_cases(cases, _import_case, out_root, split_file, jobs, fractions)
+    table = import_cases(cases, _import_case, out_root, split_file, jobs, fractions, overwrite)
     return {"n_cases": len(ids), "folder": str(folder), "table": table}
 
 

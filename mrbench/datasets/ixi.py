@@ -11,9 +11,14 @@ Subject rule (the paper uses 80 IXI subjects with T1 and T2 but does not list th
    (:func:`mrbench.datasets.interleaved_split`).
 
 The rule needs only the archives' file lists (no IXI.xls), so it gives the same split offline
-and can be checked by anyone. It is written to ``config/splits/ixi.tsv``; subjects that are
-excluded (one modality only, known defects) are written with the reason to
-``resources/ixi/excluded.tsv`` and printed in the log.
+and can be checked by anyone. ``config/splits/ixi.tsv`` is committed: it is the rule applied to
+the public file lists of the archives (:func:`split_of_names`; a test recomputes it). A run
+never rewrites it: after the download, :func:`check_archives` checks the archives against it
+(a listed subject missing, or without T1 or T2, stops the job with one line naming it; other
+subjects are counted and ignored). Only where the split file is absent (another
+``split_file``) does the ``ixi_split`` checkpoint write it from the downloaded archives,
+with the excluded subjects (one modality only, known defects) and their reasons in
+``resources/ixi/excluded.tsv``.
 
 Commands: ``mrbench ixi split``, ``mrbench ixi extract`` and ``mrbench ixi qc`` (used by
 ``workflow/rules/ixi.smk``).
@@ -32,6 +37,7 @@ from mrbench.config.schema import dataset_default
 from mrbench.datasets import interleaved_split, write_split_file
 from mrbench.datasets.archive import list_members, safe_extract
 from mrbench.datasets.kind import DatasetKind, register_dataset, split_file_of
+from mrbench.datasets.splits import check_archive_against_split
 from mrbench.io import InputError, atomic_path
 
 NAME_RE = re.compile(r"^(?P<subject>IXI\d{3}-(?:Guys|HH|IOP)-\d{4})-(?P<mod>T1|T2|PD)\.nii\.gz$")
@@ -102,6 +108,31 @@ def select_subjects(
     return usable[:n_subjects], excluded
 
 
+def split_of_names(
+    t1_names: list[str],
+    t2_names: list[str],
+    n_subjects: int = N_SUBJECTS,
+    n_test: int = N_TEST,
+    val_fraction: float = VAL_FRACTION,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The documented split (subject rule, then :func:`interleaved_split`) of the subjects named
+    by the archives' member names; and the excluded subjects. ``config/splits/ixi.tsv`` is this
+    function applied to the public file lists, so it can be recomputed without the data."""
+    subjects, excluded = select_subjects(t1_names, t2_names, n_subjects)
+    return interleaved_split(subjects, n_test, val_fraction), excluded
+
+
+def check_archives(t1_tar: str | Path, t2_tar: str | Path, split_file: str | Path) -> list[str]:
+    """The split's subjects, after checking that both archives hold each one's T1 and T2 (one
+    line naming those that do not; subjects the split does not list are counted and ignored)."""
+    found: dict[str, set[str]] = {}
+    for mod, tar in (("T1", t1_tar), ("T2", t2_tar)):
+        for subject in subjects_in_names(list_members(tar), mod):
+            found.setdefault(subject, set()).add(mod)
+    archives = f"{Path(t1_tar).name} + {Path(t2_tar).name}"
+    return check_archive_against_split(found, ("T1", "T2"), split_file, archives)
+
+
 def make_split(
     t1_tar: str | Path,
     t2_tar: str | Path,
@@ -111,8 +142,9 @@ def make_split(
     n_test: int = N_TEST,
     val_fraction: float = VAL_FRACTION,
 ) -> pd.DataFrame:
-    subjects, excluded = select_subjects(list_members(t1_tar), list_members(t2_tar), n_subjects)
-    df = interleaved_split(subjects, n_test, val_fraction)
+    df, excluded = split_of_names(
+        list_members(t1_tar), list_members(t2_tar), n_subjects, n_test, val_fraction
+    )
     write_split_file(df, split_file)
     if excluded_file is not None:
         with atomic_path(excluded_file) as tmp:
@@ -146,16 +178,18 @@ def qc_table(qc_files: list[str | Path], out: str | Path) -> pd.DataFrame:
 
     Flags (:func:`mrbench.preprocessing.qc.qc_flags`): brain volume outside the adult range, a
     registration that barely moved the similarity, T2 field of view covering less than 90% of the
-    brain. Tissue class volumes (``csf_ml``, ``gm_ml``, ``wm_ml``) are listed where preprocessing
-    wrote them. Flagged subjects are printed (the log).
+    brain; and (:func:`~mrbench.preprocessing.qc.dataset_flags`) a registered similarity far
+    below the dataset's median. Tissue class volumes (``csf_ml``, ``gm_ml``, ``wm_ml``) are
+    listed where preprocessing wrote them. Flagged subjects are printed (the log).
     """
-    from mrbench.preprocessing.qc import qc_flags
+    from mrbench.preprocessing.qc import dataset_flags, qc_flags
 
     rows = []
-    for f in qc_files:
-        q = json.loads(Path(f).read_text())
+    records = [json.loads(Path(f).read_text()) for f in qc_files]
+    relative = dataset_flags(records)
+    for q in records:
         sim = q["similarity"]
-        flags = qc_flags(q)
+        flags = qc_flags(q) + relative.get(q["subject"], [])
         rows.append(
             {
                 "subject": q["subject"],

@@ -1,8 +1,7 @@
-"""ANTs access for preprocessing: nibabel <-> antspyx images, grids, transforms, MNI152 template.
+"""ANTs access for preprocessing: nibabel <-> antspyx images, grids, transforms.
 
 nibabel arrays are RAS; ANTs images live in LPS physical space. :func:`to_ants` and
 :func:`from_ants` convert between a canonical (RAS, no shear) array + affine and an ANTs image.
-The MNI152 2009a template files ship inside the nilearn installation.
 """
 
 from __future__ import annotations
@@ -13,13 +12,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from mrbench.io import InputError
-
-TEMPLATE_FILES = {
-    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
-    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
-}
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -78,20 +70,3 @@ def translation_file(offset_ras: np.ndarray, folder: Path, name: str = "init.mat
     path = str(folder / name)
     ants.write_transform(tx, path)
     return path
-
-
-def template_path(name: str) -> Path:
-    import nilearn.datasets
-
-    path = Path(nilearn.datasets.__file__).parent / "data" / TEMPLATE_FILES[name]
-    if not path.exists():
-        raise InputError(f"{path}: MNI152 template file missing from the nilearn installation")
-    return path
-
-
-def load_template() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for name in TEMPLATE_FILES:
-        data, affine = canonical(nib.load(template_path(name)))
-        out[name] = (data / max(float(data.max()), 1e-6), affine)
-    return out

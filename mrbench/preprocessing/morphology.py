@@ -1,17 +1,9 @@
-"""Binary morphology in millimetres: balls, dilation/erosion, components, holes, bounding box."""
+"""Binary morphology in millimetres: dilation/erosion, components, holes, bounding box."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-
-
-def ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    """Ellipsoidal structuring element of ``radius_mm`` on a grid of voxel ``spacing``."""
-    r = np.maximum(np.floor(radius_mm / np.asarray(spacing)), 0).astype(int)
-    grid = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
-    dist = sum((g * s / max(radius_mm, 1e-6)) ** 2 for g, s in zip(grid, spacing, strict=True))
-    return dist <= 1.0
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -13,19 +13,6 @@ class PreprocessParams:
     registration: str = "rigid"  #: T2 -> T1 transform: "rigid" or "affine"
     n4: bool = False  #: N4 bias-field correction of both volumes
     target_spacing: float | None = None  #: output grid spacing (mm); None = the T1 grid
-    # skull-strip
-    template_spacing: float = 2.0  #: resolution (mm) of the affine template registration
-    affine_iterations: tuple[int, ...] = (100, 50, 20)  #: per level, shrink 4, 2, 1
-    syn: bool = True  #: refine the template fit with a short SyN
-    syn_spacing: float = 4.0  #: resolution (mm) of the SyN stage
-    syn_iterations: tuple[int, ...] = (30, 15)
-    metric_mask_dilation_mm: float = 10.0  #: dilation of the template mask for the metric
-    brain_top_depth_mm: float = 12.0  #: initial distance of the brain top below the head top
-    band_mm: float = 6.0  #: half-width of the refinement band around the warped boundary
-    dark_fraction: float = 0.12  #: bone/air threshold, fraction of white-matter intensity
-    bright_fraction: float = 1.6  #: fat threshold, fraction of white-matter intensity
-    open_mm: float = 2.0  #: opening radius (cuts thin bridges to scalp)
-    close_mm: float = 3.0  #: closing radius
     # T2 -> T1
     t2_spacing: float = 1.5  #: finest registration resolution (mm)
     t2_iterations: tuple[int, ...] = (100, 50, 25)

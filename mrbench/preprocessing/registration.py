@@ -3,8 +3,7 @@
 :func:`coarse_translation` finds a starting offset by an exhaustive NMI search (scanner
 coordinates of two sessions can disagree by centimetres); :func:`register_t2` then fits a rigid
 or affine transform with Mattes mutual information inside the dilated brain mask and resamples
-the T2 onto the T1 grid. :func:`linear_registration` is the rigid/affine ANTs call that the
-template fit of the skull-strip uses too.
+the T2 onto the T1 grid. :func:`linear_registration` is the rigid/affine ANTs call.
 """
 
 from __future__ import annotations

@@ -1,19 +1,25 @@
 # BraTS 2018: no public download; import the archive or folder named in
 # datasets.brats2018.source (one rule: the case list is only known from the user's data).
 # Skull-stripping and registration are skipped (done by the organisers); orientation, mask and
-# normalisation are applied. Writes the subjects folder and config/splits/brats2018.tsv.
+# normalisation are applied. Writes the subjects folder; checks the archive against the
+# committed config/splits/brats2018.tsv.
 
 BRATS_CFG = dataset_settings("brats2018", config["datasets"].get("brats2018"))
+BRATS_SPLIT = split_file_of("brats2018", BRATS_CFG)
+# a committed split is an input (read and checked against the archive, never rewritten); only
+# where no split file exists does the import write one
+BRATS_SPLIT_COMMITTED = Path(BRATS_SPLIT).exists()
 
 
 rule brats_import:
     input:
         # no input while the source is not configured: the DAG still lists the import, and the
         # job stops with a message naming the config key (mrbench import-brats)
-        lambda w: [BRATS_CFG["source"]] if BRATS_CFG.get("source") else [],
+        source=lambda w: [BRATS_CFG["source"]] if BRATS_CFG.get("source") else [],
+        split=[BRATS_SPLIT] if BRATS_SPLIT_COMMITTED else [],
     output:
         subjects=directory(f"{RESULTS}/data/brats2018/subjects"),
-        split=split_file_of("brats2018", BRATS_CFG),
+        split=[] if BRATS_SPLIT_COMMITTED else [BRATS_SPLIT],
     log:
         f"{RESULTS}/logs/data/brats2018/import.log",
     benchmark:
@@ -26,6 +32,7 @@ rule brats_import:
         runtime=240,
     params:
         source=lambda w: BRATS_CFG.get("source") or "",
+        split=lambda w: BRATS_SPLIT,
     shell:
-        "python -m mrbench.cli import-brats --source {params.source:q} --out {output.subjects:q} --splits {output.split:q}"
+        "python -m mrbench.cli import-brats --source {params.source:q} --out {output.subjects:q} --splits {params.split:q}"
         " --workdir resources/brats2018 --jobs {threads} > {log:q} 2>&1"

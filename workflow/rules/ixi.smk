@@ -1,5 +1,6 @@
-# IXI: download the T1/T2 archives (login node), choose the subjects from the archives' file
-# lists (checkpoint: writes config/splits/ixi.tsv), extract and preprocess each subject
+# IXI: download the T1/T2 archives (login node), check them against the committed split
+# config/splits/ixi.tsv (or, where no split file exists, choose the subjects from the archives'
+# file lists: checkpoint ixi_split writes it), extract and preprocess each subject
 # (skull-strip, T2 -> T1 registration, normalisation), then a QC table of all subjects.
 # Method and parameters: docs/datasets.md. Consumed by the generic `slices` rule (data.smk).
 
@@ -27,33 +28,55 @@ rule ixi_download:
         "python -m mrbench.cli download --url {params.url:q} --md5 {params.md5:q} --out {output:q} > {log:q} 2>&1"
 
 
-checkpoint ixi_split:
+rule ixi_check:
     input:
         t1=f"{IXI_RES}/IXI-T1.tar",
         t2=f"{IXI_RES}/IXI-T2.tar",
-    output:
         split=IXI_SPLIT,
-        excluded=f"{IXI_RES}/excluded.tsv",
+    output:
+        f"{IXI_RES}/archive_check.txt",
     log:
-        f"{RESULTS}/logs/data/ixi/split.log",
+        f"{RESULTS}/logs/data/ixi/check.log",
     benchmark:
-        f"{RESULTS}/benchmarks/data/ixi/split.tsv"
+        f"{RESULTS}/benchmarks/data/ixi/check.tsv"
     conda:
         CONDA_ENV
-    params:
-        n=IXI_CFG["n_subjects"],
-        n_test=IXI_CFG["n_test"],
-        val=IXI_CFG["val_fraction"],
     shell:
-        "python -m mrbench.cli ixi split --t1-tar {input.t1:q} --t2-tar {input.t2:q} --out {output.split:q}"
-        " --excluded {output.excluded:q} --n-subjects {params.n:q} --n-test {params.n_test:q}"
-        " --val-fraction {params.val:q} > {log:q} 2>&1"
+        "python -m mrbench.cli ixi check --t1-tar {input.t1:q} --t2-tar {input.t2:q} --split {input.split:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+# only where the split file is absent: a committed split is read, never rewritten
+if not IXI_SPLIT_COMMITTED:
+
+    checkpoint ixi_split:
+        input:
+            t1=f"{IXI_RES}/IXI-T1.tar",
+            t2=f"{IXI_RES}/IXI-T2.tar",
+        output:
+            split=IXI_SPLIT,
+            excluded=f"{IXI_RES}/excluded.tsv",
+        log:
+            f"{RESULTS}/logs/data/ixi/split.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/ixi/split.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            n=IXI_CFG["n_subjects"],
+            n_test=IXI_CFG["n_test"],
+            val=IXI_CFG["val_fraction"],
+        shell:
+            "python -m mrbench.cli ixi split --t1-tar {input.t1:q} --t2-tar {input.t2:q} --out {output.split:q}"
+            " --excluded {output.excluded:q} --n-subjects {params.n:q} --n-test {params.n_test:q}"
+            " --val-fraction {params.val:q} > {log:q} 2>&1"
 
 
 rule ixi_extract:
     input:
         t1=f"{IXI_RES}/IXI-T1.tar",
         t2=f"{IXI_RES}/IXI-T2.tar",
+        checked=f"{IXI_RES}/archive_check.txt",
     output:
         t1=temp(f"{IXI_RES}/raw/{{subject}}/t1.nii.gz"),
         t2=temp(f"{IXI_RES}/raw/{{subject}}/t2.nii.gz"),
