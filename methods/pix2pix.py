@@ -64,7 +64,7 @@ class Pix2Pix(TranslationMethod):
         "test_mode": "train",
         "test_seed": 0,
     }
-    tiny_params: ClassVar[dict[str, Any]] = {"ngf": 8, "ndf": 8, "num_downs": 5, "n_layers_d": 2}
+    tiny_params: ClassVar[dict[str, Any]] = {"ngf": 8, "ndf": 8, "num_downs": 4, "n_layers_d": 2}
     optimizer = "Adam"
     deviations = (
         "One-channel slices instead of RGB images (1-channel generator input and output, "

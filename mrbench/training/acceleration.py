@@ -6,8 +6,9 @@ know about them:
 ``amp``
     bfloat16 autocast around the training step, on the CPU and on CUDA (:func:`autocast`);
     validation, ``prepare_inference`` and the test translation stay in float32, so the weights
-    are selected and tested on the same outputs. Convolutions and matrix products run in bfloat16, reductions and
-    losses that autocast keeps in float32 stay there; weights and optimiser states stay float32.
+    are selected and tested on the same outputs. Convolutions and matrix products run in
+    bfloat16, reductions and losses that autocast keeps in float32 stay there; weights and
+    optimiser states stay float32.
 ``optimizer_impl``
     ``fused`` (default): every Adam/AdamW a method lists runs torch's fused kernel, one pass
     over each parameter instead of a dozen elementwise operations per tensor (about 4x faster
