@@ -225,6 +225,10 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: draw for both), and tables show the method in Table 1's supervised reference block, never
     #: ranked with the unsupervised methods. Every other method gets unpaired slices.
     paired: ClassVar[bool] = False
+    #: For methods that split each training batch into parts themselves: the multiple a
+    #: process's share of the batch must be in a data-parallel job (``training.gpus_per_job``),
+    #: so that the parts over all processes add up to those of one process on the whole batch.
+    rank_batch_multiple: ClassVar[int] = 1
     #: Deviations from the method's official recipe and code (adaptations to 1-channel MRI etc.),
     #: one sentence each; the recipe table lists them.
     deviations: ClassVar[tuple[str, ...]] = ()

@@ -67,6 +67,8 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
     display_name = "DRIT++"
     citation = "Lee et al., IJCV 2020"
     family = "disentangled"
+    #: an encoded and a random half per process: data-parallel shares of an even size >= 2
+    rank_batch_multiple = 2
     seconds_per_image_256 = None
     capabilities = frozenset({"content_maps"})
     deviations = (

@@ -67,6 +67,9 @@ class StarGANv2(TranslationMethod):
     display_name = "StarGAN-v2"
     citation = "Choi et al., CVPR 2020"
     family = "style-based gan"
+    #: sources are half T1, half T2, two different references each: data-parallel shares of an
+    #: even size >= 2
+    rank_batch_multiple = 2
     deviations = (
         "One-channel (grayscale) input and output: the official code hard-codes 3 channels in "
         "four convolutions (generator stem and output, style encoder and discriminator stems).",

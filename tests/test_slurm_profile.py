@@ -52,6 +52,7 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     config = yaml.safe_load((work / "config" / "test.yaml").read_text())
     config["gpu_resource"] = True
     config.setdefault("training", {})["gpus_per_job"] = GPUS
+    config["training"]["batch_size"] = 2 * GPUS  # a share DRIT++/StarGAN-v2 can halve
     (work / "config" / "ddp.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     args = ["--profile", "profiles/slurm", "--configfile", "config/ddp.yaml", "--dry-run"]

@@ -255,6 +255,12 @@ class ClassMemory(nn.Module):
         state_dict.setdefault(prefix + "trained", torch.ones_like(self.trained))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @torch.no_grad()
+    def after_buffer_average(self) -> None:
+        """Keys are unit vectors: after a data-parallel job averages the memory over its
+        processes (:meth:`mrbench.training.distributed.DistContext.sync_buffers`), renormalise."""
+        self.keys.copy_(F.normalize(self.keys, dim=1))
+
     @property
     def n_classes(self) -> int:
         return len(self.sizes)

@@ -23,10 +23,25 @@ of the global batch, exactly as with one process on the whole batch:
 * ``torch.autograd.grad`` (gradient penalties) does not touch ``.grad`` and is not synchronised;
   its result feeds a loss whose ``backward()`` is.
 
-Caveats: batch statistics (BatchNorm, e.g. InstaFormer's discriminator) are per process, as
-with plain DDP without SyncBatchNorm; state a method updates outside its optimisers (running
-means, memories) is broadcast once by :meth:`DistContext.prepare` and then evolves per process
-(process 0's copy is saved); methods that split a batch internally see each process's share.
+State outside the gradients is kept equal too:
+
+* BatchNorm layers (InstaFormer's and pix2pix's discriminators, pix2pix's U-Net) become
+  :class:`StepSyncBatchNorm` on CUDA (:func:`sync_batchnorm`, in :meth:`DistContext.prepare`):
+  inside a training step (:meth:`DistContext.step`) they normalise with the statistics of the
+  global batch, as one process would; outside it (process 0 validates and exports alone) they
+  act as plain BatchNorm. SyncBatchNorm needs CUDA: on the CPU (gloo) the layers stay BatchNorm
+  with per-process batch statistics, and the run's log says so;
+* buffers a method updates itself (running style/attribute means, MGUIT/HiFi-Syn memory items;
+  every buffer that is not a BatchNorm statistic) are averaged over the processes after every
+  step in which they changed on some process (:meth:`DistContext.sync_buffers`; boolean flags
+  are OR-ed, integer buffers take process 0's value); a module may renormalise after that
+  (``after_buffer_average``, e.g. unit-length memory keys). Averaged running means equal the
+  single-process ones (the update is linear in the batch mean); memories are an average of the
+  per-process updates, close to but not the same as one update from the global batch;
+* methods that split each batch internally (DRIT++, StarGAN-v2) declare the multiple a
+  per-process batch must be (``rank_batch_multiple``); the settings check refuses a
+  ``gpus_per_job`` that leaves less.
+
 Randomness inside a step (diffusion noise, time steps) differs per process
 (:meth:`DistContext.decorrelate_rng`), so stochastic methods follow the single-process loss
 curve statistically, deterministic ones to floating-point precision.
@@ -41,7 +56,8 @@ checkpoints, the model); the trainer asks :attr:`DistContext.is_main`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -106,6 +122,50 @@ class GradientAverager:
         self.handles = []
 
 
+#: whether a data-parallel training step is running in this process (:meth:`DistContext.step`)
+_IN_STEP = [False]
+
+
+class StepSyncBatchNorm(nn.SyncBatchNorm):
+    """SyncBatchNorm that synchronises only inside a training step, where every process runs
+    the same forward passes; elsewhere (validation and export run on process 0 alone, e.g.
+    pix2pix's generator in training mode) it is plain BatchNorm, which waits for no one."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (torch's name)
+        if _IN_STEP[0]:
+            return super().forward(input)
+        return nn.modules.batchnorm._BatchNorm.forward(self, input)
+
+
+def sync_batchnorm(module: nn.Module) -> int:
+    """Replace every BatchNorm layer under ``module`` by :class:`StepSyncBatchNorm` in place
+    (same parameters and running statistics, so optimisers keep working); returns how many."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(
+            child, nn.SyncBatchNorm
+        ):
+            new = nn.SyncBatchNorm.convert_sync_batchnorm(child)
+            new.__class__ = StepSyncBatchNorm
+            module.add_module(name, new)
+            count += 1
+        else:
+            count += sync_batchnorm(child)
+    return count
+
+
+def method_buffers(method: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The buffers a method may update itself: every buffer outside BatchNorm layers (whose
+    statistics :class:`StepSyncBatchNorm` keeps), in a fixed order."""
+    out = []
+    for prefix, mod in method.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            continue
+        for name, buf in mod.named_buffers(recurse=False):
+            out.append((f"{prefix}.{name}" if prefix else name, buf))
+    return out
+
+
 class ShardedPairSampler:
     """This process's contiguous share of every global batch of a
     :class:`~mrbench.training.sampling.PairSampler`-like sampler (anything with ``batch(k) ->
@@ -140,6 +200,8 @@ class DistContext:
     local_rank: int = 0
     backend: str | None = None
     _averager: GradientAverager | None = field(default=None, repr=False)
+    #: the method's buffers as last made equal (:meth:`sync_buffers` averages those that moved)
+    _synced: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def enabled(self) -> bool:
@@ -158,12 +220,20 @@ class DistContext:
             torch.cuda.set_device(dev)
         return dev
 
-    def prepare(self, method: nn.Module) -> nn.Module:
-        """Make every process start from process 0's weights and average gradients from now on."""
+    def prepare(self, method: nn.Module, log: Callable[[str], None] | None = None) -> nn.Module:
+        """Make every process start from process 0's weights and average gradients from now on;
+        on CUDA, BatchNorm layers become :class:`StepSyncBatchNorm` (global batch statistics)."""
         if not self.enabled:
             return method
         import torch.distributed as dist
 
+        if self.backend == "nccl":
+            sync_batchnorm(method)
+        elif any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in method.modules()):
+            (log or (lambda msg: None))(
+                "BatchNorm statistics stay per process: SyncBatchNorm needs CUDA "
+                f"(backend {self.backend})"
+            )
         with torch.no_grad():
             for t in [*method.parameters(), *method.buffers()]:
                 if t.data.is_contiguous():
@@ -175,7 +245,57 @@ class DistContext:
         if self._averager is not None:
             self._averager.remove()
         self._averager = GradientAverager(method, self.world_size)
+        self._synced = {n: b.detach().clone() for n, b in method_buffers(method)}
         return method
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Around one ``train_step``: :class:`StepSyncBatchNorm` layers synchronise inside it."""
+        before = _IN_STEP[0]
+        _IN_STEP[0] = self.enabled
+        try:
+            yield
+        finally:
+            _IN_STEP[0] = before
+
+    @torch.no_grad()
+    def sync_buffers(self, method: nn.Module) -> int:
+        """Make the buffers that changed on some process since the last call equal again:
+        floating ones averaged, boolean ones OR-ed, others process 0's; then each module's
+        ``after_buffer_average()`` where present (e.g. renormalising). One small all-reduce
+        when nothing changed; returns the number of buffers synchronised."""
+        if not self.enabled:
+            return 0
+        import torch.distributed as dist
+
+        bufs = method_buffers(method)
+        if not bufs:
+            return 0
+        dev = torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else None
+        moved = [n not in self._synced or not torch.equal(b, self._synced[n]) for n, b in bufs]
+        flags = torch.tensor(moved, dtype=torch.int32, device=dev)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        changed = [nb for nb, f in zip(bufs, flags.tolist(), strict=True) if f]
+        for _, buf in changed:
+            if buf.is_floating_point():
+                t = buf.contiguous()
+                dist.all_reduce(t, op=dist.ReduceOp.SUM)
+                buf.copy_(t / self.world_size)
+            elif buf.dtype == torch.bool:
+                t = buf.to(torch.uint8)
+                dist.all_reduce(t, op=dist.ReduceOp.MAX)
+                buf.copy_(t.bool())
+            else:
+                t = buf.contiguous()
+                dist.broadcast(t, src=0)
+                buf.copy_(t)
+        if changed:
+            for mod in method.modules():
+                hook = getattr(mod, "after_buffer_average", None)
+                if callable(hook):
+                    hook()
+        self._synced = {n: b.detach().clone() for n, b in method_buffers(method)}
+        return len(changed)
 
     def shard_sampler(self, sampler: Any) -> Any:
         if not self.enabled:
@@ -288,5 +408,8 @@ __all__ = [
     "GradientAverager",
     "SINGLE",
     "ShardedPairSampler",
+    "StepSyncBatchNorm",
     "from_env",
+    "method_buffers",
+    "sync_batchnorm",
 ]

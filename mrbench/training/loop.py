@@ -156,8 +156,9 @@ def run_steps(
         batch = _check_batch(run, next(batches), step)
         batch = to_device(batch, run.device)
         schedule.apply(step)
-        with acceleration.autocast(run.device, run.amp):
+        with run.dist.step(), acceleration.autocast(run.device, run.amp):
             losses = run.dist.mean_losses(run.method.train_step(batch, step))
+        run.dist.sync_buffers(run.method)
         _check_losses(run, losses, step, ckpt)
         if ema is not None:
             ema.update()

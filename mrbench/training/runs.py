@@ -223,7 +223,7 @@ def prepare_run(
     method.to(device)
     method.train()
     acceleration.use_memory_format(method, training["memory_format"])
-    dist.prepare(method)
+    dist.prepare(method, log=log)
     acceleration.use_optimizer_impl(method.optimizers(), training["optimizer_impl"])
     acceleration.compile_networks(method, training["compile"])
     resolved = {

@@ -73,6 +73,33 @@ def _check_trained_length(method_cls: type, steps: int) -> None:
     )
 
 
+def _check_rank_batch(method_cls: type, t: dict[str, Any]) -> None:
+    """A data-parallel job gives each of its ``gpus_per_job`` processes an equal share of the
+    batch; a method that splits its batch internally (``rank_batch_multiple``, e.g. DRIT++'s
+    encoded and random halves) needs a share that is a multiple of its split, else the method
+    would change with the GPU count."""
+    gpus, batch = t["gpus_per_job"], t["batch_size"]
+    if gpus <= 1 or not getattr(method_cls, "trainable", True):
+        return
+    _check(batch % gpus == 0, "gpus_per_job", gpus, f"a divisor of batch_size {batch}")
+    need = int(getattr(method_cls, "rank_batch_multiple", 1) or 1)
+    per = batch // gpus
+    _check(
+        per % need == 0,
+        "gpus_per_job",
+        gpus,
+        f"a GPU count that leaves each process a multiple of {need} slices; batch_size {batch} "
+        f"leaves {per}, and {getattr(method_cls, 'plugin_name', method_cls.__name__)} splits "
+        "each process's batch in parts",
+    )
+
+
+def _check_for_method(method_cls: type, t: dict[str, Any]) -> None:
+    """The resolved section's rules that depend on the method: its length and batch shares."""
+    _check_trained_length(method_cls, t["steps"])
+    _check_rank_batch(method_cls, t)
+
+
 def _resolve_length(t: dict[str, Any], train_slices: int | None) -> None:
     """``steps`` of a merged section in place: from ``epochs`` where the split's size is known,
     cut by ``steps_cap`` (``schedule_steps`` then keeps the uncapped length)."""
@@ -160,7 +187,7 @@ def resolve_training(
     if getattr(method_cls, "paired", False) or getattr(method_cls, "needs_pairs", False):
         t["pairing"] = "paired"
     _resolve_length(t, train_slices)
-    _check_trained_length(method_cls, t["steps"])
+    _check_for_method(method_cls, t)
     if train_slices is not None and val_epochs is not None:
         t["val_every"] = max(1, steps_for_epochs(val_epochs, train_slices, t["batch_size"]))
     return t
