@@ -2,12 +2,13 @@
 
 UNIT-DDPM at its ``config/demo.yaml`` parameters and training overrides (batch 4) is trained
 through the shared trainer on a demo-like phantom slice store for each of ``--steps``,
-validating six times. Every validation row becomes a row of
-``benchmarks/results/unit_ddpm_collapse.csv``: PSNR per direction and SSIM of the sampled
-translations (the trainer's protocol), and the collapse check of the translators: their PSNR
-against their own input and against the target, and the spread of their output against the
-target's (``spread_translator_vs_target``, about 1 for a healthy translator, near 0 for a
-near-constant one; Table 1 names a run whose last value is under 0.1).
+validating six times, beside the identity map on the same store (the floor to beat). Every
+validation row becomes a row of ``benchmarks/results/unit_ddpm_collapse.csv``: PSNR per
+direction and SSIM of the sampled translations (the trainer's protocol), and the collapse check
+of the translators: their PSNR against their own input and against the target, and the spread
+of their output against the target's (``spread_translator_vs_target``, about 1 for a healthy
+translator, near 0 for a near-constant one); the last row of each run says what Table 1's
+collapse check makes of it (``collapse_check``; ``none`` where it does not fire).
 
     python benchmarks/unit_ddpm_collapse.py --steps 300,1200 [--store STORE] [--threads 1]
 """
@@ -41,21 +42,26 @@ KEEP = (
     "ssim",
     "psnr_translator_vs_input",
     "psnr_translator_vs_target",
+    "spread_translator_vs_target",
     "spread_translator_vs_target_t1_to_t2",
     "spread_translator_vs_target_t2_to_t1",
 )
 
 
-def curve(steps: int, store: Path, out: Path) -> list[dict]:
-    """Train UNIT-DDPM at its demo parameters for ``steps`` steps; its validation rows."""
+def curve(steps: int, store: Path, out: Path, method: str = "unit_ddpm") -> list[dict]:
+    """Train ``method`` at its demo parameters for ``steps`` steps; its validation rows, the last
+    with what Table 1's collapse check says of the run (``none``: it does not fire)."""
+    import pandas as pd
+
+    from mrbench.reporting.train_logs import translator_collapse
     from mrbench.training.loop import train
 
-    entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"]["unit_ddpm"]
+    entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"][method]
     every = max(1, steps // VALIDATIONS)
     training = {"batch_size": 4, "select": "last", "steps": steps, "val_every": every}
-    training |= {"checkpoint_every": steps, "log_every": every}
+    training |= {"checkpoint_every": max(1, steps), "log_every": every}
     spec = {
-        "method": "unit_ddpm",
+        "method": method,
         "plugin": entry["plugin"],
         "params": dict(entry.get("params") or {}),
         "training": training | dict(entry.get("training") or {}),
@@ -65,7 +71,9 @@ def curve(steps: int, store: Path, out: Path) -> list[dict]:
     wall = time.perf_counter() - t0
     with (out / "val_log.csv").open() as f:
         rows = [{k: r.get(k, "") for k in KEEP} for r in csv.DictReader(f)]
-    return [{"steps": steps, **r, "run_seconds": round(wall, 1)} for r in rows]
+    rows = [{"method": method, "steps": steps, **r, "run_seconds": round(wall, 1)} for r in rows]
+    rows[-1]["collapse_check"] = translator_collapse(pd.read_csv(out / "val_log.csv")) or "none"
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or phantom_store(Path(tmp) / "store", 32, 5.5, 10)
+        rows += curve(0, store, Path(tmp) / "identity", "identity")  # the floor to beat
         for n in (int(s) for s in args.steps.split(",") if s):
             rows += curve(n, store, Path(tmp) / f"run-{n}")
     write_table(

@@ -12,16 +12,16 @@ and every ``x_0^B`` forms ``(g^A(x_0^B), x_0^B)``.
 
 Training, one iteration (the paper's Algorithm 1, in this module's names):
 
-1. draw ``x_0^A``, ``x_0^B`` (unpaired), ``t^A, t^B ~ U{1..T}`` and four noises
-   ``eps^A, eps~^B`` (pair A) and ``eps^B, eps~^A`` (pair B);
+1. draw ``x_0^A``, ``x_0^B`` (unpaired), one ``t ~ U{1..T}`` (per batch element, shared by
+   both pseudo-pairs) and four noises ``eps^A, eps~^B`` (pair A) and ``eps^B, eps~^A`` (pair B);
 2. translate: ``x~_0^B = g^B(x_0^A)``, ``x~_0^A = g^A(x_0^B)``; noise both members of each pair
-   to the same step: ``(x^A_t, x~^B_t)`` at ``t^A``, ``(x~^A_t, x^B_t)`` at ``t^B``;
+   to that step: ``(x^A_t, x~^B_t)`` and ``(x~^A_t, x^B_t)``;
 3. denoiser update (translators fixed): gradient step on
-   ``|eps^A - eps_thetaA(x^A_t, x~^B_t, t^A)|^2 + |eps^B - eps_thetaB(x^B_t, x~^A_t, t^B)|^2``
+   ``|eps^A - eps_thetaA(x^A_t, x~^B_t, t)|^2 + |eps^B - eps_thetaB(x^B_t, x~^A_t, t)|^2``
    (the DDPM loss on *real* images, conditioned on noisy *translated* images);
 4. translator update (denoisers fixed): gradient step on
-   ``lambda_dsm * (|eps~^A - eps_thetaA(x~^A_t, x^B_t, t^B)|^2
-   + |eps~^B - eps_thetaB(x~^B_t, x^A_t, t^A)|^2)
+   ``lambda_dsm * (|eps~^A - eps_thetaA(x~^A_t, x^B_t, t)|^2
+   + |eps~^B - eps_thetaB(x~^B_t, x^A_t, t)|^2)
    + lambda_cyc * (|g^A(g^B(x_0^A)) - x_0^A|_1 + |g^B(g^A(x_0^B)) - x_0^B|_1)``:
    the translated images must be denoisable as images of their domain given the real partner,
    and the round trip must return the input. The same noisy pairs serve both updates.
@@ -48,13 +48,16 @@ Choices the paper leaves open, made here (all are parameters in ``defaults``):
   blocks,
   instance norm, tanh), N(0, 0.02) initialisation.
 - Loss weights: ``lambda_dsm = 1``, ``lambda_cyc = 10`` (CycleGAN's cycle weight). The paper uses
-  an unweighted squared error for the noise; here it is the per-pixel mean (DDPM's ``L_simple``).
+  squared L2 norms for the noise and L1 norms for the cycle; here each is the per-pixel mean
+  (DDPM's ``L_simple``), the norm divided by the same pixel count, so the weights balance the
+  terms as in the paper.
   ``translator_dsm`` selects which noise-prediction terms drive the translators: ``"target"``
   (translated image is the denoised variable, step 4 above, default), ``"condition"`` (translated
   image as the condition, gradients of the step-3 loss reaching the translators) or ``"both"``.
 - Optimisers: Adam for the denoisers with DDPM's 256 px settings (lr 2e-5, betas 0.9/0.999,
-  gradient-norm clip 1.0; EMA 0.9999 is the trainer's); Adam(0.5, 0.999), lr 2e-4 for the
-  translators (CycleGAN). Both updates run every iteration, denoisers first.
+  gradient-norm clip 1.0; EMA 0.9999 of the denoisers is the trainer's); Adam(0.5, 0.999), lr
+  2e-4 for the translators (CycleGAN), the same gradient-norm clip, no EMA (they take no part in
+  sampling). Both updates run every iteration, denoisers first.
 - Brain masks are not used by the losses (the method learns the background as well).
 """
 
@@ -226,7 +229,10 @@ class UnitDDPM(TranslationMethod):
         return {"denoiser": self.opt_denoiser, "translator": self.opt_translator}
 
     def ema_modules(self) -> dict[str, nn.Module]:
-        return {"eps_t1": self.eps_t1, "eps_t2": self.eps_t2, "g_t1": self.g_t1, "g_t2": self.g_t2}
+        """The denoisers only: DDPM averages the network it samples with, and the translators
+        take no part in sampling (validation's collapse check then sees the live translators,
+        the ones that train the denoisers)."""
+        return {"eps_t1": self.eps_t1, "eps_t2": self.eps_t2}
 
     def _eps(
         self, net: nn.Module, x_t: torch.Tensor, cond_t: torch.Tensor, t: torch.Tensor
@@ -241,9 +247,10 @@ class UnitDDPM(TranslationMethod):
         q = self.diffusion.q_sample
         self.train()
 
-        # Algorithm 1, lines 1-2: times and noises of the two pseudo-pairs.
-        t_a = torch.randint(0, T, (n1,), device=dev)  # pair (x1, g_t2(x1))
-        t_b = torch.randint(0, T, (n2,), device=dev)  # pair (g_t1(x2), x2)
+        # Algorithm 1, lines 1-2: one time per iteration (per batch element, as in DDPM) for
+        # both pseudo-pairs, (x1, g_t2(x1)) and (g_t1(x2), x2); four independent noises.
+        t = torch.randint(0, T, (max(n1, n2),), device=dev)
+        t_a, t_b = t[:n1], t[:n2]
         e1, e2_fake = torch.randn_like(x1), torch.randn_like(x1)
         e2, e1_fake = torch.randn_like(x2), torch.randn_like(x2)
 
