@@ -36,20 +36,26 @@ import mrbench  # noqa: E402, F401  (maps mrbench_methods to methods/ in a check
 VALIDATIONS = 6
 
 
-def curve(method: str, steps: int, store: Path, out: Path) -> list[dict]:
-    """Train ``method`` at its demo parameters for ``steps`` steps; its validation rows."""
-    from mrbench.training.loop import train
-
+def demo_spec(method: str, steps: int) -> dict:
+    """``method`` at its ``config/demo.yaml`` parameters and training overrides (batch 4), run
+    for ``steps`` steps with :data:`VALIDATIONS` validations and the last weights kept."""
     entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"][method]
     every = max(1, steps // VALIDATIONS)
     training = {"batch_size": 4, "select": "last", "steps": steps, "val_every": every}
-    training |= {"checkpoint_every": steps, "log_every": every}
-    spec = {
+    training |= {"checkpoint_every": max(1, steps), "log_every": every}
+    return {
         "method": method,
         "plugin": entry["plugin"],
         "params": dict(entry.get("params") or {}),
         "training": training | dict(entry.get("training") or {}),
     }
+
+
+def curve(method: str, steps: int, store: Path, out: Path) -> list[dict]:
+    """Train ``method`` at its demo parameters for ``steps`` steps; its validation rows."""
+    from mrbench.training.loop import train
+
+    spec = demo_spec(method, steps)
     t0 = time.perf_counter()
     train(spec, store, out, seed=0, progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0

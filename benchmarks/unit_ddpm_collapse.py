@@ -23,17 +23,16 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import ROOT, write_table  # noqa: E402
+from _common import write_table  # noqa: E402
 from demo_capacity import phantom_store  # noqa: E402
+from demo_learning_curve import demo_spec  # noqa: E402
 
 import mrbench  # noqa: E402, F401  (maps mrbench_methods to methods/ in a checkout)
 
-VALIDATIONS = 6
 KEEP = (
     "step",
     "psnr_t1_to_t2",
@@ -56,16 +55,7 @@ def curve(steps: int, store: Path, out: Path, method: str = "unit_ddpm") -> list
     from mrbench.reporting.train_logs import translator_collapse
     from mrbench.training.loop import train
 
-    entry = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["methods"][method]
-    every = max(1, steps // VALIDATIONS)
-    training = {"batch_size": 4, "select": "last", "steps": steps, "val_every": every}
-    training |= {"checkpoint_every": max(1, steps), "log_every": every}
-    spec = {
-        "method": method,
-        "plugin": entry["plugin"],
-        "params": dict(entry.get("params") or {}),
-        "training": training | dict(entry.get("training") or {}),
-    }
+    spec = demo_spec(method, steps)
     t0 = time.perf_counter()
     train(spec, store, out, seed=0, progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.cyclegan import CycleGAN
 from mrbench_methods.nets.init import init_weights
 from mrbench_methods.nets.patchgan import PatchDiscriminator
 from mrbench_methods.nets.unet import UnetGenerator
@@ -76,24 +77,10 @@ class Pix2Pix(TranslationMethod):
         "Test mode: a slice's dropout mask comes from a fixed seed, so translations are "
         "reproducible (the official test draws it from the global random state).",
     )
-    #: the official recipe (``train.py`` defaults with pix2pix's): batch 1, 100 epochs at lr 2e-4
-    #: then 100 epochs of linear decay, resize 286 / random crop 256 / flip, the last weights
-    recipes: ClassVar[dict[str, dict[str, Any]]] = {
-        "official": {
-            "batch_size": 1,
-            "epochs": 200,
-            "lr_schedule": "linear",
-            "lr_decay_start": 0.5,
-            "augment": "resize_crop_flip",
-            "select": "last",
-        },
-        "equal_budget": {
-            "lr_schedule": "linear",
-            "lr_decay_start": 0.5,
-            "augment": "resize_crop_flip",
-            "select": "last",
-        },
-    }
+    #: the official recipe is the repository's one ``train.py`` shared with CycleGAN (batch 1,
+    #: 100 epochs at lr 2e-4 then 100 epochs of linear decay, resize 286 / random crop 256 /
+    #: flip, the last weights)
+    recipes: ClassVar[dict[str, dict[str, Any]]] = CycleGAN.recipes
     training_defaults: ClassVar[dict[str, Any]] = {
         "lr_schedule": "linear",
         "lr_decay_start": 0.5,

@@ -19,3 +19,13 @@ def dataset_option(
         default=dataset_default(dataset, key),
         help=f"{help_text} (default %(default)s)",
     )
+
+
+def overwrite_option(p: argparse.ArgumentParser, target: str, writer: str) -> None:
+    """``--overwrite``: the explicit consent to replace a non-empty output folder that this
+    command did not write (without it the command refuses, so a user's files are never lost)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace an {target} that holds files an earlier {writer} did not write",
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from mrbench.cli.args import overwrite_option
 from mrbench.datasets.brats import import_brats
 
 
@@ -23,11 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/brats2018", help="where archives are extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an --out folder that holds files an earlier import did not write",
-    )
+    overwrite_option(parser, "--out folder", "import")
 
 
 def run(args: argparse.Namespace) -> int:

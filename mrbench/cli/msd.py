@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from mrbench.cli.args import overwrite_option
 from mrbench.datasets.msd import import_msd
 
 
@@ -18,11 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/msd_brats", help="where the archive is extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an --out folder that holds files an earlier import did not write",
-    )
+    overwrite_option(parser, "--out folder", "import")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")
 
 

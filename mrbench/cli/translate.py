@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mrbench.cli.args import overwrite_option
 from mrbench.domain import DIRECTIONS
 from mrbench.inference.translate import translate_file, translate_store
 from mrbench.io import InputError
@@ -41,11 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store", help="slice store split folder, e.g. results/data/ixi/slices/test"
     )
     split.add_argument("--out-dir", help="folder for <subject>.nii.gz and timing.json")
-    split.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an --out-dir that holds files an earlier translation did not write",
-    )
+    overwrite_option(split, "--out-dir", "translation")
     parser.add_argument(
         "--device",
         default="auto",
