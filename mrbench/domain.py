@@ -1,16 +1,25 @@
-"""The benchmark's fixed vocabulary: translation directions, modalities, tissue classes.
+"""The benchmark's fixed vocabulary: contrasts, contrast pairs, directions, tissue classes.
 
-Every module that names a direction, a modality or a tissue class reads it from here, so that
-the command-line choices, the trainer, the method contract and the label maps agree.
+Every module that names a contrast, a direction or a tissue class reads it from here, so that
+the command-line choices, the trainer, the method contract and the label maps agree. The method
+contract itself is pair-neutral (domains ``a``/``b``, :mod:`mrbench.pairs`); users read contrast
+names (``t2_to_flair``), mapped by :mod:`mrbench.pairs`.
 """
 
 from __future__ import annotations
 
-#: the two translation directions, in table order
+#: every contrast a dataset kind may offer, with the name tables and figures show
+CONTRASTS = {"t1": "T1w", "t1ce": "T1ce", "t2": "T2w", "pd": "PDw", "flair": "FLAIR"}
+
+#: the pair of the paper's Table 1; a config without ``pairs`` runs this one, and its results
+#: keep the layout they had before pairs existed
+DEFAULT_PAIR = ("t1", "t2")
+
+#: the two translation directions of the default pair, in table order
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 
-#: the contrasts of a subject's co-registered volumes (``t1.nii.gz``, ``t2.nii.gz``)
-MODALITIES = ("t1", "t2")
+#: the default pair's contrasts (kept for code that means exactly T1w and T2w)
+MODALITIES = DEFAULT_PAIR
 
 #: class code of each tissue class in ``label.nii.gz`` (background is 0); white-matter lesions
 #: of the phantom get the code BraTS tumours get

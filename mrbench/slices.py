@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,8 +31,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mrbench.domain import MODALITIES, TISSUE_CLASSES
+from mrbench.domain import DEFAULT_PAIR, MODALITIES, TISSUE_CLASSES
 from mrbench.io import InputError, load_volume
+from mrbench.pairs import Batch, check_pair
 
 if TYPE_CHECKING:
     import torch
@@ -271,23 +273,31 @@ class SliceStore:
     torch is imported only when a slice is read, so that building the store and parsing the
     workflow do not load it.
 
-    ``store[i]`` returns the paired slice ``i``; :meth:`pair` returns T1 of slice ``i`` with T2
-    of slice ``j`` (unpaired sampling). Images are ``(1, S, S)`` float tensors in ``[-1, 1]``.
+    A store holds every contrast its dataset was built with (``meta.json``'s ``contrasts``;
+    stores written before pairs existed hold ``t1`` and ``t2``). ``pair`` picks the two a run
+    translates between: items hold them under the method contract's neutral keys
+    (:mod:`mrbench.pairs`). ``store[i]`` returns the paired slice ``i``; :meth:`pair` returns
+    contrast ``a`` of slice ``i`` with contrast ``b`` of slice ``j`` (unpaired sampling), as a
+    :class:`mrbench.pairs.Batch` with keys ``a``, ``b``, ``mask_a``, ``mask_b``. Images are
+    ``(1, S, S)`` float tensors in ``[-1, 1]``; :meth:`image` reads any contrast of the store.
 
     With ``labels=True`` (for methods whose ``needs_labels`` trait is set) every item also holds
-    ``label_t1``/``label_t2``: the tissue classes of the slice, ``(1, S, S)`` float class
+    ``label_a``/``label_b``: the tissue classes of the slice, ``(1, S, S)`` float class
     indices; other methods never see them.
     """
 
-    def __init__(self, folder: str | Path, labels: bool = False) -> None:
+    def __init__(
+        self, folder: str | Path, labels: bool = False, pair: Sequence[str] = DEFAULT_PAIR
+    ) -> None:
         self.folder = Path(folder)
         self.labels = bool(labels)
+        self.pair_contrasts = check_pair(pair)
         if self.labels and not (self.folder / "label.npy").exists():
             raise InputError(
                 f"{self.folder / 'label.npy'}: tissue labels missing (the method needs labels; "
                 "rebuild the slice store from subjects with label.nii.gz)"
             )
-        for name in ("t1.npy", "t2.npy", "mask.npy", "index.tsv", "meta.json"):
+        for name in ("mask.npy", "index.tsv", "meta.json"):
             if not (self.folder / name).exists():
                 raise InputError(f"{self.folder / name}: slice store file missing")
         meta_path, index_path = self.folder / "meta.json", self.folder / "index.tsv"
@@ -297,6 +307,16 @@ class SliceStore:
             raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
         if not isinstance(self.meta, dict) or not {"size", "subjects"} <= set(self.meta):
             raise InputError(f"{meta_path}: not a slice store meta file (needs size, subjects)")
+        self.contrasts = tuple(self.meta.get("contrasts") or DEFAULT_PAIR)
+        for c in self.pair_contrasts:
+            if c not in self.contrasts:
+                raise InputError(
+                    f"{self.folder}: the slice store holds {', '.join(self.contrasts)}, not "
+                    f"{c} (rebuild it with the dataset's pairs including {c})"
+                )
+        for c in self.contrasts:
+            if not (self.folder / f"{c}.npy").exists():
+                raise InputError(f"{self.folder / f'{c}.npy'}: slice store file missing")
         try:
             self.index = pd.read_csv(index_path, sep="\t")
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -313,7 +333,8 @@ class SliceStore:
         # opened lazily so that the object pickles cheaply into DataLoader workers
         if self._arrays is None:
             arrays = {}
-            for name in ("t1", "t2", "mask") + (("label",) if self.labels else ()):
+            first = self.contrasts[0]
+            for name in (*self.contrasts, "mask") + (("label",) if self.labels else ()):
                 path = self.folder / f"{name}.npy"
                 try:
                     arrays[name] = np.load(path, mmap_mode="r")
@@ -324,10 +345,10 @@ class SliceStore:
                         f"{path}: shape {arrays[name].shape}, expected ({len(self.index)}, S, S) "
                         "as listed in index.tsv"
                     )
-                if arrays[name].shape != arrays["t1"].shape:
+                if arrays[name].shape != arrays[first].shape:
                     raise InputError(
-                        f"{path}: shape {arrays[name].shape} differs from t1.npy's "
-                        f"{arrays['t1'].shape}"
+                        f"{path}: shape {arrays[name].shape} differs from {first}.npy's "
+                        f"{arrays[first].shape}"
                     )
             if self.labels:  # read once, where the labels enter training
                 check_labels(arrays["label"], self.folder / "label.npy")
@@ -350,6 +371,14 @@ class SliceStore:
     def subjects(self) -> list[str]:
         return list(dict.fromkeys(self.index["subject"]))
 
+    def image(self, contrast: str, i: int) -> torch.Tensor:
+        """Slice ``i`` of ``contrast`` as a ``(1, S, S)`` tensor in ``[-1, 1]``."""
+        if contrast not in self.contrasts:
+            raise InputError(
+                f"{self.folder}: the slice store holds {', '.join(self.contrasts)}, not {contrast}"
+            )
+        return self._image(contrast, i)
+
     def _image(self, mod: str, i: int) -> torch.Tensor:
         # scaled in place with numpy: a torch op here would start intra-op threads for every
         # slice, which made loading in the training process 5-50x slower (benchmarks/README.md)
@@ -370,19 +399,24 @@ class SliceStore:
 
         return torch.from_numpy(np.array(self.arrays["label"][i], dtype=np.float32))[None]
 
-    def pair(self, i: int, j: int) -> dict[str, torch.Tensor]:
-        item = {
-            "t1": self._image("t1", i),
-            "t2": self._image("t2", j),
-            "mask_t1": self._mask(i),
-            "mask_t2": self._mask(j),
-        }
+    def pair(self, i: int, j: int) -> Batch:
+        """Contrast ``a`` of slice ``i`` and contrast ``b`` of slice ``j`` (neutral keys)."""
+        a, b = self.pair_contrasts
+        item = Batch(
+            {
+                "a": self._image(a, i),
+                "b": self._image(b, j),
+                "mask_a": self._mask(i),
+                "mask_b": self._mask(j),
+            },
+            contrasts=self.pair_contrasts,
+        )
         if self.labels:
-            item["label_t1"] = self._label(i)
-            item["label_t2"] = self._label(j)
+            item["label_a"] = self._label(i)
+            item["label_b"] = self._label(j)
         return item
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> Batch:
         return self.pair(i, i)
 
     def subject_rows(self, subject: str) -> np.ndarray:
