@@ -1,6 +1,8 @@
-# mrbench: a reproducible benchmark for unsupervised MRI contrast translation (T1w <-> T2w).
+# mrbench: a reproducible benchmark for unsupervised MRI contrast translation (T1w <-> T2w, and
+# any other pair of T1w, T1ce, T2w, PDw and FLAIR a dataset offers: datasets.<name>.pairs).
 #
 #   snakemake --cores 8 --resources gpu=2                      # the paper setup (config/config.yaml)
+#   snakemake --cores 8 --resources gpu=2 --configfile config/pairs.yaml   # SynDiff's pairs
 #   snakemake --cores 2 --configfile config/demo.yaml          # the CPU demo on the phantom dataset
 #
 # Rules live in workflow/rules/*.smk; they call the `mrbench` command line, never inline logic.

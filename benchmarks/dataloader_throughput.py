@@ -69,10 +69,10 @@ def train_step_seconds(size: int, batch: int, repeats: int) -> float:
     method = cls(DEMO_CYCLEGAN, image_size=size)
     method.train()
     x = {
-        "t1": torch.rand(batch, 1, size, size) * 2 - 1,
-        "t2": torch.rand(batch, 1, size, size) * 2 - 1,
-        "mask_t1": torch.ones(batch, 1, size, size),
-        "mask_t2": torch.ones(batch, 1, size, size),
+        "a": torch.rand(batch, 1, size, size) * 2 - 1,
+        "b": torch.rand(batch, 1, size, size) * 2 - 1,
+        "mask_a": torch.ones(batch, 1, size, size),
+        "mask_b": torch.ones(batch, 1, size, size),
     }
     step = iter(range(10**6))
     return timed(lambda: method.train_step(x, next(step)), repeats=repeats, warmup=1)

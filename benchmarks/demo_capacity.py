@@ -15,7 +15,7 @@ the same steps with the same network. Where the paired fit stays below ``intensi
 demo's image size, widths or budget (not the method's loss) keep the method below the floor.
 
     python benchmarks/demo_capacity.py [--sizes 32,64] [--steps 600] [--method cyclegan]
-        [--network G_t1_to_t2] [--params '{"ngf": 16}'] [--lr 2e-4]
+        [--network G_a_to_b] [--params '{"ngf": 16}'] [--lr 2e-4]
 """
 
 from __future__ import annotations
@@ -102,15 +102,15 @@ def references(store: Path) -> dict[str, float]:
     affine = np.where(vm, np.clip(a * v1 + b, 0, 1), 0)
     imap = get_plugin("intensity_map")({}, v1.shape[-1])
     train = {
-        "t1": torch.from_numpy(tr1)[:, None] * 2 - 1,
-        "t2": torch.from_numpy(tr2)[:, None] * 2 - 1,
-        "mask_t1": torch.from_numpy(trm)[:, None].float(),
-        "mask_t2": torch.from_numpy(trm)[:, None].float(),
+        "a": torch.from_numpy(tr1)[:, None] * 2 - 1,
+        "b": torch.from_numpy(tr2)[:, None] * 2 - 1,
+        "mask_a": torch.from_numpy(trm)[:, None].float(),
+        "mask_b": torch.from_numpy(trm)[:, None].float(),
     }
     imap.fit(iter([train]))
     with torch.inference_mode():
         x = torch.from_numpy(v1)[:, None] * 2 - 1
-        mapped = ((imap.translate(x, "t1_to_t2") + 1) / 2).clamp(0, 1)[:, 0].numpy() * vm
+        mapped = ((imap.translate(x, "a_to_b") + 1) / 2).clamp(0, 1)[:, 0].numpy() * vm
     return {
         "identity": _psnr(v1, v2),
         "affine": _psnr(affine, v2),
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=600, help="paired L1 steps")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--method", default="cyclegan", help="plugin whose network is fitted")
-    p.add_argument("--network", default="G_t1_to_t2", help="attribute of the plugin (a module)")
+    p.add_argument("--network", default="G_a_to_b", help="attribute of the plugin (a module)")
     p.add_argument("--params", default="{}", help="JSON overrides of the demo parameters")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--subjects", type=int, default=10)

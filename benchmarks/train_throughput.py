@@ -138,7 +138,7 @@ def _batch(b: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
     t1 = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear") * 2 - 1
     t2 = -t1
     mask = torch.ones_like(t1)
-    out = {"t1": t1, "t2": t2, "mask_t1": mask, "mask_t2": mask.clone()}
+    out = {"a": t1, "b": t2, "mask_a": mask, "mask_b": mask.clone()}  # the neutral contract
     return {k: v.to(device) for k, v in out.items()}
 
 

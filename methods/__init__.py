@@ -1,6 +1,10 @@
 """Translation methods. Every module in this package is imported here, so a new method is one
 file: define a :class:`~mrbench_methods.base.TranslationMethod` subclass, decorate it with
-``@register("name")`` and add a config entry that names the plugin."""
+``@register("name")`` and add a config entry that names the plugin.
+
+The contract is pair-neutral (:mod:`mrbench_methods.base`): batches hold domains ``a`` and ``b``
+(:data:`DOMAINS`), directions are ``a_to_b`` and ``b_to_a`` (:data:`NEUTRAL_DIRECTIONS`;
+:data:`DIRECTIONS` is the same tuple, kept for plugins that import it)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ if __name__ != "mrbench_methods":  # e.g. ``import methods`` with the checkout a
 
 from mrbench_methods.base import (  # noqa: E402
     DIRECTIONS,
+    DOMAINS,
+    NEUTRAL_DIRECTIONS,
+    ContractError,
     TranslationMethod,
     get_plugin,
     load_plugin_paths,
@@ -28,6 +35,9 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 __all__ = [
     "DIRECTIONS",
+    "DOMAINS",
+    "NEUTRAL_DIRECTIONS",
+    "ContractError",
     "TranslationMethod",
     "get_plugin",
     "load_plugin_paths",

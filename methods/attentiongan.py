@@ -52,5 +52,5 @@ class AttentionGAN(CycleGAN):
         """Candidates and masks of a translation (for figures): see
         :meth:`AttentionResnetGenerator.parts`."""
         src, _ = split_direction(direction)
-        net = self.G_t1_to_t2 if src == "t1" else self.G_t2_to_t1
+        net = self.G_a_to_b if src == "a" else self.G_b_to_a
         return net.parts(x.to(self.device))

@@ -8,18 +8,33 @@ Conventions shared by all methods:
 
 - Images are float tensors of shape ``(B, 1, H, W)`` with values in ``[-1, 1]`` (0 in the
   slice store maps to -1, the background).
-- A training batch is a dict with keys ``"t1"``, ``"t2"`` (images) and ``"mask_t1"``,
-  ``"mask_t2"`` (brain masks, float 0/1, same shape). Under unpaired sampling (every method but
-  those with the :attr:`TranslationMethod.paired` trait), ``t1`` and ``t2`` come from different,
-  independently drawn slices.
-- Directions are ``"t1_to_t2"`` and ``"t2_to_t1"``.
+- The contract is pair-neutral (:mod:`mrbench.pairs`): a method never knows which two
+  contrasts it translates between. It sees two domains, ``"a"`` and ``"b"``
+  (:data:`~mrbench.pairs.DOMAINS`); the run's pair says which contrast each is (the first of a
+  configured pair, e.g. T2w of ``[t2, flair]``, is ``a``).
+- A training batch is a :class:`mrbench.pairs.Batch` (a dict) with keys ``"a"``, ``"b"``
+  (images) and ``"mask_a"``, ``"mask_b"`` (brain masks, float 0/1, same shape); methods with
+  :attr:`TranslationMethod.needs_labels` also get ``"label_a"``, ``"label_b"``.
+  ``batch.contrasts`` names the pair (e.g. ``("t2", "flair")``), for logs only. Under unpaired
+  sampling (every method but those with the :attr:`TranslationMethod.paired` trait), ``a`` and
+  ``b`` come from different, independently drawn slices.
+- Directions are ``"a_to_b"`` and ``"b_to_a"`` (:data:`~mrbench.pairs.NEUTRAL_DIRECTIONS`,
+  exported here as :data:`DIRECTIONS`); :func:`split_direction` gives their domains.
+  ``content_map(x, domain)`` takes ``"a"`` or ``"b"``. The library maps directions to contrast
+  names (``t2_to_flair``) wherever a user reads them, and model files record their pair.
+- A plugin written against the earlier T1/T2 contract (``batch["t1"]``,
+  ``direction == "t1_to_t2"``) fails with one line naming this contract
+  (:class:`mrbench.pairs.ContractError`). Its saved weights load: state-dict keys that spell
+  ``t1``/``t2`` are renamed to ``a``/``b`` (:func:`upgrade_legacy_names`).
 """
 
 from __future__ import annotations
 
 import abc
 import os
+import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from typing import Any, ClassVar
@@ -27,8 +42,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mrbench import pairs
 from mrbench.config import plugins as _plugins
-from mrbench.domain import DIRECTIONS
+from mrbench.pairs import DOMAINS, NEUTRAL_DIRECTIONS, ContractError
+
+#: the directions of the method contract (neutral: ``a_to_b``, ``b_to_a``), for plugins
+DIRECTIONS = NEUTRAL_DIRECTIONS
 
 _REGISTRY: dict[str, type[TranslationMethod]] = {}
 
@@ -139,12 +158,58 @@ class RenamedParameterWarning(UserWarning):
     """A config or saved model used a parameter's old name (accepted for one release)."""
 
 
-def split_direction(direction: str) -> tuple[str, str]:
-    """``"t1_to_t2"`` -> ``("t1", "t2")``."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; expected one of {DIRECTIONS}")
-    src, dst = direction.split("_to_")
-    return src, dst
+def split_direction(direction: str) -> tuple[pairs.Domain, pairs.Domain]:
+    """``"a_to_b"`` -> ``(A, B)`` (:class:`mrbench.pairs.Domain` objects, equal to ``"a"`` and
+    ``"b"``). An old contract name (``"t1_to_t2"``) raises :class:`~mrbench.pairs.ContractError`
+    naming the new contract; anything else ValueError."""
+    if isinstance(direction, str) and direction in pairs.LEGACY_KEYS:
+        raise ContractError(
+            f"direction {direction!r} belongs to the old T1/T2 method contract; {pairs.CONTRACT}"
+        )
+    if direction == NEUTRAL_DIRECTIONS[0]:
+        return pairs.A, pairs.B
+    if direction == NEUTRAL_DIRECTIONS[1]:
+        return pairs.B, pairs.A
+    raise ValueError(
+        f"unknown direction {direction!r}; expected one of {', '.join(NEUTRAL_DIRECTIONS)}"
+    )
+
+
+def check_domain(domain: str) -> pairs.Domain:
+    """``domain`` as :data:`pairs.A` or :data:`pairs.B` (e.g. for ``content_map(x, domain)``); an
+    old contract name (``"t1"``) raises :class:`~mrbench.pairs.ContractError`, anything else
+    ValueError."""
+    if isinstance(domain, str) and domain in pairs.LEGACY_KEYS:
+        raise ContractError(
+            f"domain {domain!r} belongs to the old T1/T2 method contract; {pairs.CONTRACT}"
+        )
+    if domain in DOMAINS:
+        return pairs.A if domain == pairs.A else pairs.B
+    raise ValueError(f"domain {domain!r}: expected 'a' or 'b'")
+
+
+#: a ``t1``/``t2`` token of a state-dict key, optimiser or network name written before the
+#: contract became pair-neutral (``G_t1_to_t2.model.0.weight``, ``enc.t2.conv``,
+#: ``attr_mean_t1``): tokens are separated by ``.`` and ``_``
+_LEGACY_TOKEN = re.compile(r"(^|[._])t([12])(?=$|[._])")
+
+
+def upgrade_legacy_name(name: str) -> str:
+    """``"G_t1_to_t2.model.0.weight"`` -> ``"G_a_to_b.model.0.weight"``: a name of a model
+    saved before the contract became pair-neutral, with ``t1`` as ``a`` and ``t2`` as ``b``.
+    No built-in network has a ``t1``/``t2`` token in a name now, so the renaming is exact."""
+    return _LEGACY_TOKEN.sub(lambda m: m.group(1) + ("a" if m.group(2) == "1" else "b"), name)
+
+
+def upgrade_legacy_names(obj: Any) -> Any:
+    """``obj`` (a state dict, a checkpoint's method or EMA state) with every string key
+    of every nested dict renamed by :func:`upgrade_legacy_name`: what loads a model or a
+    checkpoint written before pairs existed (all trained on T1w/T2w, ``t1`` = ``a``)."""
+    if isinstance(obj, dict):
+        out = {(upgrade_legacy_name(k) if isinstance(k, str) else k): upgrade_legacy_names(v)
+               for k, v in obj.items()}  # fmt: skip
+        return OrderedDict(out) if isinstance(obj, OrderedDict) else out
+    return obj
 
 
 def _type_problem(default: Any, value: Any) -> str | None:
@@ -212,18 +277,19 @@ class TranslationMethod(nn.Module, abc.ABC):
     #: None: one forward pass, a third of a training step (samplers with many network
     #: evaluations per slice must state it).
     translate_seconds_per_image_256: ClassVar[float | None] = None
-    #: Optional capabilities, e.g. ``"content_maps"`` (offers ``content_map(x, modality)`` for a
+    #: Optional capabilities, e.g. ``"content_maps"`` (offers ``content_map(x, domain)``, domain
+    #: ``"a"`` or ``"b"``, for a
     #: Fig. 3-style figure); any disentangling method can offer it.
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: True if the method is a reconstruction from its paper (no official code): tables say so.
     reconstruction: ClassVar[bool] = False
-    #: True if training needs per-pixel tissue class labels (batch keys ``"label_t1"``,
-    #: ``"label_t2"``); methods without it never see labels.
+    #: True if training needs per-pixel tissue class labels (batch keys ``"label_a"``,
+    #: ``"label_b"``); methods without it never see labels.
     needs_labels: ClassVar[bool] = False
     #: True if the method learns from co-registered pairs (supervised): every training batch item
-    #: then holds the T1 and the T2 slice of the same position (voxel-aligned, one augmentation
-    #: draw for both), and tables show the method in Table 1's supervised reference block, never
-    #: ranked with the unsupervised methods. Every other method gets unpaired slices.
+    #: then holds the ``a`` and the ``b`` slice of the same position (voxel-aligned, one
+    #: augmentation draw for both), and tables show the method in Table 1's supervised reference
+    #: block, never ranked with the unsupervised methods. Every other method gets unpaired slices.
     paired: ClassVar[bool] = False
     #: For methods that split each training batch into parts themselves: the multiple a
     #: process's share of the batch must be in a data-parallel job (``training.gpus_per_job``),
@@ -358,7 +424,8 @@ class TranslationMethod(nn.Module, abc.ABC):
     # ----------------------------------------------------------------- training
     @abc.abstractmethod
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        """One optimisation step (all of the method's updates); returns named scalar losses."""
+        """One optimisation step (all of the method's updates) on a :class:`~mrbench.pairs.Batch`
+        (keys ``a``, ``b``, ``mask_a``, ``mask_b``); returns named scalar losses."""
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers; the trainer attaches a learning-rate scheduler to each."""
@@ -381,7 +448,8 @@ class TranslationMethod(nn.Module, abc.ABC):
     # -------------------------------------------------------------- translation
     @abc.abstractmethod
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
-        """Translate a batch ``(B, 1, H, W)`` in ``[-1, 1]``; returns the same shape and range."""
+        """Translate a batch ``(B, 1, H, W)`` in ``[-1, 1]`` in ``direction`` (``"a_to_b"`` or
+        ``"b_to_a"``); returns the same shape and range."""
 
     def validation_outputs(self, x: torch.Tensor, direction: str) -> dict[str, torch.Tensor]:
         """Named intermediate images of a translation, same shape and range as ``x`` (default

@@ -1,7 +1,7 @@
 """CycleGAN (Zhu et al. 2017) as the reference implementation trains it.
 
-Two ResNet generators, ``G_t1_to_t2`` (A -> B) and ``G_t2_to_t1`` (B -> A), and two 70x70 PatchGAN
-discriminators, ``D_t2`` (judges images of T2 contrast) and ``D_t1``. One training step:
+Two ResNet generators, ``G_a_to_b`` (A -> B) and ``G_b_to_a`` (B -> A), and two 70x70 PatchGAN
+discriminators, ``D_b`` (judges images of domain ``b``) and ``D_a``. One training step:
 
 1. generators: least-squares GAN loss ``(D(G(x)) - 1)^2`` in both directions, L1 cycle loss
    ``|G_BA(G_AB(a)) - a|`` weighted ``lambda_cycle`` (10), and identity loss ``|G_AB(b) - b|``
@@ -139,24 +139,24 @@ class CycleGAN(TranslationMethod):
         def disc() -> PatchDiscriminator:
             return init_weights(PatchDiscriminator(1, int(p["ndf"]), int(p["n_layers_d"])), gain)
 
-        self.G_t1_to_t2 = init_weights(self.build_generator(), gain)
-        self.G_t2_to_t1 = init_weights(self.build_generator(), gain)
-        self.D_t2 = disc()
-        self.D_t1 = disc()
+        self.G_a_to_b = init_weights(self.build_generator(), gain)
+        self.G_b_to_a = init_weights(self.build_generator(), gain)
+        self.D_b = disc()
+        self.D_a = disc()
         betas = (float(p["beta1"]), float(p["beta2"]))
         self.opt_G = torch.optim.Adam(
-            itertools.chain(self.G_t1_to_t2.parameters(), self.G_t2_to_t1.parameters()),
+            itertools.chain(self.G_a_to_b.parameters(), self.G_b_to_a.parameters()),
             lr=float(p["lr"]),
             betas=betas,
         )
         self.opt_D = torch.optim.Adam(
-            itertools.chain(self.D_t2.parameters(), self.D_t1.parameters()),
+            itertools.chain(self.D_b.parameters(), self.D_a.parameters()),
             lr=float(p["lr"]),
             betas=betas,
         )
         self._pool_rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        self.pool_t2 = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_t2
-        self.pool_t1 = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_t1
+        self.pool_b = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_b
+        self.pool_a = ImagePool(int(p["pool_size"]), self._pool_rng)  # fakes for D_a
 
     def build_generator(self) -> nn.Module:
         """One generator (uninitialised); subclasses with another generator override this."""
@@ -173,71 +173,71 @@ class CycleGAN(TranslationMethod):
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         p = self.params
-        real_a, real_b = batch["t1"], batch["t2"]
+        real_a, real_b = batch["a"], batch["b"]
         lam_c = float(p["lambda_cycle"])
         lam_i = float(p["lambda_identity"])
         l1 = nn.functional.l1_loss
 
         # generators (discriminators frozen)
-        for d in (self.D_t1, self.D_t2):
+        for d in (self.D_a, self.D_b):
             d.requires_grad_(False)
-        fake_b = self.G_t1_to_t2(real_a)
-        rec_a = self.G_t2_to_t1(fake_b)
-        fake_a = self.G_t2_to_t1(real_b)
-        rec_b = self.G_t1_to_t2(fake_a)
+        fake_b = self.G_a_to_b(real_a)
+        rec_a = self.G_b_to_a(fake_b)
+        fake_a = self.G_b_to_a(real_b)
+        rec_b = self.G_a_to_b(fake_a)
         losses: dict[str, torch.Tensor] = {}
         if lam_i > 0:
-            losses["idt_t2"] = l1(self.G_t1_to_t2(real_b).float(), real_b.float()) * lam_c * lam_i
-            losses["idt_t1"] = l1(self.G_t2_to_t1(real_a).float(), real_a.float()) * lam_c * lam_i
-        losses["G_t1_to_t2"] = self._lsgan(self.D_t2(fake_b), True)
-        losses["G_t2_to_t1"] = self._lsgan(self.D_t1(fake_a), True)
-        losses["cycle_t1"] = l1(rec_a.float(), real_a.float()) * lam_c
-        losses["cycle_t2"] = l1(rec_b.float(), real_b.float()) * lam_c
+            losses["idt_b"] = l1(self.G_a_to_b(real_b).float(), real_b.float()) * lam_c * lam_i
+            losses["idt_a"] = l1(self.G_b_to_a(real_a).float(), real_a.float()) * lam_c * lam_i
+        losses["G_a_to_b"] = self._lsgan(self.D_b(fake_b), True)
+        losses["G_b_to_a"] = self._lsgan(self.D_a(fake_a), True)
+        losses["cycle_a"] = l1(rec_a.float(), real_a.float()) * lam_c
+        losses["cycle_b"] = l1(rec_b.float(), real_b.float()) * lam_c
         loss_g = sum(losses.values())
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
 
         # discriminators, on fakes from the history pools
-        for d in (self.D_t1, self.D_t2):
+        for d in (self.D_a, self.D_b):
             d.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
-        pooled_b = self.pool_t2.query(fake_b)
+        pooled_b = self.pool_b.query(fake_b)
         loss_d_b = 0.5 * (
-            self._lsgan(self.D_t2(real_b), True) + self._lsgan(self.D_t2(pooled_b), False)
+            self._lsgan(self.D_b(real_b), True) + self._lsgan(self.D_b(pooled_b), False)
         )
         loss_d_b.backward()
-        pooled_a = self.pool_t1.query(fake_a)
+        pooled_a = self.pool_a.query(fake_a)
         loss_d_a = 0.5 * (
-            self._lsgan(self.D_t1(real_a), True) + self._lsgan(self.D_t1(pooled_a), False)
+            self._lsgan(self.D_a(real_a), True) + self._lsgan(self.D_a(pooled_a), False)
         )
         loss_d_a.backward()
         self.opt_D.step()
 
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["G"] = float(loss_g.detach())
-        out["D_t2"] = float(loss_d_b.detach())
-        out["D_t1"] = float(loss_d_a.detach())
+        out["D_b"] = float(loss_d_b.detach())
+        out["D_a"] = float(loss_d_a.detach())
         return out
 
     # ------------------------------------------------------------- translation
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         src, _ = split_direction(direction)
-        net = self.G_t1_to_t2 if src == "t1" else self.G_t2_to_t1
+        net = self.G_a_to_b if src == "a" else self.G_b_to_a
         return net(x).clamp(-1, 1)
 
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict[str, Any]:
         return {
-            "pool_t1": self.pool_t1.state(),
-            "pool_t2": self.pool_t2.state(),
+            "pool_a": self.pool_a.state(),
+            "pool_b": self.pool_b.state(),
             "pool_rng": self._pool_rng.get_state(),
         }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        self.pool_t1.load(list(state["pool_t1"]), self.device)
-        self.pool_t2.load(list(state["pool_t2"]), self.device)
+        self.pool_a.load(list(state["pool_a"]), self.device)
+        self.pool_b.load(list(state["pool_b"]), self.device)
         self._pool_rng.set_state(state["pool_rng"])

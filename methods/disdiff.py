@@ -1,8 +1,10 @@
-"""DisDiff (Zhang et al., MICCAI 2025): disentangled adversarial diffusion for T1w <-> T2w.
+"""DisDiff (Zhang et al., MICCAI 2025): disentangled adversarial diffusion between two MR contrasts
+(the paper: T1w <-> T2w).
 
 No code was published; this implementation follows the paper (sections 2.1-2.3, eqs. 2-12, Fig. 1)
 and, where the paper is silent, DRIT++ (its disentanglement module, ref. [16]) and SynDiff (its
-adversarial diffusion module, ref. [15]). Modality i is ``t1``, modality j is ``t2``.
+adversarial diffusion module, ref. [15]). Modality i is domain ``a`` of the pair (T1w in the
+paper), modality j is ``b``.
 
 Parts
 -----
@@ -26,8 +28,8 @@ One training step (SynDiff order: discriminators first, then all generators join
    (x_t, x_{t+1}) from q(. | m_i) (eq. 2), predict x0 = G_theta_i(x_{t+1}, t, z, z_c^{i->j}, z_a^i)
    (eq. 10), draw x_t from the posterior q(x_t | x_{t+1}, x0) (eq. 11) for the adversarial loss
    (eq. 4), and the cycle loss |m_i - x0| (eq. 12).
-4. Discriminator updates: D^m on real vs cross-modal images, D_c on content maps (eq. 7: T1 content
-   labelled 1, T2 content 0), D_theta_m on real vs posterior-sampled x_t (eq. 5, R1 every
+4. Discriminator updates: D^m on real vs cross-modal images, D_c on content maps (eq. 7: content of
+   domain a labelled 1, of b 0), D_theta_m on real vs posterior-sampled x_t (eq. 5, R1 every
    ``r1_every`` steps on the real x_t, weight eta = ``r1_gamma``).
 5. Generator update (encoders, decoders, diffusion generators; one joint loss).
 
@@ -70,7 +72,7 @@ Choices where the paper is silent (each also listed in docs/methods/disdiff.md)
    channels, a 4x4 conv, LeakyReLU, a 1x1 conv to patch logits, no normalisation; the official
    code never applies its instance norm). Small maps keep the stride-2 convs that fit (the
    demo's 8 px maps: one 7x7 conv, then a 2x2 conv). It sees the content maps as the decoders
-   do (with the training noise), T1w labelled 1 and T2w 0.
+   do (with the training noise), domain a (T1w in the paper) labelled 1 and b 0.
 3. Encoders' side of eq. 7 (the paper states only D_c's objective): DRIT++'s, binary cross-
    entropy of D_c(z_c) against the target 0.5 for both modalities, weight 1. D_c is updated
    ``content_dis_steps`` = 3 times per generator update on the same batch (DRIT++ updates D_c
@@ -135,8 +137,8 @@ from torch import nn
 from mrbench_methods.base import TranslationMethod, register, split_direction
 from mrbench_methods.nets.adversarial_diffusion import AdversarialDiffusion
 from mrbench_methods.nets.drit import (
+    DOMAINS,
     INFERENCE_DEFAULTS,
-    MODALITIES,
     NETWORK_DEFAULTS,
     NETWORK_TINY,
     OTHER,
@@ -358,7 +360,7 @@ class DisDiff(AttributeMeans, TranslationMethod):
                     cond_levels=p["cond_levels"],
                     **gen_kw,
                 )
-                for m in MODALITIES
+                for m in DOMAINS
             }
         )
         # SynDiff: 6 downsampling blocks at 256 px; fewer on small images (>= 2 px left)
@@ -368,7 +370,7 @@ class DisDiff(AttributeMeans, TranslationMethod):
                 m: TimeDiscriminator(
                     in_ch=2, ngf=int(p["tdis_ch"]), t_emb_dim=int(p["tdis_t_emb"]), n_down=n_down
                 )
-                for m in MODALITIES
+                for m in DOMAINS
             }
         )
         self.r1 = R1Penalty(float(p["r1_gamma"]), int(p["r1_every"]))
@@ -436,20 +438,20 @@ class DisDiff(AttributeMeans, TranslationMethod):
     def _disentangle(self, x: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
         """Eqs. 6, 8, 9: codes, cross-modal images, self and cross-cycle reconstructions."""
         net = self.disentangler
-        zc = {m: net.content(x[m], m) for m in MODALITIES}
+        zc = {m: net.content(x[m], m) for m in DOMAINS}
         za, mu, logvar = {}, {}, {}
-        for m in MODALITIES:
+        for m in DOMAINS:
             za[m], mu[m], logvar[m] = net.attribute(x[m], m)
         # fake[j] = m_{i->j} = G^j(z_c^i, z_a^j), an image of modality j made from i's content;
         # the decoders' shared first block sees z_c^i for both the cross-modal image and the
         # self-reconstruction: computed once (net.decode would run it twice, same result)
-        shared = {m: net.dec_share(zc[m]) for m in MODALITIES}
-        fake = {OTHER[i]: net.dec[OTHER[i]](shared[i], za[OTHER[i]]) for i in MODALITIES}
-        recon = {m: net.dec[m](shared[m], za[m]) for m in MODALITIES}
+        shared = {m: net.dec_share(zc[m]) for m in DOMAINS}
+        fake = {OTHER[i]: net.dec[OTHER[i]](shared[i], za[OTHER[i]]) for i in DOMAINS}
+        recon = {m: net.dec[m](shared[m], za[m]) for m in DOMAINS}
         # content of the cross-modal image, by the encoder of its modality: zc_cross[i] is
         # E_c^j(m_{i->j}), the content that should reproduce m_i
-        zc_cross = {i: net.content(fake[OTHER[i]], OTHER[i]) for i in MODALITIES}
-        cross = {i: net.decode(zc_cross[i], za[i], i) for i in MODALITIES}
+        zc_cross = {i: net.content(fake[OTHER[i]], OTHER[i]) for i in DOMAINS}
+        cross = {i: net.decode(zc_cross[i], za[i], i) for i in DOMAINS}
         out: dict[str, dict[str, Any]] = {
             "zc": zc,
             "za": za,
@@ -461,10 +463,10 @@ class DisDiff(AttributeMeans, TranslationMethod):
             "cross": cross,
         }
         if float(self.params["lambda_latent_reg"]) > 0:
-            z_rand = {m: torch.randn_like(za[m]) for m in MODALITIES}
+            z_rand = {m: torch.randn_like(za[m]) for m in DOMAINS}
             out["latent_reg"] = {
                 j: (net.attribute(net.decode(zc[OTHER[j]], z_rand[j], j), j)[1], z_rand[j])
-                for j in MODALITIES
+                for j in DOMAINS
             }
         return out
 
@@ -477,13 +479,13 @@ class DisDiff(AttributeMeans, TranslationMethod):
         trans: dict[str, torch.Tensor] = {}
         if dis is None:
             # diff_only: one-step translation i -> j from pure noise at the last step
-            for i in MODALITIES:
+            for i in DOMAINS:
                 j = OTHER[i]
                 noise = torch.randn_like(x[i])
                 t_last = torch.full((noise.shape[0],), last, device=noise.device, dtype=torch.long)
                 # the generator's own output becomes the source: stop its gradient (see notes)
                 trans[j] = self._x0_pred(j, noise, t_last, source=x[i]).detach()
-        for i in MODALITIES:
+        for i in DOMAINS:
             if dis is not None:
                 kw = {"cond": dis["zc_cross"][i], "style": dis["za"][i]}
                 if not self.params["diff_condition_grad"]:
@@ -500,23 +502,23 @@ class DisDiff(AttributeMeans, TranslationMethod):
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         p = self.params
-        x = {m: batch[m].to(self.device) for m in MODALITIES}
+        x = {m: batch[m].to(self.device) for m in DOMAINS}
         dis = self._disentangle(x) if self.use_dis else None
         diff = self._diffuse(x, dis) if self.use_diff else None
         logs: dict[str, float] = {}
 
         # ---- 1. discriminators on detached fakes
-        loss_d = x["t1"].new_zeros(())
+        loss_d = x["a"].new_zeros(())
         if dis is not None:
-            for m in MODALITIES:
+            for m in DOMAINS:
                 real = self.image_dis[m](x[m])
                 fake = self.image_dis[m](dis["fake"][m].detach())
                 loss_d = loss_d + bce_logits(real, 1.0) + bce_logits(fake, 0.0)
             logs["d_image"] = float(loss_d.detach())
         if diff is not None:
             r1 = self.r1.due(step)
-            loss_dt = x["t1"].new_zeros(())
-            for m in MODALITIES:
+            loss_dt = x["a"].new_zeros(())
+            for m in DOMAINS:
                 d = diff[m]
                 x_t = d["x_t"].detach().requires_grad_(r1)
                 real = self.diff_dis[m](x_t, d["t"], d["x_tp1"].detach())
@@ -533,10 +535,10 @@ class DisDiff(AttributeMeans, TranslationMethod):
         self.opt_dis.step()
         if self.use_dc:
             assert dis is not None
-            zc_detached = {m: dis["zc"][m].detach() for m in MODALITIES}
+            zc_detached = {m: dis["zc"][m].detach() for m in DOMAINS}
             for _ in range(int(p["content_dis_steps"])):
-                logit = {m: self.content_dis(zc_detached[m]) for m in MODALITIES}
-                loss_dc = bce_logits(logit["t1"], 1.0) + bce_logits(logit["t2"], 0.0)
+                logit = {m: self.content_dis(zc_detached[m]) for m in DOMAINS}
+                loss_dc = bce_logits(logit["a"], 1.0) + bce_logits(logit["b"], 0.0)
                 self.opt_content_dis.zero_grad(set_to_none=True)
                 loss_dc.backward()
                 nn.utils.clip_grad_norm_(
@@ -552,13 +554,13 @@ class DisDiff(AttributeMeans, TranslationMethod):
         if self.use_dc:
             frozen.append(self.content_dis)
         _set_requires_grad(frozen, False)
-        loss_g = x["t1"].new_zeros(())
+        loss_g = x["a"].new_zeros(())
         if dis is not None:
-            adv = sum(bce_logits(self.image_dis[m](dis["fake"][m]), 1.0) for m in MODALITIES)
-            self_rec = sum(F.l1_loss(dis["recon"][m], x[m]) for m in MODALITIES)
-            cross = sum(F.l1_loss(dis["cross"][m], x[m]) for m in MODALITIES)
-            kl = sum(kl_to_prior(dis["mu"][m], dis["logvar"][m]) for m in MODALITIES)
-            l2 = sum(dis["zc"][m].pow(2).mean() for m in MODALITIES)
+            adv = sum(bce_logits(self.image_dis[m](dis["fake"][m]), 1.0) for m in DOMAINS)
+            self_rec = sum(F.l1_loss(dis["recon"][m], x[m]) for m in DOMAINS)
+            cross = sum(F.l1_loss(dis["cross"][m], x[m]) for m in DOMAINS)
+            kl = sum(kl_to_prior(dis["mu"][m], dis["logvar"][m]) for m in DOMAINS)
+            l2 = sum(dis["zc"][m].pow(2).mean() for m in DOMAINS)
             loss_g = (
                 loss_g
                 + float(p["lambda_image_adv"]) * adv
@@ -580,7 +582,7 @@ class DisDiff(AttributeMeans, TranslationMethod):
                 logs["latent_reg"] = _item(lr_loss)
         if self.use_dc:
             assert dis is not None
-            cadv = sum(bce_logits(self.content_dis(dis["zc"][m]), 0.5) for m in MODALITIES)
+            cadv = sum(bce_logits(self.content_dis(dis["zc"][m]), 0.5) for m in DOMAINS)
             loss_g = loss_g + float(p["lambda_content_adv"]) * cadv
             logs["g_content_adv"] = _item(cadv)
         if diff is not None:
@@ -588,9 +590,9 @@ class DisDiff(AttributeMeans, TranslationMethod):
                 g_loss_nonsaturating(
                     self.diff_dis[m](diff[m]["x_t_fake"], diff[m]["t"], diff[m]["x_tp1"].detach())
                 )
-                for m in MODALITIES
+                for m in DOMAINS
             )
-            cyc = sum(F.l1_loss(diff[m]["x0"], x[m]) for m in MODALITIES)
+            cyc = sum(F.l1_loss(diff[m]["x0"], x[m]) for m in DOMAINS)
             loss_g = (
                 loss_g + float(p["lambda_diff_adv"]) * dadv + float(p["lambda_diff_cycle"]) * cyc
             )
@@ -612,11 +614,12 @@ class DisDiff(AttributeMeans, TranslationMethod):
             super().prepare_inference(slices)
 
     # -------------------------------------------------------------- translation
-    def content_map(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """z_c of a batch of ``modality`` images (no training noise), e.g. for Fig. 3."""
+    def content_map(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        """z_c of a batch of images of ``domain`` (``"a"``/``"b"``, no training noise), e.g.
+        for Fig. 3."""
         if not self.use_dis:
             raise ValueError("method 'disdiff': this variant has no content encoders")
-        return super().content_map(x, modality)
+        return super().content_map(x, domain)
 
     @property
     def sampling_steps(self) -> int:

@@ -16,7 +16,7 @@ attribute).
 One iteration (official order; ``d_iter`` = 3)
 ---------------------------------------------
 - Two of every three iterations (``step % d_iter != d_iter - 1``) update only the content
-  discriminator D_c on the content maps of the encoded half (T1w labelled 0, T2w 1, BCE),
+  discriminator D_c on the content maps of the encoded half (domain ``a`` labelled 0, ``b`` 1, BCE),
   gradient norm clipped at 5, lr 4e-5.
 - The third iteration:
   1. discriminators on detached fakes, each with sigmoid + BCE summed over its 3 scales:
@@ -50,7 +50,7 @@ from torch import nn
 
 from mrbench_methods.base import TranslationMethod, register, split_direction
 from mrbench_methods.nets import drit as nets
-from mrbench_methods.nets.drit import MODALITIES, OTHER, bce_logits
+from mrbench_methods.nets.drit import DOMAINS, OTHER, bce_logits
 
 #: the official ``train.py``'s cap on full iterations (the DRIT code and MGUIT, built on it)
 OFFICIAL_FULL_ITERATIONS = 500_000
@@ -208,9 +208,9 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
 
     # ----------------------------------------------------------------- training
     def _step_content_dis(self, zc: dict[str, torch.Tensor]) -> float:
-        """One D_c update on detached content maps (T1w labelled 0, T2w 1), clipped."""
-        loss = bce_logits(self.content_dis(zc["t1"].detach()), 0.0) + bce_logits(
-            self.content_dis(zc["t2"].detach()), 1.0
+        """One D_c update on detached content maps (domain a labelled 0, b 1), clipped."""
+        loss = bce_logits(self.content_dis(zc["a"].detach()), 0.0) + bce_logits(
+            self.content_dis(zc["b"].detach()), 1.0
         )
         self.opt_content_dis.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,15 +223,15 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         """Codes, translations (encoded and random attributes), reconstructions, re-encodings."""
         net = self.disentangler
         ms = float(self.params["lambda_mode_seeking"]) > 0
-        zc = {m: net.content(x[m], m) for m in MODALITIES}
+        zc = {m: net.content(x[m], m) for m in DOMAINS}
         za, mu, logvar = {}, {}, {}
-        for m in MODALITIES:
+        for m in DOMAINS:
             za[m], mu[m], logvar[m] = net.attribute(x[m], m)
-        n = x["t1"].shape[0]
-        z_rand = [torch.randn(n, net.attr_dim, device=zc["t1"].device) for _ in range(1 + ms)]
+        n = x["a"].shape[0]
+        z_rand = [torch.randn(n, net.attr_dim, device=zc["a"].device) for _ in range(1 + ms)]
         out: dict[str, Any] = {"zc": zc, "mu": mu, "logvar": logvar, "z_rand": z_rand}
         fake_enc, self_rec, fake_rand = {}, {}, {}
-        for j in MODALITIES:
+        for j in DOMAINS:
             i = OTHER[j]
             contents = torch.cat([zc[i], zc[j]] + [zc[i]] * len(z_rand))
             attrs = torch.cat([za[j], za[j], *z_rand])
@@ -239,13 +239,13 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
             fake_enc[j], self_rec[j], fake_rand[j] = parts[0], parts[1], list(parts[2:])
         # cross cycle: content of i from the fake j, attribute of i from the fake i
         cross = {}
-        for i in MODALITIES:
+        for i in DOMAINS:
             j = OTHER[i]
             zc_back = net.content(fake_enc[j], j)
             za_back = net.attribute(fake_enc[i], i)[0]
             cross[i] = net.decode(zc_back, za_back, i)
         # latent regression: the posterior mean of the random-attribute fakes
-        mu_rand = {m: net.attribute(fake_rand[m][0], m)[1] for m in MODALITIES}
+        mu_rand = {m: net.attribute(fake_rand[m][0], m)[1] for m in DOMAINS}
         out.update(fake_enc=fake_enc, self_rec=self_rec, fake_rand=fake_rand, cross=cross)
         out["mu_rand"] = mu_rand
         return out
@@ -256,12 +256,12 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         """The losses of the two encoder/generator updates (see the module docstring)."""
         p = self.params
         l1 = F.l1_loss
-        cadv = sum(bce_logits(self.content_dis(f["zc"][m]), 0.5) for m in MODALITIES)
-        adv = sum(bce_logits(self.dis_enc[m](f["fake_enc"][m]), 1.0) for m in MODALITIES)
-        kl = sum(nets.kl_to_prior(f["mu"][m], f["logvar"][m]) for m in MODALITIES)
-        l2 = sum(f["zc"][m].pow(2).mean() for m in MODALITIES)
-        cross = sum(l1(f["cross"][m], x[m]) for m in MODALITIES)
-        self_rec = sum(l1(f["self_rec"][m], x[m]) for m in MODALITIES)
+        cadv = sum(bce_logits(self.content_dis(f["zc"][m]), 0.5) for m in DOMAINS)
+        adv = sum(bce_logits(self.dis_enc[m](f["fake_enc"][m]), 1.0) for m in DOMAINS)
+        kl = sum(nets.kl_to_prior(f["mu"][m], f["logvar"][m]) for m in DOMAINS)
+        l2 = sum(f["zc"][m].pow(2).mean() for m in DOMAINS)
+        cross = sum(l1(f["cross"][m], x[m]) for m in DOMAINS)
+        self_rec = sum(l1(f["self_rec"][m], x[m]) for m in DOMAINS)
         first = (
             float(p["lambda_content_adv"]) * cadv
             + float(p["lambda_adv"]) * adv
@@ -272,11 +272,9 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         )
         z_rand = f["z_rand"]
         adv_rand = sum(
-            bce_logits(self.dis_rand[m](fake), 1.0)
-            for m in MODALITIES
-            for fake in f["fake_rand"][m]
+            bce_logits(self.dis_rand[m](fake), 1.0) for m in DOMAINS for fake in f["fake_rand"][m]
         )
-        latent = sum(l1(f["mu_rand"][m], z_rand[0]) for m in MODALITIES)
+        latent = sum(l1(f["mu_rand"][m], z_rand[0]) for m in DOMAINS)
         second = float(p["lambda_adv"]) * adv_rand + float(p["lambda_latent_reg"]) * latent
         logs = {
             "g_content_adv": cadv,
@@ -292,7 +290,7 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
             dz = (z_rand[1] - z_rand[0]).abs().mean()
             ms = sum(
                 1.0 / ((f["fake_rand"][m][1] - f["fake_rand"][m][0]).abs().mean() / dz + 1e-5)
-                for m in MODALITIES
+                for m in DOMAINS
             )
             second = second + float(p["lambda_mode_seeking"]) * ms
             logs["mode_seeking"] = ms
@@ -314,21 +312,21 @@ class DRIT(nets.AttributeMeans, TranslationMethod):
         return grads
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        x_all = {m: batch[m].to(self.device) for m in MODALITIES}
-        b = x_all["t1"].shape[0]
+        x_all = {m: batch[m].to(self.device) for m in DOMAINS}
+        b = x_all["a"].shape[0]
         half = (b + 1) // 2
         x = {m: v[:half] for m, v in x_all.items()}  # encoded half
         real_rand = {m: (v[half:] if b > 1 else v) for m, v in x_all.items()}
         d_iter = int(self.params["d_iter"])
         if step % d_iter != d_iter - 1:
-            zc = {m: self.disentangler.content(x[m], m) for m in MODALITIES}
+            zc = {m: self.disentangler.content(x[m], m) for m in DOMAINS}
             return {"d_content": self._step_content_dis(zc)}
 
         f = self._forward(x)
         # 1. image discriminators on detached fakes, then D_c
         loss_d = 0.0
         logs: dict[str, float] = {}
-        for m in MODALITIES:
+        for m in DOMAINS:
             d_enc = bce_logits(self.dis_enc[m](x[m]), 1.0) + bce_logits(
                 self.dis_enc[m](f["fake_enc"][m].detach()), 0.0
             )

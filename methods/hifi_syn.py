@@ -167,7 +167,7 @@ class HiFiSyn(MGUIT):
         if not p["use_structure"] or float(p["lambda_struct"]) == 0:
             return {}, {}
         k = self.memory.n_classes
-        other = {"t1": "t2", "t2": "t1"}
+        other = {"a": "b", "b": "a"}
         onehot = {d: _onehot(batch[f"label_{d}"], k) for d in DOMAINS}
         # discriminator step: real images with their own structures, fakes with their source's
         self.dis_struct.requires_grad_(True)

@@ -1,10 +1,11 @@
 """InstaFormer (Kim et al., CVPR 2022) without instance boxes, one model per direction.
 
-The official model translates one way, A -> B; T1w <-> T2w uses two independent models inside
-this plugin, ``G_t1_to_t2`` and ``G_t2_to_t1`` (networks in
+The official model translates one way, A -> B; the two directions of a contrast pair (domains
+``a`` and ``b``) use two independent models inside
+this plugin, ``G_a_to_b`` and ``G_b_to_a`` (networks in
 :mod:`mrbench_methods.nets.instaformer`),
-each with its discriminator on the target domain (``D_t2``, ``D_t1``: anti-aliased PatchGAN with
-BatchNorm) and its PatchNCE projection heads (``F_t1_to_t2``, ``F_t2_to_t1``).
+each with its discriminator on the target domain (``D_b``, ``D_a``: anti-aliased PatchGAN with
+BatchNorm) and its PatchNCE projection heads (``F_a_to_b``, ``F_b_to_a``).
 
 One training step, for each direction A -> B, in the official order:
 
@@ -154,9 +155,9 @@ class InstaFormer(TranslationMethod):
                                                          norm="batch", antialias=True))  # fmt: skip
             setattr(self, f"F_{d}", PatchSampleMLP(channels, int(p["nce_nc"])))
         betas = (float(p["beta1"]), float(p["beta2"]))
-        gens = [*self.G_t1_to_t2.parameters(), *self.G_t2_to_t1.parameters()]
-        dis = [*self.D_t2.parameters(), *self.D_t1.parameters()]
-        heads = [*self.F_t1_to_t2.parameters(), *self.F_t2_to_t1.parameters()]
+        gens = [*self.G_a_to_b.parameters(), *self.G_b_to_a.parameters()]
+        dis = [*self.D_b.parameters(), *self.D_a.parameters()]
+        heads = [*self.F_a_to_b.parameters(), *self.F_b_to_a.parameters()]
         # one Adam per role over both directions: Adam is per parameter and the two directions
         # share no parameter, so this equals one optimiser per model
         self.opt_G = torch.optim.Adam(gens, lr=float(p["lr"]), betas=betas)
@@ -194,7 +195,7 @@ class InstaFormer(TranslationMethod):
         logs: dict[str, float] = {}
 
         # discriminators (LSGAN), fakes detached
-        loss_d = torch.zeros((), device=batch["t1"].device)
+        loss_d = torch.zeros((), device=batch["a"].device)
         for d in DIRECTIONS:
             _, dst = split_direction(d)
             disc = getattr(self, f"D_{dst}")
@@ -209,7 +210,7 @@ class InstaFormer(TranslationMethod):
         # generators and PatchNCE heads
         for d in DIRECTIONS:
             getattr(self, f"D_{split_direction(d)[1]}").requires_grad_(False)
-        loss_g = torch.zeros((), device=batch["t1"].device)
+        loss_g = torch.zeros((), device=batch["a"].device)
         n_patch, tau = int(p["num_patches"]), float(p["nce_tau"])
         for d in DIRECTIONS:
             _, dst = split_direction(d)

@@ -44,7 +44,7 @@ class IntensityMap(TranslationMethod):
         counts = {d: torch.zeros(bins, dtype=torch.float64) for d in DIRECTIONS}
         seen = 0
         for batch in slices:
-            mask = (batch["mask_t1"] > 0.5) & (batch["mask_t2"] > 0.5)
+            mask = (batch["mask_a"] > 0.5) & (batch["mask_b"] > 0.5)
             for d in DIRECTIONS:
                 src, dst = split_direction(d)
                 # the tables accumulate on the CPU in float64, whatever device the batch is on
@@ -53,7 +53,7 @@ class IntensityMap(TranslationMethod):
                 idx = self._bin(s, bins)
                 sums[d].index_add_(0, idx, t)
                 counts[d].index_add_(0, idx, torch.ones_like(t))
-            seen += batch["t1"].shape[0]
+            seen += batch["a"].shape[0]
             if seen >= int(self.params["max_slices"]):
                 break
         centres = torch.linspace(-1.0, 1.0, bins, dtype=torch.float64)

@@ -1,8 +1,8 @@
 """MGUIT (Jeong et al., CVPR 2021): memory-guided unsupervised image-to-image translation.
 
 Follows the official code (``somijeong/MGUIT``, built on DRIT++); networks and the memory rules
-are described in :mod:`mrbench_methods.nets.memory`. Domain A is T1, domain B is T2; the classes
-are the
+are described in :mod:`mrbench_methods.nets.memory`. Domain A is the pair's ``a``, domain B its
+``b``; the classes are the
 tissue classes of the slice store's label maps (0 background, 1 CSF, 2 GM, 3 WM, 4 tumour).
 
 Parts (official size; every width is a parameter, the demo shrinks them through the same code):
@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrbench.domain import TISSUE_CLASSES
-from mrbench_methods.base import TranslationMethod, register, split_direction
+from mrbench_methods.base import TranslationMethod, check_domain, register, split_direction
 from mrbench_methods.drit import OFFICIAL_FULL_ITERATIONS
 from mrbench_methods.nets.drit import ContentEncoder
 from mrbench_methods.nets.memory import (
@@ -90,7 +90,7 @@ class ContentEncoders(nn.Module):
     def __init__(self, ch: int, n_down: int, n_res: int) -> None:
         super().__init__()
         self.enc = nn.ModuleDict({d: ContentEncoder(1, ch, n_down, n_res) for d in DOMAINS})
-        self.out_ch = self.enc["t1"].out_ch
+        self.out_ch = self.enc["a"].out_ch
         self.share = ResnetBlock(self.out_ch)
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
@@ -199,7 +199,7 @@ class MGUIT(TranslationMethod):
             )
         self.enc_c = ContentEncoders(int(p["content_ch"]), 2, int(p["content_res"]))
         self.enc_s = nn.ModuleDict({d: StyleEncoder(1, int(p["style_ch"])) for d in DOMAINS})
-        kdim, vdim = self.enc_c.out_ch, self.enc_s["t1"].out_ch
+        kdim, vdim = self.enc_c.out_ch, self.enc_s["a"].out_ch
         self.gen = MemoryGenerator(kdim, vdim, int(p["gen_res"]), 1, float(p["gen_noise"]))
         self.dis = nn.ModuleDict(
             {
@@ -248,8 +248,9 @@ class MGUIT(TranslationMethod):
         return {"Memory": True, "D_c": float(params.get("lambda_content_adv", 1.0)) > 0}
 
     # ---------------------------------------------------------------- pieces
-    def content_map(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        return self.enc_c(x, modality)
+    def content_map(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        """Content features of a batch of images of ``domain`` (``"a"``/``"b"``)."""
+        return self.enc_c(x, check_domain(domain))
 
     def _classes(self, batch: dict[str, torch.Tensor], size: tuple[int, int]) -> dict:
         out = {}
@@ -271,8 +272,8 @@ class MGUIT(TranslationMethod):
 
     def _content_dis_step(self, cont: dict[str, torch.Tensor]) -> float:
         self.opt_Dc.zero_grad(set_to_none=True)
-        loss = _bce_logits(self.dis_content(cont["t1"].detach()), 0.0) + _bce_logits(
-            self.dis_content(cont["t2"].detach()), 1.0
+        loss = _bce_logits(self.dis_content(cont["a"].detach()), 0.0) + _bce_logits(
+            self.dis_content(cont["b"].detach()), 1.0
         )
         loss.backward()
         nn.utils.clip_grad_norm_(
@@ -290,15 +291,15 @@ class MGUIT(TranslationMethod):
     # ---------------------------------------------------------------- training
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         p = self.params
-        x = {"t1": batch["t1"], "t2": batch["t2"]}
+        x = {"a": batch["a"], "b": batch["b"]}
         if (step + 1) % int(p["d_iter"]) != 0:
             with torch.no_grad():
                 cont = {d: self.enc_c(x[d], d) for d in DOMAINS}
             return {"D_content": self._content_dis_step(cont)}
-        other = {"t1": "t2", "t2": "t1"}
+        other = {"a": "b", "b": "a"}
         cont = {d: self.enc_c(x[d], d) for d in DOMAINS}
         sty = {d: self.enc_s[d](x[d]) for d in DOMAINS}
-        classes = self._classes(batch, tuple(cont["t1"].shape[2:]))
+        classes = self._classes(batch, tuple(cont["a"].shape[2:]))
         mem = self.memory.step(cont, sty, classes)
         read, rand = mem["read"], mem["rand"]
         fake, self_rec, fake_rand = {}, {}, {}

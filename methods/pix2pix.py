@@ -2,10 +2,10 @@
 
 One model per direction, as the reference implementation trains one model per ``--direction``:
 a U-Net generator (:class:`mrbench_methods.nets.unet.UnetGenerator`, ``unet_256`` at paper size)
-``G_t1_to_t2`` / ``G_t2_to_t1`` and a conditional 70x70 PatchGAN with batch norm
-(:class:`mrbench_methods.nets.patchgan.PatchDiscriminator`, ``norm="batch"``) ``D_t2`` / ``D_t1``
+``G_a_to_b`` / ``G_b_to_a`` and a conditional 70x70 PatchGAN with batch norm
+(:class:`mrbench_methods.nets.patchgan.PatchDiscriminator`, ``norm="batch"``) ``D_b`` / ``D_a``
 that judges the source image and a target-contrast image concatenated (2 channels). The
-``paired`` trait makes the trainer give it the T1 and the T2 slice of the same position
+``paired`` trait makes the trainer give it the ``a`` and the ``b`` slice of the same position
 (voxel-aligned after co-registration) in every batch item. One training step, per direction,
 in the reference code's order:
 
@@ -73,7 +73,7 @@ class Pix2Pix(TranslationMethod):
         "Both directions are trained in one run on the same batches, each with its own "
         "networks and optimisers (the official code trains one run per direction).",
         "Augmentation resizes float slices linearly (the official code resizes 8-bit images "
-        "bicubically with PIL); the T1 and T2 slice of a pair get the same resize, crop and flip.",
+        "bicubically with PIL); the two slices of a pair get the same resize, crop and flip.",
         "Test mode: a slice's dropout mask comes from a fixed seed, so translations are "
         "reproducible (the official test draws it from the global random state).",
     )
@@ -114,18 +114,18 @@ class Pix2Pix(TranslationMethod):
             net = PatchDiscriminator(2, int(p["ndf"]), int(p["n_layers_d"]), norm="batch")
             return init_weights(net, gain)
 
-        self.G_t1_to_t2, self.G_t2_to_t1 = gen(), gen()
-        self.D_t2, self.D_t1 = disc(), disc()
+        self.G_a_to_b, self.G_b_to_a = gen(), gen()
+        self.D_b, self.D_a = disc(), disc()
         betas = (float(p["beta1"]), float(p["beta2"]))
 
         def adam(net: nn.Module) -> torch.optim.Optimizer:
             return torch.optim.Adam(net.parameters(), lr=float(p["lr"]), betas=betas)
 
         self.opts = {
-            "G_t1_to_t2": adam(self.G_t1_to_t2),
-            "D_t2": adam(self.D_t2),
-            "G_t2_to_t1": adam(self.G_t2_to_t1),
-            "D_t1": adam(self.D_t1),
+            "G_a_to_b": adam(self.G_a_to_b),
+            "D_b": adam(self.D_b),
+            "G_b_to_a": adam(self.G_b_to_a),
+            "D_a": adam(self.D_a),
         }
 
     # ---------------------------------------------------------------- training
@@ -170,16 +170,16 @@ class Pix2Pix(TranslationMethod):
         }
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        t1, t2 = batch["t1"], batch["t2"]
-        out = self._step_direction(self.G_t1_to_t2, self.D_t2, ("G_t1_to_t2", "D_t2"), (t1, t2))
-        out |= self._step_direction(self.G_t2_to_t1, self.D_t1, ("G_t2_to_t1", "D_t1"), (t2, t1))
+        a, b = batch["a"], batch["b"]
+        out = self._step_direction(self.G_a_to_b, self.D_b, ("G_a_to_b", "D_b"), (a, b))
+        out |= self._step_direction(self.G_b_to_a, self.D_a, ("G_b_to_a", "D_a"), (b, a))
         return out
 
     # ------------------------------------------------------------- translation
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         src, _ = split_direction(direction)
-        net = self.G_t1_to_t2 if src == "t1" else self.G_t2_to_t1
+        net = self.G_a_to_b if src == "a" else self.G_b_to_a
         if self.params["test_mode"] == "eval":
             was = net.training
             net.eval()

@@ -1,4 +1,4 @@
-"""StarGAN-v2 (Choi et al., CVPR 2020) with two domains, T1w (0) and T2w (1).
+"""StarGAN-v2 (Choi et al., CVPR 2020) with two domains, the pair's ``a`` (0) and ``b`` (1).
 
 Networks (:mod:`mrbench_methods.nets.stargan`): a generator ``G(x, s)`` whose AdaIN decoder is
 driven by
@@ -22,7 +22,7 @@ function of the step, so resuming is exact). Adam lr 1e-4 (mapping network 1e-6)
 (0, 0.99), weight decay 1e-4 for all four networks; the trainer keeps the 0.999 EMA of G, F and
 E (:meth:`ema_modules`, ``ema_decay`` in :attr:`StarGANv2.training_defaults`).
 
-Batches: the trainer gives ``batch_size`` T1 and ``batch_size`` T2 slices (unpaired). The
+Batches: the trainer gives ``batch_size`` ``a`` and ``batch_size`` ``b`` slices (unpaired). The
 sources are the first half of each (``batch_size`` images, both domains equally often, like the
 official balanced source loader); each source gets a target domain drawn at random (the
 official reference loader draws it independently of the source, so half of the targets are the
@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mrbench.domain import MODALITIES
+from mrbench.pairs import DOMAINS
 from mrbench_methods.base import TranslationMethod, register, split_direction
 from mrbench_methods.nets.adain import STYLE_MEAN_DEFAULTS, mean_style_codes
 from mrbench_methods.nets.losses import d_loss_fake, d_loss_real, g_loss_nonsaturating, r1_penalty
@@ -55,8 +55,6 @@ from mrbench_methods.nets.stargan import (
     he_init,
 )
 
-DOMAINS = MODALITIES
-
 
 def _f(value: torch.Tensor) -> float:
     return float(value.detach())
@@ -67,20 +65,22 @@ class StarGANv2(TranslationMethod):
     display_name = "StarGAN-v2"
     citation = "Choi et al., CVPR 2020"
     family = "style-based gan"
-    #: sources are half T1, half T2, two different references each: data-parallel shares of an
+    #: sources are half a, half b, two different references each: data-parallel shares of an
     #: even size >= 2
     rank_batch_multiple = 2
     deviations = (
         "One-channel (grayscale) input and output: the official code hard-codes 3 channels in "
         "four convolutions (generator stem and output, style encoder and discriminator stems).",
-        "Two domains (T1w, T2w) instead of the datasets' 2-3 image classes.",
+        "Two domains (the two contrasts of a pair, e.g. T1w and T2w) instead of the datasets' 2-3 "
+        "image classes.",
         "w_hpf = 0 (the AFHQ setting): no face-landmark network and no high-pass skips.",
         "Diversity weight 2 (the AFHQ setting of the published scripts; CelebA-HQ uses 1), "
         "decaying linearly to 0 over ds_iter steps.",
         "Base width is a parameter (64 at 256 px, the official value) instead of the official "
         "2^14 / image_size, so small images can use small networks.",
-        "Sources and references come from the trainer's unpaired T1/T2 batch (half of each as "
-        "sources, references drawn from the batch) instead of separate source/reference loaders.",
+        "Sources and references come from the trainer's unpaired two-contrast batch (half of "
+        "each as sources, references drawn from the batch) instead of separate "
+        "source/reference loaders.",
         "The EMA copies start from the He-initialised weights (the official EMA networks keep "
         "PyTorch's default initialisation until the first update).",
         "Test-time style: the mean style code of the target modality's training slices "
@@ -191,10 +191,10 @@ class StarGANv2(TranslationMethod):
     # ----------------------------------------------------------------- training
     def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sources, their domains, target domains, two references per source and two latents."""
-        t1, t2 = batch["t1"], batch["t2"]
-        b = t1.shape[0]
+        xa, xb = batch["a"], batch["b"]
+        b = xa.shape[0]
         n1, n2 = (b + 1) // 2, max(1, b // 2)
-        x_real = torch.cat([t1[:n1], t2[:n2]])
+        x_real = torch.cat([xa[:n1], xb[:n2]])
         dev = x_real.device
         y_org = torch.cat([torch.zeros(n1, dtype=torch.long), torch.ones(n2, dtype=torch.long)])
         y_org = y_org.to(dev)
@@ -203,7 +203,7 @@ class StarGANv2(TranslationMethod):
             y_trg = 1 - y_org
         else:
             y_trg = torch.randint(0, len(DOMAINS), (n,), device=dev)
-        pools = torch.stack([t1, t2])  # (2, B, 1, H, W)
+        pools = torch.stack([xa, xb])  # (2, B, 1, H, W)
         i1 = torch.randint(0, b, (n,), device=dev)
         shift = torch.randint(1, b, (n,), device=dev) if b > 1 else torch.zeros_like(i1)
         i2 = (i1 + shift) % b

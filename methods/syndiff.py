@@ -1,6 +1,7 @@
 """SynDiff (Ozbey et al., IEEE TMI 2023): unsupervised translation with adversarial diffusion.
 
-Two parts, trained jointly on unpaired T1 and T2 slices:
+Two parts, trained jointly on unpaired slices of the two domains ``a`` and ``b`` (e.g. T1 and
+T2):
 
 - **Diffusive part.** For each target contrast, a few-step (``T = 4``) adversarial diffusion
   model (:mod:`mrbench_methods.nets.adversarial_diffusion`). Its generator, an NCSN++ U-Net with
@@ -12,8 +13,8 @@ Two parts, trained jointly on unpaired T1 and T2 slices:
   two 70x70 PatchGAN discriminators, as in CycleGAN but with the non-saturating loss. Their
   cross-contrast estimates are the source images ``y`` of the diffusive generators during
   training, which is what makes the scheme trainable without pairs: the diffusive generator of
-  T1 learns to recover a real T1 from an estimated T2 made from that same T1 (cycle consistency
-  through the diffusion). At test time the real source image takes their place.
+  domain a learns to recover a real a image from an estimated b image made from that same image
+  (cycle consistency through the diffusion). At test time the real source image takes their place.
 
 One iteration (:meth:`SynDiff.train_step`), in the reference order:
 
@@ -225,15 +226,15 @@ class SynDiff(TranslationMethod):
             return init_weights(net, gain)
 
         # diffusive generators, named by the translation they perform at test time:
-        # diff_t2_to_t1 produces T1 from [x_{t+1} of T1, an image of T2 contrast]
-        self.diff_t1_to_t2 = diffusive_generator()
-        self.diff_t2_to_t1 = diffusive_generator()
-        self.disc_diff_t1 = diffusive_discriminator()  # judges the T1 chain
-        self.disc_diff_t2 = diffusive_discriminator()
-        self.cyc_t1_to_t2 = cycle_generator()
-        self.cyc_t2_to_t1 = cycle_generator()
-        self.disc_cyc_t1 = cycle_discriminator()  # judges T1 images
-        self.disc_cyc_t2 = cycle_discriminator()
+        # diff_b_to_a produces a from [x_{t+1} of a, an image of b contrast]
+        self.diff_a_to_b = diffusive_generator()
+        self.diff_b_to_a = diffusive_generator()
+        self.disc_diff_a = diffusive_discriminator()  # judges the a chain
+        self.disc_diff_b = diffusive_discriminator()
+        self.cyc_a_to_b = cycle_generator()
+        self.cyc_b_to_a = cycle_generator()
+        self.disc_cyc_a = cycle_discriminator()  # judges a images
+        self.disc_cyc_b = cycle_discriminator()
 
         betas = (float(p["beta1"]), float(p["beta2"]))
 
@@ -242,10 +243,10 @@ class SynDiff(TranslationMethod):
             return torch.optim.Adam(params, lr=lr, betas=betas)
 
         lr_g, lr_d = float(p["lr_g"]), float(p["lr_d"])
-        self.opt_G_diff = adam([self.diff_t1_to_t2, self.diff_t2_to_t1], lr_g)
-        self.opt_G_cyc = adam([self.cyc_t1_to_t2, self.cyc_t2_to_t1], lr_g)
-        self.opt_D_diff = adam([self.disc_diff_t1, self.disc_diff_t2], lr_d)
-        self.opt_D_cyc = adam([self.disc_cyc_t1, self.disc_cyc_t2], lr_d)
+        self.opt_G_diff = adam([self.diff_a_to_b, self.diff_b_to_a], lr_g)
+        self.opt_G_cyc = adam([self.cyc_a_to_b, self.cyc_b_to_a], lr_g)
+        self.opt_D_diff = adam([self.disc_diff_a, self.disc_diff_b], lr_d)
+        self.opt_D_cyc = adam([self.disc_cyc_a, self.disc_cyc_b], lr_d)
         self.r1 = R1Penalty(float(p["r1_gamma"]), int(p["r1_every"]))
 
     # ---------------------------------------------------------------- training
@@ -258,7 +259,7 @@ class SynDiff(TranslationMethod):
         }
 
     def ema_modules(self) -> dict[str, nn.Module]:
-        return {"diff_t1_to_t2": self.diff_t1_to_t2, "diff_t2_to_t1": self.diff_t2_to_t1}
+        return {"diff_a_to_b": self.diff_a_to_b, "diff_b_to_a": self.diff_b_to_a}
 
     def _latent(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.randn(batch, self.nz, device=device)
@@ -273,11 +274,11 @@ class SynDiff(TranslationMethod):
         return x0_hat, self.diffusion.sample_posterior(x0_hat, x_tp1, t)
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        real1, real2 = batch["t1"], batch["t2"]
+        real1, real2 = batch["a"], batch["b"]
         n1, n2 = real1.shape[0], real2.shape[0]
         diff = self.diffusion
-        d_diff = [self.disc_diff_t1, self.disc_diff_t2]
-        d_cyc = [self.disc_cyc_t1, self.disc_cyc_t2]
+        d_diff = [self.disc_diff_a, self.disc_diff_b]
+        d_cyc = [self.disc_cyc_a, self.disc_cyc_b]
         out: dict[str, float] = {}
 
         # 1. diffusive discriminators ------------------------------------------------
@@ -289,8 +290,8 @@ class SynDiff(TranslationMethod):
         x2_t, x2_tp1 = diff.q_sample_pairs(real2, t2)
         x1_t.requires_grad_(True)
         x2_t.requires_grad_(True)
-        d1_real = self.disc_diff_t1(x1_t, t1, x1_tp1)
-        d2_real = self.disc_diff_t2(x2_t, t2, x2_tp1)
+        d1_real = self.disc_diff_a(x1_t, t1, x1_tp1)
+        d2_real = self.disc_diff_b(x2_t, t2, x2_tp1)
         loss_real = d_loss_real(d1_real) + d_loss_real(d2_real)
         loss_d = loss_real
         if self.r1.due(step):
@@ -300,14 +301,14 @@ class SynDiff(TranslationMethod):
         # The non-diffusive estimates are computed once, with their graph, and shared by all
         # three updates: the discriminator updates see them detached, and the cycle generators
         # do not change before the generator update that backpropagates through them.
-        est1_g = self.cyc_t2_to_t1(real2)  # T1 estimated from the real T2
-        est2_g = self.cyc_t1_to_t2(real1)  # T2 estimated from the real T1
+        est1_g = self.cyc_b_to_a(real2)  # a estimated from the real b
+        est2_g = self.cyc_a_to_b(real1)  # b estimated from the real a
         est1, est2 = est1_g.detach(), est2_g.detach()
         with torch.no_grad():
-            _, x1_fake = self._fake_step(self.diff_t2_to_t1, x1_tp1, t1, est2)
-            _, x2_fake = self._fake_step(self.diff_t1_to_t2, x2_tp1, t2, est1)
-        loss_fake = d_loss_fake(self.disc_diff_t1(x1_fake, t1, x1_tp1)) + d_loss_fake(
-            self.disc_diff_t2(x2_fake, t2, x2_tp1)
+            _, x1_fake = self._fake_step(self.diff_b_to_a, x1_tp1, t1, est2)
+            _, x2_fake = self._fake_step(self.diff_a_to_b, x2_tp1, t2, est1)
+        loss_fake = d_loss_fake(self.disc_diff_a(x1_fake, t1, x1_tp1)) + d_loss_fake(
+            self.disc_diff_b(x2_fake, t2, x2_tp1)
         )
         loss_d = loss_d + loss_fake
         loss_d.backward()
@@ -317,10 +318,10 @@ class SynDiff(TranslationMethod):
         # 2. cycle (non-diffusive) discriminators --------------------------------------
         self.opt_D_cyc.zero_grad(set_to_none=True)
         loss_dc = (
-            d_loss_real(self.disc_cyc_t1(real1))
-            + d_loss_real(self.disc_cyc_t2(real2))
-            + d_loss_fake(self.disc_cyc_t1(est1))
-            + d_loss_fake(self.disc_cyc_t2(est2))
+            d_loss_real(self.disc_cyc_a(real1))
+            + d_loss_real(self.disc_cyc_b(real2))
+            + d_loss_fake(self.disc_cyc_a(est1))
+            + d_loss_fake(self.disc_cyc_b(est2))
         )
         loss_dc.backward()
         self.opt_D_cyc.step()
@@ -336,15 +337,15 @@ class SynDiff(TranslationMethod):
             _, x1_tp1 = diff.q_sample_pairs(real1, t1)
             _, x2_tp1 = diff.q_sample_pairs(real2, t2)
         est1, est2 = est1_g, est2_g
-        rec2 = self.cyc_t1_to_t2(est1)
-        rec1 = self.cyc_t2_to_t1(est2)
-        x1_0, x1_fake = self._fake_step(self.diff_t2_to_t1, x1_tp1, t1, est2)
-        x2_0, x2_fake = self._fake_step(self.diff_t1_to_t2, x2_tp1, t2, est1)
-        adv = g_loss_nonsaturating(self.disc_diff_t1(x1_fake, t1, x1_tp1)) + g_loss_nonsaturating(
-            self.disc_diff_t2(x2_fake, t2, x2_tp1)
+        rec2 = self.cyc_a_to_b(est1)
+        rec1 = self.cyc_b_to_a(est2)
+        x1_0, x1_fake = self._fake_step(self.diff_b_to_a, x1_tp1, t1, est2)
+        x2_0, x2_fake = self._fake_step(self.diff_a_to_b, x2_tp1, t2, est1)
+        adv = g_loss_nonsaturating(self.disc_diff_a(x1_fake, t1, x1_tp1)) + g_loss_nonsaturating(
+            self.disc_diff_b(x2_fake, t2, x2_tp1)
         )
-        adv_cyc = g_loss_nonsaturating(self.disc_cyc_t1(est1)) + g_loss_nonsaturating(
-            self.disc_cyc_t2(est2)
+        adv_cyc = g_loss_nonsaturating(self.disc_cyc_a(est1)) + g_loss_nonsaturating(
+            self.disc_cyc_b(est2)
         )
         l1_x0 = F.l1_loss(x1_0.float(), real1.float()) + F.l1_loss(x2_0.float(), real2.float())
         cycle = F.l1_loss(rec1.float(), real1.float()) + F.l1_loss(rec2.float(), real2.float())
@@ -377,7 +378,7 @@ class SynDiff(TranslationMethod):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         src, _ = split_direction(direction)
-        gen = self.diff_t1_to_t2 if src == "t1" else self.diff_t2_to_t1
+        gen = self.diff_a_to_b if src == "a" else self.diff_b_to_a
 
         def predict_x0(x_tp1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             z = self._latent(x.shape[0], x.device)

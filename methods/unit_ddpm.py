@@ -176,16 +176,16 @@ class UnitDDPM(TranslationMethod):
             )
 
         # eps_<m>: denoiser of modality m, conditioned on the other modality.
-        # g_<m>: translator *into* modality m (g_t2: T1 -> T2, g_t1: T2 -> T1).
-        self.eps_t1, self.eps_t2 = unet(), unet()
-        self.g_t1, self.g_t2 = translator(), translator()
+        # g_<m>: translator *into* modality m (g_b: a -> b, g_a: b -> a).
+        self.eps_a, self.eps_b = unet(), unet()
+        self.g_a, self.g_b = translator(), translator()
         self.opt_denoiser = torch.optim.Adam(
-            list(self.eps_t1.parameters()) + list(self.eps_t2.parameters()),
+            list(self.eps_a.parameters()) + list(self.eps_b.parameters()),
             lr=float(p["lr_denoiser"]),
             betas=tuple(p["betas_denoiser"]),
         )
         self.opt_translator = torch.optim.Adam(
-            list(self.g_t1.parameters()) + list(self.g_t2.parameters()),
+            list(self.g_a.parameters()) + list(self.g_b.parameters()),
             lr=float(p["lr_translator"]),
             betas=tuple(p["betas_translator"]),
         )
@@ -232,7 +232,7 @@ class UnitDDPM(TranslationMethod):
         """The denoisers only: DDPM averages the network it samples with, and the translators
         take no part in sampling (validation's collapse check then sees the live translators,
         the ones that train the denoisers)."""
-        return {"eps_t1": self.eps_t1, "eps_t2": self.eps_t2}
+        return {"eps_a": self.eps_a, "eps_b": self.eps_b}
 
     def _eps(
         self, net: nn.Module, x_t: torch.Tensor, cond_t: torch.Tensor, t: torch.Tensor
@@ -241,65 +241,61 @@ class UnitDDPM(TranslationMethod):
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         p = self.params
-        x1, x2 = batch["t1"], batch["t2"]
+        x1, x2 = batch["a"], batch["b"]
         n1, n2 = x1.shape[0], x2.shape[0]
         dev, T = x1.device, self.diffusion.num_timesteps
         q = self.diffusion.q_sample
         self.train()
 
         # Algorithm 1, lines 1-2: one time per iteration (per batch element, as in DDPM) for
-        # both pseudo-pairs, (x1, g_t2(x1)) and (g_t1(x2), x2); four independent noises.
+        # both pseudo-pairs, (x1, g_b(x1)) and (g_a(x2), x2); four independent noises.
         t = torch.randint(0, T, (max(n1, n2),), device=dev)
         t_a, t_b = t[:n1], t[:n2]
         e1, e2_fake = torch.randn_like(x1), torch.randn_like(x1)
         e2, e1_fake = torch.randn_like(x2), torch.randn_like(x2)
 
         # Translations (with graph; the denoiser update uses them detached).
-        fake2 = self.g_t2(x1)  # T1 -> T2
-        fake1 = self.g_t1(x2)  # T2 -> T1
+        fake2 = self.g_b(x1)  # a -> b
+        fake1 = self.g_a(x2)  # b -> a
         x1_t, x2_t = q(x1, t_a, e1), q(x2, t_b, e2)
 
         # Line 3: denoisers on real images, conditioned on noisy translated partners.
         fake2_t_d = q(fake2.detach(), t_a, e2_fake)
         fake1_t_d = q(fake1.detach(), t_b, e1_fake)
-        loss_eps1 = F.mse_loss(self._eps(self.eps_t1, x1_t, fake2_t_d, t_a), e1)
-        loss_eps2 = F.mse_loss(self._eps(self.eps_t2, x2_t, fake1_t_d, t_b), e2)
+        loss_eps1 = F.mse_loss(self._eps(self.eps_a, x1_t, fake2_t_d, t_a), e1)
+        loss_eps2 = F.mse_loss(self._eps(self.eps_b, x2_t, fake1_t_d, t_b), e2)
         loss_denoiser = loss_eps1 + loss_eps2
         self.opt_denoiser.zero_grad(set_to_none=True)
         loss_denoiser.backward()
-        self._clip(self.eps_t1, self.eps_t2)
+        self._clip(self.eps_a, self.eps_b)
         self.opt_denoiser.step()
 
         # Line 4: translators, denoisers fixed.
-        for net in (self.eps_t1, self.eps_t2):
+        for net in (self.eps_a, self.eps_b):
             net.requires_grad_(False)
         try:
             fake2_t, fake1_t = q(fake2, t_a, e2_fake), q(fake1, t_b, e1_fake)
             mode = p["translator_dsm"]
             loss_dsm = x1.new_zeros(())
             if mode in ("target", "both"):
-                loss_dsm = loss_dsm + F.mse_loss(
-                    self._eps(self.eps_t1, fake1_t, x2_t, t_b), e1_fake
-                )
-                loss_dsm = loss_dsm + F.mse_loss(
-                    self._eps(self.eps_t2, fake2_t, x1_t, t_a), e2_fake
-                )
+                loss_dsm = loss_dsm + F.mse_loss(self._eps(self.eps_a, fake1_t, x2_t, t_b), e1_fake)
+                loss_dsm = loss_dsm + F.mse_loss(self._eps(self.eps_b, fake2_t, x1_t, t_a), e2_fake)
             if mode in ("condition", "both"):
-                loss_dsm = loss_dsm + F.mse_loss(self._eps(self.eps_t1, x1_t, fake2_t, t_a), e1)
-                loss_dsm = loss_dsm + F.mse_loss(self._eps(self.eps_t2, x2_t, fake1_t, t_b), e2)
-            loss_cyc = F.l1_loss(self.g_t1(fake2), x1) + F.l1_loss(self.g_t2(fake1), x2)
+                loss_dsm = loss_dsm + F.mse_loss(self._eps(self.eps_a, x1_t, fake2_t, t_a), e1)
+                loss_dsm = loss_dsm + F.mse_loss(self._eps(self.eps_b, x2_t, fake1_t, t_b), e2)
+            loss_cyc = F.l1_loss(self.g_a(fake2), x1) + F.l1_loss(self.g_b(fake1), x2)
             loss_translator = float(p["lambda_dsm"]) * loss_dsm + float(p["lambda_cyc"]) * loss_cyc
             self.opt_translator.zero_grad(set_to_none=True)
             loss_translator.backward()
-            self._clip(self.g_t1, self.g_t2)
+            self._clip(self.g_a, self.g_b)
             self.opt_translator.step()
         finally:
-            for net in (self.eps_t1, self.eps_t2):
+            for net in (self.eps_a, self.eps_b):
                 net.requires_grad_(True)
 
         return {
-            "loss_eps_t1": float(loss_eps1.detach()),
-            "loss_eps_t2": float(loss_eps2.detach()),
+            "loss_eps_a": float(loss_eps1.detach()),
+            "loss_eps_b": float(loss_eps2.detach()),
             "loss_dsm_translator": float(loss_dsm.detach()),
             "loss_cycle": float(loss_cyc.detach()),
         }

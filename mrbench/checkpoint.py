@@ -16,7 +16,10 @@ Model file (``<out>/model.pt``)::
 
     {"format": "mrbench-model/1", "method": config name, "plugin": plugin name,
      "params": resolved params, "image_size": int, "state": state_dict (EMA weights applied),
-     "meta": {..., "inputs": the training run's input digests, as in its checkpoints}}
+     "meta": {..., "inputs": the training run's input digests, as in its checkpoints,
+              "pair": [a, b], the contrasts of domains a and b (absent: written before pairs
+              existed, a T1w/T2w model; its state-dict keys spell t1/t2 and are renamed to a/b
+              on load, :func:`legacy_state`)}}
 """
 
 from __future__ import annotations
@@ -181,6 +184,17 @@ def read_model(path: str | Path) -> dict[str, Any]:
     return record
 
 
+def legacy_state(record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict of a model record; one written before the method contract became
+    pair-neutral (no ``meta["pair"]``) has its ``t1``/``t2`` network names renamed to
+    ``a``/``b`` (:func:`mrbench_methods.base.upgrade_legacy_names`): T1w was domain ``a``."""
+    if "pair" in (record.get("meta") or {}):
+        return record["state"]
+    from mrbench_methods.base import upgrade_legacy_names
+
+    return upgrade_legacy_names(record["state"])
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Build the method stored in ``model.pt`` with its final weights, in eval mode on ``device``.
 
@@ -199,7 +213,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
     with torch.random.fork_rng(devices=[]):
         method = cls(record["params"], image_size=int(record["image_size"]))
     try:
-        method.load_state_dict(record["state"])
+        method.load_state_dict(legacy_state(record))
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise InputError(

@@ -2,12 +2,13 @@
 
 Layout of one split (``results/data/<dataset>/slices/<split>/``)::
 
-    t1.npy, t2.npy   float32 (N, S, S), intensities in [0, 1] (0 = background)
+    <contrast>.npy   float32 (N, S, S), intensities in [0, 1] (0 = background), one per
+                     contrast the dataset needs (t1.npy, t2.npy for the default pair)
     mask.npy         uint8   (N, S, S), the subject's brain mask
     label.npy        uint8   (N, S, S), tissue classes (:data:`TISSUE_CLASSES`), when every
                      subject of the split has ``label.nii.gz``
     index.tsv        row, subject, slice (axial index z in the subject's preprocessed volume)
-    meta.json        size, crop/pad offsets per subject, normalisation rule, source volumes
+    meta.json        size, contrasts, crop/pad offsets per subject, normalisation rule
 
 The arrays are plain ``.npy`` files opened with ``mmap_mode="r"``, so a torch ``Dataset`` reads
 slices on demand without loading a split into memory, and any tool (numpy, MATLAB via npy
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mrbench.domain import DEFAULT_PAIR, MODALITIES, TISSUE_CLASSES
+from mrbench.domain import CONTRASTS, DEFAULT_PAIR, TISSUE_CLASSES
 from mrbench.io import InputError, load_volume
 from mrbench.pairs import Batch, check_pair
 
@@ -109,39 +110,64 @@ def uncrop(window: np.ndarray, x0: int, y0: int, shape: tuple[int, int]) -> np.n
 
 @dataclass(frozen=True)
 class SubjectVolumes:
-    """Paths of one preprocessed subject: co-registered T1, T2, brain mask, tissue labels."""
+    """Paths of one preprocessed subject: co-registered contrasts (contrast -> path, e.g.
+    ``{"t1": ..., "t2": ...}``), brain mask, tissue labels."""
 
     subject: str
-    t1: Path
-    t2: Path
+    contrasts: Mapping[str, Path]
     mask: Path
     label: Path | None = None  #: tissue class map (optional; see :data:`TISSUE_CLASSES`)
 
     @classmethod
-    def in_dir(cls, subject: str, folder: str | Path) -> SubjectVolumes:
+    def in_dir(
+        cls, subject: str, folder: str | Path, contrasts: Sequence[str] = DEFAULT_PAIR
+    ) -> SubjectVolumes:
+        """The subject folder's ``<contrast>.nii.gz`` for each of ``contrasts``, mask and label."""
         folder = Path(folder)
         label = folder / "label.nii.gz"
         return cls(
             subject,
-            folder / "t1.nii.gz",
-            folder / "t2.nii.gz",
+            {c: folder / f"{c}.nii.gz" for c in contrasts},
             folder / "mask.nii.gz",
             label if label.exists() else None,
         )
 
+    def path(self, contrast: str) -> Path:
+        """The volume of ``contrast``; a one-line error where the subject has none."""
+        if contrast not in self.contrasts:
+            raise InputError(
+                f"subject {self.subject}: no {contrast} volume (it has "
+                f"{', '.join(self.contrasts) or 'none'})"
+            )
+        return Path(self.contrasts[contrast])
+
+    @property
+    def t1(self) -> Path:
+        return self.path("t1")
+
+    @property
+    def t2(self) -> Path:
+        return self.path("t2")
+
 
 def build_split(
-    subjects: list[SubjectVolumes], out_dir: str | Path, size: int, slices_per_subject: int
+    subjects: list[SubjectVolumes],
+    out_dir: str | Path,
+    size: int,
+    slices_per_subject: int,
+    contrasts: Sequence[str] = DEFAULT_PAIR,
 ) -> Path:
-    """Write one split of the slice store (atomically: a temporary folder renamed at the end)."""
+    """Write one split of the slice store (atomically: a temporary folder renamed at the end)
+    with one ``<contrast>.npy`` per entry of ``contrasts``."""
     out_dir = Path(out_dir)
     if not subjects:
         raise ValueError(f"{out_dir}: no subjects in this split")
+    contrasts = _store_contrasts(contrasts, out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        _write_split(subjects, tmp, size, slices_per_subject)
+        _write_split(subjects, tmp, size, slices_per_subject, contrasts)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -149,6 +175,18 @@ def build_split(
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def _store_contrasts(contrasts: Sequence[str], out_dir: Path) -> tuple[str, ...]:
+    """``contrasts`` checked (known, no repeats, at least one) and in :data:`CONTRASTS` order."""
+    contrasts = tuple(contrasts)
+    unknown = [c for c in contrasts if c not in CONTRASTS]
+    if unknown or not contrasts or len(set(contrasts)) != len(contrasts):
+        raise ValueError(
+            f"{out_dir}: contrasts {list(contrasts)!r} must be distinct names among "
+            f"{', '.join(CONTRASTS)}"
+        )
+    return tuple(c for c in CONTRASTS if c in contrasts)
 
 
 #: slack for float storage of volumes normalised to [0, 1]
@@ -188,7 +226,11 @@ def check_labels(labels: np.ndarray, path: str | Path) -> None:
 
 
 def _write_split(
-    subjects: list[SubjectVolumes], tmp: Path, size: int, slices_per_subject: int
+    subjects: list[SubjectVolumes],
+    tmp: Path,
+    size: int,
+    slices_per_subject: int,
+    contrasts: tuple[str, ...],
 ) -> None:
     counts = []
     per_subject = []
@@ -198,13 +240,13 @@ def _write_split(
         # choose slices and offsets from the mask
         mask_img = load_volume(sv.mask)
         mask = np.asarray(mask_img.dataobj) > 0
-        for mod in MODALITIES:
-            img = load_volume(getattr(sv, mod))
+        for mod in contrasts:
+            img = load_volume(sv.path(mod))
             if img.shape != mask.shape:
                 raise InputError(
-                    f"{getattr(sv, mod)}: shape {img.shape} differs from the mask's {mask.shape}"
+                    f"{sv.path(mod)}: shape {img.shape} differs from the mask's {mask.shape}"
                 )
-            check_normalised(np.asarray(img.dataobj), getattr(sv, mod))
+            check_normalised(np.asarray(img.dataobj), sv.path(mod))
         if with_labels:
             label = np.asarray(load_volume(sv.label).dataobj)
             if label.shape != mask.shape:
@@ -226,7 +268,7 @@ def _write_split(
     n = int(sum(counts))
     arrays = {
         mod: np.lib.format.open_memmap(tmp / f"{mod}.npy", "w+", np.float32, (n, size, size))
-        for mod in MODALITIES
+        for mod in contrasts
     }
     arrays["mask"] = np.lib.format.open_memmap(tmp / "mask.npy", "w+", np.uint8, (n, size, size))
     if with_labels:
@@ -237,10 +279,10 @@ def _write_split(
     i = 0
     for sv, info in zip(subjects, per_subject, strict=True):
         mask = np.asarray(load_volume(sv.mask).dataobj) > 0
-        vols = {m: np.asarray(load_volume(getattr(sv, m)).dataobj) for m in MODALITIES}
+        vols = {m: np.asarray(load_volume(sv.path(m)).dataobj) for m in contrasts}
         labels = np.asarray(load_volume(sv.label).dataobj).astype(np.uint8) if with_labels else None
         for z in info["slices"]:
-            for mod in MODALITIES:
+            for mod in contrasts:
                 arrays[mod][i] = crop_pad(vols[mod][..., z], info["x0"], info["y0"], size)
             arrays["mask"][i] = crop_pad(
                 mask[..., z].astype(np.uint8), info["x0"], info["y0"], size
@@ -259,6 +301,7 @@ def _write_split(
         "size": size,
         "slices_per_subject": slices_per_subject,
         "n_slices": n,
+        "contrasts": list(contrasts),
         "normalisation": NORMALISATION_RULE,
         "labels": TISSUE_CLASSES if with_labels else None,
         "subjects": per_subject,

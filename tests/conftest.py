@@ -339,10 +339,13 @@ def poison_train_step(
 
 # ------------------------------------------------------------------ the style-based translators
 def unpaired_batch(b: int, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``b`` random T1 slices in [-1, 1] and, as T2, their negatives in reverse order."""
+    """``b`` random slices of domain ``a`` in [-1, 1] and, as ``b``, their negatives in reverse
+    order (a :class:`mrbench.pairs.Batch`)."""
+    from mrbench.pairs import Batch
+
     g = torch.Generator().manual_seed(seed)
-    t1 = torch.rand(b, 1, size, size, generator=g) * 2 - 1
-    return {"t1": t1, "t2": -t1.flip(0)}
+    xa = torch.rand(b, 1, size, size, generator=g) * 2 - 1
+    return Batch({"a": xa, "b": -xa.flip(0)})
 
 
 def record_steps(optimizers: dict[str, torch.optim.Optimizer]) -> list[str]:
@@ -379,12 +382,12 @@ def check_test_time_style(
     with torch.no_grad():
         for row, code in enumerate(codes(model, slices)):
             torch.testing.assert_close(model.style_mean[row], code.mean(0))
-    x = unpaired_batch(b, seed=9)["t1"]
-    torch.testing.assert_close(model.translate(x, "t1_to_t2"), model.translate(x, "t1_to_t2"))
+    x = unpaired_batch(b, seed=9)["a"]
+    torch.testing.assert_close(model.translate(x, "a_to_b"), model.translate(x, "a_to_b"))
     prior = cls({**cls.tiny_params, "style_mode": "prior"}, image_size=32)
     prior.load_state_dict(model.state_dict())
     prior.eval()
-    assert not torch.equal(prior.translate(x, "t1_to_t2"), prior.translate(x, "t1_to_t2"))
+    assert not torch.equal(prior.translate(x, "a_to_b"), prior.translate(x, "a_to_b"))
     return cls
 
 
@@ -396,22 +399,30 @@ def seeded(seed: int, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def brain_batch(
-    seed: int, b: int, size: int, coarse: int = 4, labels: bool = False
+    seed: int,
+    b: int,
+    size: int,
+    coarse: int = 4,
+    labels: bool = False,
+    contrasts: tuple[str, str] = ("t1", "t2"),
 ) -> dict[str, torch.Tensor]:
-    """Paired brain-like slices in [-1, 1]: a smooth tissue map (``coarse`` px of noise
-    enlarged), T1 bright where T2 is dark, a disc mask; with ``labels``, tissue classes (0
-    outside the mask, 1-3 by tissue value)."""
+    """Paired brain-like slices in [-1, 1] under the neutral keys (a :class:`mrbench.pairs.Batch`
+    of ``contrasts``): a smooth tissue map (``coarse`` px of noise enlarged), ``a`` bright where
+    ``b`` is dark, a disc mask; with ``labels``, tissue classes (0 outside the mask, 1-3 by
+    tissue value)."""
+    from mrbench.pairs import Batch
+
     g = torch.Generator().manual_seed(seed)
     coarse_map = torch.rand(b, 1, coarse, coarse, generator=g)
     tissue = torch.nn.functional.interpolate(coarse_map, size=size, mode="bilinear")
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     mask = ((xx**2 + yy**2) < 0.7).float().expand(b, 1, size, size)
-    t1 = tissue * mask * 2 - 1
-    t2 = (1 - tissue) ** 2 * mask * 2 - 1
-    out = {"t1": t1, "t2": t2, "mask_t1": mask.clone(), "mask_t2": mask.clone()}
+    xa = tissue * mask * 2 - 1
+    xb = (1 - tissue) ** 2 * mask * 2 - 1
+    out = Batch({"a": xa, "b": xb, "mask_a": mask.clone(), "mask_b": mask.clone()}, contrasts)
     if labels:
         lab = (1 + (tissue * 3).clamp(max=2.999).floor()) * mask
-        out["label_t1"], out["label_t2"] = lab.clone(), lab.clone()
+        out["label_a"], out["label_b"] = lab.clone(), lab.clone()
     return out
 
 
@@ -480,3 +491,59 @@ class LocalServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ------------------------------------------------------------------ a store of any contrast pair
+def write_pair_store(
+    folder: Path,
+    contrasts: tuple[str, ...] = ("t2", "flair"),
+    n: int = 8,
+    size: int = 32,
+    labels: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A tiny slice store split in ``folder`` holding ``contrasts`` (as ``slices.build_split``
+    writes one: ``<contrast>.npy`` in [0, 1], ``mask.npy``, ``label.npy``, ``index.tsv``,
+    ``meta.json`` with ``"contrasts"``), two subjects of ``n // 2`` slices each; the k-th
+    contrast is a different smooth function of one tissue map. Returns ``folder``."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from mrbench.domain import TISSUE_CLASSES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    coarse = torch.from_numpy(rng.random((n, 1, 4, 4)).astype(np.float32))
+    tissue = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")[:, 0].numpy()
+    yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    mask = np.broadcast_to((xx**2 + yy**2) < 0.7, (n, size, size)).astype(np.uint8)
+    for k, c in enumerate(contrasts):
+        image = (tissue if k % 2 == 0 else (1 - tissue) ** 2) ** (1 + k // 2) * mask
+        np.save(folder / f"{c}.npy", image.astype(np.float32))
+    np.save(folder / "mask.npy", mask)
+    if labels:
+        lab = (1 + np.minimum(tissue * 3, 2.999).astype(np.uint8)) * mask
+        np.save(folder / "label.npy", lab.astype(np.uint8))
+    subjects = [f"S{i}" for i in range(2)]
+    rows = [(i, subjects[i * 2 // n], i % (n // 2)) for i in range(n)]
+    pd.DataFrame(rows, columns=["row", "subject", "slice"]).to_csv(
+        folder / "index.tsv", sep="\t", index=False
+    )
+    affine = np.diag([2.0, 2.0, 2.0, 1.0]).tolist()
+    info = [
+        {"subject": s, "slices": list(range(n // 2)), "x0": 0, "y0": 0,
+         "shape": [size, size, n // 2], "affine": affine}
+        for s in subjects
+    ]  # fmt: skip
+    meta = {
+        "size": size,
+        "slices_per_subject": n // 2,
+        "n_slices": n,
+        "contrasts": list(contrasts),
+        "labels": TISSUE_CLASSES if labels else None,
+        "subjects": info,
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    return folder

@@ -78,14 +78,14 @@ def test_syndiff_step_runs_each_cycle_generator_twice() -> None:
     torch.manual_seed(0)
     model = cls(dict(cls.tiny_params), image_size=16)
     calls = {"a": 0, "b": 0}
-    model.cyc_t1_to_t2.register_forward_hook(lambda *a: calls.__setitem__("a", calls["a"] + 1))
-    model.cyc_t2_to_t1.register_forward_hook(lambda *a: calls.__setitem__("b", calls["b"] + 1))
+    model.cyc_a_to_b.register_forward_hook(lambda *a: calls.__setitem__("a", calls["a"] + 1))
+    model.cyc_b_to_a.register_forward_hook(lambda *a: calls.__setitem__("b", calls["b"] + 1))
     x = torch.rand(2, 1, 16, 16) * 2 - 1
-    before = [p.clone() for p in model.cyc_t1_to_t2.parameters()]
-    losses = model.train_step({"t1": x, "t2": -x}, 0)
+    before = [p.clone() for p in model.cyc_a_to_b.parameters()]
+    losses = model.train_step({"a": x, "b": -x}, 0)
     assert calls == {"a": 2, "b": 2}
     assert all(math.isfinite(v) for v in losses.values())
-    after = list(model.cyc_t1_to_t2.parameters())
+    after = list(model.cyc_a_to_b.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
@@ -94,10 +94,10 @@ def test_compile_networks_keeps_outputs_and_names() -> None:
     torch.manual_seed(0)
     model = cls(dict(cls.tiny_params), image_size=16).eval()
     x = torch.rand(2, 1, 16, 16) * 2 - 1
-    ref = model.translate(x, "t1_to_t2")
+    ref = model.translate(x, "a_to_b")
     keys = list(model.state_dict())
     assert acceleration.compile_networks(model, "aot_eager") >= 2
-    torch.testing.assert_close(model.translate(x, "t1_to_t2"), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.translate(x, "a_to_b"), ref, rtol=1e-5, atol=1e-6)
     assert list(model.state_dict()) == keys
     assert acceleration.compile_networks(model, False) == 0
 
@@ -149,13 +149,13 @@ def test_disdiff_shared_decoder_block_gives_the_plain_decode() -> None:
     torch.manual_seed(0)
     model = cls(dict(cls.tiny_params), image_size=16)
     model.disentangler.content_noise = 0.0
-    x = {"t1": torch.rand(2, 1, 16, 16) * 2 - 1, "t2": torch.rand(2, 1, 16, 16) * 2 - 1}
+    x = {"a": torch.rand(2, 1, 16, 16) * 2 - 1, "b": torch.rand(2, 1, 16, 16) * 2 - 1}
     calls = []
     model.disentangler.dec_share.register_forward_hook(lambda *a: calls.append(1))
     out = model._disentangle(x)
     assert len(calls) == 4  # z_c of both inputs, z_c of both cross-modal images
     net = model.disentangler
-    for i, j in (("t1", "t2"), ("t2", "t1")):
+    for i, j in (("a", "b"), ("b", "a")):
         torch.testing.assert_close(out["fake"][j], net.decode(out["zc"][i], out["za"][j], j))
         torch.testing.assert_close(out["recon"][i], net.decode(out["zc"][i], out["za"][i], i))
 
@@ -214,8 +214,8 @@ def test_channels_last_step_equals_contiguous(name: str) -> None:
     assert acceleration.use_memory_format(fast, "channels_last") > 0
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 1, 16, 16, generator=g) * 2 - 1
-    batch = {"t1": x, "t2": -x.flip(-1), "mask_t1": torch.ones_like(x)}
-    batch["mask_t2"] = torch.ones_like(x)
+    batch = {"a": x, "b": -x.flip(-1), "mask_a": torch.ones_like(x)}
+    batch["mask_b"] = torch.ones_like(x)
     state = torch.get_rng_state()
     losses_ref = ref.train_step(batch, 0)
     torch.set_rng_state(state)
@@ -231,7 +231,7 @@ def test_channels_last_step_equals_contiguous(name: str) -> None:
     with torch.no_grad():
         ref.eval()
         fast.eval()
-        out_ref, out_fast = (seeded(2, m.translate, x, "t1_to_t2") for m in (ref, fast))
+        out_ref, out_fast = (seeded(2, m.translate, x, "a_to_b") for m in (ref, fast))
     torch.testing.assert_close(out_fast, out_ref, rtol=1e-4, atol=1e-5)
 
 

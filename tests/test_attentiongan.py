@@ -22,10 +22,10 @@ def test_paper_size_parameter_counts() -> None:
     """REFERENCES 3b: generator 11.76 M at one channel (grayscale fix), PatchGAN 2.76 M."""
     model = get_plugin("attentiongan")({}, image_size=256)
     counts = model.num_parameters()
-    assert counts["G_t1_to_t2"] / 1e6 == pytest.approx(11.76, rel=0.005)
-    assert counts["G_t1_to_t2"] == counts["G_t2_to_t1"] == 11_760_211
-    assert counts["D_t1"] == counts["D_t2"] == 2_762_689
-    assert isinstance(model.D_t1, PatchDiscriminator)
+    assert counts["G_a_to_b"] / 1e6 == pytest.approx(11.76, rel=0.005)
+    assert counts["G_a_to_b"] == counts["G_b_to_a"] == 11_760_211
+    assert counts["D_a"] == counts["D_b"] == 2_762_689
+    assert isinstance(model.D_a, PatchDiscriminator)
 
 
 def test_generator_layout_and_output_rule() -> None:
@@ -67,6 +67,6 @@ def test_recipe_is_cyclegans() -> None:
     assert (d["lr"], d["beta1"], d["beta2"]) == (2e-4, 0.5, 0.999)
     assert cls.training_defaults["lr_schedule"] == "linear"
     model = cls(cls.tiny_params, image_size=32)
-    assert isinstance(model.G_t1_to_t2, AttentionResnetGenerator)
-    std = model.G_t1_to_t2.encoder[1].weight.std().item()
+    assert isinstance(model.G_a_to_b, AttentionResnetGenerator)
+    std = model.G_a_to_b.encoder[1].weight.std().item()
     assert std == pytest.approx(0.02, rel=0.2)  # N(0, 0.02) initialisation

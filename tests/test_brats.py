@@ -82,8 +82,8 @@ def test_brats_import_reaches_slice_store(tmp_path: Path) -> None:
     store = SliceStore(store_dir)
     assert len(store) == 4 * len(train)
     item = store[0]
-    assert item["t1"].shape == (1, 32, 32) and item["t2"].shape == (1, 32, 32)
-    assert float(item["t1"].max()) > -1 and float(item["t2"].max()) > -1
+    assert item["a"].shape == (1, 32, 32) and item["b"].shape == (1, 32, 32)
+    assert float(item["a"].max()) > -1 and float(item["b"].max()) > -1
 
 
 @needs_data

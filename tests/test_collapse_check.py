@@ -26,7 +26,7 @@ def test_identity_translators_show_in_validation(phantom_store: Path) -> None:
     trained = validate(method, store, rows, 4, torch.device("cpu"))
     for key in ("psnr_translator_vs_input", "psnr_translator_vs_target"):
         assert math.isfinite(trained[key]) and f"{key}_t1_to_t2" in trained
-    method.g_t1, method.g_t2 = torch.nn.Identity(), torch.nn.Identity()  # collapsed translators
+    method.g_a, method.g_b = torch.nn.Identity(), torch.nn.Identity()  # collapsed translators
     collapsed = validate(method, store, rows, 4, torch.device("cpu"))
     assert collapsed["psnr_translator_vs_input"] >= 99  # valmetrics caps identical images
     assert collapsed["psnr_translator_vs_target"] < 30

@@ -124,3 +124,108 @@ def test_missing_or_corrupt_input_volume_names_the_file(tmp_path: Path) -> None:
     (subj / "t2.nii.gz").unlink()
     res = mrbench_cli(*cmd, cwd=Path.cwd())
     assert res.returncode == 1 and "phantom001/t2.nii.gz: file not found" in res.stderr
+
+
+# ---------------------------------------------------------------------- contrast pairs
+def _with_pairs(pairs: list | None, directions: list | None = None, name: str = "demo") -> dict:
+    cfg = copy.deepcopy(_load(f"config/{name}.yaml"))
+    if pairs is not None:
+        cfg["datasets"]["phantom"]["pairs"] = pairs
+    if directions is None:
+        cfg.pop("directions", None)
+    else:
+        cfg["directions"] = directions
+    return cfg
+
+
+def test_shipped_t1_t2_configs_keep_their_directions() -> None:
+    """config.yaml and demo.yaml (no pairs key): T1w/T2w only, both directions, as before."""
+    from mrbench.config.pairs import all_directions, dataset_directions, dataset_pairs
+
+    for name in ("config", "demo"):
+        cfg = _load(f"config/{name}.yaml")
+        assert cfg["directions"] == ["t1_to_t2", "t2_to_t1"]
+        for dataset in cfg["datasets"]:
+            assert "pairs" not in cfg["datasets"][dataset]
+            assert dataset_pairs(cfg, dataset) == [("t1", "t2")]
+            assert dataset_directions(cfg, dataset) == ["t1_to_t2", "t2_to_t1"]
+        assert all_directions(cfg) == ["t1_to_t2", "t2_to_t1"]
+
+
+def test_directions_follow_pairs_and_the_directions_key() -> None:
+    from mrbench.config.pairs import all_directions, dataset_directions
+
+    both = _with_pairs([["t1", "t2"], ["t2", "flair"]])  # no directions key: all of every pair
+    check_config(both)
+    assert dataset_directions(both, "phantom") == [
+        "t1_to_t2",
+        "t2_to_t1",
+        "t2_to_flair",
+        "flair_to_t2",
+    ]
+    some = _with_pairs([["t1", "t2"], ["t2", "flair"]], ["flair_to_t2", "t1_to_t2"])
+    check_config(some)
+    assert dataset_directions(some, "phantom") == ["t1_to_t2", "flair_to_t2"]
+    assert all_directions(some) == ["t1_to_t2", "flair_to_t2"]
+    pd_first = _with_pairs([["pd", "t1"]])
+    assert dataset_directions(pd_first, "phantom") == ["pd_to_t1", "t1_to_pd"]
+
+
+@pytest.mark.parametrize(
+    ("pairs", "directions", "expected"),
+    [
+        (
+            [["t1", "t2"], ["t2", "t1"]],
+            None,
+            r"datasets\.phantom\.pairs: pair \['t2', 't1'\] is listed twice",
+        ),
+        ([["t1", "t2"], ["t1", "t2"]], None, r"datasets\.phantom\.pairs: .* listed twice"),
+        ([["t2", "t2"]], None, r"datasets\.phantom\.pairs: .*two different contrasts"),
+        ([["t2", "dwi"]], None, r"datasets\.phantom\.pairs: .*unknown contrast 'dwi'"),
+        ([["t2", "t1ce"]], None, r"datasets\.phantom\.pairs: .*'t1ce' not offered"),
+        ([["t1", "t2", "pd"]], None, r"datasets\.phantom\.pairs: .*expected two contrast names"),
+        (["t1"], None, r"datasets\.phantom\.pairs: 't1' is not a pair"),
+        (None, ["t1_to_pd"], r"directions: t1_to_pd is not a direction of any configured pair"),
+        (
+            [["t1", "t2"], ["t2", "flair"]],
+            ["t1_to_t2", "t2_to_t1"],
+            r"datasets\.phantom\.pairs: pair \['t2', 'flair'\] has no direction in the config",
+        ),
+    ],
+)
+def test_bad_pairs_and_directions_are_refused_in_one_line(
+    pairs: list | None, directions: list | None, expected: str
+) -> None:
+    cfg = _with_pairs(pairs, directions)
+    with pytest.raises(ConfigError, match=expected) as info:
+        check_config(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_schema_checks_pair_and_direction_names() -> None:
+    """The schema refuses what no contrast names (before the config checks run)."""
+    cfg = _with_pairs([["t1", "t2"]], ["t1_to_dwi"])
+    assert "t1_to_dwi" in _error(cfg)
+    cfg = _with_pairs([["t1", "pd", "t2"]])
+    with pytest.raises(Exception, match="pairs"):  # noqa: PT011 - the schema's own error type
+        validate(cfg, SCHEMA)
+    ok = _with_pairs([["t2", "flair"]])
+    validate(ok, SCHEMA)
+    assert "directions" not in ok and "pairs" in ok["datasets"]["phantom"]
+    # the default is documented, never filled in: a config's content (and hashes) stay as written
+    demo = _load("config/demo.yaml")
+    validate(demo, SCHEMA)
+    assert "pairs" not in demo["datasets"]["phantom"]
+
+
+def test_pairs_config_runs_syndiffs_pairs_with_every_method() -> None:
+    """config/pairs.yaml: SynDiff's pairs (IXI T1/PD and T2/PD, BraTS T2/FLAIR and T1/FLAIR)
+    with every method of the paper setup, at its sizes."""
+    from mrbench.config.pairs import dataset_pairs
+
+    cfg = _load("config/pairs.yaml")
+    paper = _load("config/config.yaml")
+    assert cfg["methods"] == paper["methods"]
+    pairs = {d: {frozenset(p) for p in dataset_pairs(cfg, d)} for d in cfg["datasets"]}
+    assert {frozenset(("t1", "pd")), frozenset(("t2", "pd"))} <= pairs["ixi"]
+    assert {frozenset(("t2", "flair")), frozenset(("t1", "flair"))} <= pairs["brats2018"]

@@ -8,8 +8,12 @@ Each plugin is built with its ``tiny_params`` at 32 px on the CPU. The checks ar
 trainer relies on: a training step updates the networks and returns finite losses; translation
 keeps shape and range in both directions; ``full_state`` survives a ``weights_only`` round trip
 exactly (same translations, same next training step); a fixed seed gives identical losses.
-Plugins whose ``needs_labels`` trait is set get tissue class maps (``label_t1``/``label_t2``,
+Plugins whose ``needs_labels`` trait is set get tissue class maps (``label_a``/``label_b``,
 classes 0-3 from the synthetic tissue) in their training batches; the others never do.
+
+The contract is pair-neutral: every plugin also trains and translates on a slice store of a pair
+other than T1w/T2w (T2w/FLAIR), and a plugin written against the old T1/T2 keys or directions
+fails with one line naming the new contract.
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ import math
 
 import pytest
 import torch
-from conftest import brain_batch, seeded
+from conftest import brain_batch, seeded, write_pair_store
 
-from mrbench_methods import DIRECTIONS, registry
+from mrbench.pairs import CONTRACT, Batch, ContractError
+from mrbench_methods import DIRECTIONS, NEUTRAL_DIRECTIONS, registry
+from mrbench_methods.base import split_direction
 
 SIZE = 32
 PLUGINS = sorted(registry())
 
 
 def _batch(seed: int, b: int = 2, labels: bool = False) -> dict[str, torch.Tensor]:
-    """Smooth, brain-like random images in [-1, 1] with a disc mask, T2 a function of T1;
+    """Smooth, brain-like random images in [-1, 1] with a disc mask, ``b`` a function of ``a``;
     with ``labels``, tissue classes (0 outside the mask, 1-3 by tissue value)."""
     return brain_batch(seed, b, SIZE, labels=labels)
 
@@ -82,7 +88,7 @@ def test_translate_shape_and_range(name: str) -> None:
         assert torch.isfinite(out).all(), f"{name} {direction}: non-finite output"
         assert out.min() >= -1 and out.max() <= 1, f"{name} {direction}: outside [-1, 1]"
     with pytest.raises(ValueError):
-        model.translate(batch["t1"], "t1_to_flair")
+        model.translate(batch["a"], "a_to_flair")
 
 
 @pytest.mark.parametrize("name", PLUGINS)
@@ -117,7 +123,102 @@ def test_same_seed_same_losses(name: str) -> None:
         model = _build(name, seed=42)
         losses = [_fit_or_step(model, _batch(8 + s, labels=_labels(name)), s) for s in range(2)]
         model.eval()
-        out = seeded(9, model.translate, _batch(10, labels=_labels(name))["t1"], "t1_to_t2")
+        out = seeded(9, model.translate, _batch(10, labels=_labels(name))["a"], "a_to_b")
         runs.append((losses, out))
     assert runs[0][0] == runs[1][0], f"{name}: losses differ between two runs with one seed"
     assert torch.equal(runs[0][1], runs[1][1])
+
+
+# ------------------------------------------------------------------ any contrast pair
+@pytest.fixture(scope="module")
+def flair_store(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny store split holding T1w, T2w and FLAIR, read as the pair (t2, flair)."""
+    from mrbench.slices import SliceStore
+
+    folder = write_pair_store(tmp_path_factory.mktemp("pair") / "train", ("t1", "t2", "flair"))
+    return lambda labels: SliceStore(folder, labels=labels, pair=("t2", "flair"))
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_every_plugin_trains_and_translates_on_t2_flair(name: str, flair_store) -> None:
+    """A batch of the store's (t2, flair) pair, as the trainer builds it: the method trains (or
+    fits) on the neutral keys and translates both ways with shape and range kept."""
+    from mrbench.training.sampling import collate
+
+    store = flair_store(_labels(name))
+    batch = collate([store.pair(i, (i + 3) % len(store)) for i in range(4)])
+    assert isinstance(batch, Batch) and batch.contrasts == ("t2", "flair")
+    torch.testing.assert_close(batch["a"][0], store.image("t2", 0))
+    torch.testing.assert_close(batch["b"][0], store.image("flair", 3))
+    model = _build(name)
+    losses = _fit_or_step(model, batch)
+    assert all(math.isfinite(v) for v in losses.values()), f"{name}: {losses}"
+    model.prepare_inference(iter([batch]))
+    model.eval()
+    paired = collate([store[i] for i in range(2)])
+    for direction in NEUTRAL_DIRECTIONS:
+        src = paired[direction.split("_to_")[0]]
+        out = seeded(3, model.translate, src, direction)
+        assert out.shape == src.shape, f"{name} {direction}: shape {tuple(out.shape)}"
+        assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1, name
+
+
+def test_split_direction_is_neutral_and_refuses_old_names() -> None:
+    assert DIRECTIONS == NEUTRAL_DIRECTIONS == ("a_to_b", "b_to_a")
+    assert split_direction("a_to_b") == ("a", "b") and split_direction("b_to_a") == ("b", "a")
+    with pytest.raises(ContractError, match="pair-neutral: batch keys 'a', 'b'"):
+        split_direction("t1_to_t2")
+    with pytest.raises(ValueError, match="unknown direction 't2_to_flair'"):
+        split_direction("t2_to_flair")
+
+
+#: an out-of-tree plugin written against the old contract: it reads batch["t1"]
+OLD_KEYS = """
+import torch
+from torch import nn
+from mrbench_methods.base import TranslationMethod
+
+
+class OldKeys(TranslationMethod):
+    def __init__(self, params=None, image_size=64):
+        super().__init__(params, image_size)
+        self.w = nn.Parameter(torch.ones(()))
+
+    def train_step(self, batch, step):
+        return {"l1": float((batch["t1"] * self.w - batch["t2"]).abs().mean())}
+
+    def translate(self, x, direction):
+        return x * self.w if direction == "t1_to_t2" else x
+"""
+
+
+def test_old_contract_plugin_fails_with_one_line_naming_the_new_one() -> None:
+    """batch["t1"] and direction == "t1_to_t2" in a plugin of the old contract both raise
+    ContractError with one line naming the new keys and directions, never a silent wrong
+    branch or a bare KeyError."""
+    namespace: dict = {}
+    exec(compile(OLD_KEYS, "old_plugin.py", "exec"), namespace)  # noqa: S102 - test source
+    model = namespace["OldKeys"]()
+    batch = brain_batch(0, 2, 16, contrasts=("t2", "flair"))
+    with pytest.raises(ContractError) as err:
+        model.train_step(batch, 0)
+    text = str(err.value)
+    assert "\n" not in text and "batch key 't1'" in text and CONTRACT in text
+    direction = NEUTRAL_DIRECTIONS[0]  # what the library hands translate
+    with pytest.raises(ContractError, match="name 't1_to_t2' belongs to the old T1/T2"):
+        model.translate(batch["a"], direction)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in PLUGINS if "content_maps" in registry()[n].capabilities]
+)
+def test_content_maps_take_neutral_domains(name: str) -> None:
+    model = _build(name).eval()
+    x = _batch(12)["a"]
+    with torch.no_grad():
+        za, zb = model.content_map(x, "a"), model.content_map(x, "b")
+    assert za.shape[0] == zb.shape[0] == x.shape[0]
+    with pytest.raises(ContractError, match="domain 't1' belongs to the old T1/T2"):
+        model.content_map(x, "t1")
+    with pytest.raises(ValueError, match="expected 'a' or 'b'"):
+        model.content_map(x, "flair")

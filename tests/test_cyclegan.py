@@ -32,9 +32,9 @@ def test_paper_defaults_build_the_published_model() -> None:
     assert cls.training_defaults["lr_schedule"] == "linear"
     model = cls({}, image_size=256)
     counts = model.num_parameters()
-    assert counts["G_t1_to_t2"] == counts["G_t2_to_t1"] == 11_365_633
-    assert counts["D_t1"] == counts["D_t2"] == 2_762_689
-    std = model.G_t1_to_t2.model[1].weight.std().item()
+    assert counts["G_a_to_b"] == counts["G_b_to_a"] == 11_365_633
+    assert counts["D_a"] == counts["D_b"] == 2_762_689
+    std = model.G_a_to_b.model[1].weight.std().item()
     assert std == pytest.approx(0.02, rel=0.1)  # N(0, 0.02) initialisation
     with pytest.raises(ValueError, match="unknown parameter"):
         cls({"ngf2": 3})

@@ -50,7 +50,7 @@ def test_cuda_data_parallel_turns_instaformers_discriminator_batchnorm_into_sync
     synced = [m for m in method.modules() if isinstance(m, StepSyncBatchNorm)]
     assert len(synced) == len(bn_before)
     assert not [m for m in method.modules() if type(m) is nn.BatchNorm2d]
-    for d in ("D_t1", "D_t2"):
+    for d in ("D_a", "D_b"):
         assert any(isinstance(m, StepSyncBatchNorm) for m in getattr(method, d).modules())
     # the same Parameter objects: the method's optimisers still update them
     assert {id(m.weight) for m in synced} == weights
@@ -140,7 +140,7 @@ def test_method_updated_buffers_stay_equal_across_two_processes(tmp_path: Path) 
     moving = {
         "mguit": ("memory.keys", "memory.values"),
         "stargan_v2": ("style_mean",),
-        "drit": ("attr_mean_t1", "attr_mean_t2"),
+        "drit": ("attr_mean_a", "attr_mean_b"),
     }
     for plugin, names in moving.items():
         for name in names:

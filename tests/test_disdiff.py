@@ -79,7 +79,7 @@ def test_variant_builds_trains_and_translates(variant: str) -> None:
     assert (keys >= DIFF_LOSSES) == want_diff and not (DIFF_LOSSES & keys and not want_diff)
     assert (keys >= DC_LOSSES) == want_dc and not (DC_LOSSES & keys and not want_dc)
     if want_diff:
-        assert {"r1_t1", "r1_t2"} <= keys
+        assert {"r1_a", "r1_b"} <= keys
     # every network got an update
     for name in model.num_parameters():
         moved = [
@@ -90,7 +90,7 @@ def test_variant_builds_trains_and_translates(variant: str) -> None:
 
     model.eval()
     outputs = {}
-    for direction, src in (("t1_to_t2", "t1"), ("t2_to_t1", "t2")):
+    for direction, src in (("a_to_b", "a"), ("b_to_a", "b")):
         out, again = (seeded(5, model.translate, batch[src], direction) for _ in range(2))
         assert out.shape == batch[src].shape
         assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1
@@ -104,24 +104,24 @@ def test_variant_builds_trains_and_translates(variant: str) -> None:
     fresh = build(variant, seed=1)
     fresh.load_full_state(torch.load(buf, weights_only=True))
     fresh.eval()
-    for direction, src in (("t1_to_t2", "t1"), ("t2_to_t1", "t2")):
+    for direction, src in (("a_to_b", "a"), ("b_to_a", "b")):
         assert torch.equal(seeded(5, fresh.translate, batch[src], direction), outputs[direction])
 
 
 def test_variant_translation_paths_use_their_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     """dis_only decodes G^j(z_c, z_a) without sampling; diffusion variants call their sampler
     4 times (T = 4) with the content map and attribute code (or the source image)."""
-    x = _brains(2)["t1"]
+    x = _brains(2)["a"]
     dis_only = build("disdiff_dis_only").eval()
-    zc = dis_only.disentangler.content(x, "t1", noise=False)
-    za = dis_only.attr_mean_t2[None].expand(x.shape[0], -1)
-    expected = dis_only.disentangler.decode(zc, za, "t2").clamp(-1, 1)
-    assert torch.allclose(dis_only.translate(x, "t1_to_t2"), expected)
+    zc = dis_only.disentangler.content(x, "a", noise=False)
+    za = dis_only.attr_mean_b[None].expand(x.shape[0], -1)
+    expected = dis_only.disentangler.decode(zc, za, "b").clamp(-1, 1)
+    assert torch.allclose(dis_only.translate(x, "a_to_b"), expected)
 
     for variant in ("disdiff", "disdiff_diff_only"):
         model = build(variant).eval()
         calls: list[dict] = []
-        gen = model.diff_gen["t2"]
+        gen = model.diff_gen["b"]
         original = gen.forward
 
         def spy(xin, t, z=None, cond=None, style=None, _orig=original, _calls=calls):
@@ -129,12 +129,12 @@ def test_variant_translation_paths_use_their_modules(monkeypatch: pytest.MonkeyP
             return _orig(xin, t, z, cond=cond, style=style)
 
         monkeypatch.setattr(gen, "forward", spy)
-        model.translate(x, "t1_to_t2")
+        model.translate(x, "a_to_b")
         assert [int(c["t"][0]) for c in calls] == [3, 2, 1, 0]
         if variant == "disdiff":
-            content = model.disentangler.content(x, "t1", noise=False)
+            content = model.disentangler.content(x, "a", noise=False)
             assert all(torch.equal(c["cond"], content) for c in calls)
-            assert all(torch.equal(c["style"][0], model.attr_mean_t2) for c in calls)
+            assert all(torch.equal(c["style"][0], model.attr_mean_b) for c in calls)
             assert all(c["in_ch"] == 1 for c in calls)
         else:
             assert all(c["cond"] is None and c["in_ch"] == 2 for c in calls)
@@ -174,20 +174,20 @@ def test_inference_attribute_is_the_training_mean_and_lives_in_the_state() -> No
     batches = [_brains(s, b=3) for s in (10, 11)]
     model.train()
     model.train_step(batches[0], 0)
-    running = model.attr_mean_t2.clone()
+    running = model.attr_mean_b.clone()
     assert running.abs().sum() > 0, "the running mean is updated during training"
     model.eval()
     model.prepare_inference(iter(batches))
     with torch.no_grad():
-        mus = [model.disentangler.attribute(b["t2"], "t2")[1] for b in batches]
-    assert torch.allclose(model.attr_mean_t2, torch.cat(mus).mean(0), atol=1e-6)
+        mus = [model.disentangler.attribute(b["b"], "b")[1] for b in batches]
+    assert torch.allclose(model.attr_mean_b, torch.cat(mus).mean(0), atol=1e-6)
     state = model.state_dict()
-    assert "attr_mean_t1" in state and "attr_mean_t2" in state
+    assert "attr_mean_a" in state and "attr_mean_b" in state
     # deterministic with the mean code; the prior option samples (different under other seeds)
-    x = batches[0]["t1"]
-    assert torch.equal(model.translate(x, "t1_to_t2"), model.translate(x, "t1_to_t2"))
+    x = batches[0]["a"]
+    assert torch.equal(model.translate(x, "a_to_b"), model.translate(x, "a_to_b"))
     model.params["attribute_mode"] = "prior"
-    a, b = (seeded(s, model.translate, x, "t1_to_t2") for s in (0, 1))
+    a, b = (seeded(s, model.translate, x, "a_to_b") for s in (0, 1))
     assert not torch.equal(a, b)
 
 
@@ -226,7 +226,7 @@ def anatomy_slices(n: int, size: int, seed: int) -> dict[str, torch.Tensor]:
         noise = rng.normal(0, 0.02, (2, size, size)) * brain
         t1[k] = np.clip(t1_level[label] + noise[0], 0, 1)
         t2[k] = np.clip(t2_level[label] + noise[1], 0, 1)
-    return {m: torch.from_numpy(v)[:, None] * 2 - 1 for m, v in (("t1", t1), ("t2", t2))}
+    return {m: torch.from_numpy(v)[:, None] * 2 - 1 for m, v in (("a", t1), ("b", t2))}
 
 
 def test_content_discriminator_makes_content_maps_modality_invariant() -> None:
@@ -273,10 +273,10 @@ def test_content_discriminator_makes_content_maps_modality_invariant() -> None:
         for step in range(150):
             i = torch.randint(0, 64, (4,), generator=g)
             j = torch.randint(0, 64, (4,), generator=g)  # unpaired batches
-            model.train_step({"t1": train_data["t1"][i], "t2": train_data["t2"][j]}, step)
+            model.train_step({"a": train_data["a"][i], "b": train_data["b"][j]}, step)
         model.eval()
-        zc_t1 = model.content_map(held_out["t1"], "t1")
-        zc_t2 = model.content_map(held_out["t2"], "t2")
+        zc_t1 = model.content_map(held_out["a"], "a")
+        zc_t2 = model.content_map(held_out["b"], "b")
         reports[use_dc] = {k: round(v, 3) for k, v in invariance_report(zc_t1, zc_t2).items()}
     msg = f"without D_c: {reports[False]}; with D_c: {reports[True]}"
     print(msg)
@@ -291,7 +291,7 @@ def test_paper_size_networks() -> None:
     net = Disentangler()
     assert net.content_ch == 256 and net.attr_dim == 8
     x = torch.zeros(1, 1, 64, 64)
-    assert net.content(x, "t1").shape == (1, 256, 16, 16)
+    assert net.content(x, "a").shape == (1, 256, 16, 16)
     counts = disdiff_cls()({}, image_size=256).num_parameters()
     print(counts)
     assert counts["disentangler"] == sum(p.numel() for p in net.parameters())

@@ -37,7 +37,7 @@ def build(seed: int = 0, size: int = SIZE, **params):
 def batch(seed: int, b: int = 2, size: int = SIZE) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     tissue = nn.functional.interpolate(torch.rand(b, 1, 4, 4, generator=g), size=size)
-    return {"t1": tissue * 2 - 1, "t2": (1 - tissue) * 2 - 1}
+    return {"a": tissue * 2 - 1, "b": (1 - tissue) * 2 - 1}
 
 
 # --------------------------------------------------------------------- paper size
@@ -66,13 +66,13 @@ def test_paper_networks_follow_the_official_code() -> None:
     net = model.disentangler
     x = torch.zeros(1, 1, 256, 256)
     with torch.no_grad():
-        assert net.content(x, "t1").shape == (1, 256, 64, 64)
+        assert net.content(x, "a").shape == (1, 256, 64, 64)
         # D_c at 256 px: three 7x7 stride-2 convs (64 -> 30 -> 13 -> 5), a 4x4 conv: 2 x 2 logits
         assert model.content_dis(torch.zeros(1, 256, 64, 64)).shape == (1, 1, 2, 2)
-        outs = model.dis_enc["t1"](x)
+        outs = model.dis_enc["a"](x)
     assert [o.shape[-1] for o in outs] == [16, 8, 4]  # 3 scales, 4 stride-2 layers each
     # decoder upsampling: transposed conv + layer norm (no instance norm), 272 -> 136 -> 72
-    dec = net.dec["t1"]
+    dec = net.dec["a"]
     assert [up.body[0].in_channels for up in dec.ups] == [272, 144]
     assert all(isinstance(up.body[1], LayerNorm) for up in dec.ups)
     # no normalisation in any discriminator (the official code never applies it)
@@ -80,7 +80,7 @@ def test_paper_networks_follow_the_official_code() -> None:
         assert not any(isinstance(m, nn.InstanceNorm2d | nn.BatchNorm2d) for m in d.modules())
     assert not any(isinstance(m, nn.InstanceNorm2d) for m in dec.ups.modules())
     # attribute encoder: the 4x4 stride-2 conv feeds the first block directly (no activation)
-    enc = net.enc_attr["t1"]
+    enc = net.enc_attr["a"]
     assert isinstance(enc, AttributeEncoder)
     assert isinstance(enc.net[0], nn.Conv2d) and not isinstance(enc.net[1], nn.LeakyReLU)
     # official recipe: Adam(0.5, 0.999), wd 1e-4, lr 1e-4 (D_c 4e-5), linear decay, batch 2
@@ -93,7 +93,7 @@ def test_paper_networks_follow_the_official_code() -> None:
         "lr_decay_start": 0.5,
         "batch_size": 2,
     }
-    conv_std = net.enc_content["t1"].net[0].weight.std().item()
+    conv_std = net.enc_content["a"].net[0].weight.std().item()
     assert conv_std == pytest.approx(0.02, rel=0.1)  # N(0, 0.02) conv initialisation
 
 
@@ -192,17 +192,17 @@ def test_inference_attribute_is_the_training_mean_or_the_prior() -> None:
     batches = [batch(s, b=3) for s in (10, 11)]
     model.prepare_inference(iter(batches))
     with torch.no_grad():
-        mus = torch.cat([model.disentangler.attribute(b["t2"], "t2")[1] for b in batches])
-    assert torch.allclose(model.attr_mean_t2, mus.mean(0), atol=1e-6)
-    assert {"attr_mean_t1", "attr_mean_t2"} <= set(model.state_dict())
-    x = batches[0]["t1"]
+        mus = torch.cat([model.disentangler.attribute(b["b"], "b")[1] for b in batches])
+    assert torch.allclose(model.attr_mean_b, mus.mean(0), atol=1e-6)
+    assert {"attr_mean_a", "attr_mean_b"} <= set(model.state_dict())
+    x = batches[0]["a"]
     with torch.no_grad():
-        zc = model.disentangler.content(x, "t1", noise=False)
-        want = model.disentangler.decode(zc, model.attr_mean_t2[None].expand(3, -1), "t2")
-    assert torch.allclose(model.translate(x, "t1_to_t2"), want.clamp(-1, 1))
-    assert torch.equal(model.content_map(x, "t1"), zc)
+        zc = model.disentangler.content(x, "a", noise=False)
+        want = model.disentangler.decode(zc, model.attr_mean_b[None].expand(3, -1), "b")
+    assert torch.allclose(model.translate(x, "a_to_b"), want.clamp(-1, 1))
+    assert torch.equal(model.content_map(x, "a"), zc)
     model.params["attribute_mode"] = "prior"
-    a, b = (seeded(s, model.translate, x, "t1_to_t2") for s in (0, 1))
+    a, b = (seeded(s, model.translate, x, "a_to_b") for s in (0, 1))
     assert not torch.equal(a, b)
 
 

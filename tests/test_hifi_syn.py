@@ -50,9 +50,9 @@ def test_structure_level_switch_removes_its_losses() -> None:
     torch.manual_seed(0)
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     lab = (torch.rand(2, 1, 32, 32) * 4).floor()
-    batch = {"t1": x, "t2": x.flip(-1), "label_t1": lab, "label_t2": lab.flip(-1)}
+    batch = {"a": x, "b": x.flip(-1), "label_a": lab, "label_b": lab.flip(-1)}
     full = HiFiSyn(HiFiSyn.tiny_params, image_size=32).train_step(batch, 0)
-    assert {"struct_t1", "struct_t2", "D_struct_t1", "D_struct_t2"} <= set(full)
+    assert {"struct_a", "struct_b", "D_struct_a", "D_struct_b"} <= set(full)
     off = HiFiSyn({**HiFiSyn.tiny_params, "use_structure": False}, image_size=32)
     losses = off.train_step(batch, 0)
     assert not any(k.startswith(("struct", "D_struct")) for k in losses)

@@ -28,11 +28,11 @@ def test_paper_size_parameter_counts_match_the_official_model() -> None:
     with torch.device("meta"):
         model = cls({}, image_size=256)
     counts = model.num_parameters()
-    for d in ("t1_to_t2", "t2_to_t1"):
+    for d in ("a_to_b", "b_to_a"):
         assert counts[f"G_{d}"] == pytest.approx(103.4e6, rel=0.005)
-    for m in ("t1", "t2"):
+    for m in ("a", "b"):
         assert counts[f"D_{m}"] == pytest.approx(2.76e6, rel=0.005)
-    parts = {n: _count(c) for n, c in model.G_t1_to_t2.named_children()}
+    parts = {n: _count(c) for n, c in model.G_a_to_b.named_children()}
     assert parts["mlp_adain"] == 8 * 256 + 256 + 256 * 256 + 256 + 256 * 2048 + 2048
     assert parts["transformer"] == 6 * (1024 * 3072 + 3072 + 1024 * 1024 + 1024 + 2 * 4096 * 1024
                                         + 4096 + 1024)  # fmt: skip
@@ -129,17 +129,17 @@ def test_published_recipe_and_update_order() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     losses = model.train_step(unpaired_batch(2), 0)
     assert calls == ["D", "G", "F"]  # discriminator first, then generator and heads
-    for d in ("t1_to_t2", "t2_to_t1"):
+    for d in ("a_to_b", "b_to_a"):
         assert losses[f"nce_{d}"] > 0 and losses[f"recon_{d}"] > 0
     after = model.state_dict()
-    for prefix in ("G_t1_to_t2.", "G_t2_to_t1.", "D_t1.", "D_t2.", "F_t1_to_t2.", "F_t2_to_t1."):
+    for prefix in ("G_a_to_b.", "G_b_to_a.", "D_a.", "D_b.", "F_a_to_b.", "F_b_to_a."):
         assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(prefix))
 
 
 def test_mean_style_comes_from_training_slices_and_prior_is_an_option() -> None:
     def codes(model, slices):  # the style encoder of each direction on its target's slices
-        yield model.G_t1_to_t2.style(torch.cat([b["t2"] for b in slices]))
-        yield model.G_t2_to_t1.style(torch.cat([b["t1"] for b in slices]))
+        yield model.G_a_to_b.style(torch.cat([b["b"] for b in slices]))
+        yield model.G_b_to_a.style(torch.cat([b["a"] for b in slices]))
 
     cls = check_test_time_style("instaformer", 2, codes)
     with pytest.raises(ValueError, match="nce_layers"):

@@ -61,9 +61,9 @@ def test_memory_read_is_per_class_and_update_follows_the_official_rule() -> None
     mem.values.copy_(torch.arange(18, dtype=torch.float32).reshape(2, 3, 3))
     keys0, values0 = mem.keys.clone(), mem.values.clone()
     # one pixel per domain, both of class 0, content along item 0's key
-    cont = {d: _unit([1, 0]).reshape(1, 2, 1, 1) for d in ("t1", "t2")}
-    sty = {d: torch.tensor([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1) for d in ("t1", "t2")}
-    cls = {d: torch.zeros(1, 1, 1, dtype=torch.long) for d in ("t1", "t2")}
+    cont = {d: _unit([1, 0]).reshape(1, 2, 1, 1) for d in ("a", "b")}
+    sty = {d: torch.tensor([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1) for d in ("a", "b")}
+    cls = {d: torch.zeros(1, 1, 1, dtype=torch.long) for d in ("a", "b")}
     out = mem.step(cont, sty, cls)
     # the pixel's best item (0) moves: 0.25 q + 0.25 q + 0.5 key, normalised -> stays [1, 0]
     assert torch.allclose(out["keys"][0], _unit([1, 0]))
@@ -77,7 +77,7 @@ def test_memory_read_is_per_class_and_update_follows_the_official_rule() -> None
     assert torch.equal(out["keys"][2], keys0[2]) and torch.equal(out["values"][:, 2], values0[:, 2])
     # read of the same iteration with the updated memory, over class 0's items only
     w = torch.softmax(_unit([1, 0]) @ out["keys"][:2].t(), 0)
-    assert torch.allclose(out["read"][("t1", "t2")].flatten(), w @ out["values"][1, :2])
+    assert torch.allclose(out["read"][("a", "b")].flatten(), w @ out["values"][1, :2])
     assert out["key_loss"].item() > 0 and out["value_loss"].item() > 0
     # the buffers change only on commit
     assert torch.equal(mem.keys, keys0)
@@ -85,7 +85,7 @@ def test_memory_read_is_per_class_and_update_follows_the_official_rule() -> None
     assert torch.equal(mem.keys, out["keys"])
     # test time: all classes' keys; a content along item 2's key reads mostly item 2's value
     q = _unit([1, 1]).reshape(1, 2, 1, 1) * 10
-    got = mem.read_all(q, "t2").flatten()
+    got = mem.read_all(q, "b").flatten()
     w = torch.softmax(q.flatten() @ mem.keys.t(), 0)
     assert torch.allclose(got, w @ mem.values[1])
 
@@ -96,7 +96,7 @@ def test_memory_survives_a_checkpoint_round_trip_and_is_used_at_test_time() -> N
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     lab = (torch.rand(2, 1, 32, 32) * 4).floor()
     before = model.memory.keys.clone()
-    model.train_step({"t1": x, "t2": x.flip(-1), "label_t1": lab, "label_t2": lab.flip(-1)}, 0)
+    model.train_step({"a": x, "b": x.flip(-1), "label_a": lab, "label_b": lab.flip(-1)}, 0)
     assert not torch.equal(model.memory.keys, before), "a training step did not update the memory"
     buf = io.BytesIO()
     torch.save(model.full_state(), buf)
@@ -108,17 +108,17 @@ def test_memory_survives_a_checkpoint_round_trip_and_is_used_at_test_time() -> N
     assert torch.equal(clone.memory.values, model.memory.values)
     model.eval()
     clone.eval()
-    assert torch.equal(model.translate(x, "t1_to_t2"), clone.translate(x, "t1_to_t2"))
+    assert torch.equal(model.translate(x, "a_to_b"), clone.translate(x, "a_to_b"))
     # the translation depends on the memory's target-domain values
     clone.memory.values[1].mul_(-1)
-    assert not torch.equal(model.translate(x, "t1_to_t2"), clone.translate(x, "t1_to_t2"))
+    assert not torch.equal(model.translate(x, "a_to_b"), clone.translate(x, "a_to_b"))
 
 
 def test_training_without_labels_is_a_clear_error() -> None:
     model = MGUIT(MGUIT.tiny_params, image_size=32)
     x = torch.zeros(1, 1, 32, 32)
-    with pytest.raises(KeyError, match="label_t1"):
-        model.train_step({"t1": x, "t2": x}, 0)
+    with pytest.raises(KeyError, match="label_a"):
+        model.train_step({"a": x, "b": x}, 0)
 
 
 def test_resume_after_sigkill_is_bitwise_identical(phantom_store: Path, tmp_path: Path) -> None:

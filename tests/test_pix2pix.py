@@ -52,8 +52,8 @@ def test_paper_size_parameter_counts_equal_the_official_ones() -> None:
         model = cls({}, image_size=256)
         rgb = UnetGenerator(3, 3, 8, 64), PatchDiscriminator(6, 64, 3, norm="batch")
     counts = model.num_parameters()
-    assert counts["G_t1_to_t2"] == counts["G_t2_to_t1"] == 54_407_809
-    assert counts["D_t2"] == counts["D_t1"] == 2_764_609
+    assert counts["G_a_to_b"] == counts["G_b_to_a"] == 54_407_809
+    assert counts["D_b"] == counts["D_a"] == 2_764_609
     assert [_count(net) for net in rgb] == [54_413_955, 2_768_705]  # the official RGB counts
 
 
@@ -113,17 +113,17 @@ def test_train_step_gan_plus_l1_updates_both_directions() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     losses = model.train_step(brain_batch(1, 2, 32), 0)
     assert set(losses) == {
-        *("G_t1_to_t2_gan", "G_t1_to_t2_l1", "D_t2"),
-        *("G_t2_to_t1_gan", "G_t2_to_t1_l1", "D_t1"),
+        *("G_a_to_b_gan", "G_a_to_b_l1", "D_b"),
+        *("G_b_to_a_gan", "G_b_to_a_l1", "D_a"),
     }
     # an untrained discriminator scores near 0: BCE near log 2 for D (halved sum) and G
-    assert losses["D_t2"] == pytest.approx(np.log(2), abs=0.3)
-    assert losses["G_t1_to_t2_gan"] == pytest.approx(np.log(2), abs=0.3)
-    for net in ("G_t1_to_t2", "G_t2_to_t1", "D_t1", "D_t2"):
+    assert losses["D_b"] == pytest.approx(np.log(2), abs=0.3)
+    assert losses["G_a_to_b_gan"] == pytest.approx(np.log(2), abs=0.3)
+    for net in ("G_a_to_b", "G_b_to_a", "D_a", "D_b"):
         changed = [k for k, v in model.state_dict().items() if k.startswith(net)]
         assert any(not torch.equal(model.state_dict()[k], before[k]) for k in changed), net
-    assert set(model.optimizers()) == {"G_t1_to_t2", "D_t2", "G_t2_to_t1", "D_t1"}
-    opt = model.optimizers()["G_t1_to_t2"]
+    assert set(model.optimizers()) == {"G_a_to_b", "D_b", "G_b_to_a", "D_a"}
+    opt = model.optimizers()["G_a_to_b"]
     assert opt.defaults["lr"] == 2e-4 and opt.defaults["betas"] == (0.5, 0.999)
 
 
@@ -133,18 +133,18 @@ def test_test_mode_train_is_per_slice_and_leaves_state_alone() -> None:
     model = cls(dict(cls.tiny_params), image_size=32)
     model.train_step(brain_batch(1, 4, 32), 0)
     model.eval()
-    x = brain_batch(2, 3, 32)["t1"]
+    x = brain_batch(2, 3, 32)["a"]
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    out = model.translate(x, "t1_to_t2")
+    out = model.translate(x, "a_to_b")
     # each slice alone: the same output for a slice in any batch, on every call
-    torch.testing.assert_close(model.translate(x[1:2], "t1_to_t2"), out[1:2])
-    torch.testing.assert_close(model.translate(x.flip(0), "t1_to_t2"), out.flip(0))
+    torch.testing.assert_close(model.translate(x[1:2], "a_to_b"), out[1:2])
+    torch.testing.assert_close(model.translate(x.flip(0), "a_to_b"), out.flip(0))
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng) and not model.training
     evaluated = cls({**cls.tiny_params, "test_mode": "eval"}, image_size=32)
     evaluated.load_state_dict(model.state_dict())
-    assert not torch.allclose(evaluated.translate(x, "t1_to_t2"), out)
+    assert not torch.allclose(evaluated.translate(x, "a_to_b"), out)
 
 
 def test_only_paired_methods_get_paired_sampling() -> None:
@@ -173,14 +173,14 @@ def test_paired_batches_are_voxel_aligned_and_unpaired_ones_are_not(
     batch, keys = _first_batch(phantom_store, "paired", augment)
     assert all(i == j for i, j, _ in keys)
     # one slice position for both images: the same brain mask, crop and flip
-    assert torch.equal(batch["mask_t1"], batch["mask_t2"])
+    assert torch.equal(batch["mask_a"], batch["mask_b"])
     if augment == "none":
         for b, (i, _, _) in enumerate(keys):
-            assert torch.equal(batch["t1"][b], store[i]["t1"])
-            assert torch.equal(batch["t2"][b], store[i]["t2"])
+            assert torch.equal(batch["a"][b], store[i]["a"])
+            assert torch.equal(batch["b"][b], store[i]["b"])
     unpaired, ukeys = _first_batch(phantom_store, "unpaired", augment)
     assert any(i != j for i, j, _ in ukeys)
-    assert not torch.equal(unpaired["mask_t1"], unpaired["mask_t2"])
+    assert not torch.equal(unpaired["mask_a"], unpaired["mask_b"])
 
 
 # ------------------------------------------------------------------ tables
@@ -303,7 +303,7 @@ def test_trainer_batches_pairs_for_paired_methods_only(
     for _ in range(3):
         batch = next(batches)
         # paired: one slice position, one crop and flip for both images (same brain mask)
-        assert torch.equal(batch["mask_t1"], batch["mask_t2"]) is paired
+        assert torch.equal(batch["mask_a"], batch["mask_b"]) is paired
 
 
 def test_protocol_ranks_leave_supervised_methods_out() -> None:

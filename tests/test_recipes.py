@@ -105,13 +105,13 @@ def test_augmentation_moves_image_and_mask_together() -> None:
     aug = Augment(resize=1.0, seed=3)  # crop offsets are all 0 at this ratio: flips only
     flips = set()
     for k in range(8):
-        draw = aug.draw(32, k, 5, "t1")
+        draw = aug.draw(32, k, 5, "a")
         im, m = aug.apply(image, mask, draw)
         assert np.array_equal(im, m * 2 - 1)
         flips.add(draw[2])
     assert flips == {True, False}
     aug = Augment(resize=286 / 256, seed=3)
-    draws = {aug.draw(32, k, 5, "t1") for k in range(12)}
+    draws = {aug.draw(32, k, 5, "a") for k in range(12)}
     assert len(draws) > 6  # crops differ between epochs
     for draw in draws:
         im, m = aug.apply(image, mask, draw)
@@ -119,7 +119,19 @@ def test_augmentation_moves_image_and_mask_together() -> None:
         same = np.mean((im > 0) == (m > 0.5))
         assert same > 0.9, draw  # one geometry (a shifted crop would agree about half the time)
         assert set(np.unique(m)) <= {0.0, 1.0}  # nearest neighbour keeps the mask binary
-    assert aug.draw(32, 4, 5, "t1") == aug.draw(32, 4, 5, "t1")  # a pure function
+    assert aug.draw(32, 4, 5, "a") == aug.draw(32, 4, 5, "a")  # a pure function
+
+
+def test_augmentation_streams_of_a_and_b_are_those_of_t1_and_t2_before() -> None:
+    """Domain a draws from stream 1 and b from stream 2, as t1 and t2 did, so a T1w/T2w run
+    augments exactly as before the contract became pair-neutral; paired items share stream 0."""
+    aug = Augment(resize=286 / 256, seed=3)
+    for domain, stream in (("a", 1), ("b", 2)):
+        rng = np.random.default_rng([3, 1729, 4, 5, stream])
+        top, left = (int(v) for v in rng.integers(0, 36 - 32 + 1, size=2))
+        assert aug.draw(32, 4, 5, domain) == (top, left, bool(rng.random() < 0.5))
+    paired = Augment(resize=286 / 256, seed=3, paired=True)
+    assert paired.draw(32, 4, 5, "a") == paired.draw(32, 4, 5, "b")
 
 
 def test_loader_applies_augmentation_only_where_the_recipe_asks(phantom_store: Path) -> None:
@@ -135,10 +147,11 @@ def test_loader_applies_augmentation_only_where_the_recipe_asks(phantom_store: P
     cyc = _resolve(config, "cyclegan", len(store))
     ds = PairDataset(store, augmenter(cyc, 0))
     items = [ds[(1, 2, k)] for k in range(6)]
-    assert any(not torch.equal(it["t1"], store.pair(1, 2)["t1"]) for it in items)
+    assert any(not torch.equal(it["a"], store.pair(1, 2)["a"]) for it in items)
+    assert all(it.contrasts == ("t1", "t2") for it in items)  # the pair's names are kept
     aug, raw = augmenter(cyc, 0), store.pair(1, 2)
     for k, it in enumerate(items):
-        for m, row in (("t1", 1), ("t2", 2)):
+        for m, row in (("a", 1), ("b", 2)):
             # one draw per slice, shared by the image and its mask
             image, mask = raw[m].numpy()[0], raw[f"mask_{m}"].numpy()[0]
             want_im, want_mask = aug.apply(image, mask, aug.draw(16, k, row, m))

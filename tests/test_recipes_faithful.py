@@ -88,23 +88,23 @@ def test_mguit_never_reads_memory_items_of_classes_absent_from_training() -> Non
     lab = torch.zeros(1, 1, 32, 32)
     for c in range(4):  # background, CSF, GM, WM in four bands; no class 4
         lab[..., 8 * c : 8 * (c + 1), :] = c
-    batch = {"t1": x, "t2": x.flip(-1), "label_t1": lab, "label_t2": lab}
+    batch = {"a": x, "b": x.flip(-1), "label_a": lab, "label_b": lab}
     model.train_step(batch, 0)
     mem = model.memory
     assert mem.trained.tolist() == [True, True, True, True, False]
     tumour = mem.owner == 4
     model.eval()
-    content = model.enc_c(x, "t1")
-    got = mem.read_all(content, "t2")
+    content = model.enc_c(x, "a")
+    got = mem.read_all(content, "b")
     # the same read without the tumour items: their values do not enter
     q = content.permute(0, 2, 3, 1).reshape(-1, content.shape[1])
     w = torch.softmax(q @ mem.keys[~tumour].t(), dim=1)
     want = (w @ mem.values[1, ~tumour]).reshape(1, 8, 8, -1).permute(0, 3, 1, 2)
     torch.testing.assert_close(got, want)
     # changing the never-trained values changes nothing at test time
-    before = model.translate(x, "t1_to_t2")
+    before = model.translate(x, "a_to_b")
     mem.values[:, tumour] = 100.0
-    assert torch.equal(model.translate(x, "t1_to_t2"), before)
+    assert torch.equal(model.translate(x, "a_to_b"), before)
 
 
 def test_stargan_v2_official_recipe_augments_with_the_official_crop_and_flip() -> None:
@@ -118,7 +118,7 @@ def test_stargan_v2_official_recipe_augments_with_the_official_crop_and_flip() -
     assert t["augment"] == "random_resized_crop_flip"
     aug = augmenter(t, seed=3)
     size = 64
-    draws = [aug.draw(size, 0, row, "t1") for row in range(400)]
+    draws = [aug.draw(size, 0, row, "a") for row in range(400)]
     cropped = [d for d in draws if d[2] * d[3] < size * size]
     assert 0.4 < len(cropped) / len(draws) < 0.6
     for top, left, h, w, _ in draws:
@@ -148,16 +148,16 @@ def test_drit_validates_with_the_attribute_code_it_exports(phantom_store, tmp_pa
     run = runs.prepare_run(spec, phantom_store, tmp_path / "run", seed=1, log=lambda m: None)
     model = run.method
     torch.manual_seed(0)
-    model._update_running_attributes({m: torch.randn(2, 8) for m in ("t1", "t2")})
-    running = model.attr_mean_t1.clone()
+    model._update_running_attributes({m: torch.randn(2, 8) for m in ("a", "b")})
+    running = model.attr_mean_a.clone()
     got = run.validate()
     # the buffers training keeps are left as they were
-    assert torch.equal(model.attr_mean_t1, running)
+    assert torch.equal(model.attr_mean_a, running)
     exported = copy.deepcopy(model).eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         exported.prepare_inference(run.training_slices())
-    assert not torch.equal(exported.attr_mean_t1, running)
+    assert not torch.equal(exported.attr_mean_a, running)
     bs = int(run.training["val_batch_size"])
     want = validate(exported, run.val_store, run.val_rows, bs, run.device, seed=run.seed)
     assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-9)
@@ -174,7 +174,7 @@ class _RowStore:
         return self.n
 
     def pair(self, i: int, j: int) -> dict[str, torch.Tensor]:
-        return {"t1": torch.tensor([float(i)]), "t2": torch.tensor([float(j)])}
+        return {"a": torch.tensor([float(i)]), "b": torch.tensor([float(j)])}
 
 
 @pytest.mark.parametrize("paired", [False, True])
@@ -186,7 +186,7 @@ def test_test_time_codes_see_a_seeded_random_subset_of_both_modalities(paired: b
     def rows(seed: int) -> tuple[list[int], list[int]]:
         batches = list(one_pass(_RowStore(50), 8, paired, seed, torch.device("cpu")))
         return tuple(  # type: ignore[return-value]
-            [int(v) for b in batches for v in b[m].flatten()] for m in ("t1", "t2")
+            [int(v) for b in batches for v in b[m].flatten()] for m in ("a", "b")
         )
 
     t1, t2 = rows(0)

@@ -56,3 +56,22 @@ def test_config_readme_and_license_exist() -> None:
     for name in ("config.yaml", "demo.yaml", "test.yaml", "config.schema.yaml"):
         assert name in text
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_contrast_names_match_the_library() -> None:
+    """The schema's contrasts and direction pattern are those of mrbench.domain.CONTRASTS (a
+    contrast added there must be added here, or configs could not name it)."""
+    import re
+
+    from mrbench.domain import CONTRASTS
+
+    defs = SCHEMA["$defs"]
+    assert defs["contrast"]["enum"] == list(CONTRASTS)
+    pattern = re.compile(defs["direction"]["pattern"])
+    for a in CONTRASTS:
+        for b in CONTRASTS:
+            assert pattern.fullmatch(f"{a}_to_{b}")
+    assert not pattern.fullmatch("t1_to_dwi") and not pattern.fullmatch("t1-to-t2")
+    pairs = _resolve(defs["dataset_common"])["properties"]["pairs"]
+    assert pairs["x-default"] == [["t1", "t2"]] and "default" not in pairs
+    assert "directions" not in SCHEMA["required"]

@@ -41,12 +41,13 @@ def test_store_splits_masks_and_values(phantom_store: Path) -> None:
     train = stores["train"]
     assert len(train) == len(train.index) > 0
     item = train[0]
-    assert item["t1"].shape == (1, 16, 16)
-    for mod in ("t1", "t2"):
-        x = item[mod]
+    assert item["a"].shape == (1, 16, 16)
+    assert item.contrasts == ("t1", "t2")
+    for dom in ("a", "b"):
+        x = item[dom]
         assert x.min() >= -1 and x.max() <= 1
         # background (outside the mask) is exactly -1, brain has signal
-        outside = item[f"mask_{mod}"] == 0
+        outside = item[f"mask_{dom}"] == 0
         assert (x[outside] == -1).all()
         assert (x[~outside] > -1).float().mean() > 0.9
     # mask of every slice matches the non-zero support of both images
@@ -63,8 +64,8 @@ def test_store_is_memory_mapped(phantom_store: Path) -> None:
 def test_unpaired_pair_mixes_slices(phantom_store: Path) -> None:
     store = SliceStore(phantom_store / "train")
     p = store.pair(0, len(store) - 1)
-    assert (p["t1"] == store[0]["t1"]).all()
-    assert (p["t2"] == store[len(store) - 1]["t2"]).all()
+    assert (p["a"] == store[0]["a"]).all()
+    assert (p["b"] == store[len(store) - 1]["b"]).all()
 
 
 def test_slices_go_back_to_their_positions(phantom_store: Path) -> None:

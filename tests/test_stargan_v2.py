@@ -92,9 +92,9 @@ def test_sources_references_and_targets() -> None:
     torch.manual_seed(1)
     inp = model._inputs(batch)
     assert inp["y_org"].tolist() == [0, 0, 1, 1]  # half of each modality as sources
-    assert torch.equal(inp["x_real"][:2], batch["t1"][:2])
+    assert torch.equal(inp["x_real"][:2], batch["a"][:2])
     assert inp["y_trg"].tolist() == [1, 1, 0, 0]
-    pools = [batch["t1"], batch["t2"]]
+    pools = [batch["a"], batch["b"]]
     for i in range(4):  # references: two different images of the target domain
         pool = pools[int(inp["y_trg"][i])]
         k1 = [j for j in range(4) if torch.equal(pool[j], inp["x_ref"][i])]
@@ -104,7 +104,7 @@ def test_sources_references_and_targets() -> None:
 
 def test_mean_style_comes_from_training_slices_and_prior_is_an_option() -> None:
     def codes(model, slices):  # E(x, y) of each modality's slices
-        for d, m in enumerate(("t1", "t2")):
+        for d, m in enumerate(("a", "b")):
             x = torch.cat([b[m] for b in slices])
             yield model.style_encoder(x, torch.full((len(x),), d, dtype=torch.long))
 

@@ -156,10 +156,10 @@ def test_paper_size_networks_match_published_counts_and_run_at_256px() -> None:
 def test_paper_size_method_parameter_counts() -> None:
     method = syndiff_cls()({}, image_size=256)
     counts = {k: v / 1e6 for k, v in method.num_parameters().items()}
-    assert counts["diff_t1_to_t2"] == pytest.approx(39.73, rel=0.01)
-    assert counts["disc_diff_t1"] == pytest.approx(27.74, rel=0.01)
-    assert counts["cyc_t1_to_t2"] == pytest.approx(7.83, rel=0.01)
-    assert counts["disc_cyc_t2"] == pytest.approx(2.76, rel=0.01)
+    assert counts["diff_a_to_b"] == pytest.approx(39.73, rel=0.01)
+    assert counts["disc_diff_a"] == pytest.approx(27.74, rel=0.01)
+    assert counts["cyc_a_to_b"] == pytest.approx(7.83, rel=0.01)
+    assert counts["disc_cyc_b"] == pytest.approx(2.76, rel=0.01)
     # the published per-network counts sum to 156.1 M (155.5 M is quoted for the whole model)
     assert sum(counts.values()) == pytest.approx(2 * (39.73 + 27.74 + 7.83 + 2.76), rel=0.002)
     assert sum(counts.values()) == pytest.approx(155.5, rel=0.01)
@@ -206,7 +206,7 @@ def test_minibatch_stddev_and_losses() -> None:
 # ---------------------------------------------------------------------- method
 def _batch(size: int, n: int = 2) -> dict[str, torch.Tensor]:
     t1 = torch.rand(n, 1, size, size) * 2 - 1
-    return {"t1": t1, "t2": -t1, "mask_t1": torch.ones_like(t1), "mask_t2": torch.ones_like(t1)}
+    return {"a": t1, "b": -t1, "mask_a": torch.ones_like(t1), "mask_b": torch.ones_like(t1)}
 
 
 def test_translate_uses_four_generator_calls_and_is_seeded() -> None:
@@ -214,17 +214,17 @@ def test_translate_uses_four_generator_calls_and_is_seeded() -> None:
     torch.manual_seed(0)
     method = cls(cls.tiny_params, image_size=16).eval()
     calls = []
-    hook = method.diff_t1_to_t2.register_forward_hook(
+    hook = method.diff_a_to_b.register_forward_hook(
         lambda mod, args, out: calls.append(args[1].tolist())
     )
-    x = _batch(16)["t1"]
+    x = _batch(16)["a"]
     torch.manual_seed(5)
-    a = method.translate(x, "t1_to_t2")
+    a = method.translate(x, "a_to_b")
     hook.remove()
     assert calls == [[3, 3], [2, 2], [1, 1], [0, 0]]
     assert a.shape == x.shape and float(a.abs().max()) <= 1.0
     torch.manual_seed(5)
-    torch.testing.assert_close(method.translate(x, "t1_to_t2"), a)
+    torch.testing.assert_close(method.translate(x, "a_to_b"), a)
     with pytest.raises(ValueError, match="direction"):
         method.translate(x, "t1_to_pd")
 
@@ -244,7 +244,7 @@ def test_train_step_updates_every_network_in_the_reference_order() -> None:
         after = list(getattr(method, name).parameters())
         assert any(not torch.equal(a, b) for a, b in zip(after, params, strict=True)), name
     assert all(p.requires_grad for p in method.parameters())
-    assert set(method.ema_modules()) == {"diff_t1_to_t2", "diff_t2_to_t1"}
+    assert set(method.ema_modules()) == {"diff_a_to_b", "diff_b_to_a"}
     assert set(method.optimizers()) == {"G_diff", "G_cyc", "D_diff", "D_cyc"}
     assert cls.training_defaults == {"lr_schedule": "cosine", "lr_min": 1e-5, "ema_decay": 0.999}
 

@@ -110,20 +110,22 @@ def test_brats_like_case_carries_tissue_and_tumour_labels_to_the_slice_store(
     store_dir = build_split(
         [SubjectVolumes.in_dir("case01", out)], tmp_path / "slices", size=64, slices_per_subject=8
     )
-    unlabelled = SubjectVolumes("case01", out / "t1.nii.gz", out / "t2.nii.gz", out / "mask.nii.gz")
+    unlabelled = SubjectVolumes(
+        "case01", {"t1": out / "t1.nii.gz", "t2": out / "t2.nii.gz"}, out / "mask.nii.gz"
+    )
     bare = build_split([unlabelled], tmp_path / "bare", size=64, slices_per_subject=2)
     assert not (bare / "label.npy").exists()
     with pytest.raises(InputError, match="label.npy"):
         SliceStore(bare, labels=True)
     plain = SliceStore(store_dir)
-    assert "label_t1" not in plain.pair(0, 1)
+    assert "label_a" not in plain.pair(0, 1)
     store = SliceStore(store_dir, labels=True)
     stored = np.load(store_dir / "label.npy")
     assert stored.dtype == np.uint8 and (stored == 4).any()
     item = store.pair(0, 3)
-    assert item["label_t1"].shape == (1, 64, 64)
-    assert np.array_equal(item["label_t1"][0].numpy(), stored[0])
-    assert np.array_equal(item["label_t2"][0].numpy(), stored[3])
+    assert item["label_a"].shape == (1, 64, 64)
+    assert np.array_equal(item["label_a"][0].numpy(), stored[0])
+    assert np.array_equal(item["label_b"][0].numpy(), stored[3])
     # labels are zero exactly outside the stored brain mask
     masks = np.load(store_dir / "mask.npy")
     assert np.array_equal(stored > 0, masks > 0)

@@ -42,14 +42,14 @@ def test_resume_after_sigkill_is_bitwise_identical(phantom_store: Path, tmp_path
 def test_nan_loss_stops_with_step_and_loss_named(
     phantom_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    poison_train_step(monkeypatch, 3, loss="cycle_t1")
+    poison_train_step(monkeypatch, 3, loss="cycle_a")
     from mrbench.cli import main
 
     rc = main(train_cli_args(phantom_store, tmp_path / "nan", RESUME_CYCLEGAN, "--seed", "3"))
     err = capsys.readouterr().err
     assert rc == 1
     line = [x for x in err.splitlines() if "error" in x][0]
-    assert "'cycle_t1'" in line and "nan" in line and "step 4" in line  # 1-based, as logged
+    assert "'cycle_a'" in line and "nan" in line and "step 4" in line  # 1-based, as logged
     assert not (tmp_path / "nan" / "model.pt").exists()
 
 
@@ -184,4 +184,4 @@ def test_non_trainable_method_is_fitted(phantom_store: Path, tmp_path: Path) -> 
     model = load_model(path)
     val = (tmp_path / "im" / "val_log.csv").read_text().splitlines()
     assert len(val) == 2 and float(val[1].split(",")[val[0].split(",").index("psnr")]) > 15
-    assert not torch.equal(model.lut_t1_to_t2, torch.linspace(-1, 1, 128))
+    assert not torch.equal(model.lut_a_to_b, torch.linspace(-1, 1, 128))

@@ -136,7 +136,7 @@ def test_selection_exports_best_or_last_weights(phantom_store: Path, tmp_path: P
 def test_export_writes_model_after_prepare_inference(phantom_store: Path, tmp_path: Path) -> None:
     run = _run(phantom_store, tmp_path / "exp")
     calls: list[int] = []
-    run.method.prepare_inference = lambda slices: calls.append(sum(len(b["t1"]) for b in slices))  # type: ignore[method-assign]
+    run.method.prepare_inference = lambda slices: calls.append(sum(len(b["a"]) for b in slices))  # type: ignore[method-assign]
     path = loop.export_model(run, run.meta() | {"selected_step": 0})
     assert calls == [len(run.train_store)]
     rec = read_model(path)

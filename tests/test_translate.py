@@ -198,3 +198,99 @@ def test_figures_from_translated_split(tmp_path):
         main(["report", "boxplot", "--tidy", str(out), "--dataset", "toy", "--out", str(box)]) == 0
     )
     assert box.with_suffix(".pdf").exists()
+
+
+def _pair_store(tmp_path, n=2):
+    """``_store``'s subjects with a FLAIR volume too (the T1 with CSF-like dark centre), in a
+    slice store holding T1w, T2w and FLAIR."""
+    subjects = []
+    for i in range(n):
+        t1, t2, mask = _phantom(seed=i)
+        flair = np.clip(1.0 - t2, 0, 1) * mask
+        d = tmp_path / "subjects" / f"s{i}"
+        d.mkdir(parents=True)
+        vols = {"t1": t1, "t2": t2, "flair": flair.astype(np.float32)}
+        for name, arr in {**vols, "mask": mask.astype(np.uint8)}.items():
+            nib.save(nib.Nifti1Image(arr, AFFINE), d / f"{name}.nii.gz")
+        subjects.append(SubjectVolumes.in_dir(f"s{i}", d, ("t1", "t2", "flair")))
+    return build_split(subjects, tmp_path / "slices" / "test", SIZE, 5, ("t1", "t2", "flair"))
+
+
+def _pair_model(path, pair):
+    """The identity model, recorded as trained on ``pair``."""
+    rec = {"format": MODEL_FORMAT, "method": "identity", "plugin": "identity", "params": {}}
+    torch.save(rec | {"image_size": SIZE, "state": {}, "meta": {"pair": list(pair)}}, path)
+    return path
+
+
+def test_t1_t2_model_refuses_a_pd_direction_with_one_line(tmp_path, capsys):
+    """A model trained on T1w/T2w asked for PD: one line naming the model file, its pair and
+    the asked direction, before any output (store and single-volume forms)."""
+    store = _pair_store(tmp_path)
+    ckpt = _identity_model(tmp_path / "model.pt")  # no pair in meta: an older T1w/T2w model
+    out = tmp_path / "pred" / "pd_to_t2"
+    args = ["translate", "--checkpoint", str(ckpt), "--direction", "pd_to_t2"]
+    assert main([*args, "--store", str(store), "--out-dir", str(out), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(ckpt) in err and "T1w/T2w" in err and "pd_to_t2" in err, err
+    assert "PDw -> T2w" in err
+    assert not (tmp_path / "pred").exists()
+
+    t1, _, _ = _phantom()
+    nib.save(nib.Nifti1Image(t1, AFFINE), tmp_path / "own.nii.gz")
+    single = [*args, "--input", str(tmp_path / "own.nii.gz"), "--output", str(out) + ".nii.gz"]
+    assert main(single) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(ckpt) in err and "pd_to_t2" in err, err
+    assert not (tmp_path / "pred").exists()
+
+
+def test_library_refuses_another_pairs_direction_after_loading(tmp_path):
+    """The library entry points check the pair themselves (not only the command line)."""
+    from mrbench.inference.translate import translate_store
+    from mrbench.io import InputError
+
+    store = _pair_store(tmp_path)
+    ckpt = _pair_model(tmp_path / "model.pt", ("t2", "flair"))
+    with pytest.raises(InputError, match=r"model\.pt: direction t1_to_t2: .*T2w/FLAIR"):
+        translate_store(ckpt, store, "t1_to_t2", tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+def test_translate_windows_takes_contract_directions_only(tmp_path):
+    """A contrast direction handed to the model layer is a caller's bug, named as such; the
+    contract directions reach the method as the guarded NEUTRAL_DIRECTIONS objects."""
+    from mrbench.inference.translate import load_model, translate_windows
+    from mrbench.pairs import NEUTRAL_DIRECTIONS
+
+    model = load_model(_identity_model(tmp_path / "model.pt"))
+    seen = []
+    original = model.translate
+    model.translate = lambda x, d: seen.append(d) or original(x, d)
+    windows = np.full((3, SIZE, SIZE), 0.25, dtype=np.float32)
+    out, _ = translate_windows(model, windows, "b_to_a")
+    np.testing.assert_allclose(out, windows, atol=1e-6)
+    assert seen and all(d is NEUTRAL_DIRECTIONS[1] for d in seen)
+    with pytest.raises(ValueError, match="model_direction"):
+        translate_windows(model, windows, "t1_to_t2")
+
+
+def test_non_default_pair_model_translates_its_contrast_directions(tmp_path):
+    """A T2w/FLAIR model translates flair_to_t2 (its b_to_a) from the store's FLAIR slices into
+    the folder named by the contrast direction, and records its pair in timing.json."""
+    store = _pair_store(tmp_path)
+    ckpt = _pair_model(tmp_path / "model.pt", ("t2", "flair"))
+    out = tmp_path / "pred" / "flair_to_t2"
+    base = ["translate", "--checkpoint", str(ckpt), "--store", str(store)]
+    assert main([*base, "--direction", "flair_to_t2", "--out-dir", str(out)]) == 0
+    meta = json.loads((store / "meta.json").read_text())
+    assert meta["contrasts"] == ["t1", "t2", "flair"]
+    for info in meta["subjects"]:
+        pred = np.asarray(nib.load(out / f"{info['subject']}.nii.gz").dataobj)
+        src = nib.load(tmp_path / "subjects" / info["subject"] / "flair.nii.gz")
+        z = info["slices"][0]
+        # the identity model gives its source back: the FLAIR, not the T1w or T2w
+        np.testing.assert_allclose(pred[..., z], np.asarray(src.dataobj)[..., z], atol=1e-6)
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["direction"] == "flair_to_t2" and timing["pair"] == ["t2", "flair"]

@@ -170,8 +170,8 @@ class _Counter:
 def test_sampler_visits_requested_steps(steps: int, release: int) -> None:
     torch.manual_seed(0)
     m = tiny(sample_steps=steps, release_time=release)
-    src_count, dst_count = _Counter(m.eps_t1), _Counter(m.eps_t2)
-    out = m.translate(torch.rand(2, 1, 32, 32) * 2 - 1, "t1_to_t2")
+    src_count, dst_count = _Counter(m.eps_a), _Counter(m.eps_b)
+    out = m.translate(torch.rand(2, 1, 32, 32) * 2 - 1, "a_to_b")
     assert out.shape == (2, 1, 32, 32)
     use = space_timesteps(T, steps)
     assert dst_count.timesteps == use[::-1]  # one target-denoiser call per step, T-1 first
@@ -198,17 +198,17 @@ def test_sampler_recovers_x0_with_an_exact_noise_predictor() -> None:
             s = d.sqrt_one_minus_alphas_cumprod[t].float().view(-1, 1, 1, 1)
             return (inp[:, :1] - a * self.x0) / s
 
-    m.eps_t2, m.eps_t1 = Exact(target), Exact(source)
-    out = m.translate(source, "t1_to_t2")
+    m.eps_b, m.eps_a = Exact(target), Exact(source)
+    out = m.translate(source, "a_to_b")
     torch.testing.assert_close(out, target, atol=1e-5, rtol=0)
 
 
 def test_sampling_is_deterministic_given_a_seed() -> None:
     m = tiny(sample_steps=5, release_time=500)
     x = torch.rand(2, 1, 32, 32) * 2 - 1
-    a, b, c = (seeded(s, m.translate, x, "t2_to_t1") for s in (11, 11, 12))
+    a, b, c = (seeded(s, m.translate, x, "b_to_a") for s in (11, 11, 12))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert a.min() >= -1 and a.max() <= 1
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert torch.equal(m.sample(x, "t1_to_t2", g1), m.sample(x, "t1_to_t2", g2))
+    assert torch.equal(m.sample(x, "a_to_b", g1), m.sample(x, "a_to_b", g2))

@@ -17,8 +17,8 @@ def tiny(**over) -> UnitDDPM:
 def _batch(n: int = 4) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return {
-        "t1": torch.rand(n, 1, 32, 32, generator=g) * 2 - 1,
-        "t2": torch.rand(n, 1, 32, 32, generator=g) * 2 - 1,
+        "a": torch.rand(n, 1, 32, 32, generator=g) * 2 - 1,
+        "b": torch.rand(n, 1, 32, 32, generator=g) * 2 - 1,
     }
 
 
@@ -27,7 +27,7 @@ def test_both_pseudo_pairs_share_the_iterations_timestep() -> None:
     torch.manual_seed(0)
     m = tiny()
     seen: list[torch.Tensor] = []
-    for net in (m.eps_t1, m.eps_t2):
+    for net in (m.eps_a, m.eps_b):
         net.register_forward_pre_hook(lambda mod, args: seen.append(args[1].clone()))
     m.train_step(_batch(), 0)
     assert len(seen) == 4  # two denoiser passes, two translator-loss passes (mode "target")
@@ -40,7 +40,7 @@ def test_ema_covers_only_the_denoisers_that_sample() -> None:
     """DDPM averages the sampling network; the translators take no part in sampling, and the
     collapse check must see the translators that train the denoisers."""
     m = tiny()
-    assert set(m.ema_modules()) == {"eps_t1", "eps_t2"}
+    assert set(m.ema_modules()) == {"eps_a", "eps_b"}
 
 
 def test_cycle_term_is_the_papers_l1_norm_over_the_pixel_count() -> None:
@@ -50,9 +50,9 @@ def test_cycle_term_is_the_papers_l1_norm_over_the_pixel_count() -> None:
     torch.manual_seed(0)
     m = tiny()
     batch = _batch(2)
-    x1, x2 = batch["t1"], batch["t2"]
+    x1, x2 = batch["a"], batch["b"]
     with torch.no_grad():
-        norm = (m.g_t1(m.g_t2(x1)) - x1).abs().sum() + (m.g_t2(m.g_t1(x2)) - x2).abs().sum()
+        norm = (m.g_a(m.g_b(x1)) - x1).abs().sum() + (m.g_b(m.g_a(x2)) - x2).abs().sum()
     logs = m.train_step(batch, 0)
     assert abs(logs["loss_cycle"] - float(norm) / x1.numel()) < 1e-5
 
@@ -64,7 +64,7 @@ def test_a_ten_step_chain_with_release_at_100_is_joint_only_at_its_last_step() -
     m = tiny(sample_steps=10, release_time=100)
     assert m.network_evaluations == 11
     x = torch.rand(2, 1, 32, 32) * 2 - 1
-    released = seeded(5, m.translate, x, "t1_to_t2")
+    released = seeded(5, m.translate, x, "a_to_b")
     m.params["release_time"] = 0
-    never = seeded(5, m.translate, x, "t1_to_t2")
+    never = seeded(5, m.translate, x, "a_to_b")
     assert torch.equal(released, never)

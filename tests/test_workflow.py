@@ -155,6 +155,90 @@ def test_final_output_follows_the_config(tmp_path: Path) -> None:
     assert not any("content_maps" in t for t in targets), "identity offers no content maps"
 
 
+def test_every_method_runs_the_t2_flair_pair_end_to_end(finished_run: Path) -> None:
+    """config/test.yaml runs the phantom's T2w/FLAIR pair beside T1w/T2w: every method's model
+    in its pair folder (recording its pair), both directions translated and scored; the T1w/T2w
+    models keep the paper's layout, and Table 1 shows T1w/T2w only."""
+    cfg = _run_config(finished_run)
+    assert cfg["datasets"]["phantom"]["pairs"] == [["t1", "t2"], ["t2", "flair"]]
+    results = finished_run / "results"
+    from mrbench.checkpoint import read_model
+    from mrbench.pairs import pair_from_meta
+
+    for method in cfg["methods"]:
+        run = results / "models" / "phantom" / method / "seed0"
+        assert pair_from_meta(read_model(run / "model.pt")["meta"]) == ("t1", "t2"), method
+        assert read_model(run / "t2-flair" / "model.pt")["meta"]["pair"] == ["t2", "flair"]
+        for direction in ("t1_to_t2", "t2_to_t1", "t2_to_flair", "flair_to_t2"):
+            metrics = pd.read_csv(
+                results / "metrics" / "phantom" / method / "seed0" / f"{direction}.csv"
+            )
+            assert len(metrics) and set(metrics["direction"]) == {direction}, (method, direction)
+            preds = results / "predictions" / "phantom" / method / "seed0" / direction
+            assert sorted(preds.glob("*.nii.gz")), (method, direction)
+    table1 = (results / "tables" / "table1.csv").read_text() + (
+        results / "tables" / "table1.md"
+    ).read_text()
+    assert "flair" not in table1.lower()
+
+
+def _dry_run_jobs(workdir: Path, configfile: str) -> list[dict[str, str]]:
+    """Rule, output and shell command of every job of a forced dry run (``-n -p``)."""
+    res = _snakemake(workdir, "-n", "-p", "--forceall", "--cores", "1", "--configfile", configfile)
+    assert res.returncode == 0, res.stderr[-4000:]
+    jobs = []
+    for block in (res.stdout + res.stderr).split("\n\n"):
+        lines = [x.strip() for x in block.splitlines()]
+        head = next((x for x in lines if x.startswith(("rule ", "localrule "))), None)
+        if head is None:
+            continue
+        job = {"rule": head.split()[-1].rstrip(":")}
+        for x in lines:
+            if x.startswith("output: "):
+                job["output"] = x.removeprefix("output: ")
+            if x.startswith("Shell command: ") or x.startswith("python -m "):
+                job["shell"] = x.removeprefix("Shell command: ")
+        jobs.append(job)
+    return jobs
+
+
+def test_each_direction_is_translated_by_its_pairs_model(tmp_path: Path) -> None:
+    """The DAG of config/test.yaml: T1w/T2w models at seed0/model.pt (rule `train`, --pair t1
+    t2), T2w/FLAIR ones at seed0/t2-flair/model.pt (`train_pair`, --pair t2 flair), and every
+    translate job reads the model of the pair its direction belongs to."""
+    work = copy_workflow(tmp_path)
+    jobs = _dry_run_jobs(work, "config/test.yaml")
+    trains = {j["output"]: j for j in jobs if j["rule"] in ("train", "train_pair")}
+    n_methods = len(_test_config()["methods"])
+    assert len(trains) == 2 * n_methods
+    for out, job in trains.items():
+        pair_model = out.endswith("/seed0/t2-flair/model.pt")
+        assert job["rule"] == ("train_pair" if pair_model else "train"), out
+        assert pair_model or out.endswith("/seed0/model.pt"), out
+        assert ("--pair t2 flair" if pair_model else "--pair t1 t2") in job["shell"], out
+    translates = [j for j in jobs if j["rule"] == "translate"]
+    assert len(translates) == 4 * n_methods
+    for job in translates:
+        direction = job["output"].rsplit("/", 1)[1]
+        ckpt = job["shell"].split("--checkpoint ")[1].split()[0]
+        assert f"--direction {direction} " in job["shell"]
+        wanted = "/seed0/t2-flair/model.pt" if "flair" in direction else "/seed0/model.pt"
+        assert ckpt.endswith(wanted), (direction, ckpt)
+
+
+def test_t1_t2_configs_keep_their_layout(tmp_path: Path) -> None:
+    """config/demo.yaml (no pairs key): only `train` jobs, models at seed<N>/model.pt, the two
+    T1w/T2w directions; no pair folders anywhere in the DAG."""
+    work = copy_workflow(tmp_path)
+    jobs = _dry_run_jobs(work, "config/demo.yaml")
+    rules = {j["rule"] for j in jobs}
+    assert "train" in rules and "train_pair" not in rules
+    outs = [j.get("output", "") for j in jobs]
+    assert not any("flair" in o or "/t1-t2/" in o for o in outs)
+    directions = {j["output"].rsplit("/", 1)[1] for j in jobs if j["rule"] == "translate"}
+    assert directions == {"t1_to_t2", "t2_to_t1"}
+
+
 def test_recipes_table_agrees_with_each_spec_json(finished_run: Path) -> None:
     import json
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 #: a complete (if simple) unpaired method: per direction a learned gain and offset, trained to
-#: match the target modality's intensity mean and spread; it never sees a paired target
+#: match the target domain's intensity mean and spread; it never sees a paired target. It is the
+#: plugin author's example of the pair-neutral contract: batch keys "a"/"b", directions
+#: "a_to_b"/"b_to_a" (split_direction gives the source domain), whatever contrasts the run pairs
 TOY_METHOD = '''
 """A toy method written by a test, outside the repository."""
 
@@ -39,7 +41,7 @@ class ToyMethod(TranslationMethod):
 
     def train_step(self, batch, step):
         loss = 0.0
-        for k, (src, dst) in enumerate((("t1", "t2"), ("t2", "t1"))):
+        for k, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
             out = self._map(batch[src], k)
             loss = loss + (out.mean() - batch[dst].mean()) ** 2
             loss = loss + (out.std() - batch[dst].std()) ** 2
@@ -51,7 +53,7 @@ class ToyMethod(TranslationMethod):
     @torch.no_grad()
     def translate(self, x, direction):
         src, _ = split_direction(direction)
-        return self._map(x.to(self.device), 0 if src == "t1" else 1).clamp(-1, 1)
+        return self._map(x.to(self.device), 0 if src == "a" else 1).clamp(-1, 1)
 '''
 
 

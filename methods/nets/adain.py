@@ -85,7 +85,7 @@ def mean_style_codes(
     """Set ``means`` (one row per style) to the mean style codes over training slices.
 
     ``codes(batch)`` yields a ``(B, style_dim)`` batch of codes per row of ``means``; whole batches
-    are read until ``max_slices`` slices (counted in ``t1``) are in. ``method`` runs in eval mode
+    are read until ``max_slices`` slices (counted in ``a``) are in. ``method`` runs in eval mode
     meanwhile and returns to its mode after; no slices at all is an error naming ``plugin``.
     """
     was_training = method.training
@@ -95,7 +95,7 @@ def mean_style_codes(
     for batch in slices:
         for i, code in enumerate(codes(batch)):
             sums[i] += code.sum(0)
-        n += batch["t1"].shape[0]
+        n += batch["a"].shape[0]
         if n >= max_slices:
             break
     if n == 0:

@@ -46,10 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrbench.domain import MODALITIES
+from mrbench.pairs import DOMAINS
+from mrbench_methods.base import check_domain
 from mrbench_methods.nets.resnet import ResnetBlock
 
-OTHER = {"t1": "t2", "t2": "t1"}
+#: the other domain of each
+OTHER = {"a": "b", "b": "a"}
 
 
 def init_drit(module: nn.Module, gain: float = 0.02) -> nn.Module:
@@ -223,22 +225,16 @@ class Disentangler(nn.Module):
         content_noise: float = 1.0,
     ) -> None:
         super().__init__()
-        enc = {m: ContentEncoder(in_ch, content_ch, content_down, content_res) for m in MODALITIES}
-        self.content_ch = enc["t1"].out_ch
+        enc = {m: ContentEncoder(in_ch, content_ch, content_down, content_res) for m in DOMAINS}
+        self.content_ch = enc["a"].out_ch
         self.enc_content = nn.ModuleDict(enc)
         self.enc_share = ResnetBlock(self.content_ch)
         self.enc_attr = nn.ModuleDict(
-            {
-                m: AttributeEncoder(in_ch, attr_ch, attr_blocks, attr_dim, attr_vae)
-                for m in MODALITIES
-            }
+            {m: AttributeEncoder(in_ch, attr_ch, attr_blocks, attr_dim, attr_vae) for m in DOMAINS}
         )
         self.dec_share = ResnetBlock(self.content_ch)
         self.dec = nn.ModuleDict(
-            {
-                m: Decoder(self.content_ch, content_down, dec_res, attr_dim, in_ch)
-                for m in MODALITIES
-            }
+            {m: Decoder(self.content_ch, content_down, dec_res, attr_dim, in_ch) for m in DOMAINS}
         )
         self.attr_dim = attr_dim
         self.content_down = content_down
@@ -429,7 +425,7 @@ def build_image_discriminators(
     return nn.ModuleDict(
         {
             m: init(MultiScaleDiscriminator(1, int(p["dis_ch"]), layers, scales), gain)
-            for m in MODALITIES
+            for m in DOMAINS
         }
     )
 
@@ -491,7 +487,7 @@ class AttributeMeans:
                 f"method {self.plugin_name!r}: attribute_mode must be 'mean' or 'prior', "
                 f"got {self.params['attribute_mode']!r}"
             )
-        for m in MODALITIES:
+        for m in DOMAINS:
             self.register_buffer(f"attr_mean_{m}", torch.zeros(dim))  # type: ignore[attr-defined]
         self.register_buffer("attr_count", torch.zeros(()))  # type: ignore[attr-defined]
 
@@ -500,7 +496,7 @@ class AttributeMeans:
         """Running mean of the attribute codes, used at inference until prepare_inference."""
         self.attr_count += 1
         w = max(1.0 / float(self.attr_count), float(self.params["attr_running_momentum"]))
-        for m in MODALITIES:
+        for m in DOMAINS:
             getattr(self, f"attr_mean_{m}").lerp_(mu[m].detach().float().mean(0), w)
 
     @torch.no_grad()
@@ -508,18 +504,18 @@ class AttributeMeans:
         """Mean attribute code (posterior mean) of each modality over the training slices."""
         was_training = self.disentangler.training
         self.disentangler.eval()
-        sums = {m: torch.zeros_like(getattr(self, f"attr_mean_{m}")) for m in MODALITIES}
+        sums = {m: torch.zeros_like(getattr(self, f"attr_mean_{m}")) for m in DOMAINS}
         n = 0
         for batch in slices:
-            for m in MODALITIES:
+            for m in DOMAINS:
                 x = batch[m].to(sums[m].device)
                 sums[m] += self.disentangler.attribute(x, m)[1].float().sum(0)
-            n += batch["t1"].shape[0]
+            n += batch["a"].shape[0]
             if n >= int(self.params["attr_mean_max_slices"]):
                 break
         if n == 0:
             raise ValueError(f"method {self.plugin_name!r}: prepare_inference got no slices")
-        for m in MODALITIES:
+        for m in DOMAINS:
             getattr(self, f"attr_mean_{m}").copy_(sums[m] / n)
         self.disentangler.train(was_training)
 
@@ -531,6 +527,8 @@ class AttributeMeans:
         return mean[None].expand(batch_size, -1)
 
     @torch.no_grad()
-    def content_map(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """z_c of a batch of ``modality`` images (no training noise), e.g. for Fig. 3."""
-        return self.disentangler.content(x.to(self.attr_mean_t1.device), modality, noise=False)
+    def content_map(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        """z_c of a batch of images of ``domain`` (``"a"``/``"b"``, no training noise), e.g.
+        for Fig. 3."""
+        domain = check_domain(domain)
+        return self.disentangler.content(x.to(self.attr_mean_a.device), domain, noise=False)

@@ -59,11 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrbench.domain import MODALITIES
+from mrbench.pairs import DOMAINS
 from mrbench_methods.nets.drit import LayerNorm
 from mrbench_methods.nets.resnet import ResnetBlock
-
-DOMAINS = MODALITIES
 
 
 def _up_block(ch_in: int, ch_out: int) -> nn.Sequential:
@@ -337,7 +335,7 @@ class ClassMemory(nn.Module):
         ``read[(src, dst)]`` (values of domain ``dst`` addressed by ``src``'s content), random
         style maps ``rand[src]`` and the key and value losses.
         """
-        shape = cont["t1"].shape
+        shape = cont["a"].shape
         b, _, h, w = shape
         q = {d: self._pixels(cont[d]) for d in DOMAINS}
         s = {d: self._pixels(sty[d]) for d in DOMAINS}
@@ -349,8 +347,8 @@ class ClassMemory(nn.Module):
         gathers = {
             d: torch.zeros(q[d].shape[0], dtype=torch.long, device=q[d].device) for d in DOMAINS
         }
-        key_loss = q["t1"].new_zeros(())
-        value_loss = q["t1"].new_zeros(())
+        key_loss = q["a"].new_zeros(())
+        value_loss = q["a"].new_zeros(())
         updated = torch.zeros_like(self.trained)
         for c in range(self.n_classes):
             sl = self._slice(c)
@@ -364,7 +362,7 @@ class ClassMemory(nn.Module):
                     dk[d], dv[d] = self._update_terms(
                         q[d][idx[d]].detach(), s[d][idx[d]].detach(), keys
                     )
-                new_keys[sl] = F.normalize(0.25 * dk["t1"] + 0.25 * dk["t2"] + 0.5 * keys, dim=1)
+                new_keys[sl] = F.normalize(0.25 * dk["a"] + 0.25 * dk["b"] + 0.5 * keys, dim=1)
                 for i, d in enumerate(DOMAINS):
                     new_values[i, sl] = 0.5 * dv[d] + 0.5 * values[i]
             rk, rv = new_keys[sl], new_values[:, sl]

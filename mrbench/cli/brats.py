@@ -1,7 +1,8 @@
 """``mrbench import-brats``: import BraTS 2018 from an archive or folder into the benchmark layout.
 
-Writes ``<out>/<case>/{t1,t2,mask}.nii.gz`` for every case (the folder appears at once) and the
-deterministic split ``config/splits/brats2018.tsv``. See :mod:`mrbench.datasets.brats`.
+Writes ``<out>/<case>/{<contrast>,mask,label}.nii.gz`` for every case (the folder appears at
+once) and the deterministic split ``config/splits/brats2018.tsv``. See
+:mod:`mrbench.datasets.brats`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 
 from mrbench.cli.args import overwrite_option
 from mrbench.datasets.brats import import_brats
+from mrbench.domain import DEFAULT_PAIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/brats2018", help="where archives are extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
+    parser.add_argument(
+        "--contrasts",
+        nargs="+",
+        choices=("t1", "t1ce", "t2", "flair"),
+        default=list(DEFAULT_PAIR),
+        help="contrasts to import (default: t1 t2; t1 is always imported: tissue classes)",
+    )
     overwrite_option(parser, "--out folder", "import")
 
 
@@ -34,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
             "(.zip/.tar.gz) or folder received from the organisers"
         )
     info = import_brats(
-        args.source, args.out, args.splits, args.workdir, args.jobs, overwrite=args.overwrite
+        args.source,
+        args.out,
+        args.splits,
+        args.workdir,
+        args.jobs,
+        overwrite=args.overwrite,
+        contrasts=args.contrasts,
     )
     print(f"imported {info['n_cases']} BraTS cases from {info['folder']} into {args.out}")
     return 0

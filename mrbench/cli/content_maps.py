@@ -1,10 +1,11 @@
-"""``mrbench content-maps``: the content maps of T1w and T2w of one test slice (the DisDiff
-paper's Fig. 3)."""
+"""``mrbench content-maps``: the content maps of one test slice's two contrasts (the DisDiff
+paper's Fig. 3; the pair the model was trained on, T1w and T2w for the paper's)."""
 
 from __future__ import annotations
 
 import argparse
 
+from mrbench.domain import CONTRASTS
 from mrbench.evaluation.content_maps import plot_content_maps
 
 
@@ -23,5 +24,6 @@ def run(args: argparse.Namespace) -> int:
     stats = plot_content_maps(
         args.model, args.store, args.out, args.subject, args.slice, args.channels
     )
-    print(f"wrote {args.out} (Pearson r of T1w vs T2w content = {stats['pearson_r']:.3f})")
+    names = " vs ".join(CONTRASTS[c] for c in stats["pair"])
+    print(f"wrote {args.out} (Pearson r of {names} content = {stats['pearson_r']:.3f})")
     return 0

@@ -2,7 +2,9 @@
 
 The workflow's generic ``dataset_subject`` rule runs this for every subject of a dataset whose
 kind acquires subject by subject (the phantom, and most dataset plugins). Writes
-``OUT/{t1,t2,mask,label}.nii.gz``: where the kind writes no ``label.nii.gz``, the tissue classes
+``OUT/{<contrast>,mask,label}.nii.gz`` for every contrast the dataset needs
+(:func:`mrbench.datasets.kind.needed_contrasts`: those of its ``pairs`` plus the kind's
+reference): where the kind writes no ``label.nii.gz``, the tissue classes
 are segmented from its T1w inside its mask (:func:`mrbench.preprocessing.tissues.segment_tissues`,
 as for IXI and the imported archives), so that every subject has the label volume the slice store
 keeps.
@@ -15,7 +17,7 @@ import json
 from pathlib import Path
 
 from mrbench.config.schema import dataset_settings
-from mrbench.datasets.kind import VOLUMES, get_dataset_kind
+from mrbench.datasets.kind import get_dataset_kind, needed_volumes
 from mrbench.io import InputError
 
 
@@ -27,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the dataset's config entry as JSON (schema defaults fill missing keys)",
     )
     p.add_argument("--subject", required=True, help="subject id, as listed by the dataset kind")
-    p.add_argument("--out", required=True, type=Path, help="folder for {t1,t2,mask,label}.nii.gz")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for {<contrast>,mask,label}.nii.gz"
+    )
     p.add_argument(
         "--plugin-path",
         action="append",
@@ -47,15 +51,16 @@ def run(args: argparse.Namespace) -> int:
         kind = get_dataset_kind(settings["kind"], args.plugin_path)
     except KeyError as exc:
         raise ValueError(f"datasets.{args.dataset}: {exc.args[0]}") from None
+    volumes = needed_volumes(kind, settings, args.dataset)
     kind.acquire(args.subject, settings, args.out)
     if not (args.out / "label.nii.gz").exists() and (args.out / "t1.nii.gz").exists():
         segment_labels(args.out)
-    missing = [m for m in VOLUMES if not (args.out / f"{m}.nii.gz").exists()]
+    missing = [m for m in volumes if not (args.out / f"{m}.nii.gz").exists()]
     if missing:
         raise InputError(
             f"dataset kind {kind.name!r}: acquire() did not write {missing} into {args.out}"
         )
-    print(f"{args.dataset}/{args.subject}: wrote {', '.join(VOLUMES)} into {args.out}")
+    print(f"{args.dataset}/{args.subject}: wrote {', '.join(volumes)} into {args.out}")
     return 0
 
 

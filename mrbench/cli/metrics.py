@@ -9,7 +9,9 @@ Two forms::
 
 The first checks one result by hand, or scores predictions made outside the benchmark under
 exactly the protocol of the benchmark's tables, and prints JSON. The second writes the metrics
-file of one test split (one row per subject x slice x metric x protocol, with provenance).
+file of one test split (one row per subject x slice x metric x protocol, with provenance),
+against the target contrast of ``--direction``: any ``<source>_to_<target>`` whose contrasts
+the store holds (``t2_to_flair`` scores against the store's FLAIR slices).
 """
 
 from __future__ import annotations
@@ -20,10 +22,20 @@ import math
 
 import numpy as np
 
-from mrbench.domain import DIRECTIONS
 from mrbench.evaluation.grids import onto_grid
 from mrbench.evaluation.metrics import PROTOCOLS, compute_volume, get_protocol, unit_of
 from mrbench.io import InputError, load_volume
+from mrbench.pairs import parse_direction
+
+
+def contrast_direction(value: str) -> str:
+    """argparse type of ``--direction``: any ``<source>_to_<target>`` of two known contrasts
+    (``t1_to_t2``, ``t2_to_flair``); the slice store then must hold both."""
+    try:
+        parse_direction(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     split = parser.add_argument_group("a translated test split (writes a CSV)")
     split.add_argument("--pred-dir", help="folder of <subject>.nii.gz written by mrbench translate")
     split.add_argument("--store", help="slice-store split the predictions were made from")
-    split.add_argument("--direction", choices=DIRECTIONS, help="translation direction")
+    split.add_argument(
+        "--direction",
+        type=contrast_direction,
+        help="translation direction <source>_to_<target> (e.g. t1_to_t2, t2_to_flair)",
+    )
     split.add_argument("--protocols", nargs="+", default=None, help="default: all protocols")
     split.add_argument("--dataset", default="", help="dataset name written with the metrics")
     split.add_argument("--method", default="", help="method name written with the metrics")

@@ -1,5 +1,5 @@
-"""``mrbench import-msd``: import MSD Task01_BrainTumour (T1w and T2w channels) into the
-benchmark layout."""
+"""``mrbench import-msd``: import MSD Task01_BrainTumour (the channels of the needed contrasts:
+T1w and T2w by default) into the benchmark layout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 
 from mrbench.cli.args import overwrite_option
 from mrbench.datasets.msd import import_msd
+from mrbench.domain import DEFAULT_PAIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/msd_brats", help="where the archive is extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
+    parser.add_argument(
+        "--contrasts",
+        nargs="+",
+        choices=("t1", "t1ce", "t2", "flair"),
+        default=list(DEFAULT_PAIR),
+        help="contrasts to import (default: t1 t2; t1 is always imported: tissue classes)",
+    )
     overwrite_option(parser, "--out folder", "import")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")
 
@@ -32,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         args.jobs,
         args.limit,
         overwrite=args.overwrite,
+        contrasts=args.contrasts,
     )
     print(f"imported {info['n_cases']} MSD cases from {info['folder']} into {args.out}")
     return 0

@@ -7,12 +7,21 @@ from pathlib import Path
 
 from mrbench.cli.args import dataset_option
 from mrbench.datasets.phantom import prepare_subject
-from mrbench.datasets.phantom_volumes import PhantomSettings, subject_ids, write_phantom
+from mrbench.datasets.phantom_volumes import CONTRASTS, PhantomSettings, subject_ids, write_phantom
+from mrbench.domain import CONTRASTS as ALL_CONTRASTS
+from mrbench.domain import DEFAULT_PAIR
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--out", required=True, type=Path, help="folder for <id>_{t1,t2,mask,label}.nii.gz"
+        "--out", required=True, type=Path, help="folder for <id>_{<contrast>,mask,label}.nii.gz"
+    )
+    p.add_argument(
+        "--contrasts",
+        nargs="+",
+        choices=CONTRASTS,
+        default=list(DEFAULT_PAIR),
+        help="contrasts to write (default: t1 t2)",
     )
     dataset_option(p, "phantom", "--n-subjects", int, "number of subjects")
     dataset_option(p, "phantom", "--seed", int, "seed of the random deformations")
@@ -23,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--subjects-dir",
         type=Path,
-        help="also write normalised volumes as SUBJECTS_DIR/<id>/{t1,t2,mask,label}.nii.gz",
+        help="also write normalised volumes as SUBJECTS_DIR/<id>/{<contrast>,mask,label}.nii.gz",
     )
 
 
@@ -33,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only or []) - set(ids))
     if unknown:
         raise ValueError(f"--only: {unknown} not among the {args.n_subjects} phantom subjects")
-    write_phantom(args.out, args.n_subjects, args.seed, settings, only=args.only)
+    # in the order of mrbench.domain.CONTRASTS, as every store lists them
+    contrasts = tuple(c for c in ALL_CONTRASTS if c in args.contrasts)
+    write_phantom(args.out, args.n_subjects, args.seed, settings, args.only, contrasts)
     if args.subjects_dir:
         for sid in args.only or ids:
-            prepare_subject(args.out, sid, args.subjects_dir / sid)
+            prepare_subject(args.out, sid, args.subjects_dir / sid, contrasts)
     return 0

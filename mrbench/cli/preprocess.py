@@ -1,4 +1,5 @@
-"""``mrbench preprocess``: skull-strip (deepbet), register and normalise one subject (T1w + T2w).
+"""``mrbench preprocess``: skull-strip (deepbet), register and normalise one subject (T1w + T2w,
+and a PD-weighted volume of the T2's acquisition, moved by the T2's transform).
 
 The workflow's per-subject rules run exactly this command, so a subject that failed in the DAG
 can be rerun and inspected by hand. See :mod:`mrbench.preprocessing.pipeline` for the method.
@@ -9,13 +10,27 @@ from __future__ import annotations
 import argparse
 import json
 
+from mrbench.domain import CONTRASTS, DEFAULT_PAIR
 from mrbench.preprocessing.params import PreprocessParams
-from mrbench.preprocessing.pipeline import preprocess_subject
+from mrbench.preprocessing.pipeline import PREPROCESS_CONTRASTS, preprocess_subject
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t1", required=True, help="T1-weighted NIfTI volume")
     parser.add_argument("--t2", required=True, help="T2-weighted NIfTI volume")
+    parser.add_argument(
+        "--pd",
+        default=None,
+        help="PD-weighted NIfTI volume of the T2's acquisition (IXI-PD): moved by the T2's "
+        "transform, not registered itself",
+    )
+    parser.add_argument(
+        "--contrasts",
+        nargs="+",
+        choices=PREPROCESS_CONTRASTS,
+        default=list(DEFAULT_PAIR),
+        help="contrasts to write as <contrast>.nii.gz (default: t1 t2; pd needs --pd)",
+    )
     parser.add_argument("--out", required=True, help="subject output folder")
     parser.add_argument("--subject", default=None, help="subject id (default: folder name)")
     parser.add_argument(
@@ -47,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
         n4=args.n4,
         target_spacing=args.target_spacing,
     )
-    qc = preprocess_subject(args.t1, args.t2, args.out, params, subject=args.subject)
+    others = {"pd": args.pd} if args.pd else {}
+    contrasts = tuple(c for c in CONTRASTS if c in args.contrasts)
+    qc = preprocess_subject(
+        args.t1, args.t2, args.out, params, args.subject, others=others, contrasts=contrasts
+    )
     sim = qc["similarity"]
     print(
         json.dumps(

@@ -6,11 +6,12 @@ The workflow's report rules call these; each can be rerun by hand on existing re
         --out results/tables/results_tidy.csv.gz
     mrbench report table1 --tidy results/tables/results_tidy.csv.gz --out results/tables/table1 \\
         --roster results/tables/methods.json
-    mrbench report table2 | compare | significance  (same arguments)
+    mrbench report table2 | compare | significance | pairs  (same arguments)
     mrbench report efficiency --run ixi 0 results/models/ixi/<method>/seed0/model.pt \\
         results/predictions/ixi/<method>/seed0/t1_to_t2 ... --roster ... --out ...
     mrbench report qualitative --store results/data/ixi/slices/test --direction t1_to_t2 \\
         --pred LABEL=results/predictions/ixi/<method>/seed0/t1_to_t2 ... --out ...
+    (any contrast direction the store holds: --direction t2_to_flair, ...)
     mrbench report boxplot --tidy ... --dataset ixi --out results/figures/boxplot_ixi
     mrbench report curves --run <method>=results/models/ixi/<method>/seed0 ... --out ...
     mrbench report fidelity-split --pred-dir ... --store ... --direction ... --out x.json
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrbench.domain import DIRECTIONS
+from mrbench.cli.metrics import contrast_direction
 from mrbench.io import InputError, atomic_path
 from mrbench.reporting.render import write_table
 
@@ -175,6 +176,15 @@ def _run_table1(args: argparse.Namespace) -> None:
     write_table(doc, df, args.out)
 
 
+@_action("pairs", "every method on every contrast pair run, PSNR/SSIM", _table_args)
+def _run_pairs(args: argparse.Namespace) -> None:
+    from mrbench.reporting.pairs_table import pairs_table
+
+    roster = _read_roster(args.roster)
+    doc, df = pairs_table(_summary(args.tidy), args.protocol, args.psnr, args.ssim, roster)
+    write_table(doc, df, args.out)
+
+
 @_action("table2", "Table 2: ablation of the roster's ablation variants", _table_args)
 def _run_table2(args: argparse.Namespace) -> None:
     from mrbench.reporting.benchmark_tables import table2
@@ -212,13 +222,14 @@ def _add_significance(p: argparse.ArgumentParser) -> None:
 def _run_significance(args: argparse.Namespace) -> None:
     from mrbench.evaluation.scoring import read_tidy
     from mrbench.evaluation.stats import wilcoxon_table
+    from mrbench.reporting.labels import default_pair_only
     from mrbench.reporting.significance import significance_table, supervised_left_out
 
     roster = _read_roster(args.roster)
     reference = args.reference or (roster.reference if roster else None)
     if not reference:
         raise InputError("significance: no reference method (--reference or a roster's)")
-    tidy = read_tidy(args.tidy)
+    tidy = default_pair_only(read_tidy(args.tidy))  # Table 1's pair; the CSV too
     skip = supervised_left_out(roster, list(dict.fromkeys(tidy["method"])), reference)
     tests = wilcoxon_table(tidy[~tidy["method"].isin(skip)], reference, args.alpha)
     metrics = [args.psnr, args.ssim]
@@ -273,7 +284,12 @@ def _run_efficiency(args: argparse.Namespace) -> None:
 
 def _add_qualitative(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, help="test split of the slice store")
-    p.add_argument("--direction", required=True, choices=DIRECTIONS, help="translation shown")
+    p.add_argument(
+        "--direction",
+        required=True,
+        type=contrast_direction,
+        help="translation shown, <source>_to_<target> (e.g. t2_to_flair)",
+    )
     p.add_argument("--pred", nargs="+", required=True, help="LABEL=prediction folder")
     p.add_argument("--subject", default=None, help="test subject (default: the first)")
     p.add_argument("--slice", type=int, default=None, help="slice index (default: the middle)")
@@ -347,7 +363,12 @@ def _run_curves(args: argparse.Namespace) -> None:
 def _add_fidelity_split(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred-dir", required=True, help="folder of translated test volumes")
     p.add_argument("--store", required=True, help="test split of the slice store")
-    p.add_argument("--direction", required=True, choices=DIRECTIONS, help="translation")
+    p.add_argument(
+        "--direction",
+        required=True,
+        type=contrast_direction,
+        help="translation, <source>_to_<target> (e.g. t2_to_flair)",
+    )
     p.add_argument(
         "--feature-extractor",
         default="inception-v3-compat",

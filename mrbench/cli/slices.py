@@ -7,12 +7,23 @@ from pathlib import Path
 
 from mrbench.cli.args import dataset_option
 from mrbench.datasets.splits import SPLITS, read_splits, subjects_in
+from mrbench.domain import CONTRASTS, DEFAULT_PAIR
 from mrbench.slices import SubjectVolumes, build_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--subjects-dir", required=True, type=Path, help="<dir>/<subject>/{t1,t2,mask}.nii.gz"
+        "--subjects-dir",
+        required=True,
+        type=Path,
+        help="<dir>/<subject>/{<contrast>,mask,label}.nii.gz",
+    )
+    p.add_argument(
+        "--contrasts",
+        nargs="+",
+        choices=list(CONTRASTS),
+        default=list(DEFAULT_PAIR),
+        help="contrasts the store holds, one <contrast>.npy each (default: t1 t2)",
     )
     p.add_argument("--splits", required=True, type=Path, help="TSV with columns subject, split")
     p.add_argument("--out", required=True, type=Path, help="writes OUT/{train,val,test}/")
@@ -32,7 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     df = read_splits(args.splits, complete=False)  # --split may build some splits only
     for split in args.split:
-        subjects = [SubjectVolumes.in_dir(s, args.subjects_dir / s) for s in subjects_in(df, split)]
-        out = build_split(subjects, args.out / split, args.size, args.slices_per_subject)
+        subjects = [
+            SubjectVolumes.in_dir(s, args.subjects_dir / s, args.contrasts)
+            for s in subjects_in(df, split)
+        ]
+        out = build_split(
+            subjects, args.out / split, args.size, args.slices_per_subject, args.contrasts
+        )
         print(f"{split}: {len(subjects)} subjects -> {out}")
     return 0

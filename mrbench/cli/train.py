@@ -1,7 +1,8 @@
 """``mrbench train``: train one method on one dataset's slice store, resumably.
 
 The spec (a JSON string or a JSON file) is ``{"method": config name, "plugin": registered plugin,
-"params": {...}, "training": {...}}`` (training keys: :mod:`mrbench.training.loop`). The device is
+"params": {...}, "training": {...}}`` (training keys: :mod:`mrbench.training.loop`); ``--pair A B``
+names the two contrasts of the store to translate between (default ``t1 t2``). The device is
 chosen before CUDA is touched (:mod:`mrbench.training.gpu`): a free, locked GPU, the scheduler's
 choice, or the CPU. Re-running the same command after a crash resumes from ``checkpoints/last.pt``;
 ``model.pt`` is written last, so a workflow manager never sees a half-finished output. The run
@@ -32,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="run folder (model.pt, logs, checkpoints)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        metavar=("A", "B"),
+        default=["t1", "t2"],
+        help="the two contrasts to translate between, domain a first (default: t1 t2); the"
+        " slice store must hold both",
+    )
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -133,9 +142,15 @@ def collective_timeout_s(spec: dict[str, Any], data: str | Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mrbench import pairs
     from mrbench.training import locks
 
     spec = load_spec(args.spec)
+    try:
+        args.pair = pairs.check_pair(args.pair)
+    except ValueError as exc:
+        print(f"mrbench train: error: --pair: {exc}", file=sys.stderr)
+        return 1
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: end with the launcher, locks included
         locks.die_with_parent()
     run_lock = None
@@ -197,6 +212,7 @@ def _run_locked(args: argparse.Namespace, spec: dict[str, Any]) -> int:
             progress=args.progress,
             device_message=slot.message,
             dist=dist,
+            pair=args.pair,
         )
     except TrainingError as exc:
         print(f"mrbench train: error: {exc}", file=sys.stderr)

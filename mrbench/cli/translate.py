@@ -8,6 +8,10 @@ Two forms::
         --store results/data/ixi/slices/test \
         --out-dir results/predictions/ixi/disdiff/seed0/t1_to_t2
 
+``--direction`` is any ``<source>_to_<target>`` of the model's contrast pair (``model.pt``
+records it: ``t2_to_flair`` for a T2w/FLAIR model); another pair's direction is refused with one
+line naming the model file, its pair and the direction, before anything is written.
+
 The input volume must be preprocessed as the benchmark does (co-registered, intensities
 normalised to [0, 1], background 0). An input in another orientation than the model's training
 data is reoriented for the model and the prediction put back on the input's grid; another voxel
@@ -23,15 +27,18 @@ import argparse
 import json
 
 from mrbench.cli.args import overwrite_option
-from mrbench.domain import DIRECTIONS
-from mrbench.inference.translate import translate_file, translate_store
+from mrbench.cli.metrics import contrast_direction
+from mrbench.inference.translate import checkpoint_direction, translate_file, translate_store
 from mrbench.io import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="model.pt written by mrbench train")
     parser.add_argument(
-        "--direction", required=True, choices=DIRECTIONS, help="translation direction"
+        "--direction",
+        required=True,
+        type=contrast_direction,
+        help="<source>_to_<target> of the model's contrast pair (e.g. t1_to_t2, t2_to_flair)",
     )
     single = parser.add_argument_group("one volume")
     single.add_argument("--input", help="preprocessed source volume (NIfTI)")
@@ -74,6 +81,8 @@ def _device(requested: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    # the model's pair decides the directions it translates: refused before any device or output
+    checkpoint_direction(args.checkpoint, args.direction)
     args.device = _device(args.device)
     options = {"device": args.device, "batch_size": args.batch_size, "seed": args.seed}
     if args.input or args.output:

@@ -115,6 +115,7 @@ def check_config(config: dict) -> None:
     (:meth:`mrbench_methods.base.TranslationMethod.check_params`), so this imports the plugins
     (torch); the workflow keeps the verdict for an unchanged config and code
     (:mod:`mrbench.config.facts_cache`)."""
+    from mrbench.config.pairs import check_pairs
     from mrbench_methods import registry
     from mrbench_methods.base import unavailable_plugins
 
@@ -167,6 +168,7 @@ def check_config(config: dict) -> None:
             )
     for dataset in config.get("datasets") or {}:
         dataset_kind_of(config, dataset)
+    check_pairs(config)  # each dataset's pairs and the directions run (mrbench.config.pairs)
 
 
 def _check_method_params(

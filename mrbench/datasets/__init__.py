@@ -2,12 +2,13 @@
 
 Every dataset ends in the same layout, which the generic slice-store rule consumes::
 
-    results/data/<dataset>/subjects/<subject>/{t1,t2,mask}.nii.gz
+    results/data/<dataset>/subjects/<subject>/{<contrast>,mask,label}.nii.gz
     config/splits/<dataset>.tsv     (subject, split)
 
 IXI (:mod:`.ixi`) goes through the full preprocessing (skull-strip, registration); BraTS 2018
 (:mod:`.brats`) and the MSD brain-tumour task (:mod:`.msd`) are already skull-stripped and
-co-registered, so their import only reorients, masks and normalises (:func:`import_pair`).
+co-registered, so their import only reorients, masks and normalises (:func:`import_volumes`),
+each needed contrast (those of the dataset's pairs, and the T1w for the tissue classes).
 
 Splits are made by :func:`interleaved_split`: deterministic, no random generator, and spread
 evenly over the sorted ids (which group subjects by site or cohort), so that no split is one
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mrbench.datasets.splits import write_splits
-from mrbench.domain import MODALITIES
+from mrbench.domain import DEFAULT_PAIR
 from mrbench.io import InputError, save_volume, staged_dir
 from mrbench.slices import normalise_volume
 
@@ -84,46 +85,80 @@ def brain_mask_nonzero(*volumes: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(mask)
 
 
-def import_pair(
-    t1: np.ndarray,
-    t2: np.ndarray,
+def import_volumes(
+    volumes: Mapping[str, np.ndarray],
     affine: np.ndarray,
     out_dir: Path,
-    names: tuple[str, str] = MODALITIES,
+    names: Mapping[str, str] | None = None,
     seg: np.ndarray | None = None,
     tissues: bool = True,
 ) -> dict:
-    """Reorient, mask (non-zero), normalise and write one co-registered skull-stripped pair.
+    """Reorient, mask (non-zero), normalise and write co-registered skull-stripped volumes
+    (contrast -> array, all on the grid of ``affine``) as ``out_dir/<contrast>.nii.gz``.
 
-    With ``tissues`` also ``label.nii.gz``: CSF/GM/WM classes of the T1w
+    The mask is the voxels non-zero in every volume (:func:`brain_mask_nonzero`). With
+    ``tissues`` also ``label.nii.gz``: CSF/GM/WM classes of the T1w
     (:func:`mrbench.preprocessing.tissues.segment_tissues`) and, where the archive has a tumour
-    segmentation ``seg`` on the same grid, its non-zero voxels as class 4 (tumour).
+    segmentation ``seg`` on the same grid, its non-zero voxels as class 4 (tumour). ``names``
+    (contrast -> file name) name the inputs in errors.
     """
     import nibabel as nib
 
-    if t1.shape != t2.shape:
-        raise InputError(f"{names[1]}: shape {t2.shape} differs from {names[0]} {t1.shape}")
-    img1 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t1, np.float32), affine))
-    img2 = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(t2, np.float32), affine))
-    a1, a2 = np.asarray(img1.dataobj), np.asarray(img2.dataobj)
-    mask = brain_mask_nonzero(a1, a2)
+    names = {c: (names or {}).get(c, c) for c in volumes}
+    first = next(iter(volumes))
+    if tissues and "t1" not in volumes:
+        raise ValueError("import: tissue classes are segmented from the T1w, which is not given")
+    for c, v in volumes.items():
+        if v.shape != volumes[first].shape:
+            raise InputError(
+                f"{names[c]}: shape {v.shape} differs from {names[first]} {volumes[first].shape}"
+            )
+    imgs = {
+        c: nib.as_closest_canonical(nib.Nifti1Image(np.asarray(v, np.float32), affine))
+        for c, v in volumes.items()
+    }
+    arrays = {c: np.asarray(img.dataobj) for c, img in imgs.items()}
+    mask = brain_mask_nonzero(*arrays.values())
     if not mask.any():
-        raise InputError(f"{names[0]}: no voxel is non-zero in both volumes")
+        raise InputError(f"{names[first]}: no voxel is non-zero in all volumes")
     # negative values in BraTS-like data are interpolation ringing: MR magnitudes are >= 0
-    n1 = normalise_volume(np.clip(a1, 0, None), mask)
-    n2 = normalise_volume(np.clip(a2, 0, None), mask)
+    out_affine = imgs[first].affine
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_volume(n1, img1.affine, out_dir / "t1.nii.gz")
-    save_volume(n2, img1.affine, out_dir / "t2.nii.gz")
-    save_volume(mask.astype(np.uint8), img1.affine, out_dir / "mask.nii.gz")
-    zooms = np.sqrt((img1.affine[:3, :3] ** 2).sum(0))
+    normalised = {}
+    for c, a in arrays.items():
+        normalised[c] = normalise_volume(np.clip(a, 0, None), mask)
+        save_volume(normalised[c], out_affine, out_dir / f"{c}.nii.gz")
+    save_volume(mask.astype(np.uint8), out_affine, out_dir / "mask.nii.gz")
+    zooms = np.sqrt((out_affine[:3, :3] ** 2).sum(0))
     info: dict = {
         "shape": list(mask.shape),
         "mask_volume_ml": round(float(mask.sum() * np.prod(zooms)) / 1000, 1),
     }
     if tissues:
-        info.update(_import_tissues(n1, mask, img1.affine, affine, seg, names[0], out_dir))
+        info.update(
+            _import_tissues(normalised["t1"], mask, out_affine, affine, seg, names["t1"], out_dir)
+        )
     return info
+
+
+def import_pair(
+    t1: np.ndarray,
+    t2: np.ndarray,
+    affine: np.ndarray,
+    out_dir: Path,
+    names: tuple[str, str] = DEFAULT_PAIR,
+    seg: np.ndarray | None = None,
+    tissues: bool = True,
+) -> dict:
+    """:func:`import_volumes` of a T1w/T2w pair (``names``: their file names, for errors)."""
+    return import_volumes(
+        {"t1": t1, "t2": t2},
+        affine,
+        out_dir,
+        dict(zip(("t1", "t2"), names, strict=True)),
+        seg,
+        tissues,
+    )
 
 
 def _import_tissues(

@@ -4,12 +4,14 @@ BraTS 2018 has no public download, so the workflow reads ``datasets.brats2018.so
 ``.zip``, ``.tar``/``.tar.gz`` or a folder, laid out as released
 (``MICCAI_BraTS_2018_Data_Training/{HGG,LGG}/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz``) or
 flat; any nesting is accepted as long as the file names follow
-``<case>_<modality>.nii[.gz]``. Every case needs ``t1`` and ``t2``; a missing file is reported
-together with all other missing files in one message.
+``<case>_<modality>.nii[.gz]``. Every case needs the contrasts the dataset's pairs ask for and
+``t1`` (the tissue classes are segmented from it): ``t1`` and ``t2`` by default, ``t1ce`` and
+``flair`` where a pair names them; a missing file is reported together with all other missing
+files in one message.
 
 The volumes are already skull-stripped and co-registered (SRI24, 1 mm), so the import skips
 skull-stripping and registration; it reorients to RAS, builds the mask from the non-zero voxels
-and applies the benchmark's normalisation (:func:`mrbench.datasets.import_pair`). Tissue
+and applies the benchmark's normalisation (:func:`mrbench.datasets.import_volumes`). Tissue
 classes (CSF/GM/WM by Atropos on the T1w) are written as ``label.nii.gz``; where a case has its
 ``seg`` file, the tumour (any non-zero label) becomes class 4.
 
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ from mrbench.datasets import (
     CaseWorker,
     build_subject_folder,
     import_cases,
-    import_pair,
+    import_volumes,
     interleaved_split,
 )
 from mrbench.datasets.archive import safe_extract
@@ -42,7 +45,8 @@ from mrbench.datasets.splits import check_archive_against_split
 from mrbench.io import InputError, check_output_dir, load_volume
 
 MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
-REQUIRED = domain.MODALITIES
+#: the contrasts imported by default (the default pair)
+REQUIRED = domain.DEFAULT_PAIR
 NAME_RE = re.compile(r"^(?P<case>.+)_(?P<mod>t1|t1ce|t2|flair|seg)\.nii(\.gz)?$", re.IGNORECASE)
 TEST_FRACTION = 0.3
 VAL_FRACTION = 0.1
@@ -53,10 +57,12 @@ def _is_volume(name: str) -> bool:
     return not base.startswith("._") and NAME_RE.match(base) is not None
 
 
-def prepare_source(source: str | Path, workdir: str | Path) -> Path:
+def prepare_source(
+    source: str | Path, workdir: str | Path, contrasts: Sequence[str] = REQUIRED
+) -> Path:
     """A folder with the case files: ``source`` itself, or ``source`` extracted into ``workdir``.
 
-    Only the required modalities and the tumour segmentation are extracted.
+    Only the ``contrasts`` and the tumour segmentation are extracted.
     """
     source = Path(source)
     if not source.exists():
@@ -67,15 +73,17 @@ def prepare_source(source: str | Path, workdir: str | Path) -> Path:
 
     def wanted(name: str) -> bool:
         m = NAME_RE.match(Path(name).name)
-        return _is_volume(name) and m is not None and m["mod"].lower() in (*REQUIRED, "seg")
+        return _is_volume(name) and m is not None and m["mod"].lower() in (*contrasts, "seg")
 
     safe_extract(source, dest, include=wanted)
     return dest
 
 
-def find_cases(folder: str | Path, complete: bool = True) -> dict[str, dict[str, Path]]:
+def find_cases(
+    folder: str | Path, complete: bool = True, contrasts: Sequence[str] = REQUIRED
+) -> dict[str, dict[str, Path]]:
     """Case id -> modality -> file; with ``complete``, raise one error listing every case
-    lacking t1 or t2 (without, the caller checks the cases it needs)."""
+    lacking one of ``contrasts`` (without, the caller checks the cases it needs)."""
     folder = Path(folder)
     cases: dict[str, dict[str, Path]] = {}
     dupes = []
@@ -94,9 +102,9 @@ def find_cases(folder: str | Path, complete: bool = True) -> dict[str, dict[str,
             f"{folder}: no BraTS volumes found (expected <case>_<t1|t1ce|t2|flair|seg>.nii.gz)"
         )
     missing = [
-        f"{case} ({', '.join(r for r in REQUIRED if r not in mods)})"
+        f"{case} ({', '.join(r for r in contrasts if r not in mods)})"
         for case, mods in sorted(cases.items())
-        if any(r not in mods for r in REQUIRED)
+        if any(r not in mods for r in contrasts)
     ]
     if missing and complete:
         raise InputError(
@@ -105,29 +113,37 @@ def find_cases(folder: str | Path, complete: bool = True) -> dict[str, dict[str,
     return cases
 
 
-def _import_case(case_files: dict[str, Path], out_dir: Path) -> dict:
-    t1 = load_volume(case_files["t1"])
-    t2 = load_volume(case_files["t2"])
-    if t1.shape != t2.shape or not np.allclose(t1.affine, t2.affine, atol=1e-3):
-        raise InputError(
-            f"{case_files['t2']}: grid differs from {case_files['t1'].name} "
-            "(BraTS volumes must be co-registered on one grid)"
-        )
+def _import_case(
+    case_files: dict[str, Path], out_dir: Path, contrasts: Sequence[str] = REQUIRED
+) -> dict:
+    """One case's ``contrasts`` (all on one grid), mask, tissue classes and tumour."""
+    missing = [c for c in contrasts if c not in case_files]
+    if missing:
+        some = next(iter(case_files.values()))
+        case = NAME_RE.match(some.name)["case"]
+        raise InputError(f"{some.parent}: case {case} lacks {', '.join(missing)}")
+    imgs = {c: load_volume(case_files[c]) for c in contrasts}
+    first = contrasts[0]
+    ref = imgs[first]
+    for c, img in imgs.items():
+        if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
+            raise InputError(
+                f"{case_files[c]}: grid differs from {case_files[first].name} "
+                "(BraTS volumes must be co-registered on one grid)"
+            )
     seg = None
     if "seg" in case_files:  # the tumour labels, carried as class 4 of label.nii.gz
         seg_img = load_volume(case_files["seg"])
-        if seg_img.shape != t1.shape:
+        if seg_img.shape != ref.shape:
             raise InputError(f"{case_files['seg']}: shape {seg_img.shape} differs from the T1's")
         seg = np.asarray(seg_img.dataobj)
-    info = import_pair(
-        np.asarray(t1.dataobj),
-        np.asarray(t2.dataobj),
-        t1.affine,
+    return import_volumes(
+        {c: np.asarray(img.dataobj) for c, img in imgs.items()},
+        ref.affine,
         out_dir,
-        (str(case_files["t1"]), str(case_files["t2"])),
+        {c: str(case_files[c]) for c in contrasts},
         seg=seg,
     )
-    return info
 
 
 def grade_split(grades: Mapping[str, str]) -> pd.DataFrame:
@@ -154,8 +170,10 @@ def import_brats(
     workdir: str | Path = "resources/brats2018",
     jobs: int = 1,
     overwrite: bool = False,
+    contrasts: Sequence[str] = REQUIRED,
 ) -> dict:
-    """Validate and import the cases into ``out_root/<case>/``.
+    """Validate and import the cases' ``contrasts`` (with ``t1``, the tissue classes'
+    reference) into ``out_root/<case>/``.
 
     With an existing ``split_file`` (the committed one), the archive is checked against it
     (:func:`mrbench.datasets.splits.check_archive_against_split`: listed cases missing or
@@ -165,21 +183,26 @@ def import_brats(
     (:func:`mrbench.datasets.fraction_split`, not stratified: the grade is not known).
     A non-empty ``out_root`` that no earlier import wrote is refused before any work (unless
     ``overwrite``): the import replaces the whole folder."""
+    unknown = sorted(set(contrasts) - set(BraTS2018.contrasts))
+    contrasts = tuple(c for c in domain.CONTRASTS if c in {"t1", *contrasts})
+    if unknown:
+        raise ValueError(f"BraTS 2018 offers {', '.join(BraTS2018.contrasts)}, not {unknown}")
     check_output_dir(out_root, "subjects", overwrite)
-    folder = prepare_source(source, workdir)
+    folder = prepare_source(source, workdir, contrasts)
+    import_case = partial(_import_case, contrasts=contrasts)
     if Path(split_file).exists():
-        cases = find_cases(folder, complete=False)
+        cases = find_cases(folder, complete=False, contrasts=contrasts)
         found = {case: set(mods) for case, mods in cases.items()}
-        listed = check_archive_against_split(found, REQUIRED, split_file, source)
-        worker = CaseWorker({c: cases[c] for c in listed}, _import_case)
+        listed = check_archive_against_split(found, contrasts, split_file, source)
+        worker = CaseWorker({c: cases[c] for c in listed}, import_case)
         table = build_subject_folder(listed, worker, out_root, jobs, overwrite)
         return {"n_cases": len(listed), "folder": str(folder), "table": table}
-    cases = find_cases(folder)
+    cases = find_cases(folder, contrasts=contrasts)
     ids = sorted(cases)
     if len(ids) < 3:
         raise InputError(f"{folder}: only {len(ids)} case(s); a train/val/test split needs 3")
     fractions = (TEST_FRACTION, VAL_FRACTION)
-    table = import_cases(cases, _import_case, out_root, split_file, jobs, fractions, overwrite)
+    table = import_cases(cases, import_case, out_root, split_file, jobs, fractions, overwrite)
     return {"n_cases": len(ids), "folder": str(folder), "table": table}
 
 
@@ -188,3 +211,6 @@ class BraTS2018(ImportedDatasetKind):
     """Imported at once by its own rule (``workflow/rules/brats.smk``)."""
 
     display_name = "BraTS 2018"
+    contrasts = ("t1", "t1ce", "t2", "flair")
+    #: the tissue classes are segmented from the T1w
+    reference = "t1"

@@ -1,4 +1,5 @@
-"""IXI: subject selection from the T1/T2 archives, split, and per-subject extraction.
+"""IXI: subject selection from the T1/T2 archives, split, and per-subject extraction (T1, T2 and,
+where a pair asks for it, PD from ``IXI-PD.tar``).
 
 Subject rule (the paper uses 80 IXI subjects with T1 and T2 but does not list them):
 
@@ -19,6 +20,11 @@ subjects are counted and ignored). Only where the split file is absent (another
 ``split_file``) does the ``ixi_split`` checkpoint write it from the downloaded archives,
 with the excluded subjects (one modality only, known defects) and their reasons in
 ``resources/ixi/excluded.tsv``.
+
+PD is read only where a configured pair needs it: the split stays the T1/T2 rule's (the same
+for every pair), and with ``IXI-PD.tar`` the check also requires every listed subject's PD (one
+line naming those without). PD is the first echo of the T2's dual-echo acquisition, on the T2's
+grid: preprocessing moves it with the T2's registration (:mod:`mrbench.preprocessing.pipeline`).
 
 Commands: ``mrbench ixi split``, ``mrbench ixi extract`` and ``mrbench ixi qc`` (used by
 ``workflow/rules/ixi.smk``).
@@ -67,6 +73,10 @@ class IXI(DatasetKind):
     display_name = "IXI"
     acquisition = "rules"
     split_checkpoint = "ixi_split"
+    #: PD from IXI-PD.tar: the first echo of the T2's dual-echo acquisition, on the T2's grid
+    contrasts = ("t1", "t2", "pd")
+    #: T2 (and PD) are registered to the T1, whose tissue classes are segmented
+    reference = "t1"
 
     def subjects(self, dataset: str, settings: dict) -> list[str] | None:
         if not Path(split_file_of(dataset, settings)).exists():
@@ -122,15 +132,30 @@ def split_of_names(
     return interleaved_split(subjects, n_test, val_fraction), excluded
 
 
-def check_archives(t1_tar: str | Path, t2_tar: str | Path, split_file: str | Path) -> list[str]:
-    """The split's subjects, after checking that both archives hold each one's T1 and T2 (one
-    line naming those that do not; subjects the split does not list are counted and ignored)."""
+def _tars(
+    t1_tar: str | Path | None, t2_tar: str | Path | None, pd_tar: str | Path | None
+) -> dict[str, Path]:
+    """Modality -> archive for the archives given."""
+    given = (("T1", t1_tar), ("T2", t2_tar), ("PD", pd_tar))
+    return {mod: Path(tar) for mod, tar in given if tar is not None}
+
+
+def check_archives(
+    t1_tar: str | Path,
+    t2_tar: str | Path,
+    split_file: str | Path,
+    pd_tar: str | Path | None = None,
+) -> list[str]:
+    """The split's subjects, after checking that the archives hold each one's T1 and T2 (and PD,
+    where ``pd_tar`` is given): one line naming those that do not; subjects the split does not
+    list are counted and ignored."""
+    tars = _tars(t1_tar, t2_tar, pd_tar)
     found: dict[str, set[str]] = {}
-    for mod, tar in (("T1", t1_tar), ("T2", t2_tar)):
+    for mod, tar in tars.items():
         for subject in subjects_in_names(list_members(tar), mod):
             found.setdefault(subject, set()).add(mod)
-    archives = f"{Path(t1_tar).name} + {Path(t2_tar).name}"
-    return check_archive_against_split(found, ("T1", "T2"), split_file, archives)
+    archives = " + ".join(tar.name for tar in tars.values())
+    return check_archive_against_split(found, tuple(tars), split_file, archives)
 
 
 def make_split(
@@ -155,12 +180,20 @@ def make_split(
 
 
 def extract_subject(
-    t1_tar: str | Path, t2_tar: str | Path, subject: str, out_dir: str | Path
+    t1_tar: str | Path | None,
+    t2_tar: str | Path | None,
+    subject: str,
+    out_dir: str | Path,
+    pd_tar: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Extract one subject's T1 and T2 to ``out_dir/{t1,t2}.nii.gz``."""
+    """Extract one subject's volumes from the archives given (T1, T2, PD) to
+    ``out_dir/{t1,t2,pd}.nii.gz``."""
     out_dir = Path(out_dir)
+    tars = _tars(t1_tar, t2_tar, pd_tar)
+    if not tars:
+        raise ValueError("extract: give at least one of the T1, T2 and PD archives")
     got = {}
-    for mod, tar in (("T1", t1_tar), ("T2", t2_tar)):
+    for mod, tar in tars.items():
         want = f"{subject}-{mod}.nii.gz"
         files = safe_extract(tar, out_dir / ".x", include=lambda n, w=want: Path(n).name == w)
         if not files:

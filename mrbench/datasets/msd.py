@@ -3,8 +3,11 @@
 ``Task01_BrainTumour.tar`` (md5 ``240a19d752f0d9e9101544901065d872``, CC-BY-SA 4.0, from
 BraTS 2016/17) holds ``imagesTr/BRATS_<nnn>.nii.gz``: one 4D volume per case,
 240x240x155x4, channels 0 FLAIR, 1 T1w, 2 T1gd, 3 T2w, skull-stripped and co-registered. The
-import takes channel 1 as T1 and channel 3 as T2 and follows the BraTS path (reorient, non-zero
-mask, normalisation, same layout); the split uses the BraTS rule (7:3, 10% of train as val).
+import takes the channels of the contrasts the dataset needs (:data:`CHANNELS`: T1 and T2 by
+default; T1ce is the T1gd channel; T1 always, for the tissue classes) and follows the BraTS path
+(reorient, non-zero mask, normalisation, same layout); a case whose needed channel is all zero
+stops the import with one line naming it. The split uses the BraTS rule (7:3, 10% of train as
+val).
 The archive also contains macOS ``._*`` resource files, which are ignored. The tumour labels of
 ``labelsTr/BRATS_<nnn>.nii.gz`` become class 4 of the tissue map (``label.nii.gz``).
 """
@@ -12,18 +15,22 @@ The archive also contains macOS ``._*`` resource files, which are ignored. The t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from mrbench.datasets import import_cases, import_pair
+from mrbench.datasets import import_cases, import_volumes
 from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
+from mrbench.domain import CONTRASTS, DEFAULT_PAIR
 from mrbench.io import InputError, check_output_dir, load_volume
 
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
 MD5 = "240a19d752f0d9e9101544901065d872"
-CHANNELS = {"t1": 1, "t2": 3}
+#: channel of each contrast in the 4D volumes (T1gd is BraTS's T1ce)
+CHANNELS = {"flair": 0, "t1": 1, "t1ce": 2, "t2": 3}
 CASE_RE = re.compile(r"^(?P<case>BRATS_\d+)\.nii\.gz$")
 TEST_FRACTION = 0.3
 VAL_FRACTION = 0.1
@@ -53,17 +60,21 @@ def find_cases(folder: str | Path) -> dict[str, Path]:
     return cases
 
 
-def _import_case(path: Path, out_dir: Path) -> dict:
+def _import_case(path: Path, out_dir: Path, contrasts: Sequence[str] = DEFAULT_PAIR) -> dict:
     img = load_volume(path, ndim=4)
     if img.shape[3] <= max(CHANNELS.values()):
         raise InputError(f"{path}: expected 4 channels (FLAIR, T1w, T1gd, T2w), got {img.shape}")
     data = np.asarray(img.dataobj)
-    t1, t2 = data[..., CHANNELS["t1"]], data[..., CHANNELS["t2"]]
-    for mod, v in (("T1w", t1), ("T2w", t2)):
+    volumes = {c: data[..., CHANNELS[c]] for c in contrasts}
+    for c, v in volumes.items():
         if not np.any(v):
-            raise InputError(f"{path}: channel {mod} is all zero")
-    return import_pair(
-        t1, t2, img.affine, out_dir, (f"{path}[T1w]", f"{path}[T2w]"), seg=_seg_of(path)
+            raise InputError(f"{path}: channel {CHANNELS[c]} ({CONTRASTS[c]}) is all zero")
+    return import_volumes(
+        volumes,
+        img.affine,
+        out_dir,
+        {c: f"{path}[{CONTRASTS[c]}]" for c in contrasts},
+        seg=_seg_of(path),
     )
 
 
@@ -75,11 +86,17 @@ def import_msd(
     jobs: int = 1,
     limit: int | None = None,
     overwrite: bool = False,
+    contrasts: Sequence[str] = DEFAULT_PAIR,
 ) -> dict:
-    """Import the training cases (all, or the first ``limit`` sorted ones) and write the split.
+    """Import the training cases (all, or the first ``limit`` sorted ones), their ``contrasts``
+    (and T1, the tissue classes' reference), and write the split.
 
     A non-empty ``out_root`` that no earlier import wrote is refused before any work (unless
     ``overwrite``): the import replaces the whole folder."""
+    unknown = sorted(set(contrasts) - set(CHANNELS))
+    if unknown:
+        raise ValueError(f"MSD Task01 offers {', '.join(CHANNELS)}, not {unknown}")
+    contrasts = tuple(c for c in CONTRASTS if c in {"t1", *contrasts})
     check_output_dir(out_root, "subjects", overwrite)
     source = Path(source)
     if not source.exists():
@@ -92,7 +109,8 @@ def import_msd(
     ids = sorted(cases)[:limit] if limit else sorted(cases)
     fractions = (TEST_FRACTION, VAL_FRACTION)
     chosen = {c: cases[c] for c in ids}
-    import_cases(chosen, _import_case, out_root, split_file, jobs, fractions, overwrite)
+    import_case = partial(_import_case, contrasts=contrasts)
+    import_cases(chosen, import_case, out_root, split_file, jobs, fractions, overwrite)
     return {"n_cases": len(ids), "folder": str(folder)}
 
 
@@ -101,3 +119,6 @@ class MSDBrainTumour(ImportedDatasetKind):
     """Imported at once by its own rule (``workflow/rules/msd.smk``)."""
 
     display_name = "MSD brain tumour"
+    contrasts = ("t1", "t1ce", "t2", "flair")
+    #: the tissue classes are segmented from the T1w
+    reference = "t1"

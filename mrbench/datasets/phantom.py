@@ -14,19 +14,21 @@ from typing import Any
 
 import numpy as np
 
-from mrbench.datasets.kind import DatasetKind, register_dataset, split_file_of
-from mrbench.domain import MODALITIES
+from mrbench.datasets.kind import DatasetKind, needed_contrasts, register_dataset, split_file_of
+from mrbench.domain import DEFAULT_PAIR
 from mrbench.io import load_volume, save_volume
 
 
-def prepare_subject(raw_dir: Path, subject: str, out_dir: Path) -> None:
-    """The phantom's preprocessing: already aligned and brain-only, so only normalisation; the
-    tissue labels are copied (restricted to the mask)."""
+def prepare_subject(
+    raw_dir: Path, subject: str, out_dir: Path, contrasts: tuple[str, ...] = DEFAULT_PAIR
+) -> None:
+    """The phantom's preprocessing: already aligned and brain-only, so only normalisation of
+    each of ``contrasts``; the tissue labels are copied (restricted to the mask)."""
     from mrbench.slices import normalise_volume
 
     mask_img = load_volume(raw_dir / f"{subject}_mask.nii.gz")
     mask = np.asarray(mask_img.dataobj) > 0
-    for mod in MODALITIES:
+    for mod in contrasts:
         img = load_volume(raw_dir / f"{subject}_{mod}.nii.gz")
         save_volume(
             normalise_volume(np.asarray(img.dataobj), mask), img.affine, out_dir / f"{mod}.nii.gz"
@@ -42,6 +44,9 @@ def prepare_subject(raw_dir: Path, subject: str, out_dir: Path) -> None:
 class Phantom(DatasetKind):
     display_name = "Phantom"
     acquisition = "subject"
+    contrasts = ("t1", "t2", "pd", "flair")
+    #: none: the tissue labels come from the generating fractions, nothing is registered
+    reference = None
 
     def subjects(self, dataset: str, settings: dict[str, Any]) -> list[str]:
         from mrbench.datasets.phantom_volumes import subject_ids
@@ -76,7 +81,8 @@ class Phantom(DatasetKind):
         n = int(settings["n_subjects"])
         if subject not in subject_ids(n):
             raise ValueError(f"{subject}: not among the {n} phantom subjects")
+        contrasts = needed_contrasts(self, settings)
         phantom = PhantomSettings(voxel_size=settings["voxel_size"], noise=settings["noise"])
         with tempfile.TemporaryDirectory(prefix="phantom-") as raw:
-            write_phantom(raw, n, int(settings["seed"]), phantom, only=[subject])
-            prepare_subject(Path(raw), subject, Path(out_dir))
+            write_phantom(raw, n, int(settings["seed"]), phantom, [subject], contrasts)
+            prepare_subject(Path(raw), subject, Path(out_dir), contrasts)

@@ -1,4 +1,5 @@
-"""The embedded ``phantom`` dataset: synthetic T1w/T2w subjects made offline from MNI152 maps.
+"""The embedded ``phantom`` dataset: synthetic T1w/T2w/PDw/FLAIR subjects made offline from MNI152
+maps.
 
 The grey- and white-matter probability maps of the ICBM 2009a template ship inside the nilearn
 wheel. For every synthetic subject this module
@@ -12,17 +13,24 @@ wheel. For every synthetic subject this module
    in T1w, iron-rich deep grey matter (T2w-dark, T1w-bright), and pulsatile CSF flow voids in the
    deep ventricles that darken T2w only;
 4. jitters the tissue relaxation times (T1, T2, PD) and the sequence timing (TR, TE) per subject;
-5. computes each contrast with the spin-echo signal equation
-   ``S = PD * (1 - exp(-TR/T1)) * exp(-TE/T2)``, mixing tissues by their partial-volume fractions;
+5. computes each contrast with its signal equation (:data:`SEQUENCES`), mixing tissues by their
+   partial-volume fractions: the spin-echo equation ``S = PD * (1 - exp(-TR/T1)) * exp(-TE/T2)``
+   for T1w (short TR, short TE), T2w (long TR, long TE) and PD-weighted (long TR, short TE)
+   images, and the inversion-recovery equation
+   ``S = PD * |1 - 2 exp(-TI/T1) + exp(-TR/T1)| * exp(-TE/T2)`` for FLAIR, with the TI that nulls
+   CSF, ``TI = T1_csf * ln(2 / (1 + exp(-TR/T1_csf)))``;
 6. multiplies each contrast by its own smooth bias field and adds Rician noise.
 
-T1w and T2w of one subject share the deformation, so they stay voxel-aligned, and share one brain
-mask and a tissue class map (0 background, 1 CSF, 2 GM, 3 WM, 4 lesion: the class with the largest
-partial-volume fraction, :func:`tissue_labels`). Everything is drawn from
-``numpy.random.default_rng(seed + subject_index)``, so a subject is the same whatever the number
-of subjects requested. The output is written like a downloaded dataset
-(``<subject>_{t1,t2,mask,label}.nii.gz``), raw (unnormalised) intensities, so it goes through the
-same preprocessing and slicing code as real data.
+All contrasts of one subject share the deformation, so they stay voxel-aligned, and share one
+brain mask and a tissue class map (0 background, 1 CSF, 2 GM, 3 WM, 4 lesion: the class with the
+largest partial-volume fraction, :func:`tissue_labels`). Everything up to T1w and T2w is drawn
+from ``numpy.random.default_rng([seed, subject_index])``, so a subject is the same whatever the
+number of subjects requested; PDw and FLAIR draw their timing jitter, bias and noise from their
+own generators (``default_rng([seed, subject_index, k])``, :data:`EXTRA_STREAMS`), so adding them
+leaves T1w and T2w bit for bit as they were, and each is the same whichever others are made.
+The output is written like a downloaded dataset (``<subject>_{<contrast>,mask,label}.nii.gz``),
+raw (unnormalised) intensities, so it goes through the same preprocessing and slicing code as
+real data.
 """
 
 from __future__ import annotations
@@ -59,8 +67,14 @@ TISSUES = {
     "deep_gm": {"t1": 780.0, "t2": 65.0, "pd": 0.78},
     "csf_flow": {"t1": 4000.0, "t2": 2000.0, "pd": 1.00},
 }
-#: contrast-specific signal factors that are not relaxation (flow voids)
+#: contrast-specific signal factors that are not relaxation (flow voids). Only T2w: the void comes
+#: from moving spins dephasing over the long echo time of a T2-weighted spin echo; at the PDw's
+#: short echo time (15 ms) the dephasing is small, and FLAIR nulls all CSF anyway (its own flow
+#: artefact, inflow of non-inverted CSF, is not modelled)
 CONTRAST_FACTORS = {"t2": {"csf_flow": 0.3}}
+#: tissues whose relaxation values another tissue's replace in one contrast: in FLAIR flowing CSF
+#: is CSF (same fluid; its own jitter draw would leave it unsuppressed by the CSF-nulling TI)
+RELAXATION_OF = {"flair": {"csf_flow": "csf"}}
 #: the tissue class each generating tissue belongs to (tissue class maps, error maps)
 TISSUE_CLASS = {
     "wm": "wm",
@@ -70,7 +84,21 @@ TISSUE_CLASS = {
     "deep_gm": "gm",
     "csf_flow": "csf",
 }
-SEQUENCES = {"t1": {"tr": 500.0, "te": 12.0}, "t2": {"tr": 4000.0, "te": 100.0}}
+#: sequence timings (ms) at 1.5 T: spin echo for T1w, T2w and PDw (PDw: the T2w's long TR and a
+#: short TE, like the first echo of a dual-echo acquisition); inversion recovery for FLAIR, whose
+#: TI is set to null CSF (:func:`csf_null_ti`)
+SEQUENCES = {
+    "t1": {"tr": 500.0, "te": 12.0},
+    "t2": {"tr": 4000.0, "te": 100.0},
+    "pd": {"tr": 4000.0, "te": 15.0},
+    "flair": {"tr": 9000.0, "te": 120.0},
+}
+#: the contrasts the phantom simulates
+CONTRASTS = tuple(SEQUENCES)
+#: contrasts drawn from the subject's main generator, in this order (the phantom's first release)
+MAIN_STREAM = ("t1", "t2")
+#: the other contrasts' generators: ``default_rng([seed, index, k])``
+EXTRA_STREAMS = {"pd": 1, "flair": 2}
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,23 @@ class PhantomSettings:
     lesion_radius_mm: tuple[float, float] = (6.0, 12.0)  #: range of the lesions' semi-axes
     deep_gm_mm: float = 18.0  #: GM deeper than this below the brain surface is iron-rich deep GM
     flow_void_mm: float = 22.0  #: CSF deeper than this may show T2w flow voids
+
+
+def spin_echo(pd: float, t1: float, t2: float, tr: float, te: float) -> float:
+    """Spin-echo signal ``PD (1 - exp(-TR/T1)) exp(-TE/T2)`` (T1w, T2w, PDw)."""
+    return pd * (1 - np.exp(-tr / t1)) * np.exp(-te / t2)
+
+
+def inversion_recovery(pd: float, t1: float, t2: float, tr: float, te: float, ti: float) -> float:
+    """Magnitude inversion-recovery signal ``PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| exp(-TE/T2)``
+    (FLAIR)."""
+    return pd * np.abs(1 - 2 * np.exp(-ti / t1) + np.exp(-tr / t1)) * np.exp(-te / t2)
+
+
+def csf_null_ti(t1_csf: float, tr: float) -> float:
+    """The inversion time at which the inversion-recovery signal of a tissue of longitudinal
+    relaxation ``t1_csf`` is zero: ``T1 ln(2 / (1 + exp(-TR/T1)))``."""
+    return float(t1_csf * np.log(2.0 / (1.0 + np.exp(-tr / t1_csf))))
 
 
 def subject_ids(n: int) -> list[str]:
@@ -178,10 +223,20 @@ def _flow_void_map(
     return (deep * np.clip(2.0 * (pattern - 0.7), 0.0, 1.0)).astype(np.float32)
 
 
-def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, Any]:
-    """One synthetic subject: ``{"t1", "t2", "mask", "label", "affine", "fractions"}`` on the
-    output grid (``fractions``: per tissue class - ``wm``, ``gm``, ``csf``, ``lesion`` - its partial
-    volume; ``label``: the class with the largest fraction, :data:`TISSUE_LABELS`)."""
+def make_subject(
+    index: int,
+    seed: int,
+    settings: PhantomSettings,
+    contrasts: tuple[str, ...] = MAIN_STREAM,
+) -> dict[str, Any]:
+    """One synthetic subject: ``{"t1", "t2", <other contrasts>, "mask", "label", "affine",
+    "fractions"}`` on the output grid (``fractions``: per tissue class - ``wm``, ``gm``, ``csf``,
+    ``lesion`` - its partial volume; ``label``: the class with the largest fraction,
+    :data:`TISSUE_LABELS`). T1w and T2w are always made (the other contrasts' draws follow theirs
+    in no generator); ``contrasts`` adds PDw and FLAIR."""
+    unknown = [c for c in contrasts if c not in SEQUENCES]
+    if unknown:
+        raise ValueError(f"phantom: unknown contrast(s) {unknown}; known: {', '.join(SEQUENCES)}")
     rng = np.random.default_rng([seed, index])
     gm, wm, brain, tpl_affine = _template()
     shape, out_affine, fov = _output_grid(gm.shape, tpl_affine, settings.voxel_size)
@@ -203,8 +258,12 @@ def make_subject(index: int, seed: int, settings: PhantomSettings) -> dict[str, 
         classes[c] = classes.get(c, 0.0) + f
     out["fractions"] = {c: f.astype(np.float32) for c, f in classes.items()}
     out["label"] = tissue_labels(out["fractions"], mask)
-    for contrast in SEQUENCES:
+    for contrast in MAIN_STREAM:
         out[contrast] = _contrast_image(rng, contrast, tissue, fractions, mask, settings)
+    for contrast in EXTRA_STREAMS:
+        if contrast in contrasts:
+            own = np.random.default_rng([seed, index, EXTRA_STREAMS[contrast]])
+            out[contrast] = _contrast_image(own, contrast, tissue, fractions, mask, settings)
     return out
 
 
@@ -281,15 +340,24 @@ def _contrast_image(
     mask: np.ndarray,
     settings: PhantomSettings,
 ) -> np.ndarray:
-    """One contrast: jittered sequence timing, spin-echo signal mixed by the tissue fractions,
-    a smooth bias field and Rician noise, scaled to a scanner-like range (float32)."""
+    """One contrast: jittered sequence timing, the contrast's signal equation mixed by the tissue
+    fractions, a smooth bias field and Rician noise, scaled to a scanner-like range (float32):
+    ``1000 * image / p99`` with ``p99`` the 99th percentile of the noise-free biased signal in
+    the brain."""
     seq = SEQUENCES[contrast]
     shape = mask.shape
     tr = seq["tr"] * (1 + settings.timing_jitter * rng.standard_normal())
     te = seq["te"] * (1 + settings.timing_jitter * rng.standard_normal())
+    # FLAIR: the inversion time nulls this subject's CSF at this subject's TR
+    ti = csf_null_ti(tissue["csf"]["t1"], tr) if contrast == "flair" else None
+    alias = RELAXATION_OF.get(contrast, {})
     signal = np.zeros(shape, dtype=np.float64)
-    for t, p in tissue.items():
-        s = p["pd"] * (1 - np.exp(-tr / p["t1"])) * np.exp(-te / p["t2"])
+    for t in tissue:
+        p = tissue[alias.get(t, t)]
+        if ti is None:
+            s = spin_echo(p["pd"], p["t1"], p["t2"], tr, te)
+        else:
+            s = inversion_recovery(p["pd"], p["t1"], p["t2"], tr, te, ti)
         s *= CONTRAST_FACTORS.get(contrast, {}).get(t, 1.0)
         signal += fractions[t] * s
     bias = np.exp(settings.bias * _smooth_field(rng, 3, shape))
@@ -309,16 +377,18 @@ def write_phantom(
     seed: int,
     settings: PhantomSettings,
     only: list[str] | None = None,
+    contrasts: tuple[str, ...] = MAIN_STREAM,
 ) -> list[Path]:
-    """Write subjects as ``<id>_{t1,t2,mask,label}.nii.gz`` into ``out_dir`` (all, or ``only``)."""
+    """Write subjects as ``<id>_{<contrast>,mask,label}.nii.gz`` into ``out_dir`` (all, or
+    ``only``), for each of ``contrasts`` (T1w and T2w by default)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     written = []
     todo = [(i, s) for i, s in enumerate(subject_ids(n_subjects)) if not only or s in only]
     for i, sid in tqdm(todo, desc="phantom", unit="subject"):
-        subj = make_subject(i, seed, settings)
-        for name in ("t1", "t2", "mask", "label"):
+        subj = make_subject(i, seed, settings, tuple(contrasts))
+        for name in (*contrasts, "mask", "label"):
             written.append(
                 save_volume(subj[name], subj["affine"], out_dir / f"{sid}_{name}.nii.gz")
             )

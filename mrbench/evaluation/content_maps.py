@@ -1,21 +1,23 @@
 """Content maps of a disentangling method: the DisDiff paper's Fig. 3 and measures of their
 modality invariance.
 
-Any method plugin with the ``content_maps`` capability (``content_map(x, modality)``) is served;
-the DisDiff paper's claim (section 4.1, Fig. 3) is that its content encoders extract *similar*
-content maps from the T1w and T2w images of the same anatomy. This module
+Any method plugin with the ``content_maps`` capability (``content_map(x, domain)``, domain ``"a"``
+or ``"b"`` of the pair-neutral contract) is served; the DisDiff paper's claim (section 4.1,
+Fig. 3) is that its content encoders extract *similar* content maps from the T1w and T2w images
+of the same anatomy. A model trained on another contrast pair (its ``model.pt`` records the pair)
+is shown on that pair's contrasts, its ``a`` contrast in the top row. This module
 
 - draws a Fig. 3-like figure for one test subject: per modality (rows) the input slice, the
   first principal component of the content channels (a basis shared by both modalities, so the
   two rows are directly comparable) and the content channels with the largest variance (the same
   channels in both rows, one colour scale per column), with the Pearson correlation of the two
   content maps in the title;
-- measures modality invariance on paired slices: the *modality gap* (distance between the mean
-  T1 and mean T2 content map relative to the spread within each modality), the *paired distance
-  ratio* (distance between the content maps of the same slice's T1 and T2 over the distance
-  between maps of different slices: 1 = no correspondence, 0 = identical maps) and the held-out
-  accuracy of a fresh linear probe (logistic regression) that tries to tell T1 content from T2
-  content.
+- measures modality invariance on paired slices of the two contrasts (``a`` and ``b``): the
+  *modality gap* (distance between the mean ``a`` and mean ``b`` content map relative to the
+  spread within each contrast), the *paired distance ratio* (distance between the content maps of
+  the same slice's two contrasts over the distance between maps of different slices: 1 = no
+  correspondence, 0 = identical maps) and the held-out accuracy of a fresh linear probe (logistic
+  regression) that tries to tell ``a`` content from ``b`` content.
 
 ``mrbench content-maps --model model.pt --store results/data/<ds>/slices/test --out fig3.png``
 """
@@ -33,24 +35,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mrbench.domain import CONTRASTS  # noqa: E402
 from mrbench.io import InputError, atomic_path  # noqa: E402
+from mrbench.pairs import A, B, pair_from_meta  # noqa: E402
 from mrbench.slices import SliceStore  # noqa: E402
 
 
 # ------------------------------------------------------------------------ measures
-def modality_gap(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> float:
-    """``||mean(z_T1) - mean(z_T2)|| / mean(spread_T1, spread_T2)`` over maps ``(N, C, h, w)``.
+def modality_gap(zc_a: torch.Tensor, zc_b: torch.Tensor) -> float:
+    """``||mean(z_a) - mean(z_b)|| / mean(spread_a, spread_b)`` over maps ``(N, C, h, w)``.
 
     The spread of a modality is the root of the summed per-element variance across its maps.
     """
-    a, b = zc_t1.flatten(1).double(), zc_t2.flatten(1).double()
+    a, b = zc_a.flatten(1).double(), zc_b.flatten(1).double()
     spread = 0.5 * (a.var(0).sum().sqrt() + b.var(0).sum().sqrt())
     return float((a.mean(0) - b.mean(0)).norm() / spread.clamp_min(1e-12))
 
 
-def paired_distance_ratio(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> float:
+def paired_distance_ratio(zc_a: torch.Tensor, zc_b: torch.Tensor) -> float:
     """Mean distance between the maps of the same slice over that between different slices."""
-    a, b = zc_t1.flatten(1).double(), zc_t2.flatten(1).double()
+    a, b = zc_a.flatten(1).double(), zc_b.flatten(1).double()
     d = torch.cdist(a, b)
     n = d.shape[0]
     if n < 2:
@@ -60,21 +64,21 @@ def paired_distance_ratio(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> float:
 
 
 def probe_accuracy(
-    zc_t1: torch.Tensor,
-    zc_t2: torch.Tensor,
+    zc_a: torch.Tensor,
+    zc_b: torch.Tensor,
     pooled: bool = True,
     epochs: int = 300,
     weight_decay: float = 1e-3,
     seed: int = 0,
 ) -> float:
-    """Held-out accuracy of a fresh logistic-regression probe separating T1 from T2 content.
+    """Held-out accuracy of a fresh logistic-regression probe separating the two contrasts' content.
 
     Features are the per-channel spatial means (``pooled``) or the flattened maps, standardised
     with the training half's statistics. The slices are split in two halves by a seeded
-    permutation (the same slice's T1 and T2 fall in the same half): train on one, test on the
+    permutation (the same slice's two contrasts fall in the same half): train on one, test on the
     other. 0.5 means the probe cannot tell the modalities apart.
     """
-    feats = [z.mean((2, 3)) if pooled else z.flatten(1) for z in (zc_t1, zc_t2)]
+    feats = [z.mean((2, 3)) if pooled else z.flatten(1) for z in (zc_a, zc_b)]
     n = feats[0].shape[0]
     if n < 4:
         raise ValueError("probe_accuracy needs at least four paired slices")
@@ -102,13 +106,13 @@ def probe_accuracy(
     return float((pred == y[test_idx]).double().mean())
 
 
-def invariance_report(zc_t1: torch.Tensor, zc_t2: torch.Tensor) -> dict[str, float]:
+def invariance_report(zc_a: torch.Tensor, zc_b: torch.Tensor) -> dict[str, float]:
     """All three measures for paired content maps (row ``k`` of both is the same slice)."""
     return {
-        "modality_gap": modality_gap(zc_t1, zc_t2),
-        "paired_distance_ratio": paired_distance_ratio(zc_t1, zc_t2),
-        "probe_accuracy_pooled": probe_accuracy(zc_t1, zc_t2, pooled=True),
-        "probe_accuracy_flat": probe_accuracy(zc_t1, zc_t2, pooled=False),
+        "modality_gap": modality_gap(zc_a, zc_b),
+        "paired_distance_ratio": paired_distance_ratio(zc_a, zc_b),
+        "probe_accuracy_pooled": probe_accuracy(zc_a, zc_b, pooled=True),
+        "probe_accuracy_flat": probe_accuracy(zc_a, zc_b, pooled=False),
     }
 
 
@@ -120,14 +124,21 @@ def offers_content_maps(model: Any) -> bool:
     return "content_maps" in offers(getattr(model, "params", {}))
 
 
-def content_maps_of(model: Any, t1: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Content maps of paired T1/T2 batches from a model with ``content_map(x, modality)``."""
+def content_maps_of(model: Any, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Content maps of paired batches of the model's two domains (``x_a``: its pair's first
+    contrast, ``x_b``: the second) from a model with ``content_map(x, domain)``."""
     if not offers_content_maps(model):
         raise InputError(
             f"method plugin {getattr(model, 'plugin_name', type(model).__name__)!r} "
             "does not offer content maps (capability 'content_maps' with these parameters)"
         )
-    return model.content_map(t1, "t1").cpu(), model.content_map(t2, "t2").cpu()
+    return model.content_map(x_a, A).cpu(), model.content_map(x_b, B).cpu()
+
+
+def model_pair(model: Any) -> tuple[str, str]:
+    """The contrast pair a loaded model was trained on (its ``model.pt`` meta; T1w/T2w for
+    models written before pairs existed)."""
+    return pair_from_meta(getattr(model, "model_info", {}).get("meta"))
 
 
 # -------------------------------------------------------------------------- figure
@@ -155,20 +166,23 @@ def plot_content_maps(
     slice_index: int | None = None,
     channels: int = 4,
 ) -> dict[str, float]:
-    """Fig. 3: content maps of one test slice's T1w and T2w side by side; returns statistics.
+    """Fig. 3: content maps of one test slice's two contrasts (the model's pair, T1w and T2w for
+    the paper's) side by side; returns statistics (``pair``: the contrasts shown).
 
     ``subject`` defaults to the store's first subject, ``slice_index`` to its middle slice.
     """
     from mrbench.checkpoint import load_model
 
     model = load_model(model_path, device="cpu")
-    store = SliceStore(store_dir)
+    pair = model_pair(model)
+    store = SliceStore(store_dir, pair=pair)
     row = _pick_slice(store, subject, slice_index)
     item = store[row]
     subject_id = str(store.index.loc[row, "subject"])
     z_index = int(store.index.loc[row, "slice"])
+    names = [CONTRASTS[c] for c in pair]
     with torch.no_grad():
-        a, b = content_maps_of(model, item["t1"][None], item["t2"][None])
+        a, b = content_maps_of(model, item["a"][None], item["b"][None])
     a, b = a[0].numpy(), b[0].numpy()  # (C, h, w)
     c = a.shape[0]
     both = np.concatenate([a.reshape(c, -1), b.reshape(c, -1)], axis=1)  # (C, 2hw)
@@ -184,7 +198,7 @@ def plot_content_maps(
     fig, axes = plt.subplots(
         2, cols, figsize=(2.1 * cols, 4.3), squeeze=False, layout="constrained"
     )
-    panels = [("input", item["t1"][0].numpy(), item["t2"][0].numpy(), "gray")]
+    panels = [("input", item["a"][0].numpy(), item["b"][0].numpy(), "gray")]
     panels.append(("content PC1", pc_a, pc_b, "viridis"))
     panels += [(f"channel {k}", a[k], b[k], "viridis") for k in top]
     for j, (title, top_img, bottom_img, cmap) in enumerate(panels):
@@ -197,20 +211,20 @@ def plot_content_maps(
             im = ax.imshow(np.rot90(img), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
             if i == 0:
                 ax.set_title(title, fontsize=8)
-        # one colour scale per column (shared by T1w and T2w), shown under the column
+        # one colour scale per column (shared by both contrasts), shown under the column
         bar = fig.colorbar(im, ax=axes[:, j], orientation="horizontal", fraction=0.05, pad=0.02)
         bar.set_label("intensity" if j == 0 else "content value", fontsize=7)
         bar.ax.tick_params(labelsize=6)
-        axes[0, 0].set_ylabel("T1w", fontsize=9)
-        axes[1, 0].set_ylabel("T2w", fontsize=9)
+        axes[0, 0].set_ylabel(names[0], fontsize=9)
+        axes[1, 0].set_ylabel(names[1], fontsize=9)
     name = getattr(model, "model_info", {}).get("method", model.plugin_name)
     fig.suptitle(
         f"{type(model).label()} [{name}]: content maps of {subject_id}, slice {z_index} "
-        f"(Pearson r of T1w vs T2w content = {r:.3f})",
+        f"(Pearson r of {names[0]} vs {names[1]} content = {r:.3f})",
         fontsize=9,
     )
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     plt.close(fig)
-    return {"pearson_r": r, "row": row, "slice": z_index}
+    return {"pearson_r": r, "row": row, "slice": z_index, "pair": pair}

@@ -190,11 +190,16 @@ def fidelity_of_split(
 ) -> dict[str, Any]:
     """FID/KID of one translated test split against its real target slices."""
     from mrbench.evaluation.scoring import prediction_windows
+    from mrbench.io import InputError
+    from mrbench.pairs import parse_direction
     from mrbench.slices import SliceStore
 
-    store = SliceStore(store_dir)
+    try:
+        source_mod, target_mod = parse_direction(direction)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    store = SliceStore(store_dir, pair=(source_mod, target_mod))
     device = _locked_device(device)
-    target_mod = direction.split("_to_")[1]
     preds, targets = [], []
     for subject in store.subjects:
         preds.append(prediction_windows(pred_dir, store, subject))

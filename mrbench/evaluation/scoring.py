@@ -84,12 +84,31 @@ def config_hash(config: dict, dataset: str, method: str) -> str:
 
 
 # ------------------------------------------------------------------ evaluation
+def pair_key(direction: str) -> str:
+    """The tidy table's ``pair`` of a direction: its two contrasts in the order of
+    :data:`mrbench.domain.CONTRASTS`, joined by ``/`` (``flair_to_t2`` -> ``t2/flair``), so both
+    directions of a pair share it whichever contrast the config names first."""
+    from mrbench.domain import CONTRASTS
+    from mrbench.pairs import parse_direction
+
+    src, dst = parse_direction(direction)
+    return "/".join(c for c in CONTRASTS if c in (src, dst))
+
+
+#: columns of the tidy results table. ``direction`` (``<source>_to_<target>``) names the
+#: translation; ``source`` and ``target`` are its contrasts and ``pair`` the two contrasts in the
+#: order of :data:`mrbench.domain.CONTRASTS` joined by ``/`` (``t1/t2``, ``t2/flair``): the same
+#: for both directions of a pair whichever contrast the config names first. All three follow
+#: from ``direction`` (:func:`with_pair_columns` adds them to files written without them).
 TIDY_COLUMNS = [
     "dataset",
     "method",
     "label",
     "seed",
     "direction",
+    "pair",
+    "source",
+    "target",
     "subject",
     "slice",
     "protocol",
@@ -167,11 +186,21 @@ def evaluate_predictions(
     """Rows of the tidy results table for one prediction folder against the test store."""
     from mrbench.evaluation.metrics import compute_batch, get_protocol, unit_of
     from mrbench.evaluation.regions import presence, without_region
+    from mrbench.io import InputError
+    from mrbench.pairs import parse_direction
     from mrbench.slices import SliceStore
 
-    # tissue labels, where the store has them, give the lesion / healthy-tissue values
-    store = SliceStore(store_dir, labels=(Path(store_dir) / "label.npy").exists())
-    target_mod = direction.split("_to_")[1]
+    try:
+        source_mod, target_mod = parse_direction(direction)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    # tissue labels, where the store has them, give the lesion / healthy-tissue values; the
+    # store must hold both contrasts of the direction (its pair: source = a, target = b)
+    store = SliceStore(
+        store_dir,
+        labels=(Path(store_dir) / "label.npy").exists(),
+        pair=(source_mod, target_mod),
+    )
     protos = [get_protocol(p) for p in protocols]
     records: list[tuple] = []
     for subject in store.subjects:
@@ -202,6 +231,9 @@ def evaluate_predictions(
                 "label": label or method,
                 "seed": int(seed),
                 "direction": direction,
+                "pair": pair_key(direction),
+                "source": source_mod,
+                "target": target_mod,
                 "subject": subject,
                 "slice": z,
                 "protocol": proto.name,
@@ -246,4 +278,31 @@ def read_tidy(paths: list[str | Path] | str | Path) -> pd.DataFrame:
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     if "seed" in df:
         df["seed"] = df["seed"].astype(int)
-    return df
+    return with_pair_columns(df)
+
+
+def with_pair_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the ``pair``, ``source`` and ``target`` columns (see :data:`TIDY_COLUMNS`)
+    filled from ``direction`` where absent (metrics files written before pairs existed), placed
+    after ``direction``; a direction that names no two contrasts is refused."""
+    from mrbench.io import InputError
+    from mrbench.pairs import parse_direction
+
+    missing = [c for c in ("pair", "source", "target") if c not in df or df[c].isna().any()]
+    if not missing or df.empty:
+        return df
+    parsed = {}
+    for r in dict.fromkeys(df["direction"]):
+        try:
+            parsed[r] = (pair_key(r), *parse_direction(r))
+        except ValueError as exc:
+            raise InputError(f"results table: {exc}") from None
+    df = df.copy()
+    for k, col in enumerate(("pair", "source", "target")):
+        derived = df["direction"].map(lambda r, k=k: parsed[r][k])
+        df[col] = df[col].fillna(derived) if col in df else derived
+    cols = list(df.columns)
+    for col in ("target", "source", "pair"):
+        cols.remove(col)
+        cols.insert(cols.index("direction") + 1, col)
+    return df[cols]

@@ -110,6 +110,9 @@ def summarise(tidy: pd.DataFrame) -> pd.DataFrame:
         }
         if "label" in grp:
             row["label"] = str(grp["label"].iloc[0])
+        for col in ("pair", "source", "target"):  # the direction's contrasts, where recorded
+            if col in grp:
+                row[col] = grp[col].iloc[0]
         if fs.size == 0 and np.isinf(subj).any():
             row["mean_subjects"] = math.inf
         if aggregation == "slice":

@@ -6,6 +6,13 @@ points here crop each axial slice (last axis) with the same window the slice sto
 and place the predictions back on the volume's grid (:func:`~mrbench.slices.uncrop`), so that the
 output opens on top of the source in ITK-SNAP or 3D Slicer. Voxels outside the window, and
 slices that were not translated, are 0 (background).
+
+Directions: users name contrast directions (``t2_to_flair``); a model knows only the method
+contract's ``a_to_b``/``b_to_a`` of the pair it was trained on (``meta["pair"]`` of its
+``model.pt``, T1w/T2w for files written before pairs existed). :func:`model_direction` maps one to
+the other and refuses, with one line naming the model file, its pair and the asked direction, a
+direction outside the model's pair (a T1w/T2w model asked to translate PD) before any output is
+written.
 """
 
 from __future__ import annotations
@@ -28,6 +35,13 @@ from mrbench.io import (
     load_volume,
     save_volume,
     staged_dir,
+)
+from mrbench.pairs import (
+    NEUTRAL_DIRECTIONS,
+    Direction,
+    neutral_direction,
+    pair_from_meta,
+    parse_direction,
 )
 from mrbench.slices import SliceStore, crop_offsets, crop_pad, uncrop
 
@@ -85,6 +99,60 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     return model
 
 
+def model_pair(model: torch.nn.Module) -> tuple[str, str]:
+    """The contrast pair a loaded model was trained on (its ``model.pt`` meta)."""
+    return pair_from_meta((getattr(model, "model_info", None) or {}).get("meta"))
+
+
+def model_direction(checkpoint: str | Path, model: torch.nn.Module, direction: str) -> Direction:
+    """The contract direction (``a_to_b``/``b_to_a``) that translates the contrast
+    ``direction`` with this model; a one-line :class:`~mrbench.io.InputError` naming the model
+    file, its pair and ``direction`` when the model was trained on another pair."""
+    try:
+        return neutral_direction(direction, model_pair(model))
+    except ValueError as exc:
+        raise InputError(f"{checkpoint}: {exc}") from None
+
+
+def checkpoint_direction(checkpoint: str | Path, direction: str) -> Direction | None:
+    """:func:`model_direction` from the model file's meta alone (memory-mapped, no weights read
+    or networks built), so that ``mrbench translate`` refuses another pair's direction before
+    it waits for a GPU. ``None`` where the file cannot be read this way: :func:`load_model`
+    then reports it."""
+    path = Path(checkpoint)
+    if not path.exists():
+        raise InputError(f"{path}: model file not found")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # corrupt, legacy format: load_model's one-line error names it
+        return None
+    meta = record.get("meta") if isinstance(record, dict) else None
+    try:
+        return neutral_direction(direction, pair_from_meta(meta))
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _source_contrast(direction: str) -> str:
+    """The source contrast of a contrast direction; InputError for a malformed one."""
+    try:
+        return parse_direction(direction)[0]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _contract_direction(direction: str) -> Direction:
+    """``direction`` as one of :data:`~mrbench.pairs.NEUTRAL_DIRECTIONS` (the guarded objects a
+    method receives); a contrast direction here is a caller's bug, named in the error."""
+    for neutral in NEUTRAL_DIRECTIONS:
+        if str(direction) == str(neutral):
+            return neutral
+    raise ValueError(
+        f"direction {direction!r}: a model translates {' or '.join(NEUTRAL_DIRECTIONS)}; map a "
+        "contrast direction with mrbench.inference.translate.model_direction"
+    )
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -92,10 +160,17 @@ def _sync(device: torch.device) -> None:
 
 @torch.inference_mode()
 def translate_windows(
-    model: torch.nn.Module, windows: np.ndarray, direction: str, batch_size: int = 8
+    model: torch.nn.Module,
+    windows: np.ndarray,
+    direction: str,
+    batch_size: int = 8,
+    shown: str | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Translate ``(N, S, S)`` windows in ``[0, 1]``; returns predictions in ``[0, 1]`` and the
-    inference time in seconds (model calls only, device synchronised)."""
+    """Translate ``(N, S, S)`` windows in ``[0, 1]`` in the contract ``direction`` (``a_to_b``
+    or ``b_to_a``; ``shown``: the contrast direction that errors name); returns predictions in
+    ``[0, 1]`` and the inference time in seconds (model calls only, device synchronised)."""
+    direction = _contract_direction(direction)
+    shown = shown or direction
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
     out = np.zeros(windows.shape, dtype=np.float32)
     seconds = 0.0
@@ -110,7 +185,7 @@ def translate_windows(
         problem = translation_problem(y, x)
         if problem is not None:  # never clipped into a plausible-looking volume
             raise InputError(
-                f"model (plugin {getattr(model, 'plugin_name', '?')!r}) {problem} ({direction}, "
+                f"model (plugin {getattr(model, 'plugin_name', '?')!r}) {problem} ({shown}, "
                 f"windows {start}-{start + len(chunk) - 1}); no prediction written"
             )
         out[start : start + len(chunk)] = ((y[:, 0].float().cpu().numpy() + 1) / 2).clip(0, 1)
@@ -132,8 +207,10 @@ def translate_volume(
     direction: str,
     mask: np.ndarray | None = None,
     batch_size: int = 8,
+    shown: str | None = None,
 ) -> np.ndarray:
-    """Translate every axial slice of ``volume`` (last axis) that contains brain.
+    """Translate every axial slice of ``volume`` (last axis) that contains brain, in the
+    contract ``direction`` (``a_to_b``/``b_to_a``; ``shown`` names it in errors).
 
     The brain is ``mask`` if given, otherwise the non-zero voxels (the preprocessing sets the
     background to 0). One crop window centred on the brain is used for all slices, as in the
@@ -151,7 +228,7 @@ def translate_volume(
         return out
     x0, y0 = crop_offsets(brain[..., zs], size)
     windows = np.stack([crop_pad(volume[..., z].astype(np.float32), x0, y0, size) for z in zs])
-    preds, _ = translate_windows(model, windows, direction, batch_size)
+    preds, _ = translate_windows(model, windows, direction, batch_size, shown)
     for z, pred in zip(zs, preds, strict=True):
         out[..., z] = uncrop(pred, x0, y0, volume.shape[:2])
     return out
@@ -170,8 +247,12 @@ def translate_file(
     """``mrbench translate --input``: one user volume in, one NIfTI on the input's grid (its
     shape and affine) out. The input is brought to the model's training orientation and its
     voxel size checked against the training one (:mod:`mrbench.inference.grid`); a ``--mask``
-    must be on the input's grid."""
+    must be on the input's grid. ``direction`` is a contrast direction of the model's pair
+    (:func:`model_direction`), checked before the input is read."""
     check_output_name(output_path, input_path)  # before any work; never over the source
+    _source_contrast(direction)
+    model = load_model(checkpoint, resolve_device(device))
+    neutral = model_direction(checkpoint, model, direction)
     img = load_volume(input_path)
     check_normalised(np.asarray(img.dataobj, dtype=np.float32), input_path)
     mask_img = None
@@ -181,13 +262,14 @@ def translate_file(
             raise InputError(
                 f"{mask_path}: shape {mask_img.shape} differs from the input's {img.shape}"
             )
-    model = load_model(checkpoint, resolve_device(device))
     grid = (getattr(model, "model_info", None) or {}).get("meta", {}).get("grid")
     volume, mask, restore, notes = onto_model_grid(img, grid, input_path, mask_img, mask_path)
     for note in notes:
         print(note)
     torch.manual_seed(seed)
-    pred = translate_volume(model, volume, direction, mask=mask, batch_size=batch_size)
+    pred = translate_volume(
+        model, volume, neutral, mask=mask, batch_size=batch_size, shown=direction
+    )
     return save_volume(restore(pred), img.affine, output_path)
 
 
@@ -196,22 +278,24 @@ def _translate_subject(
     store: SliceStore,
     subject: str,
     direction: str,
+    neutral: Direction,
     batch_size: int,
     out_dir: Path,
 ) -> tuple[float, int]:
     """One subject of a store split -> ``out_dir/<subject>.nii.gz`` on its preprocessed grid;
-    (inference seconds, slices translated)."""
+    (inference seconds, slices translated). ``direction`` (contrast names) picks the source
+    contrast of the store, ``neutral`` is the same direction in the model's terms."""
     info = store.subject_info(subject)
     rows = store.subject_rows(subject)
     zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
-    src = direction.split("_to_")[0]
+    src = _source_contrast(direction)
     windows = np.asarray(store.arrays[src][rows], dtype=np.float32)
     if not np.isfinite(windows).all():  # the data, not the model: never blamed on the model
         raise InputError(
             f"{store.folder}: {src}.npy holds non-finite values in the slices of {subject}; the "
             "slice store is corrupt: rebuild it (mrbench slices)"
         )
-    preds, seconds = translate_windows(model, windows, direction, batch_size)
+    preds, seconds = translate_windows(model, windows, neutral, batch_size, direction)
     shape = tuple(int(s) for s in info["shape"])
     volume = np.zeros(shape, dtype=np.float32)
     for z, pred in zip(zs, preds, strict=True):
@@ -237,17 +321,21 @@ def translate_store(
     as a temporary folder and renamed at the end; it also receives ``timing.json`` with the
     inference seconds per slice. An existing ``out_dir`` holding files that no earlier
     translation wrote is refused unless ``overwrite`` (a user's files are never deleted), and
-    the store's own folder never is an output.
+    the store's own folder never is an output. ``direction`` must be one of the model's pair
+    (:func:`model_direction`); the store is read with that pair, so it must hold both contrasts.
     """
+    _source_contrast(direction)
     out_abs = check_output_dir(out_dir, "predictions", overwrite)  # before loading the model
     store_abs = Path(os.path.abspath(store_dir))
     if out_abs == store_abs or out_abs in store_abs.parents:
         raise InputError(
             f"{out_dir}: is (or holds) the slice store {store_dir}; choose another --out-dir"
         )
-    store = SliceStore(store_dir)
     dev = resolve_device(device)
     model = load_model(checkpoint, dev)
+    neutral = model_direction(checkpoint, model, direction)  # before the store and any output
+    pair = model_pair(model)
+    store = SliceStore(store_dir, pair=pair)
     if int(model.image_size) != store.size:
         raise InputError(
             f"{checkpoint}: model image_size {model.image_size} differs from the slice store's "
@@ -257,7 +345,9 @@ def translate_store(
     with staged_dir(out_dir, "predictions", overwrite) as tmp:
         total_seconds, n_slices = 0.0, 0
         for subject in store.subjects:
-            seconds, n = _translate_subject(model, store, subject, direction, batch_size, tmp)
+            seconds, n = _translate_subject(
+                model, store, subject, direction, neutral, batch_size, tmp
+            )
             total_seconds += seconds
             n_slices += n
         subjects = store.subjects
@@ -265,6 +355,7 @@ def translate_store(
             "checkpoint": str(checkpoint),
             "store": str(store_dir),
             "direction": direction,
+            "pair": list(pair),
             "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "batch_size": batch_size,

@@ -1,4 +1,5 @@
-"""Per-subject preprocessing of raw T1w/T2w pairs: orient, skull-strip, register, normalise.
+"""Per-subject preprocessing of raw T1w/T2w pairs (and IXI's PDw): orient, skull-strip, register,
+normalise.
 
 Raw IXI volumes are neither skull-stripped nor co-registered, and T1 and T2 are acquired on
 different grids (sagittal 1.2 mm vs axial 1.25 mm slabs). A translation benchmark needs both on
@@ -11,7 +12,9 @@ one grid with one brain mask, so each subject goes through:
 3. **T2 -> T1 registration** with antspyx: rigid (default) or affine, Mattes mutual
    information restricted to the dilated brain mask; T2 is resampled onto the T1 grid (or onto
    a grid of ``target_spacing`` mm covering the T1 field of view).
-4. **Optional N4** bias-field correction of both volumes inside the brain mask.
+   A PD-weighted volume (IXI-PD: the other echo of the T2's dual-echo acquisition, on the T2's
+   grid) is not registered itself: the T2's fitted transform moves it onto the same grid.
+4. **Optional N4** bias-field correction of every volume inside the brain mask.
 5. **Normalisation** with :func:`mrbench.slices.normalise_volume` (the benchmark's single rule).
 6. **Tissue classes** (:func:`mrbench.preprocessing.tissues.segment_tissues`): antspyx Atropos,
    k-means initialised, 3 classes inside the brain mask on the T1w with a light MRF prior; the
@@ -34,11 +37,13 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from mrbench.domain import DEFAULT_PAIR
 from mrbench.io import InputError, atomic_path, load_volume, save_volume
 from mrbench.preprocessing.ants_io import canonical, load_ants, to_ants, voxel_sizes
 from mrbench.preprocessing.morphology import bbox_slices, fill_holes, largest_component
@@ -50,6 +55,10 @@ from mrbench.preprocessing.skullstrip import skull_strip
 from mrbench.preprocessing.tissues import segment_tissues
 from mrbench.slices import NORMALISATION_RULE, normalise_volume
 
+#: contrasts preprocessing can write: the T1w reference, the registered T2w and volumes of the
+#: T2's acquisition moved with it
+PREPROCESS_CONTRASTS = ("t1", "t2", "pd")
+
 
 def preprocess_subject(
     t1_path: str | Path,
@@ -57,14 +66,28 @@ def preprocess_subject(
     out_dir: str | Path,
     params: PreprocessParams | None = None,
     subject: str | None = None,
+    others: Mapping[str, str | Path] | None = None,
+    contrasts: Sequence[str] = DEFAULT_PAIR,
 ) -> dict:
-    """Run the whole pipeline for one subject; write t1/t2/mask/qc.png/qc.json; return QC."""
+    """Run the whole pipeline for one subject; write ``<contrast>.nii.gz`` for each of
+    ``contrasts``, mask, label, qc.png, qc.json; return QC.
+
+    ``others`` (contrast -> path, e.g. ``{"pd": ...}``) are volumes of the T2's acquisition,
+    moved by the T2's transform. The T2 is always read and registered (the transform comes from
+    it), and written only where ``contrasts`` names it.
+    """
     params = params or PreprocessParams()
     out_dir = Path(out_dir)
     subject = subject or out_dir.name
+    others = dict(others or {})
+    _check_contrasts(contrasts, others)
     start = time.perf_counter()
     t1, t1_aff, t2, t2_aff = _load_pair(t1_path, t2_path)
+    extra = {c: _load_other(c, others[c], t2.shape, t2_aff) for c in others}
     qc: dict = {"subject": subject, "t1": str(t1_path), "t2": str(t2_path)}
+    qc.update({c: str(path) for c, path in others.items()})
+    if extra:  # PD and T2 of one dual-echo scan share the grid; the transform holds regardless
+        qc["same_grid_as_t2"] = {c: same for c, (_, _, same) in extra.items()}
     qc["params"] = asdict(params)
     with tempfile.TemporaryDirectory(prefix="mrbench-pre-") as tmp:
         work = Path(tmp)
@@ -80,11 +103,24 @@ def preprocess_subject(
         if not brain.any():
             raise InputError(f"{t1_path}: skull-strip produced an empty brain mask")
         t_reg = time.perf_counter()
-        t2_reg, t2_hdr, fov, timings = register_t2(t1, t1_aff, t2, t2_aff, brain, params, work)
+        reg = register_t2(
+            t1,
+            t1_aff,
+            t2,
+            t2_aff,
+            brain,
+            params,
+            work,
+            {c: (v, a) for c, (v, a, _) in extra.items()},
+        )
+        t2_reg, t2_hdr, fov, timings, moved = reg
         qc["registration"] = {"transform": params.registration, "metric": "Mattes MI", **timings}
+        if moved:
+            qc["registration"]["moved_with_t2"] = sorted(moved)
         qc["registration"]["seconds"] = round(time.perf_counter() - t_reg, 1)
         if params.n4:
             t1, t2_reg = _n4(t1, t1_aff, brain), _n4(t2_reg, t1_aff, brain & (fov > 0.5))
+            moved = {c: _n4(v, t1_aff, brain & (fov > 0.5)) for c, v in moved.items()}
     covered = fov >= params.fov_threshold
     mask = brain & covered
     if not mask.any():
@@ -92,9 +128,14 @@ def preprocess_subject(
     qc.update(_mask_qc(t1, t2_hdr, t2_reg, brain, mask, spacing))
     t1n = normalise_volume(t1, mask)
     t2n = normalise_volume(t2_reg, mask)
+    normalised = {"t1": t1n, "t2": t2n}
+    for c, vol in moved.items():
+        if not np.any(vol[mask] > 0):
+            raise InputError(f"{others[c]}: no signal inside the brain mask after registration")
+        normalised[c] = normalise_volume(vol, mask)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_volume(t1n.astype(np.float32), t1_aff, out_dir / "t1.nii.gz")
-    save_volume(t2n.astype(np.float32), t1_aff, out_dir / "t2.nii.gz")
+    for c in contrasts:
+        save_volume(normalised[c].astype(np.float32), t1_aff, out_dir / f"{c}.nii.gz")
     save_volume(mask.astype(np.uint8), t1_aff, out_dir / "mask.nii.gz")
     labels = _write_tissues(t1n, mask, t1_aff, params, out_dir, qc)
     sim = qc["similarity"]
@@ -111,6 +152,34 @@ def preprocess_subject(
     qc["seconds"] = round(time.perf_counter() - start, 1)
     _write_qc(qc, subject, out_dir)
     return qc
+
+
+def _check_contrasts(contrasts: Sequence[str], others: Mapping[str, str | Path]) -> None:
+    """``contrasts`` among :data:`PREPROCESS_CONTRASTS`, T1 among them, and each contrast other
+    than T1/T2 with its input volume (one line naming the first problem)."""
+    for c in (*contrasts, *others):
+        if c not in PREPROCESS_CONTRASTS:
+            raise ValueError(
+                f"contrast {c!r}: preprocessing writes {', '.join(PREPROCESS_CONTRASTS)} only"
+            )
+    if "t1" not in contrasts:
+        raise ValueError("contrasts: t1 is the reference of registration and tissue classes")
+    for c in contrasts:
+        if c not in ("t1", "t2") and c not in others:
+            raise ValueError(f"contrast {c}: no input volume given (--{c})")
+
+
+def _load_other(
+    name: str, path: str | Path, t2_shape: tuple[int, ...], t2_aff: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A volume of the T2's acquisition, reoriented and clipped like the pair; and whether its
+    grid is the T2's."""
+    data, aff = canonical(load_volume(path))
+    np.clip(data, 0, None, out=data)
+    if min(data.shape) < 8:
+        raise InputError(f"{path}: volume shape {data.shape} is too small to be a brain scan")
+    same = data.shape == tuple(t2_shape) and bool(np.allclose(aff, t2_aff, atol=1e-3))
+    return data, aff, same
 
 
 def _load_pair(

@@ -9,7 +9,9 @@ the T2 onto the T1 grid. :func:`linear_registration` is the rigid/affine ANTs ca
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -118,6 +120,16 @@ def coarse_translation(
     return search(best, 6.0, 2.0)
 
 
+class T2Registration(NamedTuple):
+    """What :func:`register_t2` returns, every volume on the T1 grid."""
+
+    registered: np.ndarray  #: the T2 moved by the fitted transform
+    header_only: np.ndarray  #: the T2 placed by its header alone (QC: before registration)
+    fov: np.ndarray  #: fraction of each voxel inside the T2 field of view
+    timings: dict  #: seconds of the search, the fit and the resampling
+    others: dict[str, np.ndarray]  #: the ``others`` volumes moved by the T2's transform
+
+
 def register_t2(
     t1: np.ndarray,
     t1_affine: np.ndarray,
@@ -126,10 +138,13 @@ def register_t2(
     mask: np.ndarray,
     params: PreprocessParams,
     workdir: Path,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    others: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> T2Registration:
     """Register T2 to T1 (MI) and resample it onto the T1 grid.
 
-    Returns (registered T2, header-only resampled T2, fraction-of-T2-FOV map, timings).
+    ``others`` (name -> (volume, affine)) are volumes of the T2's acquisition (IXI's PD, the
+    other echo of the same dual-echo scan): they are not registered themselves but moved by the
+    T2's transform (in scanner coordinates, so also where their grid differs from the T2's).
     """
     ants = load_ants()
     spacing = voxel_sizes(t1_affine)
@@ -177,6 +192,12 @@ def register_t2(
     header_only = ants.resample_image_to_target(moving_full, ref, interp_type="linear")
     ones = to_ants(np.ones(t2.shape, np.float32), t2_affine)
     fov = ants.apply_transforms(fixed=ref, moving=ones, transformlist=tx, interpolator="linear")
+    moved = {
+        name: ants.apply_transforms(
+            fixed=ref, moving=to_ants(vol, aff), transformlist=tx, interpolator=params.interpolation
+        )
+        for name, (vol, aff) in (others or {}).items()
+    }
     timings["resample"] = time.perf_counter() - tic - timings["search"] - timings["fit"]
 
     def paste(img) -> np.ndarray:
@@ -184,11 +205,12 @@ def register_t2(
         full[box] = img.numpy()
         return full
 
-    return (
+    return T2Registration(
         np.clip(paste(out), 0, None),
         np.clip(paste(header_only), 0, None),
         paste(fov),
         {k: round(v, 1) for k, v in timings.items()},
+        {name: np.clip(paste(img), 0, None) for name, img in moved.items()},
     )
 
 

@@ -26,6 +26,7 @@ from mrbench.evaluation.metrics import higher_is_better
 from mrbench.reporting.labels import (
     DIRECTION_LABELS,
     dataset_label,
+    default_pair_only,
     direction_label,
     labels_from,
     ordered,
@@ -57,8 +58,10 @@ def table1(
     Rows: the roster's Table 1 methods present in ``summary``, in roster order (without a
     roster: every method, in order of appearance); the supervised references (plugins with the
     ``paired`` trait, trained on co-registered pairs) follow in a block of their own under a
-    title row, never bold: the best of a column is the best unsupervised method's.
+    title row, never bold: the best of a column is the best unsupervised method's. Only the
+    paper's pair (T1w/T2w) is shown; other contrast pairs are the pairs table's.
     """
+    summary = default_pair_only(summary)  # other pairs: the pairs table
     roster = roster_or_plain(roster, summary)
     labels = {**labels_from(summary), **roster.labels(), **(labels or {})}
     sel = summary[(summary["protocol"] == protocol) & summary["metric"].isin([psnr, ssim])]
@@ -193,6 +196,7 @@ def table2(
     """Table 2 of the paper (ablation): the roster's ablation methods present, one check mark
     column per component their plugins report from the resolved parameters."""
     roster = roster if roster is not None else Roster.plain([])
+    summary = default_pair_only(summary)  # other pairs: the pairs table
     sel = summary[
         (summary["protocol"] == protocol)
         & summary["metric"].isin([psnr, ssim])

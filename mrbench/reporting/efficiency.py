@@ -13,10 +13,28 @@ import numpy as np
 import pandas as pd
 
 from mrbench.config.roster import Roster
+from mrbench.pairs import is_default, pair_from_meta, pair_label
 from mrbench.reporting.labels import dataset_label, row_label
 from mrbench.reporting.notes import methods_note
 from mrbench.reporting.render import MISSING, Cell, TableDoc, flat_header, fmt_num
 from mrbench.reporting.train_logs import read_csv_or_empty, time_to_threshold, translator_psnr
+
+#: the pair of facts gathered before runs recorded one
+DEFAULT_PAIR_KEY = "t1/t2"
+
+
+def _task(f: dict[str, Any]) -> tuple[str, str]:
+    """A run's task: its dataset and contrast pair (thresholds and rows are per task)."""
+    pair = f.get("pair")
+    return f["dataset"], pair if isinstance(pair, str) and pair else DEFAULT_PAIR_KEY
+
+
+def task_label(dataset: str, pair: str) -> str:
+    """``IXI`` for the T1w/T2w pair (today's rows), ``Phantom T2w/FLAIR`` for another."""
+    contrasts = pair.split("/")
+    if is_default(contrasts):
+        return dataset_label(dataset)
+    return f"{dataset_label(dataset)} {pair_label(contrasts)}"
 
 
 def run_facts(
@@ -42,6 +60,8 @@ def run_facts(
     del model
     facts: dict[str, Any] = {
         "dataset": dataset,
+        # the contrast pair the run trained on (model.pt meta; T1w/T2w before pairs existed)
+        "pair": "/".join(pair_from_meta(record.get("meta"))),
         "method": record["method"],
         "plugin": record["plugin"],
         "seed": int(seed),
@@ -129,17 +149,17 @@ def efficiency(
 
 def _thresholds(
     facts: list[dict[str, Any]], threshold_psnr: float | None, pair: tuple[str, ...]
-) -> dict[str, float]:
-    """The validation PSNR threshold per dataset (see :func:`efficiency`)."""
-    thresholds: dict[str, float] = {}
-    for d in dict.fromkeys(f["dataset"] for f in facts):
+) -> dict[tuple[str, str], float]:
+    """The validation PSNR threshold per dataset and contrast pair (see :func:`efficiency`)."""
+    thresholds: dict[tuple[str, str], float] = {}
+    for d in dict.fromkeys(_task(f) for f in facts):
         if threshold_psnr is not None:
             thresholds[d] = float(threshold_psnr)
             continue
         trained = [
             f
             for f in facts
-            if f["dataset"] == d and f["train_steps"] > 0 and math.isfinite(f["best_val_psnr"])
+            if _task(f) == d and f["train_steps"] > 0 and math.isfinite(f["best_val_psnr"])
         ]
         in_pair = [f for f in trained if f["method"] in pair]
         if pair and {f["method"] for f in in_pair} == set(pair):
@@ -149,16 +169,19 @@ def _thresholds(
     return thresholds
 
 
-def _efficiency_frame(facts: list[dict[str, Any]], thresholds: dict[str, float]) -> pd.DataFrame:
+def _efficiency_frame(
+    facts: list[dict[str, Any]], thresholds: dict[tuple[str, str], float]
+) -> pd.DataFrame:
     """The efficiency CSV: each run's facts with its steps and seconds to the threshold."""
     records = []
     for f in facts:
         step, secs = (math.nan, math.nan)
         if f["train_steps"] > 0:
-            step, secs = time_to_threshold(f["_val_log"], thresholds[f["dataset"]])
+            step, secs = time_to_threshold(f["_val_log"], thresholds[_task(f)])
         rec = {k: v for k, v in f.items() if not k.startswith("_")}
+        rec["pair"] = _task(f)[1]
         rec.update(
-            threshold_psnr=thresholds[f["dataset"]],
+            threshold_psnr=thresholds[_task(f)],
             steps_to_threshold=step,
             seconds_to_threshold=secs,
         )
@@ -171,9 +194,10 @@ def _efficiency_frame(facts: list[dict[str, Any]], thresholds: dict[str, float])
 
 
 def _efficiency_rows(df: pd.DataFrame, roster: Roster) -> list[list[Cell]]:
-    """One row per dataset and method (seeds averaged), in roster order within a dataset."""
+    """One row per dataset, contrast pair and method (seeds averaged), in roster order within
+    a dataset and pair."""
     agg = (
-        df.groupby(["dataset", "method"], sort=False)
+        df.groupby(["dataset", "pair", "method"], sort=False)
         .agg(
             parameters=("parameters", "mean"),
             train_images_per_s=("train_images_per_s", "mean"),
@@ -190,10 +214,11 @@ def _efficiency_rows(df: pd.DataFrame, roster: Roster) -> list[list[Cell]]:
     order = roster.ordered(list(agg["method"]))
     agg["_o"] = agg["method"].map(order.index)
     rows = []
-    for r in agg.sort_values(["dataset", "_o"], kind="stable").itertuples():
+    agg["_p"] = agg["pair"].map(lambda p: f"{int(not is_default(p.split('/')))}{p}")
+    for r in agg.sort_values(["dataset", "_p", "_o"], kind="stable").itertuples():
         rows.append(
             [
-                Cell(dataset_label(r.dataset)),
+                Cell(task_label(r.dataset, r.pair)),
                 Cell(row_label(roster, r.method)),
                 Cell(fmt_num(r.parameters / 1e6, 3)),
                 Cell(fmt_num(r.train_images_per_s, 1)),
@@ -211,13 +236,13 @@ def _efficiency_rows(df: pd.DataFrame, roster: Roster) -> list[list[Cell]]:
 
 def _efficiency_notes(
     facts: list[dict[str, Any]],
-    thresholds: dict[str, float],
+    thresholds: dict[tuple[str, str], float],
     configured: bool,
     pair: tuple[str, ...],
     roster: Roster,
 ) -> list[str]:
     """The threshold (``configured``: set in the config), what each column measures, devices."""
-    thr = ", ".join(f"{dataset_label(d)} {fmt_num(t)} dB" for d, t in thresholds.items())
+    thr = ", ".join(f"{task_label(*k)} {fmt_num(t)} dB" for k, t in thresholds.items())
     devices = sorted({f["device"] for f in facts if f.get("device")})
     notes = [
         f"Validation PSNR threshold: {thr or MISSING}"

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mrbench.io import atomic_path  # noqa: E402
-from mrbench.reporting.labels import direction_label, ordered  # noqa: E402
+from mrbench.reporting.labels import direction_label, direction_order, ordered  # noqa: E402
 from mrbench.reporting.train_logs import LOG_NON_LOSS, read_csv_or_empty  # noqa: E402
 
 
@@ -55,12 +55,20 @@ def qualitative_grid(
     slice_index: int | None = None,
     title: str = "",
 ) -> list[Path]:
-    """Fig. 2-style grid for one test slice. ``predictions``: (label, prediction folder)."""
+    """Fig. 2-style grid for one test slice. ``predictions``: (label, prediction folder).
+    Source and target contrast come from ``direction`` (any ``<source>_to_<target>`` whose two
+    contrasts the store holds), titled with their display names."""
+    from mrbench.domain import CONTRASTS
     from mrbench.evaluation.scoring import prediction_windows
     from mrbench.io import InputError
+    from mrbench.pairs import parse_direction
     from mrbench.slices import SliceStore
 
-    store = SliceStore(store_dir)
+    try:
+        src_mod, dst_mod = parse_direction(direction)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    store = SliceStore(store_dir, pair=(src_mod, dst_mod))
     subject = subject or store.subjects[0]
     if subject not in store.subjects:
         raise InputError(f"{store_dir}: no test subject {subject!r} (qualitative.subject)")
@@ -76,7 +84,6 @@ def qualitative_grid(
                 f"(qualitative.slice; available {slices.min()}-{slices.max()})"
             )
         k = int(hits[0])
-    src_mod, dst_mod = direction.split("_to_")
     source = np.asarray(store.arrays[src_mod][rows[k]])
     target = np.asarray(store.arrays[dst_mod][rows[k]])
     preds = [(label, prediction_windows(d, store, subject)[k]) for label, d in predictions]
@@ -85,7 +92,7 @@ def qualitative_grid(
     n = len(preds) + 2
     fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.2), squeeze=False)
     _show(axes[0, 0], source, cmap="gray", vmin=0, vmax=1)
-    axes[0, 0].set_title(f"Source ({src_mod.upper()})", fontsize=8)
+    axes[0, 0].set_title(f"Source ({CONTRASTS[src_mod]})", fontsize=8)
     err_im = None
     for i, ((label, pred), err) in enumerate(zip(preds, errors, strict=True), start=1):
         _show(axes[0, i], pred, cmap="gray", vmin=0, vmax=1)
@@ -94,7 +101,7 @@ def qualitative_grid(
         mae = float(err.mean())
         axes[1, i].set_title(f"|error|, MAE {mae:.3f}", fontsize=7)
     _show(axes[0, n - 1], target, cmap="gray", vmin=0, vmax=1)
-    axes[0, n - 1].set_title(f"Target ({dst_mod.upper()})", fontsize=8)
+    axes[0, n - 1].set_title(f"Target ({CONTRASTS[dst_mod]})", fontsize=8)
     axes[1, 0].axis("off")
     axes[1, n - 1].axis("off")
     if err_im is not None:
@@ -133,8 +140,9 @@ def boxplot_figure(
     order: list[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> plt.Figure:
-    """Per-subject means (seed-averaged): a grid of panels, one row per direction and one column
-    per metric (its unit on the axis), a box per method with the subjects as dots.
+    """Per-subject means (seed-averaged): a grid of panels, one row per direction (every contrast
+    pair run, the paper's T1w/T2w first) and one column per metric (its unit on the axis), a box
+    per method with the subjects as dots.
 
     ``order``: method order (the roster's; others follow as found); ``labels`` maps config names
     to the names shown (the plugins' display names)."""
@@ -149,7 +157,7 @@ def boxplot_figure(
     metrics = [m for m in metrics if m in set(sel["metric"])] or metrics[:1]
     order = ordered(list(sel["method"]), order or [])
     names = [_label(m, labels) for m in order]
-    directions = list(dict.fromkeys(sel["direction"])) or ["t1_to_t2"]
+    directions = direction_order(list(sel["direction"])) or ["t1_to_t2"]
     width = max(2.6, 0.42 * len(order) + 0.8)
     fig, axes = plt.subplots(
         len(directions),

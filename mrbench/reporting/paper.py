@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mrbench.config.roster import Roster
-from mrbench.reporting.labels import dataset_label, direction_label
+from mrbench.reporting.labels import dataset_label, default_pair_only, direction_label
 from mrbench.reporting.notes import protocol_note
 from mrbench.reporting.render import MISSING, Cell, TableDoc, flat_header, fmt_pm
 
@@ -38,6 +38,7 @@ def paper_comparison(
 ) -> tuple[TableDoc, pd.DataFrame]:
     """Reproduced vs reported values for every paper entry a configured method reproduces: the
     entry's ``paper_row`` names the row (column ``method`` of the paper's numbers)."""
+    summary = default_pair_only(summary)  # the paper reports T1w/T2w only
     rows_of = (roster or Roster.plain([])).paper_rows()
     paper = paper_results()
     paper = paper[paper["method"].isin(list(rows_of))]

@@ -21,7 +21,12 @@ import pandas as pd
 
 from mrbench.config.roster import Roster
 from mrbench.evaluation.protocols import PROTOCOLS, base_metric, higher_is_better
-from mrbench.reporting.labels import dataset_label, direction_label, roster_or_plain
+from mrbench.reporting.labels import (
+    dataset_label,
+    default_pair_only,
+    direction_label,
+    roster_or_plain,
+)
 from mrbench.reporting.render import MISSING, Cell, TableDoc, fmt_num
 
 #: the metrics' names in the table
@@ -68,7 +73,9 @@ def protocol_rankings(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per dataset and direction: the ranks (``rank`` rows: dataset, direction, method,
     protocol, metric, mean, rank) and the tau of every pair of columns (``tau`` rows:
-    dataset, direction, protocol/metric a and b, tau, n_methods)."""
+    dataset, direction, protocol/metric a and b, tau, n_methods). The paper's pair only
+    (T1w/T2w), as Table 1."""
+    summary = default_pair_only(summary)
     metrics = list(metrics or DEFAULT_METRICS)
     roster = roster_or_plain(roster, summary)
     ranks, taus = [], []

@@ -12,7 +12,12 @@ import math
 import pandas as pd
 
 from mrbench.config.roster import Roster
-from mrbench.reporting.labels import dataset_label, direction_label, roster_or_plain
+from mrbench.reporting.labels import (
+    dataset_label,
+    default_pair_only,
+    direction_label,
+    roster_or_plain,
+)
 from mrbench.reporting.notes import methods_note, protocol_note
 from mrbench.reporting.render import Cell, TableDoc, flat_header, fmt_num
 
@@ -39,6 +44,7 @@ def significance_table(
         reference = str(tests["reference"].iloc[0]) if len(tests) else "(none)"
     roster = roster_or_plain(roster, tests)
     ref_label = roster.label(reference)
+    tests = default_pair_only(tests)  # the columns of Table 1: T1w/T2w only
     sel = tests[(tests["protocol"] == protocol) & tests["metric"].isin(metrics)]
     header = flat_header(
         *("Dataset", "Task", "Metric", "Method", "n", ref_label, "Method mean", "Median diff."),

@@ -5,7 +5,8 @@ slice is resized to ``round(augment_resize x size)`` pixels (286 for 256, the of
 ``--load_size 286 --crop_size 256``), a ``size x size`` window is cropped at a random place, and
 the result is flipped left-right with probability 1/2. A slice's brain mask gets exactly the
 same resize (nearest neighbour instead of linear), crop and flip, so masked losses and metrics
-still line up. The T1 and the T2 slice of an unpaired batch item get independent draws; under
+still line up. The ``a`` and the ``b`` slice of an unpaired batch item (:mod:`mrbench.pairs`)
+get independent draws; under
 paired sampling (``pairing: paired``) both images of an item share one draw, so the pair stays
 voxel-aligned (the reference pix2pix transforms its A and B images alike).
 
@@ -15,7 +16,7 @@ probability 1/2 a random window of 80-100 % of the slice's area and aspect ratio
 slice is flipped left-right with probability 1/2 (``RandomHorizontalFlip``, always in the
 pipeline).
 
-Draws are a pure function of ``(seed, batch number, slice row, modality)``, never of a global
+Draws are a pure function of ``(seed, batch number, slice row, domain)``, never of a global
 random state: a resumed run and a run with DataLoader workers see the same augmented batches,
 and the same slice gets different crops in different epochs. ``none`` (the default) leaves
 slices untouched; only methods whose published recipe augments turn it on.
@@ -29,11 +30,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from mrbench.domain import MODALITIES
+from mrbench.domain import DEFAULT_PAIR
+from mrbench.pairs import DOMAINS, Batch
 
 AUGMENTATIONS = ("none", "resize_crop_flip", "random_resized_crop_flip")
 _STREAM = 1729  # separates the augmentation draws from the sampler's (seed, epoch) stream
-_MODALITY = {"t1": 1, "t2": 2}
+#: the draw stream of each domain (unpaired sampling); 1 and 2, as when the domains were named
+#: t1 and t2, so the default pair's augmented batches are those of earlier runs
+_DOMAIN_STREAM = {"a": 1, "b": 2}
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,9 @@ class Augment:
     #: one draw for both images of an item (paired sampling: the same slice position)
     paired: bool = False
 
-    def draw(self, size: int, batch: int, row: int, modality: str) -> tuple[int, int, bool]:
+    def draw(self, size: int, batch: int, row: int, domain: str) -> tuple[int, int, bool]:
         """(top, left, flip) of one slice: its crop window in the resized image and the flip."""
-        stream = 0 if self.paired else _MODALITY[modality]
+        stream = 0 if self.paired else _DOMAIN_STREAM[domain]
         rng = np.random.default_rng([self.seed, _STREAM, batch, row, stream])
         load = max(size, int(round(self.resize * size)))
         top, left = (int(v) for v in rng.integers(0, load - size + 1, size=2))
@@ -71,20 +75,19 @@ class Augment:
         """The same resize, crop and flip on a 2-D image (linear) and its mask (nearest)."""
         return self.warp(image, draw, 1), self.warp(mask, draw, 0)
 
-    def __call__(
-        self, item: dict[str, torch.Tensor], batch: int, rows: tuple[int, int]
-    ) -> dict[str, torch.Tensor]:
-        """Augment one training item (``t1``/``mask_t1`` from row ``rows[0]``, ``t2``/``mask_t2``
-        from row ``rows[1]``); other keys (e.g. labels) follow their modality's mask."""
-        out = dict(item)
-        for modality, row in zip(MODALITIES, rows, strict=True):
-            image = item[modality].numpy()[0]
-            draw = self.draw(image.shape[-1], batch, row, modality)
-            mask = item[f"mask_{modality}"].numpy()[0]
+    def __call__(self, item: dict[str, torch.Tensor], batch: int, rows: tuple[int, int]) -> Batch:
+        """Augment one training item (``a``/``mask_a`` from row ``rows[0]``, ``b``/``mask_b``
+        from row ``rows[1]``); other keys (e.g. labels) follow their domain's mask. The item's
+        ``contrasts`` (a :class:`~mrbench.pairs.Batch`) are kept."""
+        out = Batch(item, getattr(item, "contrasts", DEFAULT_PAIR))
+        for domain, row in zip(DOMAINS, rows, strict=True):
+            image = item[domain].numpy()[0]
+            draw = self.draw(image.shape[-1], batch, row, domain)
+            mask = item[f"mask_{domain}"].numpy()[0]
             image, mask = self.apply(image, mask, draw)
-            out[modality] = torch.from_numpy(image.astype(np.float32))[None]
-            out[f"mask_{modality}"] = torch.from_numpy(mask.astype(np.float32))[None]
-            label = f"label_{modality}"
+            out[domain] = torch.from_numpy(image.astype(np.float32))[None]
+            out[f"mask_{domain}"] = torch.from_numpy(mask.astype(np.float32))[None]
+            label = f"label_{domain}"
             if label in item:
                 lab = self.warp(item[label].numpy()[0], draw, 0)
                 out[label] = torch.from_numpy(lab)[None]
@@ -101,9 +104,9 @@ class RandomResizedCrop(Augment):
     ratio: tuple[float, float] = (0.9, 1.1)
 
     def draw(  # type: ignore[override]
-        self, size: int, batch: int, row: int, modality: str
+        self, size: int, batch: int, row: int, domain: str
     ) -> tuple[int, int, int, int, bool]:
-        stream = 0 if self.paired else _MODALITY[modality]
+        stream = 0 if self.paired else _DOMAIN_STREAM[domain]
         rng = np.random.default_rng([self.seed, _STREAM, batch, row, stream])
         window = (0, 0, size, size)
         if rng.random() < self.p:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from mrbench.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from mrbench.domain import DEFAULT_PAIR
 from mrbench.errors import InputError, TrainingError
 from mrbench.finite import first_non_finite, module_non_finite
 from mrbench.training.logs import losses_text
@@ -21,12 +22,30 @@ def _spec_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for key in ("method", "plugin", "params", "seed", "image_size"):
         if old.get(key) != new.get(key):
             diffs.append(key)
+    # a checkpoint written before pairs existed was trained on T1w/T2w
+    if list(old.get("pair", DEFAULT_PAIR)) != list(new.get("pair", DEFAULT_PAIR)):
+        diffs.append("pair")
     t_old, t_new = old.get("training", {}), new.get("training", {})
     for key in sorted(set(t_old) | set(t_new)):
         default = TRAINING_DEFAULTS.get(key)  # a key newer than the checkpoint: its default
         if key not in RESUME_FREE_KEYS and t_old.get(key, default) != t_new.get(key, default):
             diffs.append(f"training.{key}")
     return diffs
+
+
+def _upgrade_legacy(ck: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint written before the method contract became pair-neutral (its spec records no
+    pair; trained on T1w/T2w): network, optimiser and EMA names that spell ``t1``/``t2`` renamed
+    to ``a``/``b`` (:func:`mrbench_methods.base.upgrade_legacy_names`), so that it resumes."""
+    if "pair" in (ck.get("spec") or {}):
+        return ck
+    from mrbench_methods.base import upgrade_legacy_names
+
+    out = dict(ck)
+    for key in ("method", "ema"):
+        if isinstance(ck.get(key), dict):
+            out[key] = upgrade_legacy_names(ck[key])
+    return out
 
 
 class Checkpoints:
@@ -48,7 +67,7 @@ class Checkpoints:
         after its step); ``last.pt`` of another spec or other data: see :meth:`_resumable`."""
         ck = load_checkpoint(self.last) if self.last.exists() else None
         if ck is not None:
-            ck = self._resumable(ck)
+            ck = self._resumable(_upgrade_legacy(ck))
         if ck is None:
             for lg in logs:
                 lg.truncate_after(-1)

@@ -73,7 +73,8 @@ which :mod:`~mrbench.training.settings` resolves):
 ``num_workers``
     DataLoader worker processes reading the slice store (0 = in the main process).
 ``pairing``
-    ``unpaired`` (default): the T1 and T2 slices of a batch are drawn by two independent
+    ``unpaired`` (default): the ``a`` and ``b`` slices of a batch (the pair's two contrasts) are
+    drawn by two independent
     permutations, as unsupervised methods assume; ``paired``: the same slices (voxel-aligned
     pairs, one augmentation draw for both). Methods with the ``paired`` trait always get pairs.
 ``gpus_per_job``

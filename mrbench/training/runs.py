@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrbench import __version__
+from mrbench import __version__, pairs
 from mrbench.checkpoint import model_record, seed_everything
+from mrbench.domain import DEFAULT_PAIR
 from mrbench.errors import InputError
 from mrbench.finite import first_non_finite
 from mrbench.io import atomic_path
@@ -87,6 +88,11 @@ class Run:
         return bool(self.training["amp"])
 
     @property
+    def pair(self) -> tuple[str, str]:
+        """The contrasts the run translates between (``a``, ``b``), from its stores."""
+        return self.train_store.pair_contrasts
+
+    @property
     def paired(self) -> bool:
         return self.training["pairing"] == "paired"
 
@@ -134,7 +140,7 @@ class Run:
             params=self.method.params,
             image_size=self.image_size,
             state=state,
-            meta={"inputs": self.inputs, **meta},
+            meta={"inputs": self.inputs, "pair": list(self.pair), **meta},
         )
 
     def meta(self) -> dict[str, Any]:
@@ -186,11 +192,14 @@ def prepare_run(
     log: Callable[[str], None] | None = None,
     dist: DistContext = SINGLE,
     restart_on_change: bool = False,
+    pair: tuple[str, str] | list[str] = DEFAULT_PAIR,
 ) -> Run:
     """Check the spec, open the slice stores, resolve the training settings (epochs become steps
     here, from the training split's size), seed and build the method; no file is written.
     ``restart_on_change``: a ``last.pt`` of another spec or other data is not resumed but
-    replaced (the workflow's jobs: their run folders follow the config and split)."""
+    replaced (the workflow's jobs: their run folders follow the config and split). ``pair``:
+    the two contrasts to translate between (the first is domain ``a``); both stores must hold
+    them."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not dist.is_main:
         log = lambda msg: None  # noqa: E731
@@ -198,8 +207,13 @@ def prepare_run(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     cls = _check_spec(spec)
     # tissue labels only for methods that need them (validation and test never carry them)
-    train_store = SliceStore(data_dir / "train", labels=bool(getattr(cls, "needs_labels", False)))
-    val_store = SliceStore(data_dir / "val")
+    try:
+        pair = pairs.check_pair(pair)
+    except ValueError as exc:
+        raise InputError(f"--pair: {exc}") from None
+    labels = bool(getattr(cls, "needs_labels", False))
+    train_store = SliceStore(data_dir / "train", labels=labels, pair=pair)
+    val_store = SliceStore(data_dir / "val", pair=pair)
     if train_store.size != val_store.size:
         raise InputError(
             f"{data_dir}: train slices are {train_store.size} px, val slices {val_store.size} px"
@@ -233,6 +247,7 @@ def prepare_run(
         "training": training,
         "seed": int(seed),
         "image_size": train_store.size,
+        "pair": list(pair),
     }
     device_message = device_message or f"device: {device}"
     if dist.enabled:
@@ -242,23 +257,35 @@ def prepare_run(
         out_dir, resolved, device_message, log, dist,
     )  # fmt: skip
     run.val_rows = validation_rows(val_store, int(training["val_max_slices"]))
-    run.inputs = inputs_digest(data_dir, resolved)
+    run.inputs = inputs_digest(data_dir, resolved, pair)
     run.restart_on_change = bool(restart_on_change)
     return run
 
 
-#: the files of a slice store split that a digest reads (``label.npy`` only where present)
-STORE_FILES = ("meta.json", "index.tsv", "t1.npy", "t2.npy", "mask.npy", "label.npy")
+def store_files(pair: tuple[str, str] | list[str] = DEFAULT_PAIR) -> tuple[str, ...]:
+    """The files of a slice store split that a digest of a run on ``pair`` reads: meta, index,
+    the pair's ``<contrast>.npy``, mask and labels (``label.npy`` only where present); the
+    store's other contrasts are not what the run learns from."""
+    a, b = pairs.check_pair(pair)
+    return ("meta.json", "index.tsv", f"{a}.npy", f"{b}.npy", "mask.npy", "label.npy")
 
 
-def data_digest(data_dir: str | Path) -> str:
-    """sha256 of the ``train`` and ``val`` slice stores under ``data_dir``: every byte a run
-    learns from and selects its weights with. The stores' meta and index list the subjects, so
-    a moved subject of the split file, another preprocessing or another image gives another
-    digest; the test split is not read (a run never sees it)."""
+#: the files a digest reads for the default pair (T1w/T2w)
+STORE_FILES = store_files(DEFAULT_PAIR)
+
+
+def data_digest(data_dir: str | Path, pair: tuple[str, str] | list[str] = DEFAULT_PAIR) -> str:
+    """sha256 of the ``train`` and ``val`` slice stores under ``data_dir`` for a run on
+    ``pair``: every byte a run learns from and selects its weights with. The stores' meta and
+    index list the subjects, so a moved subject of the split file, another preprocessing or
+    another image gives another digest; the test split is not read (a run never sees it). A
+    pair other than T1w/T2w is hashed in too, so that its runs never share a digest with the
+    default pair's."""
     h = hashlib.sha256()
+    if tuple(pair) != DEFAULT_PAIR:
+        h.update(f"pair {'/'.join(pair)}\0".encode())
     for split in ("train", "val"):
-        for name in STORE_FILES:
+        for name in store_files(pair):
             path = Path(data_dir) / split / name
             if not path.exists():
                 continue
@@ -268,12 +295,16 @@ def data_digest(data_dir: str | Path) -> str:
     return h.hexdigest()
 
 
-def inputs_digest(data_dir: str | Path, resolved: dict[str, Any]) -> dict[str, str]:
+def inputs_digest(
+    data_dir: str | Path,
+    resolved: dict[str, Any],
+    pair: tuple[str, str] | list[str] = DEFAULT_PAIR,
+) -> dict[str, str]:
     """``{"data": data_digest, "spec": sha256 of the resolved spec}``: what a checkpoint and a
-    model file record of their inputs, so that a resume on other data starts afresh and a model
-    says which data it was trained on."""
+    model file record of their inputs, so that a resume on other data (or another pair) starts
+    afresh and a model says which data it was trained on."""
     spec = json.dumps(resolved, sort_keys=True, default=str).encode()
-    return {"data": data_digest(data_dir), "spec": hashlib.sha256(spec).hexdigest()}
+    return {"data": data_digest(data_dir, pair), "spec": hashlib.sha256(spec).hexdigest()}
 
 
 def optimizer_settings(method: Any) -> dict[str, dict[str, Any]]:
@@ -307,7 +338,10 @@ def write_run_files(run: Run) -> None:
             )
             tmp.write_text(text)
         (run.out_dir / "device.txt").write_text(run.device_message + "\n")
-    run.log(f"{run.name} ({run.spec['plugin']}), seed {run.seed}: {run.device_message}")
+    run.log(
+        f"{run.name} ({run.spec['plugin']}) on {pairs.pair_label(run.pair)}, seed {run.seed}: "
+        f"{run.device_message}"
+    )
     run.t_start = time.perf_counter()
 
 

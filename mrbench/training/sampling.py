@@ -1,9 +1,11 @@
 """The data side of training: which slices make each batch, and how they reach the device.
 
-:class:`PairSampler` turns a batch number into ``(t1 row, t2 row)`` pairs (``pairing``, resume
+:class:`PairSampler` turns a batch number into ``(a row, b row)`` pairs (``pairing``, resume
 by batch count); :class:`BatchIndices` and :class:`PairDataset` feed it through a
 :class:`~torch.utils.data.DataLoader` (``num_workers``, ``augment``); :func:`collate` stacks a
 batch; :func:`one_pass` reads every slice once (for :meth:`fit`, :meth:`prepare_inference`).
+Batches are :class:`mrbench.pairs.Batch` objects (neutral keys ``a``/``b``, the pair's contrast
+names in ``.contrasts``) from the store to the method, through workers, collation and the device.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mrbench.domain import DEFAULT_PAIR
 from mrbench.errors import InputError
+from mrbench.pairs import Batch
 from mrbench.slices import SliceStore
 from mrbench.training.augment import Augment
 
 
 class PairSampler:
-    """Batch ``k`` of training -> list of ``(t1 row, t2 row)`` pairs, a pure function of
-    ``(seed, k)``: epoch ``e`` draws one permutation of the rows for T1 and, unless paired,
-    an independent one for T2 (``numpy.random.default_rng([seed, e])``). An incomplete last batch
-    of an epoch is dropped. Resuming needs only the number of batches already consumed."""
+    """Batch ``k`` of training -> list of ``(a row, b row)`` pairs, a pure function of
+    ``(seed, k)``: epoch ``e`` draws one permutation of the rows for domain ``a`` and, unless
+    paired, an independent one for ``b`` (``numpy.random.default_rng([seed, e])``). An
+    incomplete last batch of an epoch is dropped. Resuming needs only the number of batches
+    already consumed."""
 
     def __init__(self, n: int, batch_size: int, paired: bool, seed: int) -> None:
         if n < batch_size:
@@ -58,7 +63,7 @@ class PairSampler:
 
 
 class BatchIndices(Sampler):
-    """Batch ``k`` as ``(t1 row, t2 row, k)`` items: the batch number keys the augmentation."""
+    """Batch ``k`` as ``(a row, b row, k)`` items: the batch number keys the augmentation."""
 
     def __init__(self, sampler: PairSampler, start: int) -> None:
         self.sampler, self.start = sampler, start
@@ -77,30 +82,39 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.store) ** 2
 
-    def __getitem__(self, key: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, ...]) -> Batch:
         item = self.store.pair(key[0], key[1])
         if self.augment is not None:
             item = self.augment(item, key[2] if len(key) > 2 else 0, (key[0], key[1]))
         return item
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def _contrasts(batch: Any) -> tuple[str, ...]:
+    return tuple(getattr(batch, "contrasts", DEFAULT_PAIR))
 
 
-def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
+    """``batch`` on ``device``, still a :class:`~mrbench.pairs.Batch` of the same pair."""
+    return Batch({k: v.to(device, non_blocking=True) for k, v in batch.items()}, _contrasts(batch))
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> Batch:
+    """Stack items into one :class:`~mrbench.pairs.Batch` (the first item's pair)."""
     # stacked by numpy: torch.stack runs on the intra-op thread pool, whose start-up cost per
     # call made batching the bottleneck of a loader in the training process (benchmarks/)
-    return {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])) for k in items[0]}
+    return Batch(
+        {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])) for k in items[0]},
+        _contrasts(items[0]),
+    )
 
 
 def one_pass(
     store: SliceStore, batch_size: int, paired: bool, seed: int, device: torch.device
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Every slice of ``store`` once per modality, in batches (last one may be smaller), in a
-    seeded random order: T1 rows in one permutation, T2 rows in an independent one (paired: the
-    same). A consumer that stops early (the test-time mean codes stop after
-    ``*_max_slices``) so sees a random, seeded subset of both modalities, never the first
+) -> Iterator[Batch]:
+    """Every slice of ``store`` once per domain, in batches (last one may be smaller), in a
+    seeded random order: ``a`` rows in one permutation, ``b`` rows in an independent one (paired:
+    the same). A consumer that stops early (the test-time mean codes stop after
+    ``*_max_slices``) so sees a random, seeded subset of both domains, never the first
     subjects of the store."""
     n = len(store)
     rows1 = np.random.default_rng([seed, 6]).permutation(n)

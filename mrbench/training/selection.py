@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from mrbench.checkpoint import read_model, save_model
+from mrbench.checkpoint import legacy_state, read_model, save_model
 from mrbench.errors import TrainingError
 from mrbench.training.logs import fmt, losses_text, val_row
 from mrbench.training.runs import Progress, Run
@@ -69,7 +69,7 @@ class Selection:
                     f"{best['psnr']:.2f} dB) are missing, so the selected model cannot be "
                     f"exported; delete {run.ckpt_dir / 'last.pt'} to train afresh"
                 )
-            run.method.load_state_dict(read_model(best_file)["state"])
+            run.method.load_state_dict(legacy_state(read_model(best_file)))
             selected = int(best["step"])
         else:
             run.method.load_state_dict(ema_state(run.method, self.ema))

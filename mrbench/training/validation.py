@@ -1,5 +1,9 @@
 """Validation scores: mean PSNR/SSIM of both directions on a fixed, evenly spaced set of paired
-validation slices (``val_max_slices``, ``val_batch_size``), with the method's diagnostics."""
+validation slices (``val_max_slices``, ``val_batch_size``), with the method's diagnostics.
+
+The method translates ``a_to_b`` and ``b_to_a``; the scores are logged under the contrast
+directions of the store's pair (``psnr_t2_to_flair``, ``ssim_flair_to_t2``;
+:func:`mrbench.pairs.contrast_direction`), so T1w/T2w runs log ``psnr_t1_to_t2`` as before."""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mrbench.domain import DIRECTIONS, MODALITIES
+from mrbench import pairs
 from mrbench.errors import InputError, TrainingError
 from mrbench.finite import first_non_finite, translation_problem
+from mrbench.pairs import DOMAINS, NEUTRAL_DIRECTIONS
 from mrbench.slices import SliceStore
 from mrbench.training import valmetrics
 from mrbench.training.sampling import collate, to_device
@@ -72,27 +77,31 @@ def validate(
     the training random stream is left untouched."""
     was_training = method.training
     method.eval()
-    scores: dict[str, list[float]] = {f"{m}_{d}": [] for m in ("psnr", "ssim") for d in DIRECTIONS}
+    pair = store.pair_contrasts
+    # the contrast name of each neutral direction: what the logs show
+    named = {d: pairs.contrast_direction(d, pair) for d in NEUTRAL_DIRECTIONS}
+    directions = tuple(named.values())
+    scores: dict[str, list[float]] = {f"{m}_{d}": [] for m in ("psnr", "ssim") for d in directions}
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for a in range(0, len(rows), batch_size):
             batch = collate([store[int(i)] for i in rows[a : a + batch_size]])
-            bad = first_non_finite({k: batch[k] for k in MODALITIES})
+            bad = first_non_finite({k: batch[k] for k in DOMAINS})
             if bad is not None:  # a corrupt store, not a diverged model
                 raise InputError(
                     f"{store.folder}: validation slices hold non-finite values ({bad}); the "
                     "slice store is corrupt: rebuild it (mrbench slices)"
                 )
             batch = to_device(batch, device)
-            for d in DIRECTIONS:
-                src, dst = d.split("_to_")
-                pred = method.translate(batch[src], d).float()
+            for nd, d in named.items():
+                src, dst = nd.split("_to_")
+                pred = method.translate(batch[src], nd).float()
                 problem = translation_problem(pred, batch[src], nan_ok=True)
                 if problem is not None:  # never clipped or cut to one channel into a score
                     raise TrainingError(
                         f"method plugin {getattr(method, 'plugin_name', '?')!r}: translate "
-                        f"({d}) {problem}; a plugin must return (B, 1, H, W) in [-1, 1]"
+                        f"({nd}, {d}) {problem}; a plugin must return (B, 1, H, W) in [-1, 1]"
                     )
                 if not bool(torch.isfinite(pred).all()):  # scored NaN, never clamped to a score
                     pred = torch.full_like(pred, math.nan)
@@ -100,15 +109,15 @@ def validate(
                 target = ((batch[dst].float() + 1) / 2).cpu().numpy()
                 scores[f"psnr_{d}"] += valmetrics.psnr_batch(target[:, 0], pred[:, 0]).tolist()
                 scores[f"ssim_{d}"] += valmetrics.ssim_batch(target[:, 0], pred[:, 0]).tolist()
-                _diagnostics(method, batch[src], batch[dst], d, scores)
+                _diagnostics(method, batch[src], batch[dst], nd, d, scores)
     method.train(was_training)
     out = {k: float(np.mean(v)) for k, v in scores.items()}
-    out["psnr"] = float(np.mean([out[f"psnr_{d}"] for d in DIRECTIONS]))
-    out["ssim"] = float(np.mean([out[f"ssim_{d}"] for d in DIRECTIONS]))
-    for key in [k for k in out if k.endswith("_t1_to_t2")]:
-        stem = key.removesuffix("_t1_to_t2")
+    out["psnr"] = float(np.mean([out[f"psnr_{d}"] for d in directions]))
+    out["ssim"] = float(np.mean([out[f"ssim_{d}"] for d in directions]))
+    for key in [k for k in out if k.endswith(f"_{directions[0]}")]:
+        stem = key.removesuffix(f"_{directions[0]}")
         if stem not in out:  # diagnostics: the mean of both directions as for psnr/ssim
-            out[stem] = float(np.mean([out[f"{stem}_{d}"] for d in DIRECTIONS]))
+            out[stem] = float(np.mean([out[f"{stem}_{d}"] for d in directions]))
     return out
 
 
@@ -117,9 +126,11 @@ def _diagnostics(
     source: torch.Tensor,
     target: torch.Tensor,
     direction: str,
+    named: str,
     scores: dict[str, list[float]],
 ) -> None:
-    """PSNR of the method's intermediate images against the input and the target."""
+    """PSNR of the method's intermediate images against the input and the target, logged under
+    the contrast direction ``named`` of the neutral ``direction``."""
     extra = getattr(method, "validation_outputs", None)
     if extra is None:
         return
@@ -128,10 +139,10 @@ def _diagnostics(
     for name, images in extra(source, direction).items():
         out = to01(images)
         for ref_name, ref in (("input", src), ("target", tgt)):
-            key = f"psnr_{name}_vs_{ref_name}_{direction}"
+            key = f"psnr_{name}_vs_{ref_name}_{named}"
             values = [valmetrics.psnr(r, p) for r, p in zip(ref, out, strict=True)]
             scores.setdefault(key, []).extend(values)
         # a translator collapsed to a near-constant image has a spread near 0 (a healthy one
         # about 1): the per-image standard deviation against the target's
         spread = [float(p.std() / max(float(t.std()), 1e-6)) for p, t in zip(out, tgt, strict=True)]
-        scores.setdefault(f"spread_{name}_vs_target_{direction}", []).extend(spread)
+        scores.setdefault(f"spread_{name}_vs_target_{named}", []).extend(spread)

@@ -18,7 +18,22 @@ from mrbench.config.resolve import (
     split_file_of,
     train_device_flags,
 )
-from mrbench.datasets.kind import VOLUMES
+from mrbench.config.pairs import (
+    all_directions,
+    dataset_directions,
+    dataset_pairs,
+    default_pair_of,
+    pair_args,
+    pair_of_tag,
+)
+from mrbench.datasets.kind import VOLUMES, needed_contrasts
+from mrbench.pairs import (
+    directions_of,
+    is_default,
+    pair_of_direction,
+    pair_tag,
+    subject_files,
+)
 from mrbench.config.roster import roster_of
 from mrbench.config.schema import dataset_settings
 from mrbench.datasets.splits import read_splits
@@ -43,7 +58,17 @@ RESULTS = "results"
 DATASETS = list(config["datasets"])
 METHODS = list(config["methods"])
 SEEDS = [int(s) for s in config["seeds"]]
-DIRECTIONS = list(config["directions"])
+# Contrast pairs per dataset (``datasets.<name>.pairs``, default [[t1, t2]]) and the directions
+# translated and evaluated on each: the config's ``directions`` where given, else both
+# directions of every pair (mrbench.config.pairs).
+PAIRS = {d: dataset_pairs(config, d) for d in DATASETS}
+DATASET_DIRECTIONS = {d: dataset_directions(config, d) for d in DATASETS}
+#: every direction run on some dataset (config order; the wildcard's values)
+DIRECTIONS = all_directions(config)
+#: folder names of the pairs other than T1w/T2w, whose models live one level deeper
+PAIR_TAGS = sorted(
+    {pair_tag(p) for ps in PAIRS.values() for p in ps if not is_default(p)}
+)
 THREADS = int(config.get("threads_per_job", 1))
 
 
@@ -51,7 +76,8 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     method="|".join(METHODS),
     seed=r"\d+",
-    direction="t1_to_t2|t2_to_t1",
+    direction="|".join(DIRECTIONS),
+    pair_tag="|".join(PAIR_TAGS) or "(?!)",
     split="train|val|test",
     subject=r"[A-Za-z0-9_\-]+",
 
@@ -72,7 +98,8 @@ def subject_volumes(dataset):
     list, from its split checkpoint once that has run, or (kinds imported at once) the import
     rule's folder of subjects."""
     kind = dataset_kind_of(config, dataset)
-    subjects = kind.subjects(dataset, dataset_cfg(dataset))
+    settings = dataset_cfg(dataset)
+    subjects = kind.subjects(dataset, settings)
     if subjects is None and kind.split_checkpoint:
         split = getattr(checkpoints, kind.split_checkpoint).get().output.split
         subjects = sorted(read_splits(split)["subject"])
@@ -81,7 +108,7 @@ def subject_volumes(dataset):
     return expand(
         f"{RESULTS}/data/{dataset}/subjects/{{subject}}/{{mod}}.nii.gz",
         subject=subjects,
-        mod=VOLUMES,
+        mod=subject_files(needed_contrasts(kind, settings, dataset)),
     )
 
 
@@ -108,7 +135,11 @@ def gpu_for(method):
 
 
 # ---- the results layout: every result path, defined here once (rules and the library get paths)
+# models of the T1w/T2w pair (the paper's layout); the other pairs' one level deeper, per pair
 MODEL = f"{RESULTS}/models/{{dataset}}/{{method}}/seed{{seed}}/model.pt"
+PAIR_MODEL = (
+    f"{RESULTS}/models/{{dataset}}/{{method}}/seed{{seed}}/{{pair_tag}}/model.pt"
+)
 SLICE_STORE = f"{RESULTS}/data/{{dataset}}/slices/{{split}}"
 PREDICTIONS = f"{RESULTS}/predictions/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}"
 METRICS = f"{RESULTS}/metrics/{{dataset}}/{{method}}/seed{{seed}}/{{direction}}.csv"
@@ -133,31 +164,73 @@ def fill(template, **values):
 TEST_STORE = fill(SLICE_STORE, split="test")
 
 
+def model_of_pair(dataset, pair, method="{method}", seed="{seed}"):
+    """The model file of one pair of a dataset: the paper's layout for T1w/T2w, else one
+    folder per pair (``.../seed0/t2-flair/model.pt``)."""
+    if is_default(pair):
+        return fill(MODEL, dataset=dataset, method=method, seed=seed)
+    return fill(
+        PAIR_MODEL, dataset=dataset, method=method, seed=seed, pair_tag=pair_tag(pair)
+    )
+
+
+def train_pair(w):
+    """The pair a training job trains: its ``pair_tag`` wildcard's (rule `train_pair`), else
+    the dataset's T1w/T2w pair as configured (rule `train`)."""
+    tag = w.get("pair_tag")
+    if tag is None:
+        return default_pair_of(PAIRS[w.dataset])
+    return pair_of_tag(tag, PAIRS[w.dataset])
+
+
+def model_of_direction(w):
+    """Input function: the model that translates ``w.direction`` on ``w.dataset`` (that of the
+    configured pair holding the direction)."""
+    pair = pair_of_direction(w.direction, PAIRS[w.dataset])
+    return model_of_pair(w.dataset, pair, w.method, w.seed)
+
+
+def pair_directions(dataset, pair):
+    """The directions of one pair run on a dataset (every configured pair has at least one:
+    mrbench.config.pairs.check_pairs)."""
+    return [d for d in DATASET_DIRECTIONS[dataset] if d in directions_of(pair)]
+
+
+def _per_direction(template):
+    return [
+        fill(template, dataset=d, method=m, seed=s, direction=r)
+        for d in DATASETS
+        for m in METHODS
+        for s in SEEDS
+        for r in DATASET_DIRECTIONS[d]
+    ]
+
+
 def all_models():
-    return expand(MODEL, dataset=DATASETS, method=METHODS, seed=SEEDS)
+    return [
+        model_of_pair(d, p, m, s)
+        for d in DATASETS
+        for m in METHODS
+        for s in SEEDS
+        for p in PAIRS[d]
+    ]
 
 
 def all_predictions():
-    return expand(
-        PREDICTIONS, dataset=DATASETS, method=METHODS, seed=SEEDS, direction=DIRECTIONS
-    )
+    return _per_direction(PREDICTIONS)
 
 
 def all_metrics():
-    return expand(
-        METRICS, dataset=DATASETS, method=METHODS, seed=SEEDS, direction=DIRECTIONS
-    )
+    return _per_direction(METRICS)
 
 
 def all_fidelity():
-    return expand(
-        FIDELITY, dataset=DATASETS, method=METHODS, seed=SEEDS, direction=DIRECTIONS
-    )
+    return _per_direction(FIDELITY)
 
 
 def table_names():
     names = ["methods", "table1", "table2_ablation", "paper_comparison", "significance"]
-    names += ["efficiency", "recipes", "protocols"]
+    names += ["efficiency", "recipes", "protocols", "pairs"]
     return names + (["fidelity"] if EVAL["fid"]["enabled"] else [])
 
 
@@ -174,16 +247,30 @@ def content_map_methods():
 
 
 def figure_files():
+    """Per dataset: a qualitative grid per direction run, one box plot (every direction),
+    training curves and content maps per pair: the T1w/T2w pair's under today's names, the
+    other pairs' with the pair tag (``training_curves_phantom_t2-flair``,
+    ``content_maps/phantom/disdiff_t2-flair.png``)."""
     out = []
     for d in DATASETS:
         out += expand(
             f"{FIGURES_DIR}/qualitative_{d}_{{direction}}.{{ext}}",
-            direction=DIRECTIONS,
+            direction=DATASET_DIRECTIONS[d],
             ext=["png", "pdf"],
         )
         out += expand(f"{FIGURES_DIR}/boxplot_{d}.{{ext}}", ext=["png", "pdf"])
-        out += expand(f"{FIGURES_DIR}/training_curves_{d}.{{ext}}", ext=["png", "pdf"])
-        out += expand(CONTENT_MAPS, dataset=[d], method=content_map_methods())
+        for p in PAIRS[d]:
+            tag = "" if is_default(p) else f"_{pair_tag(p)}"
+            curves = f"training_curves_{d}{tag}"
+            out += expand(f"{FIGURES_DIR}/{curves}.{{ext}}", ext=["png", "pdf"])
+            maps = CONTENT_MAPS if is_default(p) else PAIR_CONTENT_MAPS
+            out += expand(
+                maps,
+                dataset=[d],
+                method=content_map_methods(),
+                pair_tag=[pair_tag(p)],
+                allow_missing=True,
+            )
     return out + expand(f"{FIGURES_DIR}/protocols_tau.{{ext}}", ext=["png", "pdf"])
 
 
@@ -201,17 +288,19 @@ def get_final_output():
 
 def efficiency_runs():
     """``--run DATASET SEED MODEL PREDICTION...`` for every training run (efficiency table), as
-    an argument list (each quoted by `{params.runs:q}`)."""
+    an argument list (each quoted by `{params.runs:q}`): one run per dataset x method x seed x
+    pair, with the predictions of the pair's directions (the model file records its pair).
+    """
     args = []
     for d in DATASETS:
         for m in METHODS:
             for s in SEEDS:
-                preds = [
-                    fill(PREDICTIONS, dataset=d, method=m, seed=s, direction=r)
-                    for r in DIRECTIONS
-                ]
-                model = fill(MODEL, dataset=d, method=m, seed=s)
-                args += ["--run", d, str(s), model, *preds]
+                for p in PAIRS[d]:
+                    preds = [
+                        fill(PREDICTIONS, dataset=d, method=m, seed=s, direction=r)
+                        for r in pair_directions(d, p)
+                    ]
+                    args += ["--run", d, str(s), model_of_pair(d, p, m, s), *preds]
     return args
 
 
@@ -278,6 +367,7 @@ def _translate_runtime(w, input, attempt):
 
 
 # ---- used by report.smk
+from mrbench.pairs import pair_label
 from mrbench.reporting.recipes_table import selection_note
 
 # argument lists: every value is quoted on its own by the rules' `{params.x:q}`
@@ -338,6 +428,15 @@ def qualitative_pairs(w):
     ]
 
 
+def curve_title(w):
+    """The training curves' title: the dataset, with the pair's contrasts for a pair other than
+    T1w/T2w (rule `figure_training_curves_pair`)."""
+    tag = w.get("pair_tag")
+    if tag is None:
+        return w.dataset
+    return f"{w.dataset} {pair_label(pair_of_tag(tag, PAIRS[w.dataset]))}"
+
+
 def curve_runs(w, input):
     """``LABEL=run folder`` of every method (the folder of its model.pt)."""
     return [
@@ -383,3 +482,25 @@ def ixi_subjects():
     if Path(IXI_SPLIT).exists():
         return sorted(read_splits(IXI_SPLIT)["subject"])
     return sorted(read_splits(checkpoints.ixi_split.get().output.split)["subject"])
+
+
+# ---- used by data.smk
+from mrbench.datasets.kind import needed_contrasts as _needed_contrasts
+from mrbench.pairs import subject_files as _subject_files
+
+
+def dataset_contrasts(dataset):
+    """The contrasts a dataset's subjects and slice store hold: those of its pairs, plus its
+    kind's reference (mrbench.datasets.kind.needed_contrasts)."""
+    kind = dataset_kind_of(config, dataset)
+    return _needed_contrasts(kind, dataset_cfg(dataset), dataset)
+
+
+def _subject_rule_groups():
+    """Datasets acquired subject by subject, grouped by the contrasts they write: one rule per
+    group, since a rule's outputs are fixed when the workflow is read. The group writing T1w and
+    T2w keeps the rule name `dataset_subject`."""
+    groups = {("t1", "t2"): []}  # the rule `dataset_subject` exists whatever the config
+    for d in SUBJECT_DATASETS:
+        groups.setdefault(dataset_contrasts(d), []).append(d)
+    return groups

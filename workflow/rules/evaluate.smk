@@ -1,10 +1,12 @@
 # Evaluation: translate every test split with every trained model, then score it.
-# One translation and one metrics file per dataset x method x seed x direction.
+# One translation and one metrics file per dataset x method x seed x direction; the directions
+# of every configured pair (`<a>_to_<b>`), each translated by the model of its pair.
 
 
 rule translate:
     input:
-        model=MODEL,
+        # the model of the configured pair that holds the direction
+        model=model_of_direction,
         store=TEST_STORE,
     output:
         directory(PREDICTIONS),

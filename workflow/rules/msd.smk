@@ -1,9 +1,12 @@
 # MSD Task01_BrainTumour (dataset `msd_brats`), the public stand-in for BraTS: download with
-# md5 (login node), then import channels 1 (T1w) and 3 (T2w) of the 4D volumes like BraTS.
+# md5 (login node), then import the channels of the contrasts the dataset's pairs need (and T1;
+# default: channels 1, T1w, and 3, T2w) of the 4D volumes like BraTS.
 
 from mrbench.datasets import msd as _msd
+from mrbench.datasets.kind import needed_contrasts as _needed_contrasts
 
 MSD_CFG = dataset_settings("msd_brats", config["datasets"].get("msd_brats"))
+MSD_CONTRASTS = list(_needed_contrasts("msd_brats", MSD_CFG))
 
 
 localrules:
@@ -49,6 +52,7 @@ rule msd_import:
             if MSD_CFG.get("n_subjects_max")
             else []
         ),
+        contrasts=MSD_CONTRASTS,
     shell:
         "python -m mrbench.cli import-msd --source {input:q} --out {output.subjects:q} --splits {output.split:q}"
-        " --workdir resources/msd_brats --jobs {threads} {params.limit:q} > {log:q} 2>&1"
+        " --contrasts {params.contrasts:q} --workdir resources/msd_brats --jobs {threads} {params.limit:q} > {log:q} 2>&1"

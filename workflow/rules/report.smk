@@ -1,6 +1,11 @@
 # Reporting: the tidy results table and every table and figure derived from it, registered for
 # `snakemake --report report.html` with captions from workflow/report/.
 
+# content maps of a model of another pair than T1w/T2w (figure_files lists them)
+PAIR_CONTENT_MAPS = (
+    f"{FIGURES_DIR}/content_maps/{{dataset}}/{{method}}_{{pair_tag}}.png"
+)
+
 
 rule method_roster:
     output:
@@ -62,6 +67,24 @@ rule table1:
         "python -m mrbench.cli report table1 --tidy {input.tidy:q} --out {params.prefix:q}"
         " {params.table_args:q} --note {params.selection:q} --model {input.models:q}"
         " > {log:q} 2>&1"
+
+
+rule pairs_table:
+    input:
+        tidy=TIDY,
+        roster=ROSTER_FILE,
+    output:
+        **table_outputs("pairs", "pairs", "Contrast pairs"),
+    log:
+        f"{RESULTS}/logs/report/pairs.log",
+    conda:
+        CONDA_ENV
+    params:
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
+        table_args=TABLE_ARGS,
+    shell:
+        "python -m mrbench.cli report pairs --tidy {input.tidy:q} --out {params.prefix:q}"
+        " {params.table_args:q} > {log:q} 2>&1"
 
 
 rule table2_ablation:
@@ -260,9 +283,24 @@ rule figure_training_curves:
     params:
         prefix=lambda w, output: output.png.removesuffix(".png"),
         runs=curve_runs,
+        title=curve_title,
     shell:
-        "python -m mrbench.cli report curves --run {params.runs:q} --title {wildcards.dataset:q}"
+        "python -m mrbench.cli report curves --run {params.runs:q} --title {params.title:q}"
         " --out {params.prefix:q} > {log:q} 2>&1"
+
+
+use rule figure_training_curves as figure_training_curves_pair with:
+    input:
+        expand(PAIR_MODEL, method=METHODS, seed=FIRST_SEED, allow_missing=True),
+    output:
+        **figure_outputs(
+            "training_curves_{dataset}_{pair_tag}",
+            "training_curves",
+            "Training curves",
+            {"dataset": "{dataset}", "pair": "{pair_tag}"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/training_curves_{{dataset}}_{{pair_tag}}.log",
 
 
 rule figure_content_maps:
@@ -290,6 +328,29 @@ rule figure_content_maps:
     shell:
         "python -m mrbench.cli content-maps --model {input.model:q} --store {input.store:q}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+use rule figure_content_maps as figure_content_maps_pair with:
+    input:
+        model=fill(PAIR_MODEL, seed=FIRST_SEED),
+        store=TEST_STORE,
+    output:
+        report(
+            PAIR_CONTENT_MAPS,
+            caption="../report/content_maps.rst",
+            category="Figures",
+            subcategory="Content maps",
+            labels={
+                "dataset": "{dataset}",
+                "method": "{method}",
+                "pair": "{pair_tag}",
+                "figure": "content maps (Fig. 3)",
+            },
+        ),
+    log:
+        f"{RESULTS}/logs/report/content_maps/{{dataset}}/{{method}}_{{pair_tag}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/content_maps/{{dataset}}/{{method}}_{{pair_tag}}.tsv"
 
 
 rule recipes_table:

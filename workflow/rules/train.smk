@@ -3,6 +3,9 @@
 # resumes from checkpoints/last.pt if a killed job is re-run with the same spec and data (a changed
 # spec, split or store starts afresh: the checkpoint records a digest of its train/val data).
 # model.pt is written last; the split file's digest is a param, so a changed split reruns the job.
+# One job per contrast pair of the dataset (datasets.<name>.pairs): `train` for T1w/T2w, in the
+# paper's layout, and `train_pair` for the others, one folder deeper (.../seed0/t2-flair/model.pt);
+# both read the same slice store (which holds every contrast of the dataset) and split.
 
 
 rule train:
@@ -40,8 +43,18 @@ rule train:
         out=lambda w, output: os.path.dirname(output[0]),
         store=lambda w, input: os.path.dirname(input.train),
         device=lambda w: train_device_flags(config, gpu_for(w.method)),
+        pair=lambda w: pair_args(train_pair(w)),
     shell:
-        "{params.launcher:q} train --spec {params.spec:q}"
+        "{params.launcher:q} train --spec {params.spec:q} {params.pair:q}"
         " --data {params.store:q} --out {params.out:q}"
         " --seed {wildcards.seed:q} {params.device:q} --threads {threads}"
         " --restart-on-change > {log:q} 2>&1"
+
+
+use rule train as train_pair with:
+    output:
+        PAIR_MODEL,
+    log:
+        f"{RESULTS}/logs/train/{{dataset}}/{{method}}/seed{{seed}}/{{pair_tag}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{dataset}}/{{method}}/seed{{seed}}/{{pair_tag}}.tsv"
