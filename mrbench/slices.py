@@ -225,6 +225,42 @@ def check_labels(labels: np.ndarray, path: str | Path) -> None:
         )
 
 
+def _plan_subject(
+    sv: SubjectVolumes,
+    size: int,
+    slices_per_subject: int,
+    contrasts: tuple[str, ...],
+    with_labels: bool,
+) -> dict:
+    """Check one subject's volumes (shapes, normalisation, labels) and choose its slices and
+    crop offsets from the mask; return its entry of ``meta.json``'s ``subjects``. Nothing is
+    written here, so a bad file fails before the split's arrays are created."""
+    mask_img = load_volume(sv.mask)
+    mask = np.asarray(mask_img.dataobj) > 0
+    for mod in contrasts:
+        img = load_volume(sv.path(mod))
+        if img.shape != mask.shape:
+            raise InputError(
+                f"{sv.path(mod)}: shape {img.shape} differs from the mask's {mask.shape}"
+            )
+        check_normalised(np.asarray(img.dataobj), sv.path(mod))
+    if with_labels:
+        label = np.asarray(load_volume(sv.label).dataobj)
+        if label.shape != mask.shape:
+            raise InputError(f"{sv.label}: shape differs from the mask's {mask.shape}")
+        check_labels(label, sv.label)
+    zs = select_slices(mask, slices_per_subject)
+    x0, y0 = crop_offsets(mask[..., zs], size)
+    return {
+        "subject": sv.subject,
+        "slices": zs.tolist(),
+        "x0": x0,
+        "y0": y0,
+        "shape": list(mask.shape),
+        "affine": mask_img.affine.tolist(),
+    }
+
+
 def _write_split(
     subjects: list[SubjectVolumes],
     tmp: Path,
@@ -232,40 +268,13 @@ def _write_split(
     slices_per_subject: int,
     contrasts: tuple[str, ...],
 ) -> None:
-    counts = []
-    per_subject = []
     with_labels = all(sv.label is not None for sv in subjects)
-    for sv in subjects:
-        # first pass: check every volume (so a bad file fails before anything is written) and
-        # choose slices and offsets from the mask
-        mask_img = load_volume(sv.mask)
-        mask = np.asarray(mask_img.dataobj) > 0
-        for mod in contrasts:
-            img = load_volume(sv.path(mod))
-            if img.shape != mask.shape:
-                raise InputError(
-                    f"{sv.path(mod)}: shape {img.shape} differs from the mask's {mask.shape}"
-                )
-            check_normalised(np.asarray(img.dataobj), sv.path(mod))
-        if with_labels:
-            label = np.asarray(load_volume(sv.label).dataobj)
-            if label.shape != mask.shape:
-                raise InputError(f"{sv.label}: shape differs from the mask's {mask.shape}")
-            check_labels(label, sv.label)
-        zs = select_slices(mask, slices_per_subject)
-        x0, y0 = crop_offsets(mask[..., zs], size)
-        per_subject.append(
-            {
-                "subject": sv.subject,
-                "slices": zs.tolist(),
-                "x0": x0,
-                "y0": y0,
-                "shape": list(mask.shape),
-                "affine": mask_img.affine.tolist(),
-            }
-        )
-        counts.append(len(zs))
-    n = int(sum(counts))
+    # first pass: check every volume (so a bad file fails before anything is written) and
+    # choose slices and offsets from the mask
+    per_subject = [
+        _plan_subject(sv, size, slices_per_subject, contrasts, with_labels) for sv in subjects
+    ]
+    n = int(sum(len(info["slices"]) for info in per_subject))
     arrays = {
         mod: np.lib.format.open_memmap(tmp / f"{mod}.npy", "w+", np.float32, (n, size, size))
         for mod in contrasts

@@ -100,7 +100,12 @@ def _groups(work: Path) -> list[str]:
     for smk, group in stage.items():
         path = work / "workflow" / "rules" / smk
         if path.exists():
-            out += [f"{r}={group}" for r in re.findall(r"^rule (\w+):", path.read_text(), re.M)]
+            text = path.read_text()
+            names = re.findall(r"^rule (\w+):", text, re.M)
+            names += re.findall(r"^use rule \w+ as (\w+)", text, re.M)
+            # rules made in a loop (one per contrast set) take their name from a `name:` line
+            names += re.findall(r'^\s+"(dataset_subject)"', text, re.M)
+            out += [f"{r}={group}" for r in names]
     return out
 
 
@@ -118,6 +123,8 @@ def _slurm_subset(work: Path, configfile: str) -> str:
 
     cfg = yaml.safe_load((work / configfile).read_text())
     cfg["methods"] = {m: e for m, e in cfg["methods"].items() if m in SLURM_METHODS}
+    for entry in cfg["datasets"].values():  # T1w/T2w only: the local tiny run covers other pairs
+        entry.pop("pairs", None)
     ev = cfg.get("evaluation") or {}
     for role in ("table1_methods", "ablation_methods", "method_order", "efficiency_pair"):
         if isinstance(ev.get(role), list):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mrbench.config.kinds import dataset_kind_of
 from mrbench.domain import DEFAULT_PAIR
 from mrbench.errors import ConfigError
 from mrbench.pairs import check_pair, directions_of, is_default, pair_tag, parse_direction
@@ -38,8 +39,6 @@ __all__ = [
 
 def _offered(config: dict, dataset: str) -> tuple[str, ...]:
     """The contrasts the dataset's kind declares (T1w and T2w for kinds that declare none)."""
-    from mrbench.config.resolve import dataset_kind_of
-
     kind = dataset_kind_of(config, dataset)
     return tuple(getattr(kind, "contrasts", None) or DEFAULT_PAIR)
 
@@ -104,7 +103,7 @@ def dataset_directions(config: dict, dataset: str) -> list[str]:
 def all_directions(config: dict) -> list[str]:
     """Every direction of :func:`dataset_directions` over all datasets, each once."""
     out: dict[str, None] = {}
-    for dataset in config["datasets"]:
+    for dataset in config.get("datasets") or {}:
         out.update(dict.fromkeys(dataset_directions(config, dataset)))
     return list(out)
 
@@ -112,7 +111,7 @@ def all_directions(config: dict) -> list[str]:
 def check_pairs(config: dict) -> None:
     """Raise :class:`ConfigError` for a bad pair of any dataset, a listed direction no
     configured pair holds, or a configured pair none of whose directions is listed."""
-    pairs = {d: dataset_pairs(config, d) for d in config["datasets"]}
+    pairs = {d: dataset_pairs(config, d) for d in config.get("datasets") or {}}
     listed = _listed(config)
     if listed is None:
         return

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from mrbench.config.facts_cache import memoized
+from mrbench.config.kinds import dataset_kind_of, plugin_paths
 from mrbench.config.plugins import PLUGIN_PATH_ENV, PluginError
 from mrbench.config.schema import dataset_settings, section_defaults
-from mrbench.datasets.kind import DatasetKind, get_dataset_kind, split_file_of
+from mrbench.datasets.kind import split_file_of
 from mrbench.errors import ConfigError
 
 __all__ = [
@@ -35,25 +36,6 @@ __all__ = [
 
 #: method and dataset names (as in the schema): they become paths and command-line arguments
 SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-
-
-def plugin_paths(config: dict) -> list[str]:
-    """The config's ``plugin_paths`` as absolute folders (relative ones: to the working
-    directory, where Snakemake runs); a missing folder raises :class:`ConfigError`.
-
-    The one reader of the key: method plugins (:func:`load_plugins`), dataset kinds
-    (:func:`dataset_kind_of`) and the jobs' environment (:func:`plugin_environment`) all use it.
-    """
-    value = config.get("plugin_paths") or []
-    if isinstance(value, str) or not isinstance(value, list):
-        raise ConfigError("config key plugin_paths: expected a list of folders")
-    out = []
-    for folder in value:
-        path = Path(str(folder)).expanduser().resolve()
-        if not path.is_dir():
-            raise ConfigError(f"config key plugin_paths: folder {folder} not found")
-        out.append(str(path))
-    return out
 
 
 def load_plugins(config: dict) -> None:
@@ -231,17 +213,6 @@ def job_environment(basedir: str | Path) -> None:
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     paths = [str(basedir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-
-
-def dataset_kind_of(config: dict, dataset: str) -> DatasetKind:
-    """The plugin of a dataset entry (its ``kind``, default the dataset's name)."""
-    kind = (config["datasets"][dataset] or {}).get("kind", dataset)
-    try:
-        return get_dataset_kind(kind, plugin_paths(config))
-    except KeyError as exc:
-        raise ConfigError(f"config key datasets.{dataset}: {exc.args[0]}") from None
-    except PluginError as exc:
-        raise ConfigError(f"config key plugin_paths: {exc}") from None
 
 
 def subjects_of(dataset: str, cfg: dict, plugin_paths: list[str] | None = None) -> list[str] | None:

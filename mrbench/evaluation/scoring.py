@@ -184,8 +184,7 @@ def evaluate_predictions(
     config_hash: str = "",
 ) -> pd.DataFrame:
     """Rows of the tidy results table for one prediction folder against the test store."""
-    from mrbench.evaluation.metrics import compute_batch, get_protocol, unit_of
-    from mrbench.evaluation.regions import presence, without_region
+    from mrbench.evaluation.metrics import get_protocol, unit_of
     from mrbench.io import InputError
     from mrbench.pairs import parse_direction
     from mrbench.slices import SliceStore
@@ -204,24 +203,7 @@ def evaluate_predictions(
     protos = [get_protocol(p) for p in protocols]
     records: list[tuple] = []
     for subject in store.subjects:
-        rows = store.subject_rows(subject)
-        zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
-        preds = prediction_windows(pred_dir, store, subject)
-        targets = np.asarray(store.arrays[target_mod][rows], dtype=np.float32)
-        masks = np.asarray(store.arrays["mask"][rows]) > 0
-        labels = np.asarray(store.arrays["label"][rows]) if store.labels else None
-        for proto in protos:
-            if proto.dims == 3:  # the subject's slice stack as one volume (slice -1)
-                batch = [None if a is None else a[None] for a in (preds, targets, masks, labels)]
-                res, ids = compute_batch(proto.name, *batch), [-1]
-                where = presence(batch[2], batch[3])
-            else:  # all slices at once
-                res, ids = compute_batch(proto.name, preds, targets, masks, labels), zs
-                where = presence(masks, labels)
-            records += [
-                (subject, int(z), proto, k, float(v[i])) for i, z in enumerate(ids)
-                for k, v in res.items() if not without_region(k, where, i)
-            ]  # fmt: skip
+        records += _subject_records(pred_dir, store, subject, target_mod, protos)
     version, packages = code_version(), package_versions()
     df = pd.DataFrame(
         [
@@ -254,6 +236,39 @@ def evaluate_predictions(
         columns=TIDY_COLUMNS,
     )
     return df
+
+
+def _subject_records(
+    pred_dir: str | Path, store: Any, subject: str, target_mod: str, protos: list
+) -> list[tuple]:
+    """``(subject, slice, protocol, metric, value)`` records of one test subject.
+
+    Kept apart from :func:`evaluate_predictions` so the per-subject metric computation (2D:
+    all slices at once; 3D: the slice stack as one volume, slice -1) reads as one step.
+    """
+    from mrbench.evaluation.metrics import compute_batch
+    from mrbench.evaluation.regions import presence, without_region
+
+    rows = store.subject_rows(subject)
+    zs = store.index.set_index("row").loc[rows, "slice"].to_numpy()
+    preds = prediction_windows(pred_dir, store, subject)
+    targets = np.asarray(store.arrays[target_mod][rows], dtype=np.float32)
+    masks = np.asarray(store.arrays["mask"][rows]) > 0
+    labels = np.asarray(store.arrays["label"][rows]) if store.labels else None
+    records: list[tuple] = []
+    for proto in protos:
+        if proto.dims == 3:  # the subject's slice stack as one volume (slice -1)
+            batch = [None if a is None else a[None] for a in (preds, targets, masks, labels)]
+            res, ids = compute_batch(proto.name, *batch), [-1]
+            where = presence(batch[2], batch[3])
+        else:  # all slices at once
+            res, ids = compute_batch(proto.name, preds, targets, masks, labels), zs
+            where = presence(masks, labels)
+        records += [
+            (subject, int(z), proto, k, float(v[i])) for i, z in enumerate(ids)
+            for k, v in res.items() if not without_region(k, where, i)
+        ]  # fmt: skip
+    return records
 
 
 def read_tidy(paths: list[str | Path] | str | Path) -> pd.DataFrame:

@@ -102,22 +102,9 @@ def preprocess_subject(
         spacing = voxel_sizes(t1_aff)
         if not brain.any():
             raise InputError(f"{t1_path}: skull-strip produced an empty brain mask")
-        t_reg = time.perf_counter()
-        reg = register_t2(
-            t1,
-            t1_aff,
-            t2,
-            t2_aff,
-            brain,
-            params,
-            work,
-            {c: (v, a) for c, (v, a, _) in extra.items()},
+        t2_reg, t2_hdr, fov, moved = _register(
+            t1, t1_aff, t2, t2_aff, brain, params, work, extra, qc
         )
-        t2_reg, t2_hdr, fov, timings, moved = reg
-        qc["registration"] = {"transform": params.registration, "metric": "Mattes MI", **timings}
-        if moved:
-            qc["registration"]["moved_with_t2"] = sorted(moved)
-        qc["registration"]["seconds"] = round(time.perf_counter() - t_reg, 1)
         if params.n4:
             t1, t2_reg = _n4(t1, t1_aff, brain), _n4(t2_reg, t1_aff, brain & (fov > 0.5))
             moved = {c: _n4(v, t1_aff, brain & (fov > 0.5)) for c, v in moved.items()}
@@ -126,13 +113,8 @@ def preprocess_subject(
     if not mask.any():
         raise InputError(f"{t2_path}: the T2 field of view does not cover the T1 brain mask")
     qc.update(_mask_qc(t1, t2_hdr, t2_reg, brain, mask, spacing))
-    t1n = normalise_volume(t1, mask)
-    t2n = normalise_volume(t2_reg, mask)
-    normalised = {"t1": t1n, "t2": t2n}
-    for c, vol in moved.items():
-        if not np.any(vol[mask] > 0):
-            raise InputError(f"{others[c]}: no signal inside the brain mask after registration")
-        normalised[c] = normalise_volume(vol, mask)
+    normalised = _normalise_all(t1, t2_reg, moved, mask, others)
+    t1n, t2n = normalised["t1"], normalised["t2"]
     out_dir.mkdir(parents=True, exist_ok=True)
     for c in contrasts:
         save_volume(normalised[c].astype(np.float32), t1_aff, out_dir / f"{c}.nii.gz")
@@ -152,6 +134,57 @@ def preprocess_subject(
     qc["seconds"] = round(time.perf_counter() - start, 1)
     _write_qc(qc, subject, out_dir)
     return qc
+
+
+def _register(
+    t1: np.ndarray,
+    t1_aff: np.ndarray,
+    t2: np.ndarray,
+    t2_aff: np.ndarray,
+    brain: np.ndarray,
+    params: PreprocessParams,
+    work: Path,
+    extra: Mapping[str, tuple],
+    qc: dict,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Register the T2 onto the T1 grid (moving ``extra`` with it) and record the
+    registration's QC entry; return the registered T2, its header-only resampling, the field
+    of view and the moved volumes (a step of its own so :func:`preprocess_subject` stays short).
+    """
+    t_reg = time.perf_counter()
+    reg = register_t2(
+        t1,
+        t1_aff,
+        t2,
+        t2_aff,
+        brain,
+        params,
+        work,
+        {c: (v, a) for c, (v, a, _) in extra.items()},
+    )
+    t2_reg, t2_hdr, fov, timings, moved = reg
+    qc["registration"] = {"transform": params.registration, "metric": "Mattes MI", **timings}
+    if moved:
+        qc["registration"]["moved_with_t2"] = sorted(moved)
+    qc["registration"]["seconds"] = round(time.perf_counter() - t_reg, 1)
+    return t2_reg, t2_hdr, fov, moved
+
+
+def _normalise_all(
+    t1: np.ndarray,
+    t2_reg: np.ndarray,
+    moved: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    others: Mapping[str, str | Path],
+) -> dict[str, np.ndarray]:
+    """Every contrast normalised inside the final mask (contrast -> volume); a moved volume
+    with no signal inside the mask is an input error naming its file."""
+    normalised = {"t1": normalise_volume(t1, mask), "t2": normalise_volume(t2_reg, mask)}
+    for c, vol in moved.items():
+        if not np.any(vol[mask] > 0):
+            raise InputError(f"{others[c]}: no signal inside the brain mask after registration")
+        normalised[c] = normalise_volume(vol, mask)
+    return normalised
 
 
 def _check_contrasts(contrasts: Sequence[str], others: Mapping[str, str | Path]) -> None:

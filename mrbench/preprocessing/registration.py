@@ -162,30 +162,9 @@ def register_t2(
     offset = coarse_translation(t1, t1_affine, mask, t2, t2_affine, params)
     timings["search"] = time.perf_counter() - tic
     init = translation_file(offset, workdir, "t2_init.mat")
-    kind = "Rigid" if params.registration == "rigid" else "Affine"
-    n = len(params.t2_iterations)
-    shrink = tuple(2 ** (n - 1 - i) for i in range(n))
-    reg = linear_registration(
-        fixed,
-        moving,
-        kind,
-        init,
-        metric_mask,
-        sampling_rate=0.2,
-        iterations=params.t2_iterations,
-        shrink=shrink,
-        sigmas=tuple(float(s - 1) for s in shrink),
-        outprefix=str(workdir / "t2_"),
-        seed=params.seed,
-    )
-    tx = reg["fwdtransforms"]
+    tx = _fit_t2(fixed, moving, init, metric_mask, params, workdir)
     timings["fit"] = time.perf_counter() - tic - timings["search"]
-    # resample inside the brain's bounding box only (the rest is outside the mask anyway)
-    box = bbox_slices(dilate_mm(mask, 4.0, spacing), 2)
-    lo = np.array([b.start for b in box])
-    crop_aff = t1_affine.copy()
-    crop_aff[:3, 3] = nib.affines.apply_affine(t1_affine, lo)
-    ref = to_ants(t1[box], crop_aff)
+    box, ref = _brain_box_reference(t1, t1_affine, mask, spacing)
     out = ants.apply_transforms(
         fixed=ref, moving=moving_full, transformlist=tx, interpolator=params.interpolation
     )
@@ -212,6 +191,45 @@ def register_t2(
         {k: round(v, 1) for k, v in timings.items()},
         {name: np.clip(paste(img), 0, None) for name, img in moved.items()},
     )
+
+
+def _fit_t2(
+    fixed, moving, init: str, metric_mask, params: PreprocessParams, workdir: Path
+) -> list[str]:
+    """Fit the T2 -> T1 transform (rigid or affine, per ``params.registration``) from ``init``;
+    return its forward transform files. The multi-resolution schedule halves the shrink factor
+    at each of the ``params.t2_iterations`` levels, with smoothing sigma = shrink - 1 voxels.
+    """
+    kind = "Rigid" if params.registration == "rigid" else "Affine"
+    n = len(params.t2_iterations)
+    shrink = tuple(2 ** (n - 1 - i) for i in range(n))
+    reg = linear_registration(
+        fixed,
+        moving,
+        kind,
+        init,
+        metric_mask,
+        sampling_rate=0.2,
+        iterations=params.t2_iterations,
+        shrink=shrink,
+        sigmas=tuple(float(s - 1) for s in shrink),
+        outprefix=str(workdir / "t2_"),
+        seed=params.seed,
+    )
+    return reg["fwdtransforms"]
+
+
+def _brain_box_reference(
+    t1: np.ndarray, t1_affine: np.ndarray, mask: np.ndarray, spacing: np.ndarray
+) -> tuple[tuple[slice, ...], object]:
+    """The brain's bounding box on the T1 grid (mask dilated 4 mm, 2-voxel margin) and an ants
+    reference image of that crop: resampling happens inside it only, since the rest is outside
+    the mask anyway."""
+    box = bbox_slices(dilate_mm(mask, 4.0, spacing), 2)
+    lo = np.array([b.start for b in box])
+    crop_aff = t1_affine.copy()
+    crop_aff[:3, 3] = nib.affines.apply_affine(t1_affine, lo)
+    return box, to_ants(t1[box], crop_aff)
 
 
 def target_grid(shape: tuple[int, ...], affine: np.ndarray, spacing: float) -> tuple:
