@@ -18,9 +18,6 @@ DEFAULT_PAIR = ("t1", "t2")
 #: the two translation directions of the default pair, in table order
 DIRECTIONS = ("t1_to_t2", "t2_to_t1")
 
-#: the default pair's contrasts (kept for code that means exactly T1w and T2w)
-MODALITIES = DEFAULT_PAIR
-
 #: class code of each tissue class in ``label.nii.gz`` (background is 0); white-matter lesions
 #: of the phantom get the code BraTS tumours get
 TISSUE_LABELS = {"csf": 1, "gm": 2, "wm": 3}

@@ -34,7 +34,7 @@ import pandas as pd
 
 from mrbench.domain import CONTRASTS, DEFAULT_PAIR, TISSUE_CLASSES
 from mrbench.io import InputError, load_volume
-from mrbench.pairs import Batch, check_pair
+from mrbench.pairs import Batch, check_pair, contrasts_of
 
 if TYPE_CHECKING:
     import torch
@@ -186,7 +186,7 @@ def _store_contrasts(contrasts: Sequence[str], out_dir: Path) -> tuple[str, ...]
             f"{out_dir}: contrasts {list(contrasts)!r} must be distinct names among "
             f"{', '.join(CONTRASTS)}"
         )
-    return tuple(c for c in CONTRASTS if c in contrasts)
+    return contrasts_of([contrasts])
 
 
 #: slack for float storage of volumes normalised to [0, 1]

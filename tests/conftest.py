@@ -224,6 +224,22 @@ def _tiny_run_in(base: Path) -> TinyRun:
     return TinyRun(work, env)
 
 
+def save_method(method: Any, path: Path, name: str, meta: dict[str, Any] | None = None) -> Path:
+    """``method`` (a plugin instance) written as the model file the trainer exports, under the
+    config name ``name``."""
+    from mrbench.checkpoint import model_record, save_model
+
+    rec = model_record(
+        method=name,
+        plugin=method.plugin_name,
+        params=method.params,
+        image_size=method.image_size,
+        state=method.state_dict(),
+        meta=meta or {},
+    )
+    return save_model(rec, path)
+
+
 def release_gpu_locks() -> None:
     """Release every GPU lock this test process holds (a job's exit does this in the workflow)."""
     from mrbench.training import gpu, locks

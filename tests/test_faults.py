@@ -25,6 +25,7 @@ from conftest import (
     poison_train_step,
     qc_record,
     release_gpu_locks,
+    save_method,
     snakemake,
     tiny_training,
     train_cli_args,
@@ -128,7 +129,6 @@ def test_checkpoint_never_holds_non_finite_weights(
 
 
 def _tiny_model(tmp_path: Path, poison: bool) -> Path:
-    from mrbench.checkpoint import model_record, save_model
     from mrbench_methods import get_plugin
 
     cls = get_plugin("cyclegan")
@@ -136,15 +136,7 @@ def _tiny_model(tmp_path: Path, poison: bool) -> Path:
     if poison:
         with torch.no_grad():
             next(iter(method.parameters())).fill_(math.nan)
-    rec = model_record(
-        method="cyclegan_tiny",
-        plugin="cyclegan",
-        params=method.params,
-        image_size=16,
-        state=method.state_dict(),
-        meta={},
-    )
-    return save_model(rec, tmp_path / ("nan.pt" if poison else "ok.pt"))
+    return save_method(method, tmp_path / ("nan.pt" if poison else "ok.pt"), "cyclegan_tiny")
 
 
 def _volume(tmp_path: Path, name: str = "in.nii.gz") -> Path:

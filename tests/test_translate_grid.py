@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import cyclegan_spec, tiny_training
+from conftest import cyclegan_spec, save_method, tiny_training
 
 from mrbench.cli import main
 from mrbench.inference.grid import training_grid
@@ -22,22 +22,13 @@ GRID = {"orientation": "RAS", "spacing_mm": [9.0, 9.0, 9.0]}
 def flip_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A model file trained (as recorded) on 9 mm RAS volumes whose translation flips each
     axial window along its first axis: a result that depends on which axis is axial."""
-    from mrbench.checkpoint import model_record, save_model
     from mrbench_methods import get_plugin
 
     spec = cyclegan_spec("cyclegan_tiny", tiny_training(2, 1))
     cls = get_plugin("cyclegan")
     method = cls(spec["params"], image_size=16)
     monkeypatch.setattr(cls, "translate", lambda self, x, d: torch.flip(x, dims=[-2]))
-    rec = model_record(
-        method="cyclegan_tiny",
-        plugin="cyclegan",
-        params=method.params,
-        image_size=16,
-        state=method.state_dict(),
-        meta={"grid": GRID},
-    )
-    return save_model(rec, tmp_path / "model.pt")
+    return save_method(method, tmp_path / "model.pt", "cyclegan_tiny", {"grid": GRID})
 
 
 def _head(spacing: float = 9.0) -> nib.Nifti1Image:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 from mrbench.config.schema import dataset_default
+from mrbench.domain import DEFAULT_PAIR
 
 
 def dataset_option(
@@ -28,4 +30,19 @@ def overwrite_option(p: argparse.ArgumentParser, target: str, writer: str) -> No
         "--overwrite",
         action="store_true",
         help=f"replace an {target} that holds files an earlier {writer} did not write",
+    )
+
+
+def contrasts_option(
+    p: argparse.ArgumentParser, choices: Iterable[str], help_text: str, note: str = ""
+) -> None:
+    """``--contrasts``: the contrasts a command writes, imports or stores (default: the
+    paper's pair, so that a command run without it does what it did before pairs existed)."""
+    default = " ".join(DEFAULT_PAIR)
+    p.add_argument(
+        "--contrasts",
+        nargs="+",
+        choices=list(choices),
+        default=list(DEFAULT_PAIR),
+        help=f"{help_text} (default: {default}{'; ' + note if note else ''})",
     )

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from mrbench.cli.args import overwrite_option
-from mrbench.datasets.brats import import_brats
-from mrbench.domain import DEFAULT_PAIR
+from mrbench.cli.args import contrasts_option, overwrite_option
+from mrbench.datasets.brats import BraTS2018, import_brats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/brats2018", help="where archives are extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
-    parser.add_argument(
-        "--contrasts",
-        nargs="+",
-        choices=("t1", "t1ce", "t2", "flair"),
-        default=list(DEFAULT_PAIR),
-        help="contrasts to import (default: t1 t2; t1 is always imported: tissue classes)",
+    contrasts_option(
+        parser, BraTS2018.contrasts, "contrasts to import", "t1 is always imported: tissue classes"
     )
     overwrite_option(parser, "--out folder", "import")
 

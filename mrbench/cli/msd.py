@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from mrbench.cli.args import overwrite_option
-from mrbench.datasets.msd import import_msd
-from mrbench.domain import DEFAULT_PAIR
+from mrbench.cli.args import contrasts_option, overwrite_option
+from mrbench.datasets.msd import MSDBrainTumour, import_msd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default="resources/msd_brats", help="where the archive is extracted"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases imported in parallel")
-    parser.add_argument(
-        "--contrasts",
-        nargs="+",
-        choices=("t1", "t1ce", "t2", "flair"),
-        default=list(DEFAULT_PAIR),
-        help="contrasts to import (default: t1 t2; t1 is always imported: tissue classes)",
+    contrasts_option(
+        parser,
+        MSDBrainTumour.contrasts,
+        "contrasts to import",
+        "t1 is always imported: tissue classes",
     )
     overwrite_option(parser, "--out folder", "import")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sorted cases")

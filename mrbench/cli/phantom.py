@@ -5,24 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrbench.cli.args import dataset_option
+from mrbench.cli.args import contrasts_option, dataset_option
 from mrbench.datasets.phantom import prepare_subject
 from mrbench.datasets.phantom_volumes import CONTRASTS, PhantomSettings, subject_ids, write_phantom
-from mrbench.domain import CONTRASTS as ALL_CONTRASTS
-from mrbench.domain import DEFAULT_PAIR
+from mrbench.pairs import contrasts_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, type=Path, help="folder for <id>_{<contrast>,mask,label}.nii.gz"
     )
-    p.add_argument(
-        "--contrasts",
-        nargs="+",
-        choices=CONTRASTS,
-        default=list(DEFAULT_PAIR),
-        help="contrasts to write (default: t1 t2)",
-    )
+    contrasts_option(p, CONTRASTS, "contrasts to write")
     dataset_option(p, "phantom", "--n-subjects", int, "number of subjects")
     dataset_option(p, "phantom", "--seed", int, "seed of the random deformations")
     dataset_option(p, "phantom", "--voxel-size", float, "isotropic voxel size in mm")
@@ -43,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--only: {unknown} not among the {args.n_subjects} phantom subjects")
     # in the order of mrbench.domain.CONTRASTS, as every store lists them
-    contrasts = tuple(c for c in ALL_CONTRASTS if c in args.contrasts)
+    contrasts = contrasts_of([args.contrasts])
     write_phantom(args.out, args.n_subjects, args.seed, settings, args.only, contrasts)
     if args.subjects_dir:
         for sid in args.only or ids:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from mrbench.domain import CONTRASTS, DEFAULT_PAIR
+from mrbench.cli.args import contrasts_option
+from mrbench.pairs import contrasts_of
 from mrbench.preprocessing.params import PreprocessParams
 from mrbench.preprocessing.pipeline import PREPROCESS_CONTRASTS, preprocess_subject
 
@@ -24,12 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="PD-weighted NIfTI volume of the T2's acquisition (IXI-PD): moved by the T2's "
         "transform, not registered itself",
     )
-    parser.add_argument(
-        "--contrasts",
-        nargs="+",
-        choices=PREPROCESS_CONTRASTS,
-        default=list(DEFAULT_PAIR),
-        help="contrasts to write as <contrast>.nii.gz (default: t1 t2; pd needs --pd)",
+    contrasts_option(
+        parser, PREPROCESS_CONTRASTS, "contrasts to write as <contrast>.nii.gz", "pd needs --pd"
     )
     parser.add_argument("--out", required=True, help="subject output folder")
     parser.add_argument("--subject", default=None, help="subject id (default: folder name)")
@@ -63,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         target_spacing=args.target_spacing,
     )
     others = {"pd": args.pd} if args.pd else {}
-    contrasts = tuple(c for c in CONTRASTS if c in args.contrasts)
+    contrasts = contrasts_of([args.contrasts])
     qc = preprocess_subject(
         args.t1, args.t2, args.out, params, args.subject, others=others, contrasts=contrasts
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrbench.cli.args import dataset_option
+from mrbench.cli.args import contrasts_option, dataset_option
 from mrbench.datasets.splits import SPLITS, read_splits, subjects_in
-from mrbench.domain import CONTRASTS, DEFAULT_PAIR
+from mrbench.domain import CONTRASTS
 from mrbench.slices import SubjectVolumes, build_split
 
 
@@ -18,13 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="<dir>/<subject>/{<contrast>,mask,label}.nii.gz",
     )
-    p.add_argument(
-        "--contrasts",
-        nargs="+",
-        choices=list(CONTRASTS),
-        default=list(DEFAULT_PAIR),
-        help="contrasts the store holds, one <contrast>.npy each (default: t1 t2)",
-    )
+    contrasts_option(p, CONTRASTS, "contrasts the store holds, one <contrast>.npy each")
     p.add_argument("--splits", required=True, type=Path, help="TSV with columns subject, split")
     p.add_argument("--out", required=True, type=Path, help="writes OUT/{train,val,test}/")
     p.add_argument("--size", type=int, required=True, help="slice size in pixels (crop/pad)")

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from mrbench.datasets.splits import write_splits
-from mrbench.domain import DEFAULT_PAIR
 from mrbench.io import InputError, save_volume, staged_dir
 from mrbench.slices import normalise_volume
 
@@ -139,26 +138,6 @@ def import_volumes(
             _import_tissues(normalised["t1"], mask, out_affine, affine, seg, names["t1"], out_dir)
         )
     return info
-
-
-def import_pair(
-    t1: np.ndarray,
-    t2: np.ndarray,
-    affine: np.ndarray,
-    out_dir: Path,
-    names: tuple[str, str] = DEFAULT_PAIR,
-    seg: np.ndarray | None = None,
-    tissues: bool = True,
-) -> dict:
-    """:func:`import_volumes` of a T1w/T2w pair (``names``: their file names, for errors)."""
-    return import_volumes(
-        {"t1": t1, "t2": t2},
-        affine,
-        out_dir,
-        dict(zip(("t1", "t2"), names, strict=True)),
-        seg,
-        tissues,
-    )
 
 
 def _import_tissues(

@@ -43,6 +43,7 @@ from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
 from mrbench.datasets.splits import check_archive_against_split
 from mrbench.io import InputError, check_output_dir, load_volume
+from mrbench.pairs import contrasts_of
 
 MODALITIES = ("t1", "t1ce", "t2", "flair", "seg")
 #: the contrasts imported by default (the default pair)
@@ -184,7 +185,7 @@ def import_brats(
     A non-empty ``out_root`` that no earlier import wrote is refused before any work (unless
     ``overwrite``): the import replaces the whole folder."""
     unknown = sorted(set(contrasts) - set(BraTS2018.contrasts))
-    contrasts = tuple(c for c in domain.CONTRASTS if c in {"t1", *contrasts})
+    contrasts = contrasts_of([("t1", *contrasts)])
     if unknown:
         raise ValueError(f"BraTS 2018 offers {', '.join(BraTS2018.contrasts)}, not {unknown}")
     check_output_dir(out_root, "subjects", overwrite)

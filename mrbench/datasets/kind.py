@@ -60,10 +60,6 @@ BUILTIN_MODULES = (
 )
 ENTRY_POINT_GROUP = "mrbench.datasets"
 ACQUISITIONS = ("subject", "rules", "import")
-#: volumes of every subject of the default pair (:func:`needed_volumes` gives a dataset's);
-#: ``label`` (tissue classes: 1 CSF, 2 GM, 3 WM, 4 lesion/tumour) is made from the T1w by
-#: :func:`mrbench.preprocessing.tissues.segment_tissues` where a kind writes none
-VOLUMES = subject_files(DEFAULT_PAIR)
 
 _KINDS: dict[str, type[DatasetKind]] = {}
 
@@ -144,10 +140,7 @@ def needed_contrasts(
                     f"config key {key}: contrast {c!r} is not offered by dataset kind "
                     f"{kind.name!r} (it offers {', '.join(kind.contrasts)})"
                 )
-    wanted = set(contrasts_of(pairs))
-    if kind.reference:
-        wanted.add(kind.reference)
-    return tuple(c for c in CONTRASTS if c in wanted)
+    return contrasts_of([*pairs, (kind.reference,)] if kind.reference else pairs)
 
 
 def needed_volumes(

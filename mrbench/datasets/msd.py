@@ -26,6 +26,7 @@ from mrbench.datasets.archive import safe_extract
 from mrbench.datasets.kind import ImportedDatasetKind, register_dataset
 from mrbench.domain import CONTRASTS, DEFAULT_PAIR
 from mrbench.io import InputError, check_output_dir, load_volume
+from mrbench.pairs import contrasts_of
 
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
 MD5 = "240a19d752f0d9e9101544901065d872"
@@ -96,7 +97,7 @@ def import_msd(
     unknown = sorted(set(contrasts) - set(CHANNELS))
     if unknown:
         raise ValueError(f"MSD Task01 offers {', '.join(CHANNELS)}, not {unknown}")
-    contrasts = tuple(c for c in CONTRASTS if c in {"t1", *contrasts})
+    contrasts = contrasts_of([("t1", *contrasts)])
     check_output_dir(out_root, "subjects", overwrite)
     source = Path(source)
     if not source.exists():

@@ -88,11 +88,9 @@ def pair_key(direction: str) -> str:
     """The tidy table's ``pair`` of a direction: its two contrasts in the order of
     :data:`mrbench.domain.CONTRASTS`, joined by ``/`` (``flair_to_t2`` -> ``t2/flair``), so both
     directions of a pair share it whichever contrast the config names first."""
-    from mrbench.domain import CONTRASTS
-    from mrbench.pairs import parse_direction
+    from mrbench.pairs import contrasts_of, parse_direction
 
-    src, dst = parse_direction(direction)
-    return "/".join(c for c in CONTRASTS if c in (src, dst))
+    return "/".join(contrasts_of([parse_direction(direction)]))
 
 
 #: columns of the tidy results table. ``direction`` (``<source>_to_<target>``) names the

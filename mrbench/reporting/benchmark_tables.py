@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -66,21 +67,72 @@ def table1(
     labels = {**labels_from(summary), **roster.labels(), **(labels or {})}
     sel = summary[(summary["protocol"] == protocol) & summary["metric"].isin([psnr, ssim])]
     sel = sel[sel["method"].isin(roster.table1)]
+    # every dataset gets the directions present in any (the paper's layout)
+    dirs = ordered(list(sel["direction"]), list(DIRECTION_LABELS))
+    grid = method_grid(
+        summary, roster, labels, protocol, psnr, ssim, lambda _: dirs, direction_label
+    )
+    df = grid.frame
+    df["supervised"] = df["method"].isin(grid.supervised) if len(df) else []
+    doc = TableDoc(
+        "Table 1. T1w ↔ T2w translation: PSNR (dB) and SSIM (%) on the test sets "
+        f"(protocol {protocol}).",
+        grid.header,
+        grid.rows,
+        "l" + "c" * (2 * len(grid.cols)),
+        _table1_notes(grid.sel, protocol, psnr, ssim, roster, grid.methods, grid.supervised),
+        grid.sections,
+    )
+    return doc, df
+
+
+@dataclass(frozen=True)
+class MethodGrid:
+    """Methods x (dataset, direction, PSNR/SSIM) of Table 1's layout, shared with the pairs
+    table: the selected summary rows, the row order, the columns, header, cells and CSV."""
+
+    sel: pd.DataFrame
+    methods: list[str]  #: unsupervised methods, then the supervised references
+    supervised: list[str]
+    cols: list[tuple[str, str]]  #: (dataset, direction) column groups
+    header: list[list[tuple[str, int]]]
+    rows: list[list[Cell]]
+    frame: pd.DataFrame  #: one CSV row per method, dataset and direction
+
+    @property
+    def sections(self) -> list[int]:
+        """Row index where the supervised block starts (none without one)."""
+        return [len(self.methods) - len(self.supervised)] if self.supervised else []
+
+
+def method_grid(
+    summary: pd.DataFrame,
+    roster: Roster,
+    labels: dict[str, str],
+    protocol: str,
+    psnr: str,
+    ssim: str,
+    directions: Callable[[pd.DataFrame], list[str]],
+    direction_title: Callable[[str], str],
+) -> MethodGrid:
+    """The grid of ``summary``'s rows of ``protocol``: the roster's Table 1 methods present
+    (supervised references last, under a title row, never bold), each dataset's columns in the
+    order ``directions(rows of that dataset)`` gives, titled by ``direction_title``."""
+    sel = summary[(summary["protocol"] == protocol) & summary["metric"].isin([psnr, ssim])]
+    sel = sel[sel["method"].isin(roster.table1)]
     present = [m for m in roster.table1 if m in set(sel["method"])]
     supervised = roster.supervised(present)
     methods = [m for m in present if m not in supervised] + supervised
     datasets = list(dict.fromkeys(sel["dataset"]))
-    dirs = ordered(list(sel["direction"]), list(DIRECTION_LABELS))
-    cols = [(d, r) for d in datasets for r in dirs]
+    cols = [(d, r) for d in datasets for r in directions(sel[sel["dataset"] == d])]
     metrics = (("psnr", psnr), ("ssim", ssim))
     get = _lookup(sel)
     best = _best_per_column(get, methods[: len(methods) - len(supervised)], cols, metrics)
     best = {k: v + [False] * len(supervised) for k, v in best.items()}
-    df = _table1_frame(get, methods, cols, metrics, best, labels, protocol)
-    df["supervised"] = df["method"].isin(supervised) if len(df) else []
+    spans = [(d, sum(1 for dd, _ in cols if dd == d)) for d in datasets]
     header = [
-        [("Method", 1)] + [(dataset_label(d), 2 * len(dirs)) for d in datasets],
-        [("", 1)] + [(direction_label(r), 2) for _, r in cols],
+        [("Method", 1)] + [(dataset_label(d), 2 * n) for d, n in spans],
+        [("", 1)] + [(direction_title(r), 2) for _, r in cols],
         [("", 1)] + [(h, 1) for _ in cols for h in ("PSNR (dB)", "SSIM (%)")],
     ]
     rows = []
@@ -93,17 +145,8 @@ def table1(
                 text = fmt_pm(get(m, d, r, metric, "mean"), get(m, d, r, metric, "std"))
                 row.append(Cell(text, best[(d, r, short)][i]))
         rows.append(row)
-    sections = [len(methods) - len(supervised)] if supervised else []
-    doc = TableDoc(
-        "Table 1. T1w ↔ T2w translation: PSNR (dB) and SSIM (%) on the test sets "
-        f"(protocol {protocol}).",
-        header,
-        rows,
-        "l" + "c" * (2 * len(cols)),
-        _table1_notes(sel, protocol, psnr, ssim, roster, methods, supervised),
-        sections,
-    )
-    return doc, df
+    frame = _table1_frame(get, methods, cols, metrics, best, labels, protocol)
+    return MethodGrid(sel, methods, supervised, cols, header, rows, frame)
 
 
 def _lookup(sel: pd.DataFrame) -> Lookup:

@@ -17,21 +17,9 @@ import pandas as pd
 from mrbench.config.roster import Roster
 from mrbench.domain import CONTRASTS
 from mrbench.pairs import parse_direction
-from mrbench.reporting.benchmark_tables import (
-    SUPERVISED_TITLE,
-    _best_per_column,
-    _lookup,
-    _table1_frame,
-    _table1_notes,
-)
-from mrbench.reporting.labels import (
-    dataset_label,
-    direction_order,
-    labels_from,
-    roster_or_plain,
-    row_label,
-)
-from mrbench.reporting.render import Cell, TableDoc, fmt_pm
+from mrbench.reporting.benchmark_tables import _table1_notes, method_grid
+from mrbench.reporting.labels import direction_order, labels_from, roster_or_plain
+from mrbench.reporting.render import TableDoc
 
 
 def contrast_direction_label(direction: str) -> str:
@@ -58,44 +46,24 @@ def pairs_table(
 
     roster = roster_or_plain(roster, summary)
     labels = {**labels_from(summary), **roster.labels()}
-    sel = summary[(summary["protocol"] == protocol) & summary["metric"].isin([psnr, ssim])]
-    sel = sel[sel["method"].isin(roster.table1)]
-    present = [m for m in roster.table1 if m in set(sel["method"])]
-    supervised = roster.supervised(present)
-    methods = [m for m in present if m not in supervised] + supervised
-    datasets = list(dict.fromkeys(sel["dataset"]))
-    cols = [
-        (d, r)
-        for d in datasets
-        for r in direction_order(list(sel.loc[sel["dataset"] == d, "direction"]))
-    ]
-    metrics = (("psnr", psnr), ("ssim", ssim))
-    get = _lookup(sel)
-    best = _best_per_column(get, methods[: len(methods) - len(supervised)], cols, metrics)
-    best = {k: v + [False] * len(supervised) for k, v in best.items()}
-    df = _table1_frame(get, methods, cols, metrics, best, labels, protocol)
+    grid = method_grid(
+        summary,
+        roster,
+        labels,
+        protocol,
+        psnr,
+        ssim,
+        lambda rows: direction_order(list(rows["direction"])),
+        contrast_direction_label,
+    )
+    df = grid.frame
     if len(df):
         parsed = df["direction"].map(parse_direction)
         df.insert(df.columns.get_loc("direction") + 1, "pair", df["direction"].map(pair_key))
         df.insert(df.columns.get_loc("pair") + 1, "source", parsed.str[0])
         df.insert(df.columns.get_loc("source") + 1, "target", parsed.str[1])
-        df["supervised"] = df["method"].isin(supervised)
-    spans = [(d, sum(1 for dd, _ in cols if dd == d)) for d in datasets]
-    header = [
-        [("Method", 1)] + [(dataset_label(d), 2 * n) for d, n in spans],
-        [("", 1)] + [(contrast_direction_label(r), 2) for _, r in cols],
-        [("", 1)] + [(h, 1) for _ in cols for h in ("PSNR (dB)", "SSIM (%)")],
-    ]
-    rows = []
-    for i, m in enumerate(methods):
-        if supervised and m == supervised[0]:
-            rows.append([Cell(SUPERVISED_TITLE)] + [Cell("") for _ in range(2 * len(cols))])
-        row = [Cell(row_label(roster, m, labels))]
-        for d, r in cols:
-            for short, metric in metrics:
-                text = fmt_pm(get(m, d, r, metric, "mean"), get(m, d, r, metric, "std"))
-                row.append(Cell(text, best[(d, r, short)][i]))
-        rows.append(row)
+        df["supervised"] = df["method"].isin(grid.supervised)
+    sel, methods, supervised = grid.sel, grid.methods, grid.supervised
     notes = _table1_notes(sel, protocol, psnr, ssim, roster, methods, supervised)
     if supervised:  # Table 1's note names T1w/T2w pairs; here every pair's co-registered slices
         notes = [
@@ -110,10 +78,10 @@ def pairs_table(
     doc = TableDoc(
         "Contrast pairs: PSNR (dB) and SSIM (%) of every method on every translation run "
         f"(protocol {protocol}).",
-        header,
-        rows,
-        "l" + "c" * (2 * len(cols)),
+        grid.header,
+        grid.rows,
+        "l" + "c" * (2 * len(grid.cols)),
         notes,
-        [len(methods) - len(supervised)] if supervised else [],
+        grid.sections,
     )
     return doc, df

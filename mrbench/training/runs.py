@@ -270,10 +270,6 @@ def store_files(pair: tuple[str, str] | list[str] = DEFAULT_PAIR) -> tuple[str, 
     return ("meta.json", "index.tsv", f"{a}.npy", f"{b}.npy", "mask.npy", "label.npy")
 
 
-#: the files a digest reads for the default pair (T1w/T2w)
-STORE_FILES = store_files(DEFAULT_PAIR)
-
-
 def data_digest(data_dir: str | Path, pair: tuple[str, str] | list[str] = DEFAULT_PAIR) -> str:
     """sha256 of the ``train`` and ``val`` slice stores under ``data_dir`` for a run on
     ``pair``: every byte a run learns from and selects its weights with. The stores' meta and

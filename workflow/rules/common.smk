@@ -26,7 +26,7 @@ from mrbench.config.pairs import (
     pair_args,
     pair_of_tag,
 )
-from mrbench.datasets.kind import VOLUMES, needed_contrasts
+from mrbench.datasets.kind import needed_contrasts
 from mrbench.pairs import (
     directions_of,
     is_default,
